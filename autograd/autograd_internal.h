@@ -1,0 +1,46 @@
+/* autograd_internal.h - helpers for op implementations; not installed. */
+#ifndef SG_AUTOGRAD_INTERNAL_H
+#define SG_AUTOGRAD_INTERNAL_H
+
+#include "../tensor/tensor_internal.h"
+#include "sg_autograd.h"
+
+struct sg_graph {
+    sg_arena *arena;
+    sg_node *tape;      /* last recorded node */
+    int64_t n_nodes;
+    int status;
+    bool grad_enabled;
+};
+
+/* Return NULL from an op if any argument is NULL (first error already recorded). */
+#define SG_NEED(...)                                                                        \
+    do {                                                                                    \
+        const void *need_[] = {__VA_ARGS__};                                                \
+        for (size_t k_ = 0; k_ < sizeof need_ / sizeof *need_; k_++)                        \
+            if (!need_[k_])                                                                 \
+                return NULL;                                                                \
+    } while (0)
+
+/* Normalises a possibly negative dim for ndim dims; -1 if out of range. */
+SG_INTERNAL int sg__dim(int dim, int ndim);
+
+/* A graph tensor header sharing data (for views); copies dtype from x. */
+SG_INTERNAL sg_tensor *sg__view_header(sg_graph *g, const sg_tensor *x);
+
+/* Checks a float dtype (and equal dtypes for two operands); records error. */
+SG_INTERNAL bool sg__check_float(sg_graph *g, const char *op, const sg_tensor *a);
+SG_INTERNAL bool sg__check_same_float(sg_graph *g, const char *op, const sg_tensor *a,
+                                      const sg_tensor *b);
+
+/* dst (strided view over a float buffer, shape dst_shape) += src (contiguous, shape
+ * src_shape which broadcasts to... the reverse: dst_strides are given for src's
+ * shape and are 0 where dst is broadcast), so summing reduces over broadcast dims. */
+SG_INTERNAL void sg__accumulate(sg_dtype dt, void *dst, const int64_t *dst_strides, int ndim,
+                                const int64_t *shape, const void *src,
+                                const int64_t *src_strides);
+
+/* Contiguous strides of shape into out. */
+SG_INTERNAL void sg__contig_strides(int ndim, const int64_t *shape, int64_t *out);
+
+#endif

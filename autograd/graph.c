@@ -1,0 +1,398 @@
+/* graph.c - the tape: graphs, node recording, gradient buffers, backward, creation. */
+#include "autograd_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+sg_graph *sg_graph_new(void)
+{
+    sg_graph *g = calloc(1, sizeof *g);
+    if (!g) {
+        sg__error(SG_ENOMEM, "sg_graph_new: out of memory");
+        return NULL;
+    }
+    g->arena = sg_arena_new(0);
+    if (!g->arena) {
+        free(g);
+        return NULL;
+    }
+    g->grad_enabled = true;
+    return g;
+}
+
+void sg_graph_free(sg_graph *g)
+{
+    if (!g)
+        return;
+    sg_arena_free(g->arena);
+    free(g);
+}
+
+void sg_graph_reset(sg_graph *g)
+{
+    sg_arena_reset(g->arena);
+    g->tape = NULL;
+    g->n_nodes = 0;
+    g->status = SG_OK;
+}
+
+int sg_graph_status(const sg_graph *g) { return g->status; }
+
+bool sg_graph_set_grad_enabled(sg_graph *g, bool enabled)
+{
+    bool prev = g->grad_enabled;
+    g->grad_enabled = enabled;
+    return prev;
+}
+
+bool sg_graph_grad_enabled(const sg_graph *g) { return g->grad_enabled; }
+
+sg_arena *sg_graph_arena(sg_graph *g) { return g->arena; }
+
+int64_t sg_graph_node_count(const sg_graph *g) { return g->n_nodes; }
+
+void *sg_graph_fail(sg_graph *g, int code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sg__error(code, "%s", msg);
+    if (g && g->status == SG_OK)
+        g->status = code;
+    return NULL;
+}
+
+int sg__dim(int dim, int ndim)
+{
+    if (dim < 0)
+        dim += ndim;
+    return (dim < 0 || dim >= ndim) ? -1 : dim;
+}
+
+void sg__contig_strides(int ndim, const int64_t *shape, int64_t *out)
+{
+    int64_t s = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        out[d] = s;
+        s *= shape[d];
+    }
+}
+
+sg_tensor *sg_empty(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape)
+{
+    if (!g)
+        return NULL;
+    sg_tensor *t = sg_arena_alloc(g->arena, sizeof *t);
+    if (!t)
+        return sg_graph_fail(g, SG_ENOMEM, "sg_empty: out of memory");
+    memset(t, 0, sizeof *t);
+    int64_t n = sg__init_contiguous(t, dt, ndim, shape);
+    if (n < 0)
+        return sg_graph_fail(g, SG_EINVAL, "sg_empty: invalid dtype %d, ndim %d or shape", (int)dt,
+                             ndim);
+    t->data = sg_arena_alloc(g->arena, (size_t)n * sg_dtype_size(dt));
+    if (!t->data)
+        return sg_graph_fail(g, SG_ENOMEM, "sg_empty: cannot allocate %lld elements",
+                             (long long)n);
+    return t;
+}
+
+sg_tensor *sg__view_header(sg_graph *g, const sg_tensor *x)
+{
+    sg_tensor *t = sg_arena_alloc(g->arena, sizeof *t);
+    if (!t)
+        return sg_graph_fail(g, SG_ENOMEM, "view: out of memory");
+    *t = *x;
+    t->grad = NULL;
+    t->node = NULL;
+    t->requires_grad = false;
+    t->owns_data = false;
+    return t;
+}
+
+bool sg__check_float(sg_graph *g, const char *op, const sg_tensor *a)
+{
+    if (sg_dtype_is_float(a->dtype))
+        return true;
+    sg_graph_fail(g, SG_EDTYPE, "%s: expects a float tensor, got %s %s", op,
+                  sg_dtype_name(a->dtype), SG_SHAPE(a));
+    return false;
+}
+
+bool sg__check_same_float(sg_graph *g, const char *op, const sg_tensor *a, const sg_tensor *b)
+{
+    if (!sg__check_float(g, op, a) || !sg__check_float(g, op, b))
+        return false;
+    if (a->dtype == b->dtype)
+        return true;
+    sg_graph_fail(g, SG_EDTYPE, "%s: dtypes differ: %s %s vs %s %s", op, sg_dtype_name(a->dtype),
+                  SG_SHAPE(a), sg_dtype_name(b->dtype), SG_SHAPE(b));
+    return false;
+}
+
+sg_node *sg_record(sg_graph *g, const char *name, sg_backward_fn backward, int n_in,
+                   sg_tensor *const *ins, int n_out, sg_tensor *const *outs)
+{
+    if (!g->grad_enabled)
+        return NULL;
+    bool any = false;
+    for (int k = 0; k < n_in; k++)
+        if (ins[k] && ins[k]->requires_grad)
+            any = true;
+    if (!any)
+        return NULL;
+    sg_node *n = sg_arena_alloc(g->arena, sizeof *n);
+    sg_tensor **in = sg_arena_alloc(g->arena, sizeof *in * (size_t)(n_in ? n_in : 1));
+    if (!n || !in) {
+        sg_graph_fail(g, SG_ENOMEM, "%s: out of memory recording the node", name);
+        return NULL;
+    }
+    memset(n, 0, sizeof *n);
+    memcpy(in, ins, sizeof *in * (size_t)n_in);
+    n->name = name;
+    n->backward = backward;
+    n->n_in = n_in;
+    n->in = in;
+    n->n_out = n_out;
+    for (int k = 0; k < n_out; k++) {
+        n->out[k] = outs[k];
+        outs[k]->node = n;
+        outs[k]->requires_grad = true;
+    }
+    n->prev = g->tape;
+    g->tape = n;
+    g->n_nodes++;
+    return n;
+}
+
+void *sg_grad_of(sg_graph *g, sg_tensor *t)
+{
+    if (!t || !t->requires_grad)
+        return NULL;
+    if (!t->grad) {
+        size_t bytes = (size_t)sg_tensor_numel(t) * sg_dtype_size(t->dtype);
+        t->grad = sg_arena_calloc(g->arena, bytes);
+        if (!t->grad)
+            sg_graph_fail(g, SG_ENOMEM, "backward: cannot allocate a gradient of %zu bytes",
+                          bytes);
+    }
+    return t->grad;
+}
+
+sg_tensor *sg_grad_tensor(sg_graph *g, sg_tensor *t)
+{
+    void *gr = sg_grad_of(g, t);
+    if (!gr)
+        return NULL;
+    sg_tensor *h = sg_arena_alloc(g->arena, sizeof *h);
+    if (!h)
+        return sg_graph_fail(g, SG_ENOMEM, "backward: out of memory");
+    memset(h, 0, sizeof *h);
+    sg__init_contiguous(h, t->dtype, t->ndim, t->shape);
+    h->data = gr;
+    return h;
+}
+
+static int run_backward(sg_graph *g)
+{
+    for (sg_node *n = g->tape; n; n = n->prev) {
+        bool has_grad = false;
+        for (int k = 0; k < n->n_out; k++)
+            if (n->out[k]->grad)
+                has_grad = true;
+        if (has_grad)
+            n->backward(g, n);
+        if (g->status != SG_OK)
+            return g->status;
+    }
+    return SG_OK;
+}
+
+int sg_backward(sg_graph *g, sg_tensor *loss)
+{
+    if (!g || !loss)
+        return sg__error(SG_EINVAL, "sg_backward: graph or loss is NULL (%s)", sg_last_error());
+    if (g->status != SG_OK)
+        return sg__error(g->status, "sg_backward: the graph has a failed op: %s", sg_last_error());
+    if (sg_tensor_numel(loss) != 1)
+        return sg__error(SG_EINVAL, "sg_backward: loss must have one element, got %s "
+                                    "(use sg_backward_ex with an output gradient)",
+                         SG_SHAPE(loss));
+    if (!loss->requires_grad)
+        return sg__error(SG_EINVAL, "sg_backward: loss does not require grad (no input does)");
+    void *gr = sg_grad_of(g, loss);
+    if (!gr)
+        return g->status;
+    if (loss->dtype == SG_F32)
+        *(float *)gr += 1.0f;
+    else
+        *(double *)gr += 1.0;
+    return run_backward(g);
+}
+
+int sg_backward_ex(sg_graph *g, sg_tensor *out, const sg_tensor *grad_out)
+{
+    if (!g || !out || !grad_out)
+        return sg__error(SG_EINVAL, "sg_backward_ex: graph, output or gradient is NULL");
+    if (g->status != SG_OK)
+        return sg__error(g->status, "sg_backward_ex: the graph has a failed op: %s",
+                         sg_last_error());
+    if (!sg_tensor_same_shape(out, grad_out) || out->dtype != grad_out->dtype)
+        return sg__error(SG_ESHAPE, "sg_backward_ex: gradient %s %s does not match output %s %s",
+                         sg_dtype_name(grad_out->dtype), SG_SHAPE(grad_out),
+                         sg_dtype_name(out->dtype), SG_SHAPE(out));
+    if (!out->requires_grad)
+        return sg__error(SG_EINVAL, "sg_backward_ex: output does not require grad");
+    sg_tensor *gt = sg_grad_tensor(g, out);
+    if (!gt)
+        return g->status;
+    int64_t st[SG_MAX_DIMS];
+    sg__contig_strides(out->ndim, out->shape, st);
+    sg__accumulate(out->dtype, gt->data, st, out->ndim, out->shape, grad_out->data,
+                   grad_out->stride);
+    return run_backward(g);
+}
+
+/* ---- accumulation: dst[strided] += src[strided], reducing where dst strides are 0 */
+
+typedef struct {
+    sg_dtype dt;
+} acc_ctx;
+
+static void acc_kernel(int64_t n, char **p, const int64_t *s, void *user)
+{
+    const acc_ctx *c = user;
+    if (c->dt == SG_F32) {
+        float *d = (float *)p[0];
+        const float *x = (const float *)p[1];
+        if (s[0] == 1 && s[1] == 1) {
+            for (int64_t i = 0; i < n; i++)
+                d[i] += x[i];
+        } else if (s[0] == 0) {
+            float acc = 0;
+            for (int64_t i = 0; i < n; i++)
+                acc += x[i * s[1]];
+            d[0] += acc;
+        } else {
+            for (int64_t i = 0; i < n; i++)
+                d[i * s[0]] += x[i * s[1]];
+        }
+    } else {
+        double *d = (double *)p[0];
+        const double *x = (const double *)p[1];
+        if (s[0] == 0) {
+            double acc = 0;
+            for (int64_t i = 0; i < n; i++)
+                acc += x[i * s[1]];
+            d[0] += acc;
+        } else {
+            for (int64_t i = 0; i < n; i++)
+                d[i * s[0]] += x[i * s[1]];
+        }
+    }
+}
+
+void sg__accumulate(sg_dtype dt, void *dst, const int64_t *dst_strides, int ndim,
+                    const int64_t *shape, const void *src, const int64_t *src_strides)
+{
+    sg__iter it;
+    size_t es = sg_dtype_size(dt);
+    sg__iter_init(&it, ndim, shape);
+    sg__iter_add(&it, dst, es, dst_strides);
+    sg__iter_add(&it, (void *)src, es, src_strides);
+    acc_ctx c = {dt};
+    sg__iter_run(&it, acc_kernel, &c);
+}
+
+/* ---- creation ---------------------------------------------------------------- */
+
+sg_tensor *sg_full(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape, double v)
+{
+    sg_tensor *t = sg_empty(g, dt, ndim, shape);
+    if (t)
+        sg_tensor_fill_(t, v);
+    return t;
+}
+
+sg_tensor *sg_zeros(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape)
+{
+    sg_tensor *t = sg_empty(g, dt, ndim, shape);
+    if (t)
+        memset(t->data, 0, (size_t)sg_tensor_numel(t) * sg_dtype_size(dt));
+    return t;
+}
+
+sg_tensor *sg_ones(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape)
+{
+    return sg_full(g, dt, ndim, shape, 1.0);
+}
+
+sg_tensor *sg_arange(sg_graph *g, sg_dtype dt, int64_t n, double start, double step)
+{
+    if (n < 0)
+        return sg_graph_fail(g, SG_EINVAL, "sg_arange: negative length %lld", (long long)n);
+    sg_tensor *t = sg_empty(g, dt, 1, &n);
+    if (t)
+        for (int64_t i = 0; i < n; i++)
+            sg_tensor_set(t, i, start + step * (double)i);
+    return t;
+}
+
+sg_tensor *sg_from_buffer(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape,
+                          const void *buf)
+{
+    if (!buf)
+        return sg_graph_fail(g, SG_EINVAL, "sg_from_buffer: buffer is NULL");
+    sg_tensor *t = sg_empty(g, dt, ndim, shape);
+    if (t)
+        memcpy(t->data, buf, (size_t)sg_tensor_numel(t) * sg_dtype_size(dt));
+    return t;
+}
+
+sg_tensor *sg_rand(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape, sg_rng *r)
+{
+    sg_tensor *t = sg_empty(g, dt, ndim, shape);
+    if (t && sg_tensor_uniform_(t, r, 0, 1) != SG_OK)
+        return sg_graph_fail(g, SG_EDTYPE, "sg_rand: %s", sg_last_error());
+    return t;
+}
+
+sg_tensor *sg_randn(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape, sg_rng *r)
+{
+    sg_tensor *t = sg_empty(g, dt, ndim, shape);
+    if (t && sg_tensor_normal_(t, r, 0, 1) != SG_OK)
+        return sg_graph_fail(g, SG_EDTYPE, "sg_randn: %s", sg_last_error());
+    return t;
+}
+
+sg_tensor *sg_detach(sg_graph *g, sg_tensor *x)
+{
+    SG_NEED(g, x);
+    return sg__view_header(g, x);
+}
+
+static void copy_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *x = n->in[0], *y = n->out[0];
+    void *dx = sg_grad_of(g, x);
+    if (!dx)
+        return;
+    int64_t st[SG_MAX_DIMS];
+    sg__contig_strides(x->ndim, x->shape, st);
+    sg__accumulate(x->dtype, dx, st, x->ndim, x->shape, y->grad, st);
+}
+
+sg_tensor *sg_copy(sg_graph *g, sg_tensor *x)
+{
+    SG_NEED(g, x);
+    sg_tensor *y = sg_empty(g, x->dtype, x->ndim, x->shape);
+    if (!y)
+        return NULL;
+    sg_tensor_copy_(y, x);
+    sg_record(g, "copy", copy_bwd, 1, &x, 1, &y);
+    return y;
+}

@@ -1,0 +1,134 @@
+/* arena.c - chunked bump allocator; chunks merge on reset so steady state is one chunk. */
+#include "tensor_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_ALIGN 64
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t size; /* usable bytes after the header */
+    size_t used;
+    _Alignas(ARENA_ALIGN) unsigned char data[];
+} chunk;
+
+struct sg_arena {
+    chunk *head;       /* chunk currently bumped */
+    chunk *full;       /* chunks filled since the last reset */
+    size_t chunk_bytes;
+    size_t used_total; /* bytes handed out since reset, for stats and merging */
+};
+
+static chunk *chunk_new(size_t size)
+{
+    size = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    chunk *c = aligned_alloc(ARENA_ALIGN, sizeof(chunk) + size);
+    if (!c)
+        return NULL;
+    c->next = NULL;
+    c->size = size;
+    c->used = 0;
+    return c;
+}
+
+sg_arena *sg_arena_new(size_t chunk_bytes)
+{
+    sg_arena *a = calloc(1, sizeof *a);
+    if (!a) {
+        sg__error(SG_ENOMEM, "sg_arena_new: out of memory");
+        return NULL;
+    }
+    a->chunk_bytes = chunk_bytes ? chunk_bytes : (size_t)1 << 20;
+    a->head = chunk_new(a->chunk_bytes);
+    if (!a->head) {
+        free(a);
+        sg__error(SG_ENOMEM, "sg_arena_new: cannot reserve %zu bytes", chunk_bytes);
+        return NULL;
+    }
+    return a;
+}
+
+static void chunk_list_free(chunk *c)
+{
+    while (c) {
+        chunk *n = c->next;
+        free(c);
+        c = n;
+    }
+}
+
+void sg_arena_free(sg_arena *a)
+{
+    if (!a)
+        return;
+    chunk_list_free(a->head);
+    chunk_list_free(a->full);
+    free(a);
+}
+
+void *sg_arena_alloc(sg_arena *a, size_t bytes)
+{
+    size_t need = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (need == 0)
+        need = ARENA_ALIGN;
+    if (a->head->used + need > a->head->size) {
+        size_t size = a->chunk_bytes > need ? a->chunk_bytes : need;
+        /* grow geometrically so a big step needs few chunks */
+        if (size < a->used_total)
+            size = a->used_total;
+        chunk *c = chunk_new(size);
+        if (!c) {
+            sg__error(SG_ENOMEM, "sg_arena_alloc: out of memory asking for %zu bytes", bytes);
+            return NULL;
+        }
+        a->head->next = a->full;
+        a->full = a->head;
+        a->head = c;
+    }
+    void *p = a->head->data + a->head->used;
+    a->head->used += need;
+    a->used_total += need;
+    return p;
+}
+
+void *sg_arena_calloc(sg_arena *a, size_t bytes)
+{
+    void *p = sg_arena_alloc(a, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+void sg_arena_reset(sg_arena *a)
+{
+    if (a->full) {
+        /* This step needed several chunks: replace them by one that fits it all. */
+        size_t total = a->used_total + a->used_total / 4;
+        chunk *c = chunk_new(total);
+        if (c) {
+            chunk_list_free(a->full);
+            chunk_list_free(a->head);
+            a->full = NULL;
+            a->head = c;
+            a->chunk_bytes = total;
+        } else { /* no memory to merge: keep the current chunk, drop the rest */
+            chunk_list_free(a->full);
+            a->full = NULL;
+        }
+    }
+    a->head->used = 0;
+    a->used_total = 0;
+}
+
+size_t sg_arena_used(const sg_arena *a) { return a->used_total; }
+
+size_t sg_arena_reserved(const sg_arena *a)
+{
+    size_t n = 0;
+    for (const chunk *c = a->head; c; c = c->next)
+        n += c->size;
+    for (const chunk *c = a->full; c; c = c->next)
+        n += c->size;
+    return n;
+}

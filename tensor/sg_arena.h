@@ -1,0 +1,47 @@
+/*
+ * sg_arena.h - a chunked bump allocator for everything one training step makes.
+ *
+ * Activations, saved-for-backward data, tape nodes and activation gradients are
+ * carved from an arena; sg_arena_reset() releases all of them at once. After a
+ * reset that found more than one chunk in use, the chunks are merged into one of
+ * the total size, so a steady training loop runs with a single chunk, never calls
+ * malloc, and resets in O(1).
+ */
+#ifndef SG_ARENA_H
+#define SG_ARENA_H
+
+#include <stddef.h>
+
+#include "sg_error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sg_arena sg_arena;
+
+/* A new empty arena whose first chunk holds at least chunk_bytes (0: 1 MiB).
+ * Returns NULL (SG_ENOMEM) on allocation failure. Free with sg_arena_free. */
+SG_API sg_arena *sg_arena_new(size_t chunk_bytes);
+
+/* Frees the arena and every block it handed out. Accepts NULL. */
+SG_API void sg_arena_free(sg_arena *a);
+
+/* bytes of uninitialised memory aligned to 64 bytes, owned by the arena and valid
+ * until the next sg_arena_reset/sg_arena_free. NULL (SG_ENOMEM) on failure. */
+SG_API void *sg_arena_alloc(sg_arena *a, size_t bytes);
+
+/* Like sg_arena_alloc, zero-filled. */
+SG_API void *sg_arena_calloc(sg_arena *a, size_t bytes);
+
+/* Releases every block at once; the memory is kept for reuse. */
+SG_API void sg_arena_reset(sg_arena *a);
+
+/* Bytes handed out since the last reset, and bytes reserved from the system. */
+SG_API size_t sg_arena_used(const sg_arena *a);
+SG_API size_t sg_arena_reserved(const sg_arena *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

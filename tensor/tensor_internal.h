@@ -1,0 +1,61 @@
+/* tensor_internal.h - helpers shared by the library's .c files; not installed. */
+#ifndef SG_TENSOR_INTERNAL_H
+#define SG_TENSOR_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sg_rng.h"
+#include "sg_tensor.h"
+
+#define SG_INTERNAL __attribute__((visibility("hidden")))
+
+/* Records this thread's error message and returns code. */
+SG_INTERNAL int sg__error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+SG_INTERNAL const char *sg__shape_str(const sg_tensor *t, char *buf, size_t n);
+
+/* Shape string for messages: SG_SHAPE(t) expands to a temporary buffer. */
+#define SG_SHAPE(t) sg__shape_str((t), (char[96]){0}, 96)
+
+/* Fills shape/stride of a contiguous row-major tensor; returns numel or -1. */
+SG_INTERNAL int64_t sg__init_contiguous(sg_tensor *t, sg_dtype dt, int ndim, const int64_t *shape);
+
+/* Broadcast shapes a and b (NumPy rules) into out; false if incompatible. */
+SG_INTERNAL bool sg__broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b,
+                                     int *nout, int64_t *out);
+/* Strides of t seen through a broadcast to (ndim, shape): 0 in broadcast dims. */
+SG_INTERNAL void sg__broadcast_strides(const sg_tensor *t, int ndim, const int64_t *shape,
+                                       int64_t *strides);
+
+/*
+ * N-d iteration over a shape with up to 4 operands, each with its own element
+ * strides and element size. The innermost dimension is handed to a kernel as one
+ * strided 1-D loop, so kernels are tight loops. Dims are coalesced when possible.
+ */
+#define SG_ITER_MAX_OPS 4
+typedef struct sg__iter {
+    int ndim, nop;
+    int64_t shape[SG_MAX_DIMS];
+    int64_t stride[SG_ITER_MAX_OPS][SG_MAX_DIMS]; /* in elements */
+    char *ptr[SG_ITER_MAX_OPS];
+    size_t esize[SG_ITER_MAX_OPS];
+} sg__iter;
+
+/* kernel(n, ptrs, inner strides in elements, user) */
+typedef void (*sg__iter_fn)(int64_t n, char **p, const int64_t *s, void *user);
+
+SG_INTERNAL void sg__iter_init(sg__iter *it, int ndim, const int64_t *shape);
+SG_INTERNAL void sg__iter_add(sg__iter *it, void *data, size_t esize, const int64_t *strides);
+SG_INTERNAL void sg__iter_run(sg__iter *it, sg__iter_fn fn, void *user);
+
+/* C = alpha * op(A) * op(B) + beta * C with arbitrary element strides (rs, cs) on
+ * every matrix, through BLIS; dt is SG_F32 or SG_F64. A is m x k, B is k x n after
+ * the strides (transposition is expressed by swapping rs/cs). */
+SG_INTERNAL void sg__gemm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha,
+                          const void *A, int64_t rsa, int64_t csa, const void *B, int64_t rsb,
+                          int64_t csb, double beta, void *C, int64_t rsc, int64_t csc);
+
+/* Threads for seqgrad's own loops (<= the configured count). */
+SG_INTERNAL int sg__threads(void);
+
+#endif
