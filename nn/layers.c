@@ -1,0 +1,220 @@
+/* layers.c - Linear, Embedding, Dropout. */
+#include "nn_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+int sg_param_name(char *out, const char *prefix, const char *name)
+{
+    int n = prefix && *prefix ? snprintf(out, SG_PARAM_NAME_MAX, "%s.%s", prefix, name)
+                              : snprintf(out, SG_PARAM_NAME_MAX, "%s", name);
+    if (n < 0 || n >= SG_PARAM_NAME_MAX)
+        return sg__error(SG_EINVAL, "parameter name '%s.%s' is too long", prefix, name);
+    return SG_OK;
+}
+
+/* Adds prefix.name with the given shape; NULL on error. */
+static sg_tensor *add_param(sg_params *p, const char *prefix, const char *name, int ndim,
+                            const int64_t *shape)
+{
+    char full[SG_PARAM_NAME_MAX];
+    if (sg_param_name(full, prefix, name) != SG_OK)
+        return NULL;
+    return sg_params_add(p, full, ndim, shape);
+}
+
+int sg_linear_layer_init(sg_linear_layer *m, sg_params *p, const char *prefix, int64_t in, int64_t out,
+                   bool bias, sg_rng *rng)
+{
+    if (!m || !p)
+        return sg__error(SG_EINVAL, "sg_linear_layer_init: module or store is NULL");
+    if (in < 1 || out < 1)
+        return sg__error(SG_EINVAL, "sg_linear_layer_init: '%s' needs in, out >= 1 (got %lld, %lld)",
+                         prefix, (long long)in, (long long)out);
+    memset(m, 0, sizeof *m);
+    m->in = in;
+    m->out = out;
+    m->weight = add_param(p, prefix, "weight", 2, (int64_t[]){out, in});
+    if (!m->weight)
+        return SG_EINVAL;
+    if (bias && !(m->bias = add_param(p, prefix, "bias", 1, (int64_t[]){out})))
+        return SG_EINVAL;
+    if (rng) { /* kaiming_uniform(a=sqrt(5)) on the weight = U(+-1/sqrt(in)); same bound for b */
+        double b = 1.0 / sqrt((double)in);
+        sg_tensor_uniform_(m->weight, rng, -b, b);
+        if (m->bias)
+            sg_tensor_uniform_(m->bias, rng, -b, b);
+    }
+    return SG_OK;
+}
+
+sg_tensor *sg_linear_layer_forward(sg_graph *g, const sg_linear_layer *m, sg_tensor *x)
+{
+    SG_NEED(g, m, x);
+    if (x->ndim < 1 || x->shape[x->ndim - 1] != m->in)
+        return sg_graph_fail(g, SG_ESHAPE, "sg_linear_layer_forward: input %s has %lld features, the "
+                                           "layer expects %lld",
+                             SG_SHAPE(x), x->ndim ? (long long)x->shape[x->ndim - 1] : 0LL,
+                             (long long)m->in);
+    return sg_linear(g, x, m->weight, m->bias);
+}
+
+int sg_embedding_init(sg_embedding *m, sg_params *p, const char *prefix, int64_t vocab,
+                      int64_t dim, int64_t padding_idx, sg_rng *rng)
+{
+    if (!m || !p)
+        return sg__error(SG_EINVAL, "sg_embedding_init: module or store is NULL");
+    if (vocab < 1 || dim < 1 || padding_idx < -1 || padding_idx >= vocab)
+        return sg__error(SG_EINVAL, "sg_embedding_init: '%s' has invalid vocab %lld, dim %lld or "
+                                    "padding_idx %lld",
+                         prefix, (long long)vocab, (long long)dim, (long long)padding_idx);
+    memset(m, 0, sizeof *m);
+    m->vocab = vocab;
+    m->dim = dim;
+    m->padding_idx = padding_idx;
+    m->weight = add_param(p, prefix, "weight", 2, (int64_t[]){vocab, dim});
+    if (!m->weight)
+        return SG_EINVAL;
+    if (rng) {
+        sg_tensor_normal_(m->weight, rng, 0, 1);
+        if (padding_idx >= 0)
+            for (int64_t j = 0; j < dim; j++)
+                sg_tensor_set(m->weight, padding_idx * dim + j, 0.0);
+    }
+    return SG_OK;
+}
+
+static void lookup_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *table = n->in[0], *ids = n->in[1], *y = n->out[0];
+    void *dw = sg_grad_of(g, table);
+    if (!dw)
+        return;
+    int64_t E = table->shape[1], N = sg_tensor_numel(ids), pad = n->i[0];
+    const int64_t *id = ids->data;
+    if (table->dtype == SG_F32) {
+        const float *dy = y->grad;
+        float *d = dw;
+        for (int64_t k = 0; k < N; k++)
+            if (id[k] != pad)
+                for (int64_t j = 0; j < E; j++)
+                    d[id[k] * E + j] += dy[k * E + j];
+    } else {
+        const double *dy = y->grad;
+        double *d = dw;
+        for (int64_t k = 0; k < N; k++)
+            if (id[k] != pad)
+                for (int64_t j = 0; j < E; j++)
+                    d[id[k] * E + j] += dy[k * E + j];
+    }
+}
+
+sg_tensor *sg_embedding_lookup(sg_graph *g, sg_tensor *table, sg_tensor *ids, int64_t padding_idx)
+{
+    SG_NEED(g, table, ids);
+    if (ids->dtype != SG_I64)
+        return sg_graph_fail(g, SG_EDTYPE, "sg_embedding_lookup: ids must be i64, got %s",
+                             sg_dtype_name(ids->dtype));
+    if (table->ndim != 2 || !sg__check_float(g, "sg_embedding_lookup", table))
+        return sg_graph_fail(g, SG_ESHAPE, "sg_embedding_lookup: table must be 2-D float, got %s",
+                             SG_SHAPE(table));
+    if (ids->ndim >= SG_MAX_DIMS)
+        return sg_graph_fail(g, SG_ESHAPE, "sg_embedding_lookup: ids %s have too many dims",
+                             SG_SHAPE(ids));
+    if (!sg_tensor_is_contiguous(ids) && !(ids = sg_contiguous(g, ids)))
+        return NULL;
+    if (!sg_tensor_is_contiguous(table) && !(table = sg_contiguous(g, table)))
+        return NULL;
+    int64_t V = table->shape[0], E = table->shape[1], N = sg_tensor_numel(ids);
+    const int64_t *id = ids->data;
+    for (int64_t k = 0; k < N; k++)
+        if (id[k] < 0 || id[k] >= V)
+            return sg_graph_fail(g, SG_ERANGE, "sg_embedding_lookup: id %lld at position %lld of "
+                                               "ids %s is outside the vocabulary [0, %lld)",
+                                 (long long)id[k], (long long)k, SG_SHAPE(ids), (long long)V);
+    int64_t shape[SG_MAX_DIMS];
+    memcpy(shape, ids->shape, sizeof(int64_t) * (size_t)ids->ndim);
+    shape[ids->ndim] = E;
+    sg_tensor *y = sg_empty(g, table->dtype, ids->ndim + 1, shape);
+    if (!y)
+        return NULL;
+    size_t row = (size_t)E * sg_dtype_size(table->dtype);
+    for (int64_t k = 0; k < N; k++)
+        memcpy((char *)y->data + (size_t)k * row, (char *)table->data + (size_t)id[k] * row, row);
+    sg_tensor *ins[2] = {table, ids};
+    sg_node *n = sg_record(g, "sg_embedding_lookup", lookup_bwd, 2, ins, 1, &y);
+    if (n)
+        n->i[0] = padding_idx;
+    return y;
+}
+
+sg_tensor *sg_embedding_forward(sg_graph *g, const sg_embedding *m, sg_tensor *ids)
+{
+    SG_NEED(g, m, ids);
+    return sg_embedding_lookup(g, m->weight, ids, m->padding_idx);
+}
+
+static void dropout_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *x = n->in[0], *y = n->out[0];
+    void *dx = sg_grad_of(g, x);
+    if (!dx)
+        return;
+    const uint8_t *keep = n->saved;
+    int64_t N = sg_tensor_numel(x);
+    double s = n->f[0];
+    if (x->dtype == SG_F32) {
+        float *d = dx, fs = (float)s;
+        const float *dy = y->grad;
+        for (int64_t i = 0; i < N; i++)
+            if (keep[i])
+                d[i] += dy[i] * fs;
+    } else {
+        double *d = dx;
+        const double *dy = y->grad;
+        for (int64_t i = 0; i < N; i++)
+            if (keep[i])
+                d[i] += dy[i] * s;
+    }
+}
+
+sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng)
+{
+    SG_NEED(g, x);
+    if (!(p >= 0 && p < 1))
+        return sg_graph_fail(g, SG_EINVAL, "sg_dropout: probability %g is outside [0, 1)", p);
+    if (!training || p == 0)
+        return x;
+    if (!rng)
+        return sg_graph_fail(g, SG_EINVAL, "sg_dropout: training needs an rng");
+    if (!sg__check_float(g, "sg_dropout", x))
+        return NULL;
+    x = sg_contiguous(g, x);
+    SG_NEED(x);
+    int64_t N = sg_tensor_numel(x);
+    uint8_t *keep = sg_arena_alloc(sg_graph_arena(g), (size_t)(N ? N : 1));
+    sg_tensor *y = sg_empty(g, x->dtype, x->ndim, x->shape);
+    if (!keep || !y)
+        return sg_graph_fail(g, SG_ENOMEM, "sg_dropout: out of memory");
+    double s = 1.0 / (1.0 - p);
+    for (int64_t i = 0; i < N; i++)
+        keep[i] = sg_rng_uniform(rng) >= p;
+    if (x->dtype == SG_F32) {
+        const float *a = x->data;
+        float *b = y->data, fs = (float)s;
+        for (int64_t i = 0; i < N; i++)
+            b[i] = keep[i] ? a[i] * fs : 0.0f;
+    } else {
+        const double *a = x->data;
+        double *b = y->data;
+        for (int64_t i = 0; i < N; i++)
+            b[i] = keep[i] ? a[i] * s : 0.0;
+    }
+    sg_node *n = sg_record(g, "sg_dropout", dropout_bwd, 1, &x, 1, &y);
+    if (n) {
+        n->saved = keep;
+        n->f[0] = s;
+    }
+    return y;
+}
