@@ -150,8 +150,11 @@ SG_API void sg_text_pairs_free(sg_text_pairs *p);
 
 /* Reads a source<TAB>target file into *out (which is overwritten, not freed: pass a
  * zeroed or freed struct). One pair per line, UTF-8, no header. Line ends: "\n",
- * with a trailing "\r" also stripped (CRLF files read like LF files). Blank lines
- * are skipped (as the reference reader does); the last line needs no newline.
+ * with a trailing "\r" also stripped (CRLF files read like LF files); a lone "\r"
+ * inside a line is kept as a character (Python's universal newlines would split
+ * there; no corpus has one). Blank lines are skipped (as the reference reader does)
+ * but counted in line numbers; the last line needs no newline. Unlike the reference
+ * reader, an empty side is an error. Sides are not normalised (MODELS.md 2).
  * Errors, each naming "path:line": SG_EIO file cannot be opened or read;
  * SG_EFORMAT empty file (no pairs), invalid UTF-8 (with the byte column), no TAB,
  * more than one TAB, empty source or empty target, a NUL byte; SG_ENOMEM. */

@@ -650,3 +650,45 @@ Test(tsv, errors_name_file_and_line)
     cr_assert_eq(sg_corpus_load_dir(&c, "/nonexistent/dir", SG_LEVEL_WORD, 2, 8000), SG_EIO);
     cr_assert(strstr(sg_last_error(), "/nonexistent/dir/train.tsv"), "%s", sg_last_error());
 }
+
+Test(lifecycle, free_functions_accept_zeroed_and_null)
+{
+    sg_tokens t = {0};
+    sg_text_pairs p = {0};
+    sg_dataset d = {0};
+    sg_batches b = {0};
+    sg_batch bt = {0};
+    sg_corpus c = {0};
+    sg_tokens_free(&t);
+    sg_tokens_free(NULL);
+    sg_text_pairs_free(&p);
+    sg_dataset_free(&d);
+    sg_batches_free(&b);
+    sg_batch_free(&bt);
+    sg_corpus_free(&c);
+    sg_corpus_free(NULL);
+    sg_vocab_free(NULL);
+    cr_assert_eq(sg_tokens_push(&t, NULL, 3), SG_EINVAL);
+    cr_assert_eq(sg_tokens_push(&t, "", 0), SG_OK);
+    cr_assert_str_eq(sg_tokens_at(&t, 0), "");
+    sg_tokens_free(&t);
+    cr_assert_eq(sg_text_pairs_push(&p, "a", NULL), SG_EINVAL);
+    cr_assert_eq(sg_dataset_build(&d, &p, SG_LEVEL_WORD, NULL, NULL), SG_EINVAL);
+    cr_assert_str_eq(sg_text_level_name(SG_LEVEL_CHAR), "char");
+    cr_assert_str_eq(sg_split_name(SG_SPLIT_VALID), "valid");
+}
+
+Test(corpus, invalid_utf8_in_pairs_names_the_pair)
+{
+    const char *s[] = {"<pad>", "<unk>", "<s>", "</s>"};
+    sg_vocab *v = sg_vocab_from_strings(s, 4);
+    sg_text_pairs p = {0};
+    sg_text_pairs_push(&p, "ok", "ok");
+    sg_text_pairs_push(&p, "bad \xfe", "ok");
+    sg_dataset d;
+    cr_assert_eq(sg_dataset_build(&d, &p, SG_LEVEL_CHAR, v, v), SG_EFORMAT);
+    cr_assert(strstr(sg_last_error(), "pair 1"), "%s", sg_last_error());
+    cr_assert_eq(d.n, 0);
+    sg_text_pairs_free(&p);
+    sg_vocab_free(v);
+}
