@@ -117,8 +117,8 @@ static int parse_line(sg_text_pairs *p, const char *path, long long ln, const ch
     const char *tab = memchr(s, '\t', n);
     if (!tab)
         return sg__error(SG_EFORMAT,
-                         "sg_tsv_read: %s:%lld: no TAB (expected source<TAB>target): \"%.40s\"",
-                         path, ln, s);
+                         "sg_tsv_read: %s:%lld: no TAB (expected source<TAB>target): \"%.*s\"",
+                         path, ln, n < 40 ? (int)n : 40, s);
     size_t ns = (size_t)(tab - s), nt = n - ns - 1;
     if (memchr(tab + 1, '\t', nt))
         return sg__error(SG_EFORMAT, "sg_tsv_read: %s:%lld: more than one TAB", path, ln);
