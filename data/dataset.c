@@ -1,0 +1,181 @@
+/* dataset.c - numericalised datasets (MODELS.md 2.5) and corpora of three splits. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data_internal.h"
+
+void sg_dataset_free(sg_dataset *d)
+{
+    if (!d)
+        return;
+    free(d->src_off);
+    free(d->src_ids);
+    free(d->tgt_off);
+    free(d->tgt_ids);
+    memset(d, 0, sizeof *d);
+}
+
+/* Appends the ids of text (plus </s> when eos) to ids[*n..], offsets in off. */
+static int encode_side(const sg_vocab *v, sg_text_level level, const char *text, int eos,
+                       sg_tokens *tmp, int64_t **ids, int64_t *n, int64_t *cap)
+{
+    sg_tokens_clear(tmp);
+    int rc = sg_tokenize(level, text, tmp);
+    if (rc != SG_OK)
+        return rc;
+    if (!sg__grow((void **)ids, cap, *n + tmp->n + 1, sizeof **ids))
+        return sg__error(SG_ENOMEM, "sg_dataset_build: out of memory");
+    sg_vocab_encode(v, tmp, *ids + *n);
+    *n += tmp->n;
+    if (eos)
+        (*ids)[(*n)++] = SG_EOS;
+    return SG_OK;
+}
+
+int sg_dataset_build(sg_dataset *out, const sg_text_pairs *pairs, sg_text_level level,
+                     const sg_vocab *src_vocab, const sg_vocab *tgt_vocab)
+{
+    if (!out)
+        return sg__error(SG_EINVAL, "sg_dataset_build: NULL output");
+    memset(out, 0, sizeof *out);
+    if (!pairs || !src_vocab || !tgt_vocab || (level != SG_LEVEL_WORD && level != SG_LEVEL_CHAR))
+        return sg__error(SG_EINVAL, "sg_dataset_build: NULL pairs/vocabulary or bad level %d",
+                         (int)level);
+    sg_dataset d = {0};
+    sg_tokens tmp = {0};
+    int64_t ns = 0, nt = 0, cs = 0, ct = 0;
+    int rc = SG_OK;
+    d.n = pairs->n;
+    d.src_off = malloc((size_t)(d.n + 1) * sizeof *d.src_off);
+    d.tgt_off = malloc((size_t)(d.n + 1) * sizeof *d.tgt_off);
+    if (!d.src_off || !d.tgt_off) {
+        rc = sg__error(SG_ENOMEM, "sg_dataset_build: out of memory for %lld pairs", (long long)d.n);
+        goto done;
+    }
+    d.src_off[0] = d.tgt_off[0] = 0;
+    for (int64_t i = 0; i < d.n && rc == SG_OK; i++) {
+        rc = encode_side(src_vocab, level, pairs->src[i], 1, &tmp, &d.src_ids, &ns, &cs);
+        if (rc == SG_OK)
+            rc = encode_side(tgt_vocab, level, pairs->tgt[i], 0, &tmp, &d.tgt_ids, &nt, &ct);
+        if (rc != SG_OK) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "%s", sg_last_error());
+            rc = sg__error(rc, "sg_dataset_build: pair %lld: %s", (long long)i, msg);
+        }
+        d.src_off[i + 1] = ns;
+        d.tgt_off[i + 1] = nt;
+    }
+done:
+    sg_tokens_free(&tmp);
+    if (rc != SG_OK) {
+        sg_dataset_free(&d);
+        return rc;
+    }
+    *out = d;
+    return SG_OK;
+}
+
+void sg_corpus_free(sg_corpus *c)
+{
+    if (!c)
+        return;
+    for (int s = 0; s < SG_SPLIT_COUNT; s++) {
+        sg_text_pairs_free(&c->raw[s]);
+        sg_dataset_free(&c->data[s]);
+    }
+    sg_vocab_free(c->src_vocab);
+    sg_vocab_free(c->tgt_vocab);
+    memset(c, 0, sizeof *c);
+}
+
+/* Builds the vocabulary of one side of the training split into *out. */
+static int build_side(const sg_text_pairs *train, int tgt, sg_text_level level,
+                      int64_t min_freq, int64_t max_size, sg_vocab **out)
+{
+    sg_tokens *lists = calloc((size_t)(train->n > 0 ? train->n : 1), sizeof *lists);
+    if (!lists)
+        return sg__error(SG_ENOMEM, "sg_corpus: out of memory");
+    int rc = SG_OK;
+    for (int64_t i = 0; i < train->n && rc == SG_OK; i++)
+        rc = sg_tokenize(level, tgt ? train->tgt[i] : train->src[i], &lists[i]);
+    if (rc == SG_OK) {
+        *out = sg_vocab_build(lists, train->n, min_freq, max_size);
+        if (!*out)
+            rc = min_freq < 1 || max_size < SG_N_SPECIALS ? SG_EINVAL : SG_ENOMEM;
+    }
+    for (int64_t j = 0; j < train->n; j++)
+        sg_tokens_free(&lists[j]);
+    free(lists);
+    return rc;
+}
+
+/* A copy of a given vocabulary into *out. */
+static int copy_vocab(const sg_vocab *v, sg_vocab **out)
+{
+    *out = sg_vocab_clone(v);
+    return *out ? SG_OK : SG_ENOMEM;
+}
+
+int sg_corpus_from_pairs(sg_corpus *c, sg_text_pairs splits[SG_SPLIT_COUNT],
+                         sg_text_level level, int64_t min_freq, int64_t max_size,
+                         const sg_vocab *src_vocab, const sg_vocab *tgt_vocab)
+{
+    if (!c || !splits) {
+        if (splits)
+            for (int s = 0; s < SG_SPLIT_COUNT; s++)
+                sg_text_pairs_free(&splits[s]);
+        return sg__error(SG_EINVAL, "sg_corpus_from_pairs: NULL corpus or splits");
+    }
+    memset(c, 0, sizeof *c);
+    c->level = level;
+    c->min_freq = min_freq;
+    c->max_size = max_size;
+    for (int s = 0; s < SG_SPLIT_COUNT; s++) {
+        c->raw[s] = splits[s];
+        memset(&splits[s], 0, sizeof splits[s]);
+    }
+    int rc = SG_OK;
+    if (level != SG_LEVEL_WORD && level != SG_LEVEL_CHAR) {
+        rc = sg__error(SG_EINVAL, "sg_corpus_from_pairs: bad level %d", (int)level);
+        goto fail;
+    }
+    const sg_text_pairs *train = &c->raw[SG_SPLIT_TRAIN];
+    rc = src_vocab ? copy_vocab(src_vocab, &c->src_vocab)
+                   : build_side(train, 0, level, min_freq, max_size, &c->src_vocab);
+    if (rc == SG_OK)
+        rc = tgt_vocab ? copy_vocab(tgt_vocab, &c->tgt_vocab)
+                       : build_side(train, 1, level, min_freq, max_size, &c->tgt_vocab);
+    for (int s = 0; s < SG_SPLIT_COUNT && rc == SG_OK; s++)
+        rc = sg_dataset_build(&c->data[s], &c->raw[s], level, c->src_vocab, c->tgt_vocab);
+    if (rc == SG_OK)
+        return SG_OK;
+fail:
+    sg_corpus_free(c);
+    return rc;
+}
+
+int sg_corpus_load_dir(sg_corpus *c, const char *dir, sg_text_level level, int64_t min_freq,
+                       int64_t max_size)
+{
+    if (!c || !dir)
+        return sg__error(SG_EINVAL, "sg_corpus_load_dir: NULL corpus or directory");
+    memset(c, 0, sizeof *c);
+    sg_text_pairs sp[SG_SPLIT_COUNT] = {{0}};
+    for (int s = 0; s < SG_SPLIT_COUNT; s++) {
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s.tsv", dir, sg_split_name((sg_split)s)) >=
+            (int)sizeof path) {
+            for (int k = 0; k < s; k++)
+                sg_text_pairs_free(&sp[k]);
+            return sg__error(SG_EINVAL, "sg_corpus_load_dir: directory name too long");
+        }
+        int rc = sg_tsv_read(path, &sp[s]);
+        if (rc != SG_OK) {
+            for (int k = 0; k < s; k++)
+                sg_text_pairs_free(&sp[k]);
+            return rc;
+        }
+    }
+    return sg_corpus_from_pairs(c, sp, level, min_freq, max_size, NULL, NULL);
+}
