@@ -1,0 +1,67 @@
+/* clip.c - global-norm gradient clipping (torch.nn.utils.clip_grad_norm_, MODELS.md 8.2). */
+#include "nn_internal.h"
+
+#include <math.h>
+
+/* Sum of squares of one gradient buffer, accumulated in double. */
+static double sumsq(const sg_tensor *t)
+{
+    int64_t n = sg_tensor_numel(t);
+    double s = 0;
+    if (t->dtype == SG_F32) {
+        const float *g = t->grad;
+        for (int64_t i = 0; i < n; i++)
+            s += (double)g[i] * (double)g[i];
+    } else {
+        const double *g = t->grad;
+        for (int64_t i = 0; i < n; i++)
+            s += g[i] * g[i];
+    }
+    return s;
+}
+
+double sg_grad_norm(const sg_params *p)
+{
+    if (!p)
+        return 0;
+    double s = 0;
+    for (int i = 0; i < sg_params_count(p); i++) {
+        const sg_param *e = sg_params_at(p, i);
+        if (e->alias_of < 0 && e->value->grad) /* a tied parameter counts once */
+            s += sumsq(e->value);
+    }
+    return sqrt(s);
+}
+
+int sg_clip_grad_norm(sg_params *p, double max_norm, double *total_norm)
+{
+    if (!p)
+        return sg__error(SG_EINVAL, "sg_clip_grad_norm: store is NULL");
+    if (!(max_norm > 0))
+        return sg__error(SG_EINVAL, "sg_clip_grad_norm: max_norm must be > 0, got %g", max_norm);
+    double N = sg_grad_norm(p);
+    if (total_norm)
+        *total_norm = N;
+    if (!isfinite(N))
+        return sg__error(SG_ENUMERIC, "sg_clip_grad_norm: the gradient norm is %g; gradients "
+                                      "left unchanged", N);
+    double coef = max_norm / (N + 1e-6);
+    if (coef >= 1)
+        return SG_OK;
+    for (int i = 0; i < sg_params_count(p); i++) {
+        const sg_param *e = sg_params_at(p, i);
+        if (e->alias_of >= 0 || !e->value->grad)
+            continue;
+        int64_t n = sg_tensor_numel(e->value);
+        if (e->value->dtype == SG_F32) {
+            float *g = e->value->grad, c = (float)coef; /* torch multiplies by an f32 coef */
+            for (int64_t j = 0; j < n; j++)
+                g[j] *= c;
+        } else {
+            double *g = e->value->grad;
+            for (int64_t j = 0; j < n; j++)
+                g[j] *= coef;
+        }
+    }
+    return SG_OK;
+}

@@ -1,0 +1,164 @@
+/*
+ * loss.c - fused cross entropy with ignore_index and label smoothing (MODELS.md 8.1,
+ * PyTorch F.cross_entropy).
+ *
+ * Forward per row r of logits x [R, V] (R = tokens) with target y_r:
+ *   lse_r = max_v x_rv + log sum_v exp(x_rv - max)
+ *   l_r   = (1-eps)(lse_r - x_ry) + (eps/V) (V lse_r - sum_v x_rv)
+ * Backward (dL = upstream gradient, s = dL/N for the mean, dL for the sum):
+ *   dx_rv += s (softmax_rv - (1-eps)[v == y_r] - eps/V)   for counted rows only.
+ * Only lse (R doubles) is saved; softmax is recomputed from x in the backward.
+ */
+#include "nn_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Forward over contiguous x [R, V]: fills lse (counted rows only); returns sum of l_r. */
+#define CE_KERNELS(T, SUF, EXP, LOG)                                                        \
+    static double ce_fwd_##SUF(const T *x, const int64_t *y, int64_t R, int64_t V,          \
+                               int64_t ignore, double eps, double *lse)                     \
+    {                                                                                       \
+        double total = 0;                                                                   \
+        for (int64_t r = 0; r < R; r++) {                                                   \
+            if (y[r] == ignore)                                                             \
+                continue;                                                                   \
+            const T *xr = x + r * V;                                                        \
+            T mx = xr[0];                                                                   \
+            for (int64_t v = 1; v < V; v++)                                                 \
+                mx = xr[v] > mx ? xr[v] : mx;                                               \
+            double se = 0, sx = 0;                                                          \
+            for (int64_t v = 0; v < V; v++) {                                               \
+                se += (double)EXP(xr[v] - mx);                                              \
+                sx += (double)xr[v];                                                        \
+            }                                                                               \
+            double l = (double)mx + log(se);                                                \
+            lse[r] = l;                                                                     \
+            double nll = l - (double)xr[y[r]];                                              \
+            total += (1 - eps) * nll + (eps > 0 ? eps / (double)V * ((double)V * l - sx) : 0); \
+        }                                                                                   \
+        return total;                                                                       \
+    }                                                                                       \
+    /* dx [R, V] += s (softmax - target distribution) on counted rows. */                   \
+    static void ce_bwd_##SUF(const T *x, const int64_t *y, const double *lse, int64_t R,    \
+                             int64_t V, int64_t ignore, double eps, double s, T *dx)        \
+    {                                                                                       \
+        const T ts = (T)s, off = (T)(s * eps / (double)V), hit = (T)(s * (1 - eps));        \
+        for (int64_t r = 0; r < R; r++) {                                                   \
+            if (y[r] == ignore)                                                             \
+                continue;                                                                   \
+            const T *xr = x + r * V;                                                        \
+            T *dr = dx + r * V;                                                             \
+            const T l = (T)lse[r];                                                          \
+            for (int64_t v = 0; v < V; v++)                                                 \
+                dr[v] += ts * EXP(xr[v] - l) - off;                                         \
+            dr[y[r]] -= hit;                                                                \
+        }                                                                                   \
+    }
+
+CE_KERNELS(float, f32, expf, logf)
+CE_KERNELS(double, f64, exp, log)
+
+static void ce_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *x = n->in[0], *y = n->in[1], *out = n->out[0];
+    void *dx = sg_grad_of(g, x);
+    if (!dx || !out->grad)
+        return;
+    int64_t V = n->i[1], R = n->i[2], ignore = n->i[0];
+    double eps = n->f[0];
+    double dL = x->dtype == SG_F32 ? (double)*(const float *)out->grad
+                                   : *(const double *)out->grad;
+    double s = dL * n->f[1];
+    if (x->dtype == SG_F32)
+        ce_bwd_f32(x->data, y->data, n->saved, R, V, ignore, eps, s, dx);
+    else
+        ce_bwd_f64(x->data, y->data, n->saved, R, V, ignore, eps, s, dx);
+}
+
+sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *targets,
+                               const sg_cross_entropy_opts *opts, sg_cross_entropy_stats *stats)
+{
+    static const char *op = "sg_cross_entropy";
+    SG_NEED(g, logits, targets);
+    sg_cross_entropy_opts o = {0};
+    if (opts)
+        o = *opts;
+    if (!sg_dtype_is_float(logits->dtype))
+        return sg_graph_fail(g, SG_EDTYPE, "%s: logits must be f32 or f64, got %s", op,
+                             sg_dtype_name(logits->dtype));
+    if (targets->dtype != SG_I64)
+        return sg_graph_fail(g, SG_EDTYPE, "%s: targets must be i64, got %s", op,
+                             sg_dtype_name(targets->dtype));
+    if (!(o.label_smoothing >= 0 && o.label_smoothing <= 1))
+        return sg_graph_fail(g, SG_EINVAL, "%s: label_smoothing %g is outside [0, 1]", op,
+                             o.label_smoothing);
+    if ((unsigned)o.reduction >= SG_REDUCTION_COUNT)
+        return sg_graph_fail(g, SG_EINVAL, "%s: unknown reduction %d", op, (int)o.reduction);
+    if (logits->ndim < 1 || logits->shape[logits->ndim - 1] < 1)
+        return sg_graph_fail(g, SG_ESHAPE, "%s: logits %s need a non-empty class (last) dim",
+                             op, SG_SHAPE(logits));
+    bool same = targets->ndim == logits->ndim - 1;
+    for (int d = 0; same && d < targets->ndim; d++)
+        same = targets->shape[d] == logits->shape[d];
+    if (!same)
+        return sg_graph_fail(g, SG_ESHAPE, "%s: targets %s do not match logits %s (expected "
+                                           "the logits' shape without the class dim)",
+                             op, SG_SHAPE(targets), SG_SHAPE(logits));
+    int64_t V = logits->shape[logits->ndim - 1], R = sg_tensor_numel(targets);
+    if (!sg_tensor_is_contiguous(targets))
+        targets = sg_contiguous(g, targets);
+    if (!sg_tensor_is_contiguous(logits))
+        logits = sg_contiguous(g, logits);
+    SG_NEED(targets, logits);
+    const int64_t *y = targets->data;
+    int64_t N = 0;
+    for (int64_t r = 0; r < R; r++) {
+        if (y[r] == o.ignore_index)
+            continue;
+        if (y[r] < 0 || y[r] >= V)
+            return sg_graph_fail(g, SG_ERANGE, "%s: target id %lld at position %lld of targets "
+                                               "%s is outside the vocabulary [0, %lld)",
+                                 op, (long long)y[r], (long long)r, SG_SHAPE(targets),
+                                 (long long)V);
+        N++;
+    }
+    int status0 = sg_graph_status(g);
+    double *lse = sg_arena_alloc(sg_graph_arena(g), sizeof(double) * (size_t)(R ? R : 1));
+    sg_tensor *loss = sg_empty(g, logits->dtype, 0, NULL);
+    if (!lse || !loss)
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory (%lld rows)", op, (long long)R);
+    double eps = o.label_smoothing;
+    double total = logits->dtype == SG_F32
+                       ? ce_fwd_f32(logits->data, y, R, V, o.ignore_index, eps, lse)
+                       : ce_fwd_f64(logits->data, y, R, V, o.ignore_index, eps, lse);
+    /* all rows ignored: mean is 0 (not PyTorch's 0/0 = NaN) and no gradient flows */
+    double scale = o.reduction == SG_REDUCTION_SUM ? 1.0 : N > 0 ? 1.0 / (double)N : 0.0;
+    double value = total * scale;
+    if (logits->dtype == SG_F32)
+        *(float *)loss->data = (float)value;
+    else
+        *(double *)loss->data = value;
+    sg_tensor *ins[2] = {logits, targets};
+    sg_node *n = sg_record(g, op, ce_bwd, 2, ins, 1, &loss);
+    if (n) {
+        n->saved = lse;
+        n->f[0] = eps;
+        n->f[1] = scale;
+        n->i[0] = o.ignore_index;
+        n->i[1] = V;
+        n->i[2] = R;
+    } else if (sg_graph_status(g) != status0) { /* recording failed (ENOMEM) */
+        return NULL;
+    }
+    if (stats) {
+        stats->n_tokens = N;
+        stats->loss_sum = total;
+    }
+    return loss;
+}
+
+sg_tensor *sg_cross_entropy(sg_graph *g, sg_tensor *logits, sg_tensor *targets)
+{
+    return sg_cross_entropy_ex(g, logits, targets, NULL, NULL);
+}
