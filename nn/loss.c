@@ -14,12 +14,26 @@
 #include <math.h>
 #include <string.h>
 
-/* Forward over contiguous x [R, V]: fills lse (counted rows only); returns sum of l_r. */
+/* Rows are independent: split them over threads when the work is large (nt > 1).
+ * Each row writes only its own outputs, so results do not depend on the split. */
+#ifdef _OPENMP
+#define SG_OMP_ROWS(nt) _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
+#else
+#define SG_OMP_ROWS(nt)
+#endif
+
+/* Threads for R rows of V classes: 1 below ~64K elements (thread start-up dominates). */
+static int row_threads(int64_t R, int64_t V)
+{
+    return R > 1 && R * V >= (1 << 16) ? sg__threads() : 1;
+}
+
+/* Forward over contiguous x [R, V]: lse and the row loss l_r of counted rows. */
 #define CE_KERNELS(T, SUF, EXP, LOG)                                                        \
-    static double ce_fwd_##SUF(const T *x, const int64_t *y, int64_t R, int64_t V,          \
-                               int64_t ignore, double eps, double *lse)                     \
+    static void ce_fwd_##SUF(const T *x, const int64_t *y, int64_t R, int64_t V,            \
+                             int64_t ignore, double eps, int nt, double *lse, double *lrow) \
     {                                                                                       \
-        double total = 0;                                                                   \
+        SG_OMP_ROWS(nt)                                                                     \
         for (int64_t r = 0; r < R; r++) {                                                   \
             if (y[r] == ignore)                                                             \
                 continue;                                                                   \
@@ -35,15 +49,15 @@
             double l = (double)mx + log(se);                                                \
             lse[r] = l;                                                                     \
             double nll = l - (double)xr[y[r]];                                              \
-            total += (1 - eps) * nll + (eps > 0 ? eps / (double)V * ((double)V * l - sx) : 0); \
+            lrow[r] = (1 - eps) * nll + (eps > 0 ? eps / (double)V * ((double)V * l - sx) : 0); \
         }                                                                                   \
-        return total;                                                                       \
     }                                                                                       \
     /* dx [R, V] += s (softmax - target distribution) on counted rows. */                   \
     static void ce_bwd_##SUF(const T *x, const int64_t *y, const double *lse, int64_t R,    \
-                             int64_t V, int64_t ignore, double eps, double s, T *dx)        \
+                             int64_t V, int64_t ignore, double eps, double s, int nt, T *dx) \
     {                                                                                       \
         const T ts = (T)s, off = (T)(s * eps / (double)V), hit = (T)(s * (1 - eps));        \
+        SG_OMP_ROWS(nt)                                                                     \
         for (int64_t r = 0; r < R; r++) {                                                   \
             if (y[r] == ignore)                                                             \
                 continue;                                                                   \
@@ -70,10 +84,11 @@ static void ce_bwd(sg_graph *g, sg_node *n)
     double dL = x->dtype == SG_F32 ? (double)*(const float *)out->grad
                                    : *(const double *)out->grad;
     double s = dL * n->f[1];
+    int nt = row_threads(R, V);
     if (x->dtype == SG_F32)
-        ce_bwd_f32(x->data, y->data, n->saved, R, V, ignore, eps, s, dx);
+        ce_bwd_f32(x->data, y->data, n->saved, R, V, ignore, eps, s, nt, dx);
     else
-        ce_bwd_f64(x->data, y->data, n->saved, R, V, ignore, eps, s, dx);
+        ce_bwd_f64(x->data, y->data, n->saved, R, V, ignore, eps, s, nt, dx);
 }
 
 sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *targets,
@@ -124,14 +139,21 @@ sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *target
         N++;
     }
     int status0 = sg_graph_status(g);
-    double *lse = sg_arena_alloc(sg_graph_arena(g), sizeof(double) * (size_t)(R ? R : 1));
+    /* lse [R] is saved for the backward; lrow [R] is scratch (arena, freed with the step) */
+    double *lse = sg_arena_alloc(sg_graph_arena(g), 2 * sizeof(double) * (size_t)(R ? R : 1));
     sg_tensor *loss = sg_empty(g, logits->dtype, 0, NULL);
     if (!lse || !loss)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory (%lld rows)", op, (long long)R);
-    double eps = o.label_smoothing;
-    double total = logits->dtype == SG_F32
-                       ? ce_fwd_f32(logits->data, y, R, V, o.ignore_index, eps, lse)
-                       : ce_fwd_f64(logits->data, y, R, V, o.ignore_index, eps, lse);
+    double eps = o.label_smoothing, *lrow = lse + R;
+    int nt = row_threads(R, V);
+    if (logits->dtype == SG_F32)
+        ce_fwd_f32(logits->data, y, R, V, o.ignore_index, eps, nt, lse, lrow);
+    else
+        ce_fwd_f64(logits->data, y, R, V, o.ignore_index, eps, nt, lse, lrow);
+    double total = 0; /* summed in row order: the same for any thread count */
+    for (int64_t r = 0; r < R; r++)
+        if (y[r] != o.ignore_index)
+            total += lrow[r];
     /* all rows ignored: mean is 0 (not PyTorch's 0/0 = NaN) and no gradient flows */
     double scale = o.reduction == SG_REDUCTION_SUM ? 1.0 : N > 0 ? 1.0 / (double)N : 0.0;
     double value = total * scale;

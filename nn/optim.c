@@ -149,6 +149,13 @@ oom:
 
 /* ---- per-parameter kernels (contiguous, restrict: the compiler vectorises them) ---- */
 
+/* sqrt of v >= 0 never sets errno; without this GCC keeps a scalar errno branch in the
+ * Adam loop and cannot vectorise it. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-math-errno")
+#endif
+
 #define OPTIM_KERNELS(T, SUF, SQRT)                                                          \
     /* torch _single_tensor_adam(w): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g g;          \
      * theta -= step_size m / (sqrt(v) / bc2_sqrt + eps)                                  \
@@ -188,6 +195,10 @@ oom:
 
 OPTIM_KERNELS(float, f32, sqrtf)
 OPTIM_KERNELS(double, f64, sqrt)
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 int sg_optim_step(sg_optim *o, double *total_norm)
 {

@@ -1,5 +1,6 @@
 /* test_loss.c - fused cross entropy: PyTorch parity, gradchecks, reporting numbers,
  * error paths. */
+#include <stdlib.h>
 #include <string.h>
 
 /* fixture.h line 1 has a nested comment opener; silence -Wcomment for it */
@@ -254,4 +255,38 @@ Test(cross_entropy, rejects_bad_dtypes_and_options)
     sg_graph_reset(g);
     cr_assert_null(sg_cross_entropy(g, NULL, y)); /* NULL propagates */
     sg_graph_free(g);
+}
+
+Test(cross_entropy, result_does_not_depend_on_thread_count)
+{
+    /* [64, 2048] is above the size where rows are split over threads */
+    sg_rng r;
+    sg_rng_seed(&r, 11);
+    sg_tensor *x = sg_tensor_new(SG_F32, 2, (int64_t[]){64, 2048});
+    sg_tensor *y = sg_tensor_new(SG_I64, 1, (int64_t[]){64});
+    sg_tensor_normal_(x, &r, 0, 4);
+    for (int i = 0; i < 64; i++)
+        ((int64_t *)y->data)[i] = (i * 37) % 2048 * (i % 5 != 0); /* every fifth is pad */
+    sg_tensor_set_requires_grad(x, true);
+    float loss[2], *grad[2];
+    for (int run = 0; run < 2; run++) {
+        sg_set_num_threads(run ? 2 : 1);
+        sg_tensor_zero_grad(x);
+        sg_graph *g = sg_graph_new();
+        sg_tensor *l = sg_cross_entropy_ex(g, x, y, &(sg_cross_entropy_opts){.label_smoothing = 0.1},
+                                           NULL);
+        cr_assert(l, "%s", sg_last_error());
+        cr_assert_eq(sg_backward(g, l), SG_OK);
+        loss[run] = *(float *)l->data;
+        grad[run] = malloc(64 * 2048 * sizeof(float));
+        memcpy(grad[run], x->grad, 64 * 2048 * sizeof(float));
+        sg_graph_free(g);
+    }
+    sg_set_num_threads(1);
+    cr_assert_eq(loss[0], loss[1]);
+    cr_assert_eq(memcmp(grad[0], grad[1], 64 * 2048 * sizeof(float)), 0);
+    free(grad[0]);
+    free(grad[1]);
+    sg_tensor_free(x);
+    sg_tensor_free(y);
 }
