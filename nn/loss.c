@@ -41,11 +41,23 @@ static int row_threads(int64_t R, int64_t V)
             T mx = xr[0];                                                                   \
             for (int64_t v = 1; v < V; v++)                                                 \
                 mx = xr[v] > mx ? xr[v] : mx;                                               \
-            double se = 0, sx = 0;                                                          \
-            for (int64_t v = 0; v < V; v++) {                                               \
-                se += (double)EXP(xr[v] - mx);                                              \
-                sx += (double)xr[v];                                                        \
+            /* four partial sums: independent add chains hide the add latency */          \
+            double se4[4] = {0, 0, 0, 0}, sx4[4] = {0, 0, 0, 0};                            \
+            int64_t v = 0;                                                                  \
+            for (; v + 4 <= V; v += 4)                                                      \
+                for (int u = 0; u < 4; u++)                                                 \
+                    se4[u] += (double)EXP(xr[v + u] - mx);                                  \
+            for (; v < V; v++)                                                              \
+                se4[0] += (double)EXP(xr[v] - mx);                                          \
+            if (eps > 0) {                                                                  \
+                for (v = 0; v + 4 <= V; v += 4)                                             \
+                    for (int u = 0; u < 4; u++)                                             \
+                        sx4[u] += (double)xr[v + u];                                        \
+                for (; v < V; v++)                                                          \
+                    sx4[0] += (double)xr[v];                                                \
             }                                                                               \
+            double se = (se4[0] + se4[1]) + (se4[2] + se4[3]);                              \
+            double sx = (sx4[0] + sx4[1]) + (sx4[2] + sx4[3]);                              \
             double l = (double)mx + log(se);                                                \
             lse[r] = l;                                                                     \
             double nll = l - (double)xr[y[r]];                                              \

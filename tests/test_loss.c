@@ -290,3 +290,15 @@ Test(cross_entropy, result_does_not_depend_on_thread_count)
     sg_tensor_free(x);
     sg_tensor_free(y);
 }
+
+Test(cross_entropy, empty_batch_gives_zero)
+{
+    sg_graph *g = sg_graph_new();
+    sg_cross_entropy_stats st;
+    sg_tensor *l = sg_cross_entropy_ex(g, sg_zeros(g, SG_F32, 2, (int64_t[]){0, 5}),
+                                       sg_zeros(g, SG_I64, 1, (int64_t[]){0}), NULL, &st);
+    cr_assert(l, "%s", sg_last_error());
+    cr_assert_eq(sg_tensor_get(l, 0), 0.0);
+    cr_assert_eq(st.n_tokens, 0);
+    sg_graph_free(g);
+}
