@@ -156,6 +156,18 @@ oom:
 #pragma GCC optimize("no-math-errno")
 #endif
 
+/* Large parameters are split over threads: elementwise, so results do not depend on it. */
+#ifdef _OPENMP
+#define SG_OMP_ELEMS(n) _Pragma("omp parallel for num_threads(elem_threads(n)) if(elem_threads(n) > 1) schedule(static)")
+#else
+#define SG_OMP_ELEMS(n)
+#endif
+
+static int elem_threads(int64_t n)
+{
+    return n >= (1 << 18) ? sg__threads() : 1;
+}
+
 #define OPTIM_KERNELS(T, SUF, SQRT)                                                          \
     /* torch _single_tensor_adam(w): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g g;          \
      * theta -= step_size m / (sqrt(v) / bc2_sqrt + eps)                                  \
@@ -165,6 +177,7 @@ oom:
                            T bc2_sqrt)                                                      \
     {                                                                                       \
         const T c1 = (T)1 - b1, c2 = (T)1 - b2;                                             \
+        SG_OMP_ELEMS(n)                                                                     \
         for (int64_t i = 0; i < n; i++) {                                                   \
             T p = th[i] * decoupled;                                                        \
             T gi = g[i] + wd * p;                                                           \
@@ -181,10 +194,12 @@ oom:
                           T lr, T wd, T mu, T damp1, bool first, bool nesterov)              \
     {                                                                                       \
         if (!buf) {                                                                         \
+            SG_OMP_ELEMS(n)                                                                 \
             for (int64_t i = 0; i < n; i++)                                                 \
                 th[i] -= lr * (g[i] + wd * th[i]);                                          \
             return;                                                                         \
         }                                                                                   \
+        SG_OMP_ELEMS(n)                                                                     \
         for (int64_t i = 0; i < n; i++) {                                                   \
             T d = g[i] + wd * th[i];                                                        \
             T b = first ? d : buf[i] * mu + damp1 * d;                                      \
