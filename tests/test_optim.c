@@ -1,5 +1,6 @@
 /* test_optim.c - SGD/Adam/AdamW, clipping and schedules against torch.optim (fixture
  * tests/fixtures/loss_optim.h5, optim/ and sched/), state save/restore, error paths. */
+#include <stdlib.h>
 #include <string.h>
 
 /* fixture.h line 1 has a nested comment opener; silence -Wcomment for it */
@@ -435,4 +436,38 @@ Test(optim, names_round_trip)
     }
     cr_assert_str_eq(sg_optim_kind_name(SG_OPTIM_ADAM), "adam");
     cr_assert_eq(sg_optim_kind_parse("rmsprop", NULL), SG_EINVAL);
+}
+
+Test(optim, large_parameters_same_with_any_thread_count_and_zero_grad_rows_stay)
+{
+    /* 300000 elements: above the size where updates are split over threads */
+    float *res[2];
+    for (int run = 0; run < 2; run++) {
+        sg_set_num_threads(run ? 2 : 1);
+        sg_params *p = sg_params_new(SG_F32);
+        sg_tensor *w = sg_params_add(p, "w", 2, (int64_t[]){1000, 300});
+        sg_rng r;
+        sg_rng_seed(&r, 3);
+        sg_tensor_uniform_(w, &r, -1, 1);
+        sg_optim_config c = sg_optim_config_default(SG_OPTIM_ADAM);
+        c.clip_norm = 1.0;
+        sg_optim *o = sg_optim_new(p, &c);
+        float *g = w->grad, *v = w->data;
+        float row0[300];
+        memcpy(row0, v, sizeof row0);
+        for (int k = 0; k < 2; k++) {
+            for (int64_t i = 300; i < 300000; i++) /* row 0 (the pad embedding) gets 0 */
+                g[i] = (float)sg_rng_uniform(&r) - 0.5f;
+            cr_assert_eq(sg_optim_step(o, NULL), SG_OK, "%s", sg_last_error());
+        }
+        cr_assert_eq(memcmp(row0, v, sizeof row0), 0, "a zero-gradient row moved");
+        res[run] = malloc(300000 * sizeof(float));
+        memcpy(res[run], v, 300000 * sizeof(float));
+        sg_optim_free(o);
+        sg_params_free(p);
+    }
+    sg_set_num_threads(1);
+    cr_assert_eq(memcmp(res[0], res[1], 300000 * sizeof(float)), 0);
+    free(res[0]);
+    free(res[1]);
 }
