@@ -1,7 +1,74 @@
-/* sg_loss.h - (being written) */
+/*
+ * sg_loss.h - token-level cross entropy (MODELS.md 8.1).
+ *
+ * One fused node: a numerically stable log-softmax over the last dim, the
+ * (label-smoothed) negative log-likelihood of each counted token and its reduction.
+ * Only the per-row log-sum-exp is saved; the backward recomputes the softmax from
+ * the logits, so a [tokens x vocab] probability matrix is never stored.
+ *
+ *     // logits [B, T, V] (f32/f64), tgt_out [B, T] (SG_I64, pad = 0)
+ *     sg_cross_entropy_opts o = {.label_smoothing = 0.1};   // ignore_index 0, mean
+ *     sg_cross_entropy_stats st;
+ *     sg_tensor *loss = sg_cross_entropy_ex(g, logits, tgt_out, &o, &st);
+ *     if (!loss) fprintf(stderr, "%s\n", sg_last_error());
+ *     sg_backward(g, loss);               // st.n_tokens tokens, st.loss_sum summed loss
+ *
+ * Semantics (PyTorch F.cross_entropy(ignore_index, label_smoothing, reduction)):
+ *   log p = log_softmax(logits[r, :])   for every row r (all dims but the last)
+ *   l_r   = (1-eps)(-log p[y_r]) + (eps/V) sum_v (-log p[v])
+ *   mean: sum_{r: y_r != ignore} l_r / N,  N = number of rows with y_r != ignore_index
+ *   sum:  sum_{r: y_r != ignore} l_r
+ * Ignored rows contribute nothing to the loss and get zero gradient.
+ * If every row is ignored the mean is 0 with zero gradient (PyTorch returns NaN).
+ * NaN/Inf in the logits are not checked: the loss becomes NaN (no error, no crash).
+ * Precision: sums are accumulated in double; f32 uses an inlined exp accurate to
+ * ~3e-7 relative whose results below ~1e-38 flush to 0. Large inputs split rows over
+ * sg_get_num_threads() threads; results do not depend on the thread count.
+ */
 #ifndef SG_LOSS_H
 #define SG_LOSS_H
 
 #include "sg_layers.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sg_reduction {
+    SG_REDUCTION_MEAN = 0, /* mean over counted (non-ignored) tokens */
+    SG_REDUCTION_SUM,      /* sum over counted tokens */
+    SG_REDUCTION_COUNT
+} sg_reduction;
+
+/* Zero-initialised = MODELS.md defaults: ignore_index 0 (pad), no smoothing, mean. */
+typedef struct sg_cross_entropy_opts {
+    int64_t ignore_index;   /* targets equal to it are skipped (any value, e.g. -100) */
+    double label_smoothing; /* eps in [0, 1] */
+    sg_reduction reduction;
+} sg_cross_entropy_opts;
+
+/* Reporting numbers of one call (written only on success). */
+typedef struct sg_cross_entropy_stats {
+    int64_t n_tokens;       /* rows whose target is not ignore_index */
+    double loss_sum;        /* sum of l_r over those rows (accumulated in double) */
+} sg_cross_entropy_stats;
+
+/* Cross entropy of logits [..., V] (f32 or f64, any layout) against SG_I64 targets
+ * of shape [...] (logits' shape without the last dim; 1-D logits take a 0-d target).
+ * Returns a 0-d tensor of the logits' dtype, owned by g. opts may be NULL (defaults),
+ * stats may be NULL.
+ * Errors (NULL, graph status set, message): SG_EDTYPE (logits not float, targets not
+ * i64), SG_ESHAPE (logits 0-d or V = 0, targets' shape does not match), SG_ERANGE (a
+ * counted target outside [0, V): names the flat position and the id), SG_EINVAL
+ * (label_smoothing outside [0, 1], unknown reduction), SG_ENOMEM. */
+SG_API sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *targets,
+                                      const sg_cross_entropy_opts *opts,
+                                      sg_cross_entropy_stats *stats);
+
+/* sg_cross_entropy_ex with the defaults: ignore_index 0, no smoothing, mean. */
+SG_API sg_tensor *sg_cross_entropy(sg_graph *g, sg_tensor *logits, sg_tensor *targets);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,0 +1,272 @@
+/*
+ * loss.c - fused cross entropy with ignore_index and label smoothing (MODELS.md 8.1,
+ * PyTorch F.cross_entropy).
+ *
+ * Forward per row r of logits x [R, V] (R = tokens) with target y_r:
+ *   lse_r = max_v x_rv + log sum_v exp(x_rv - max)
+ *   l_r   = (1-eps)(lse_r - x_ry) + (eps/V) (V lse_r - sum_v x_rv)
+ * Backward (dL = upstream gradient, s = dL/N for the mean, dL for the sum):
+ *   dx_rv += s (softmax_rv - (1-eps)[v == y_r] - eps/V)   for counted rows only.
+ * Only lse (R doubles) is saved; softmax is recomputed from x in the backward.
+ */
+#include "nn_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Rows are independent: split them over threads when the work is large (nt > 1).
+ * Each row writes only its own outputs, so results do not depend on the split. */
+#ifdef _OPENMP
+#define SG_OMP_ROWS(nt) _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
+#else
+#define SG_OMP_ROWS(nt)
+#endif
+
+/* Threads for R rows of V classes: 1 below ~64K elements (thread start-up dominates). */
+static int row_threads(int64_t R, int64_t V)
+{
+    return R > 1 && R * V >= (1 << 16) ? sg__threads() : 1;
+}
+
+/* Row reductions in LANES independent lanes (the compiler maps them onto vector
+ * registers); sums run in T within blocks of 256 and in double across blocks, so f32
+ * rounding stays ~1e-7 relative even for an 8000-word vocabulary. */
+#define LANES 8
+#define ROW_HELPERS(T, SUF, EXP)                                                            \
+    static T row_max_##SUF(const T *x, int64_t V)                                           \
+    {                                                                                       \
+        T m[LANES];                                                                         \
+        for (int u = 0; u < LANES; u++)                                                     \
+            m[u] = x[0];                                                                    \
+        int64_t v = 0;                                                                      \
+        for (; v + LANES <= V; v += LANES)                                                  \
+            for (int u = 0; u < LANES; u++)                                                 \
+                m[u] = x[v + u] > m[u] ? x[v + u] : m[u];                                   \
+        for (; v < V; v++)                                                                  \
+            m[0] = x[v] > m[0] ? x[v] : m[0];                                               \
+        T mx = m[0];                                                                        \
+        for (int u = 1; u < LANES; u++)                                                     \
+            mx = m[u] > mx ? m[u] : mx;                                                     \
+        return mx;                                                                          \
+    }                                                                                       \
+    /* sum_v exp(x_v - mx) (arguments <= 0) */                                              \
+    static double row_sumexp_##SUF(const T *x, int64_t V, T mx)                             \
+    {                                                                                       \
+        double s = 0;                                                                       \
+        for (int64_t b = 0; b < V; b += 256) {                                              \
+            int64_t e = V - b < 256 ? V : b + 256, v = b;                                   \
+            T acc[LANES] = {0};                                                             \
+            for (; v + LANES <= e; v += LANES)                                              \
+                for (int u = 0; u < LANES; u++)                                             \
+                    acc[u] += EXP(x[v + u] - mx);                                           \
+            for (; v < e; v++)                                                              \
+                acc[0] += EXP(x[v] - mx);                                                   \
+            for (int u = 0; u < LANES; u++)                                                 \
+                s += (double)acc[u];                                                        \
+        }                                                                                   \
+        return s;                                                                           \
+    }                                                                                       \
+    static double row_sum_##SUF(const T *x, int64_t V)                                      \
+    {                                                                                       \
+        double s = 0;                                                                       \
+        for (int64_t b = 0; b < V; b += 256) {                                              \
+            int64_t e = V - b < 256 ? V : b + 256, v = b;                                   \
+            T acc[LANES] = {0};                                                             \
+            for (; v + LANES <= e; v += LANES)                                              \
+                for (int u = 0; u < LANES; u++)                                             \
+                    acc[u] += x[v + u];                                                     \
+            for (; v < e; v++)                                                              \
+                acc[0] += x[v];                                                             \
+            for (int u = 0; u < LANES; u++)                                                 \
+                s += (double)acc[u];                                                        \
+        }                                                                                   \
+        return s;                                                                           \
+    }
+
+/* Forward over contiguous x [R, V]: lse and the row loss l_r of counted rows. */
+#define CE_KERNELS(T, SUF, EXP, LOG)                                                        \
+    static void ce_fwd_##SUF(const T *x, const int64_t *y, int64_t R, int64_t V,            \
+                             int64_t ignore, double eps, int nt, double *lse, double *lrow) \
+    {                                                                                       \
+        SG_OMP_ROWS(nt)                                                                     \
+        for (int64_t r = 0; r < R; r++) {                                                   \
+            if (y[r] == ignore)                                                             \
+                continue;                                                                   \
+            const T *xr = x + r * V;                                                        \
+            T mx = row_max_##SUF(xr, V);                                                    \
+            double se = row_sumexp_##SUF(xr, V, mx);                                        \
+            double sx = eps > 0 ? row_sum_##SUF(xr, V) : 0;                                 \
+            double l = (double)mx + log(se);                                                \
+            lse[r] = l;                                                                     \
+            double nll = l - (double)xr[y[r]];                                              \
+            lrow[r] = (1 - eps) * nll + (eps > 0 ? eps / (double)V * ((double)V * l - sx) : 0); \
+        }                                                                                   \
+    }                                                                                       \
+    /* dx [R, V] += s (softmax - target distribution) on counted rows. */                   \
+    static void ce_bwd_##SUF(const T *x, const int64_t *y, const double *lse, int64_t R,    \
+                             int64_t V, int64_t ignore, double eps, double s, int nt, T *dx) \
+    {                                                                                       \
+        const T ts = (T)s, off = (T)(s * eps / (double)V), hit = (T)(s * (1 - eps));        \
+        SG_OMP_ROWS(nt)                                                                     \
+        for (int64_t r = 0; r < R; r++) {                                                   \
+            if (y[r] == ignore)                                                             \
+                continue;                                                                   \
+            const T *xr = x + r * V;                                                        \
+            T *dr = dx + r * V;                                                             \
+            const T l = (T)lse[r];                                                          \
+            for (int64_t v = 0; v < V; v++)                                                 \
+                dr[v] += ts * EXP(xr[v] - l) - off;                                         \
+            dr[y[r]] -= hit;                                                                \
+        }                                                                                   \
+    }
+
+/* The comparisons below must not count as possibly trapping, or GCC will not turn them
+ * into vector selects; sqrt/log errno is irrelevant here too. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math", "no-math-errno")
+#endif
+
+/* exp(x) for x <= 0 in f32, branch-free so the row loops vectorise (libm's expf is an
+ * opaque call). x = n ln2 + r with |r| <= ln2/2; exp(r) by its degree-6 Taylor
+ * polynomial (truncation < 2e-7 relative, about 1 ulp); 2^n built in the exponent bits.
+ * Results below FLT_MIN flush to 0; NaN gives NaN. Checked against expf in the tests. */
+static inline float exp_nonpos_f32(float x)
+{
+    const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-06f;
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float xc = x < -87.0f ? -87.0f : x; /* also keeps the bit tricks below in range */
+    float k = xc * log2e + shifter;
+    uint32_t kb;
+    memcpy(&kb, &k, sizeof kb);
+    float n = k - shifter;
+    float r = (xc - n * ln2_hi) - n * ln2_lo;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 +
+                                      r * (1.0f / 120 + r * (1.0f / 720))))));
+    uint32_t sb = (kb - 0x4B400000u + 127u) << 23; /* (n + 127) << 23 */
+    float scale;
+    memcpy(&scale, &sb, sizeof scale);
+    float e = p * scale;
+    return x >= -87.0f ? e : x < -87.0f ? 0.0f : x; /* the last case is NaN */
+}
+
+ROW_HELPERS(float, f32, exp_nonpos_f32)
+ROW_HELPERS(double, f64, exp)
+CE_KERNELS(float, f32, exp_nonpos_f32, logf)
+CE_KERNELS(double, f64, exp, log)
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+static void ce_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *x = n->in[0], *y = n->in[1], *out = n->out[0];
+    void *dx = sg_grad_of(g, x);
+    if (!dx || !out->grad)
+        return;
+    int64_t V = n->i[1], R = n->i[2], ignore = n->i[0];
+    double eps = n->f[0];
+    double dL = x->dtype == SG_F32 ? (double)*(const float *)out->grad
+                                   : *(const double *)out->grad;
+    double s = dL * n->f[1];
+    int nt = row_threads(R, V);
+    if (x->dtype == SG_F32)
+        ce_bwd_f32(x->data, y->data, n->saved, R, V, ignore, eps, s, nt, dx);
+    else
+        ce_bwd_f64(x->data, y->data, n->saved, R, V, ignore, eps, s, nt, dx);
+}
+
+sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *targets,
+                               const sg_cross_entropy_opts *opts, sg_cross_entropy_stats *stats)
+{
+    static const char *op = "sg_cross_entropy";
+    SG_NEED(g, logits, targets);
+    sg_cross_entropy_opts o = {0};
+    if (opts)
+        o = *opts;
+    if (!sg_dtype_is_float(logits->dtype))
+        return sg_graph_fail(g, SG_EDTYPE, "%s: logits must be f32 or f64, got %s", op,
+                             sg_dtype_name(logits->dtype));
+    if (targets->dtype != SG_I64)
+        return sg_graph_fail(g, SG_EDTYPE, "%s: targets must be i64, got %s", op,
+                             sg_dtype_name(targets->dtype));
+    if (!(o.label_smoothing >= 0 && o.label_smoothing <= 1))
+        return sg_graph_fail(g, SG_EINVAL, "%s: label_smoothing %g is outside [0, 1]", op,
+                             o.label_smoothing);
+    if ((unsigned)o.reduction >= SG_REDUCTION_COUNT)
+        return sg_graph_fail(g, SG_EINVAL, "%s: unknown reduction %d", op, (int)o.reduction);
+    if (logits->ndim < 1 || logits->shape[logits->ndim - 1] < 1)
+        return sg_graph_fail(g, SG_ESHAPE, "%s: logits %s need a non-empty class (last) dim",
+                             op, SG_SHAPE(logits));
+    bool same = targets->ndim == logits->ndim - 1;
+    for (int d = 0; same && d < targets->ndim; d++)
+        same = targets->shape[d] == logits->shape[d];
+    if (!same)
+        return sg_graph_fail(g, SG_ESHAPE, "%s: targets %s do not match logits %s (expected "
+                                           "the logits' shape without the class dim)",
+                             op, SG_SHAPE(targets), SG_SHAPE(logits));
+    int64_t V = logits->shape[logits->ndim - 1], R = sg_tensor_numel(targets);
+    if (!sg_tensor_is_contiguous(targets))
+        targets = sg_contiguous(g, targets);
+    if (!sg_tensor_is_contiguous(logits))
+        logits = sg_contiguous(g, logits);
+    SG_NEED(targets, logits);
+    const int64_t *y = targets->data;
+    int64_t N = 0;
+    for (int64_t r = 0; r < R; r++) {
+        if (y[r] == o.ignore_index)
+            continue;
+        if (y[r] < 0 || y[r] >= V)
+            return sg_graph_fail(g, SG_ERANGE, "%s: target id %lld at position %lld of targets "
+                                               "%s is outside the vocabulary [0, %lld)",
+                                 op, (long long)y[r], (long long)r, SG_SHAPE(targets),
+                                 (long long)V);
+        N++;
+    }
+    int status0 = sg_graph_status(g);
+    /* lse [R] is saved for the backward; lrow [R] is scratch (arena, freed with the step) */
+    double *lse = sg_arena_alloc(sg_graph_arena(g), 2 * sizeof(double) * (size_t)(R ? R : 1));
+    sg_tensor *loss = sg_empty(g, logits->dtype, 0, NULL);
+    if (!lse || !loss)
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory (%lld rows)", op, (long long)R);
+    double eps = o.label_smoothing, *lrow = lse + R;
+    int nt = row_threads(R, V);
+    if (logits->dtype == SG_F32)
+        ce_fwd_f32(logits->data, y, R, V, o.ignore_index, eps, nt, lse, lrow);
+    else
+        ce_fwd_f64(logits->data, y, R, V, o.ignore_index, eps, nt, lse, lrow);
+    double total = 0; /* summed in row order: the same for any thread count */
+    for (int64_t r = 0; r < R; r++)
+        if (y[r] != o.ignore_index)
+            total += lrow[r];
+    /* all rows ignored: mean is 0 (not PyTorch's 0/0 = NaN) and no gradient flows */
+    double scale = o.reduction == SG_REDUCTION_SUM ? 1.0 : N > 0 ? 1.0 / (double)N : 0.0;
+    double value = total * scale;
+    if (logits->dtype == SG_F32)
+        *(float *)loss->data = (float)value;
+    else
+        *(double *)loss->data = value;
+    sg_tensor *ins[2] = {logits, targets};
+    sg_node *n = sg_record(g, op, ce_bwd, 2, ins, 1, &loss);
+    if (n) {
+        n->saved = lse;
+        n->f[0] = eps;
+        n->f[1] = scale;
+        n->i[0] = o.ignore_index;
+        n->i[1] = V;
+        n->i[2] = R;
+    } else if (sg_graph_status(g) != status0) { /* recording failed (ENOMEM) */
+        return NULL;
+    }
+    if (stats) {
+        stats->n_tokens = N;
+        stats->loss_sum = total;
+    }
+    return loss;
+}
+
+sg_tensor *sg_cross_entropy(sg_graph *g, sg_tensor *logits, sg_tensor *targets)
+{
+    return sg_cross_entropy_ex(g, logits, targets, NULL, NULL);
+}
