@@ -1,0 +1,2 @@
+#include "fixture.h"
+Test(reference, placeholder) {}
