@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 # LeakSanitizer (on by default in ASan builds) must stay on: a leak fails the test.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+# Idle BLIS (OpenMP) threads must sleep, not spin: libgomp reads this when it loads.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 scripts/setup.sh "$@"
 ninja -C "$BUILD" >/dev/null
 status=0
