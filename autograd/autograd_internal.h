@@ -43,4 +43,18 @@ SG_INTERNAL void sg__accumulate(sg_dtype dt, void *dst, const int64_t *dst_strid
 /* Contiguous strides of shape into out. */
 SG_INTERNAL void sg__contig_strides(int ndim, const int64_t *shape, int64_t *out);
 
+/* sg_empty for an op's result, but a size that overflows (numel * element size beyond
+ * INT64_MAX) fails with SG_ENOMEM and a message naming op and the shape (op_util.c). */
+SG_INTERNAL sg_tensor *sg__empty_for(sg_graph *g, const char *op, sg_dtype dt, int ndim,
+                                     const int64_t *shape);
+
+/* Element offsets (with strides) of every index of shape, in row-major order, into out
+ * (prod(shape) entries; one entry 0 for ndim 0). */
+SG_INTERNAL void sg__offsets(int ndim, const int64_t *shape, const int64_t *strides,
+                             int64_t *out);
+
+/* A shape array as "[2,3]" into buf (n bytes); returns buf. */
+SG_INTERNAL const char *sg__dims_str(int ndim, const int64_t *shape, char *buf, size_t n);
+#define SG_DIMS(nd, s) sg__dims_str((nd), (s), (char[96]){0}, 96)
+
 #endif

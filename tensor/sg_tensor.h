@@ -114,7 +114,18 @@ SG_API void sg_tensor_print(const sg_tensor *t, FILE *f, int64_t max_elems);
 SG_API const char *sg_tensor_shape_str(const sg_tensor *t, char *buf, size_t n);
 
 /* Number of compute threads for BLIS and seqgrad's own parallel loops together
- * (n >= 1). Also read from SG_NUM_THREADS at the first BLAS call. */
+ * (n >= 1; SG_EINVAL otherwise). Also read from SG_NUM_THREADS at the first BLAS call.
+ *
+ * BLIS runs its threads with OpenMP (libgomp). With n > 1, set OMP_WAIT_POLICY=PASSIVE
+ * in the environment of the program: otherwise idle BLIS threads spin for milliseconds
+ * after every GEMM, burning a core while the main thread runs single-threaded ops (and
+ * stealing it from the main thread when cores are shared). libgomp reads the variable
+ * once, when it is loaded, so the library cannot set it for its own process. seqgrad's
+ * scripts, tests and benchmarks set it.
+ *
+ * The first call (or first BLAS use) also selects BLIS's AVX-512 (skx) kernels on CPUs
+ * that have AVX-512, unless BLIS_ARCH_TYPE is set (BLIS 0.9 wants its numeric arch id
+ * there). This only works if nothing initialised BLIS before seqgrad did. */
 SG_API int sg_set_num_threads(int n);
 SG_API int sg_get_num_threads(void);
 

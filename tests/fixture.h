@@ -1,4 +1,4 @@
-/* fixture.h - read PyTorch reference tensors from tests/fixtures/ (HDF5 files) (HDF5) for the
+/* fixture.h - read PyTorch reference tensors from tests/fixtures/<area>.h5 (HDF5) for the
  * Criterion tests. Fixtures are written by tools/gen_fixtures_*.py and committed. */
 #ifndef SG_TEST_FIXTURE_H
 #define SG_TEST_FIXTURE_H

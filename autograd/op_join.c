@@ -1,0 +1,216 @@
+/*
+ * op_join.c - concat and stack (copies), split and chunk (views).
+ *
+ * stack is concat of the inputs seen with a new size-1 dim: their data headers are
+ * unsqueezed, and since a gradient buffer is contiguous the same unsqueezed header
+ * describes it too, so one forward and one backward serve both ops.
+ */
+#include "autograd_internal.h"
+
+#include <string.h>
+
+/* Adds the slice [off, off + x's size) along dim of the output gradient into dx. */
+static void join_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *y = n->out[0];
+    int dim = (int)n->i[0];
+    bool stack = n->i[1];
+    size_t es = sg_dtype_size(y->dtype);
+    int64_t ys[SG_MAX_DIMS];
+    sg__contig_strides(y->ndim, y->shape, ys);
+    int64_t off = 0;
+    for (int k = 0; k < n->n_in; k++) {
+        sg_tensor *x = n->in[k];
+        int64_t shape[SG_MAX_DIMS], xs[SG_MAX_DIMS];
+        memcpy(shape, y->shape, sizeof shape);
+        shape[dim] = stack ? 1 : x->shape[dim];
+        sg__contig_strides(y->ndim, shape, xs);
+        void *dx = sg_grad_of(g, x);
+        if (dx)
+            sg__accumulate(y->dtype, dx, xs, y->ndim, shape, (char *)y->grad + off * ys[dim] * (int64_t)es,
+                           ys);
+        off += shape[dim];
+    }
+}
+
+/* hdrs: the inputs' data as ndim-dim headers (stack: unsqueezed); d: a valid dim. */
+static sg_tensor *join(sg_graph *g, const char *op, int n, sg_tensor *const *xs,
+                       const sg_tensor *hdrs, int d, bool stack)
+{
+    const sg_tensor *h0 = &hdrs[0];
+    int64_t shape[SG_MAX_DIMS];
+    memcpy(shape, h0->shape, sizeof shape);
+    shape[d] = 0;
+    for (int k = 0; k < n; k++) {
+        const sg_tensor *h = &hdrs[k];
+        if (xs[k]->dtype != xs[0]->dtype)
+            return sg_graph_fail(g, SG_EDTYPE, "%s: input %d is %s %s, input 0 is %s %s", op, k,
+                                 sg_dtype_name(xs[k]->dtype), SG_SHAPE(xs[k]),
+                                 sg_dtype_name(xs[0]->dtype), SG_SHAPE(xs[0]));
+        bool ok = h->ndim == h0->ndim;
+        for (int i = 0; ok && i < h->ndim; i++)
+            ok = i == d || h->shape[i] == h0->shape[i];
+        if (!ok)
+            return sg_graph_fail(g, SG_ESHAPE, "%s: input %d has shape %s, input 0 has %s (they "
+                                               "must agree except along dim %d)",
+                                 op, k, SG_SHAPE(xs[k]), SG_SHAPE(xs[0]), d);
+        if (__builtin_add_overflow(shape[d], h->shape[d], &shape[d]))
+            return sg_graph_fail(g, SG_ENOMEM, "%s: the joined dim %d overflows", op, d);
+    }
+    sg_tensor *y = sg__empty_for(g, op, xs[0]->dtype, h0->ndim, shape);
+    if (!y)
+        return NULL;
+    int64_t off = 0;
+    for (int k = 0; k < n; k++) {
+        sg_tensor dst = *y, src = hdrs[k];
+        dst.shape[d] = src.shape[d];
+        dst.data = (char *)y->data + off * y->stride[d] * (int64_t)sg_dtype_size(y->dtype);
+        off += src.shape[d];
+        sg_tensor_copy_(&dst, &src); /* same shape and dtype: cannot fail */
+    }
+    sg_node *nd = sg_record(g, op, join_bwd, n, xs, 1, &y);
+    if (nd) {
+        nd->i[0] = d;
+        nd->i[1] = stack;
+    }
+    return y;
+}
+
+/* Checks the input list: false on NULL (propagated) or a bad count (message). */
+static bool check_list(sg_graph *g, const char *op, int n, sg_tensor *const *xs)
+{
+    if (!g)
+        return false;
+    if (n < 1 || !xs) {
+        sg_graph_fail(g, SG_EINVAL, "%s: needs at least one input (got n = %d%s)", op, n,
+                      xs ? "" : ", xs NULL");
+        return false;
+    }
+    for (int k = 0; k < n; k++)
+        if (!xs[k])
+            return false;
+    return true;
+}
+
+sg_tensor *sg_concat(sg_graph *g, int n, sg_tensor *const *xs, int dim)
+{
+    if (!check_list(g, "sg_concat", n, xs))
+        return NULL;
+    int d = sg__dim(dim, xs[0]->ndim);
+    if (d < 0)
+        return sg_graph_fail(g, SG_EINVAL, "sg_concat: dim %d out of range for input 0 %s", dim,
+                             SG_SHAPE(xs[0]));
+    sg_tensor *hdrs = sg_arena_alloc(sg_graph_arena(g), sizeof *hdrs * (size_t)n);
+    if (!hdrs)
+        return sg_graph_fail(g, SG_ENOMEM, "sg_concat: out of memory");
+    for (int k = 0; k < n; k++)
+        hdrs[k] = *xs[k];
+    return join(g, "sg_concat", n, xs, hdrs, d, false);
+}
+
+sg_tensor *sg_stack(sg_graph *g, int n, sg_tensor *const *xs, int dim)
+{
+    if (!check_list(g, "sg_stack", n, xs))
+        return NULL;
+    int nd = xs[0]->ndim;
+    int d = sg__dim(dim, nd + 1);
+    if (d < 0 || nd >= SG_MAX_DIMS)
+        return sg_graph_fail(g, SG_EINVAL, "sg_stack: dim %d out of range for inputs %s", dim,
+                             SG_SHAPE(xs[0]));
+    sg_tensor *hdrs = sg_arena_alloc(sg_graph_arena(g), sizeof *hdrs * (size_t)n);
+    if (!hdrs)
+        return sg_graph_fail(g, SG_ENOMEM, "sg_stack: out of memory");
+    for (int k = 0; k < n; k++) {
+        const sg_tensor *x = xs[k];
+        if (x->ndim != nd || memcmp(x->shape, xs[0]->shape, sizeof(int64_t) * (size_t)nd) != 0)
+            return sg_graph_fail(g, SG_ESHAPE, "sg_stack: input %d has shape %s, input 0 has %s "
+                                               "(they must be equal)",
+                                 k, SG_SHAPE(x), SG_SHAPE(xs[0]));
+        sg_tensor *h = &hdrs[k];
+        *h = *x;
+        for (int i = nd; i > d; i--) {
+            h->shape[i] = x->shape[i - 1];
+            h->stride[i] = x->stride[i - 1];
+        }
+        h->shape[d] = 1;
+        h->stride[d] = 1;
+        h->ndim = nd + 1;
+    }
+    return join(g, "sg_stack", n, xs, hdrs, d, true);
+}
+
+/* Clears out[0..n) and reports a NULL input / bad arguments. */
+static int split_fail(sg_graph *g, sg_tensor **out, int n, int code)
+{
+    if (out)
+        for (int k = 0; k < n; k++)
+            out[k] = NULL;
+    if (code == SG_OK) /* NULL input: propagate the first error */
+        return g && sg_graph_status(g) ? sg_graph_status(g) : SG_EINVAL;
+    return code;
+}
+
+int sg_split(sg_graph *g, sg_tensor *x, int dim, int n, const int64_t *sizes, sg_tensor **out)
+{
+    if (!g || !x || !out || n < 1 || !sizes) {
+        if (g && x && !(out && sizes && n >= 1)) {
+            sg_graph_fail(g, SG_EINVAL, "sg_split: needs n >= 1 (got %d), sizes and out", n);
+            return split_fail(g, out, n, SG_EINVAL);
+        }
+        return split_fail(g, out, n, SG_OK);
+    }
+    int d = sg__dim(dim, x->ndim);
+    if (d < 0) {
+        sg_graph_fail(g, SG_EINVAL, "sg_split: dim %d out of range for %s", dim, SG_SHAPE(x));
+        return split_fail(g, out, n, SG_EINVAL);
+    }
+    int64_t total = 0;
+    for (int k = 0; k < n; k++) {
+        if (sizes[k] < 0 || __builtin_add_overflow(total, sizes[k], &total)) {
+            sg_graph_fail(g, SG_ESHAPE, "sg_split: size %lld of piece %d is invalid for %s",
+                          (long long)sizes[k], k, SG_SHAPE(x));
+            return split_fail(g, out, n, SG_ESHAPE);
+        }
+    }
+    if (total != x->shape[d]) {
+        sg_graph_fail(g, SG_ESHAPE, "sg_split: sizes sum to %lld but dim %d of %s has %lld",
+                      (long long)total, d, SG_SHAPE(x), (long long)x->shape[d]);
+        return split_fail(g, out, n, SG_ESHAPE);
+    }
+    int64_t off = 0;
+    for (int k = 0; k < n; k++) {
+        out[k] = sg_narrow(g, x, d, off, sizes[k]);
+        if (!out[k])
+            return split_fail(g, out, n, sg_graph_status(g));
+        off += sizes[k];
+    }
+    return SG_OK;
+}
+
+int sg_chunk(sg_graph *g, sg_tensor *x, int dim, int n, sg_tensor **out)
+{
+    if (!g || !x || !out || n < 1) {
+        if (g && x && !(out && n >= 1)) {
+            sg_graph_fail(g, SG_EINVAL, "sg_chunk: needs n >= 1 (got %d) and out", n);
+            return split_fail(g, out, n, SG_EINVAL);
+        }
+        return split_fail(g, out, n, SG_OK);
+    }
+    int d = sg__dim(dim, x->ndim);
+    if (d < 0) {
+        sg_graph_fail(g, SG_EINVAL, "sg_chunk: dim %d out of range for %s", dim, SG_SHAPE(x));
+        return split_fail(g, out, n, SG_EINVAL);
+    }
+    if (x->shape[d] % n) {
+        sg_graph_fail(g, SG_ESHAPE, "sg_chunk: dim %d of %s does not divide into %d chunks", d,
+                      SG_SHAPE(x), n);
+        return split_fail(g, out, n, SG_ESHAPE);
+    }
+    int64_t len = x->shape[d] / n;
+    for (int k = 0; k < n; k++) {
+        out[k] = sg_narrow(g, x, d, k * len, len);
+        if (!out[k])
+            return split_fail(g, out, n, sg_graph_status(g));
+    }
+    return SG_OK;
+}

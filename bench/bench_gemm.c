@@ -1,0 +1,207 @@
+/*
+ * bench_gemm.c - GEMM through seqgrad (sg_matmul, sg_linear with its [out, in] weight
+ * used transposed) against calling BLIS's bli_sgemm directly, in GFLOP/s at 1 and 2
+ * threads (median of reps), plus elementwise add / tanh bandwidth in GB/s.
+ *
+ *     build/bench/bench_gemm [reps]        (default 5)
+ *
+ * seqgrad's overhead over raw BLIS should stay under 5% at the large sizes.
+ */
+#include <blis.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sg_autograd.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef void (*run_fn)(void *ctx);
+
+/* Median seconds of reps runs after one warm-up run. */
+static double median_time(run_fn f, void *ctx, int reps)
+{
+    double t[64];
+    if (reps > 64)
+        reps = 64;
+    f(ctx);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        f(ctx);
+        t[r] = now() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    return t[reps / 2];
+}
+
+typedef struct {
+    int64_t m, k, n;
+    sg_tensor *a, *b, *w; /* a [m,k], b [k,n], w [n,k] (heap) */
+    float *c;             /* raw output [m,n] */
+    sg_graph *g;
+} gemm_ctx;
+
+static void raw_nn(void *p)
+{
+    gemm_ctx *c = p;
+    float one = 1, zero = 0;
+    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, c->m, c->n, c->k, &one, c->a->data, c->k, 1,
+              c->b->data, c->n, 1, &zero, c->c, c->n, 1);
+}
+
+static void raw_nt(void *p) /* c = a w^T, w^T given as strides */
+{
+    gemm_ctx *c = p;
+    float one = 1, zero = 0;
+    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, c->m, c->n, c->k, &one, c->a->data, c->k, 1,
+              c->w->data, 1, c->k, &zero, c->c, c->n, 1);
+}
+
+static void sg_mm(void *p)
+{
+    gemm_ctx *c = p;
+    sg_graph_reset(c->g);
+    if (!sg_matmul(c->g, c->a, c->b)) {
+        fprintf(stderr, "sg_matmul: %s\n", sg_last_error());
+        exit(1);
+    }
+}
+
+static void sg_lin(void *p)
+{
+    gemm_ctx *c = p;
+    sg_graph_reset(c->g);
+    if (!sg_linear(c->g, c->a, c->w, NULL)) {
+        fprintf(stderr, "sg_linear: %s\n", sg_last_error());
+        exit(1);
+    }
+}
+
+typedef struct {
+    sg_tensor *x, *y;
+    float *out;
+    sg_graph *g;
+    int64_t n;
+} ew_ctx;
+
+static void sg_add_run(void *p)
+{
+    ew_ctx *c = p;
+    sg_graph_reset(c->g);
+    sg_add(c->g, c->x, c->y);
+}
+
+static void sg_tanh_run(void *p)
+{
+    ew_ctx *c = p;
+    sg_graph_reset(c->g);
+    sg_tanh(c->g, c->x);
+}
+
+static void raw_add_run(void *p)
+{
+    ew_ctx *c = p;
+    const float *x = c->x->data, *y = c->y->data;
+    for (int64_t i = 0; i < c->n; i++)
+        c->out[i] = x[i] + y[i];
+}
+
+static void raw_tanh_run(void *p)
+{
+    ew_ctx *c = p;
+    const float *x = c->x->data;
+    for (int64_t i = 0; i < c->n; i++)
+        c->out[i] = tanhf(x[i]);
+}
+
+static sg_tensor *heap_randn(sg_rng *r, int64_t d0, int64_t d1)
+{
+    sg_tensor *t = sg_tensor_new(SG_F32, 2, (int64_t[]){d0, d1});
+    if (!t || sg_tensor_normal_(t, r, 0, 1) != SG_OK) {
+        fprintf(stderr, "%s\n", sg_last_error());
+        exit(1);
+    }
+    return t;
+}
+
+int main(int argc, char **argv)
+{
+    /* libgomp reads OMP_WAIT_POLICY when it loads: re-run with it set so idle BLIS
+     * threads sleep instead of spinning (see sg_tensor.h, sg_set_num_threads). */
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        execv("/proc/self/exe", argv);
+    }
+    int reps = argc > 1 ? atoi(argv[1]) : 5;
+    if (reps < 1)
+        reps = 1;
+    sg_get_num_threads(); /* lets seqgrad pick the BLIS kernels before BLIS starts */
+    printf("BLIS arch %s, OMP_WAIT_POLICY=%s, median of %d reps\n",
+           bli_arch_string(bli_arch_query_id()), getenv("OMP_WAIT_POLICY"), reps);
+
+    static const int64_t sizes[][3] = {{64, 256, 768}, {256, 256, 256}, {1024, 1024, 1024}};
+    sg_rng r;
+    sg_rng_seed(&r, 1);
+    printf("\n%-16s %3s %10s %10s %8s %10s %10s %8s\n", "GEMM MxKxN", "thr", "raw NN", "matmul",
+           "ovh%", "raw NT", "linear", "ovh%");
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        gemm_ctx c = {.m = sizes[s][0], .k = sizes[s][1], .n = sizes[s][2]};
+        c.a = heap_randn(&r, c.m, c.k);
+        c.b = heap_randn(&r, c.k, c.n);
+        c.w = heap_randn(&r, c.n, c.k);
+        c.c = malloc(sizeof(float) * (size_t)(c.m * c.n));
+        c.g = sg_graph_new();
+        double flop = 2.0 * (double)c.m * (double)c.k * (double)c.n;
+        for (int t = 1; t <= 2; t++) {
+            sg_set_num_threads(t);
+            double t_nn = median_time(raw_nn, &c, reps), t_mm = median_time(sg_mm, &c, reps);
+            double t_nt = median_time(raw_nt, &c, reps), t_li = median_time(sg_lin, &c, reps);
+            char name[32];
+            snprintf(name, sizeof name, "%lldx%lldx%lld", (long long)c.m, (long long)c.k,
+                     (long long)c.n);
+            printf("%-16s %3d %10.1f %10.1f %+8.1f %10.1f %10.1f %+8.1f\n", name, t,
+                   flop / t_nn * 1e-9, flop / t_mm * 1e-9, 100 * (t_mm / t_nn - 1),
+                   flop / t_nt * 1e-9, flop / t_li * 1e-9, 100 * (t_li / t_nt - 1));
+        }
+        sg_graph_free(c.g);
+        free(c.c);
+        sg_tensor_free(c.a);
+        sg_tensor_free(c.b);
+        sg_tensor_free(c.w);
+    }
+
+    sg_set_num_threads(1);
+    ew_ctx e = {.n = INT64_C(1) << 22};
+    e.x = heap_randn(&r, 1, e.n);
+    e.y = heap_randn(&r, 1, e.n);
+    e.out = malloc(sizeof(float) * (size_t)e.n);
+    e.g = sg_graph_new();
+    double mb = 4.0 * (double)e.n;
+    printf("\n%-16s %10s %10s %8s   (GB/s, f32, %lld elements, 1 thread)\n", "elementwise",
+           "plain C", "seqgrad", "ovh%", (long long)e.n);
+    double ta = median_time(raw_add_run, &e, reps), sa = median_time(sg_add_run, &e, reps);
+    printf("%-16s %10.2f %10.2f %+8.1f\n", "add", 3 * mb / ta * 1e-9, 3 * mb / sa * 1e-9,
+           100 * (sa / ta - 1));
+    double tt = median_time(raw_tanh_run, &e, reps), st = median_time(sg_tanh_run, &e, reps);
+    printf("%-16s %10.2f %10.2f %+8.1f\n", "tanh", 2 * mb / tt * 1e-9, 2 * mb / st * 1e-9,
+           100 * (st / tt - 1));
+    sg_graph_free(e.g);
+    free(e.out);
+    sg_tensor_free(e.x);
+    sg_tensor_free(e.y);
+    return 0;
+}
