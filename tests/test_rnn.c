@@ -542,3 +542,46 @@ Test(gru, nan_input_propagates_to_its_row_only)
     cr_assert(isnan(sg_tensor_grad_get(e.m.w[0][0].weight_ih, 0)));
     err_teardown(&e);
 }
+
+/* Big enough for the threaded row loops: 2 threads give the 1-thread result. */
+static void run_threads(int threads, sg_rnn_cell cell, double *out, double *grad)
+{
+    sg_set_num_threads(threads);
+    sg_rng r;
+    sg_rng_seed(&r, 12);
+    sg_params *p = sg_params_new(SG_F32);
+    sg_rnn m;
+    sg_rnn_config cfg = {.input_size = 8, .hidden_size = 128, .bidirectional = true};
+    cr_assert_eq(cell == SG_RNN_LSTM ? sg_lstm_init(&m, p, "t", &cfg, &r)
+                                     : sg_gru_init(&m, p, "t", &cfg, &r), SG_OK);
+    sg_graph *g = sg_graph_new();
+    sg_tensor *x = sg_randn(g, SG_F32, 3, (int64_t[]){80, 3, 8}, &r);
+    int64_t lens[80];
+    for (int i = 0; i < 80; i++)
+        lens[i] = 1 + i % 3;
+    sg_rnn_opts o = {.lengths = sg_from_buffer(g, SG_I64, 1, (int64_t[]){80}, lens)};
+    sg_tensor *y = sg_rnn_forward(g, &m, x, &o, NULL, NULL);
+    cr_assert(y, "%s", sg_last_error());
+    cr_assert_eq(sg_backward(g, sg_sum_all(g, sg_mul(g, y, y))), SG_OK);
+    for (int64_t i = 0; i < 80 * 3 * 256; i++)
+        out[i] = sg_tensor_get(y, i);
+    for (int64_t i = 0; i < 128 * 3 * 128; i++)
+        grad[i] = sg_tensor_grad_get(m.w[0][1].weight_hh, i);
+    sg_graph_free(g);
+    sg_params_free(p);
+    sg_set_num_threads(1);
+}
+
+static void check_threads(sg_rnn_cell cell)
+{
+    static double o1[80 * 3 * 256], o2[80 * 3 * 256], g1[4 * 128 * 128], g2[4 * 128 * 128];
+    run_threads(1, cell, o1, g1);
+    run_threads(2, cell, o2, g2);
+    for (int64_t i = 0; i < 80 * 3 * 256; i++)
+        cr_assert(fabs(o1[i] - o2[i]) <= 1e-6 + 1e-5 * fabs(o1[i]), "output %lld", (long long)i);
+    for (int64_t i = 0; i < 128 * 3 * 128; i++)
+        cr_assert(fabs(g1[i] - g2[i]) <= 1e-5 + 1e-4 * fabs(g1[i]), "grad %lld", (long long)i);
+}
+
+Test(gru, two_threads_match_one) { check_threads(SG_RNN_GRU); }
+Test(lstm, two_threads_match_one) { check_threads(SG_RNN_LSTM); }
