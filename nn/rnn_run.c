@@ -40,8 +40,8 @@ static inline float exp_f32(float x)
     float r = x - k * 0.693145752f - k * 1.42860677e-6f; /* ln 2 split hi + lo */
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666672e-1f +
               r * (4.16666679e-2f + r * (8.33333377e-3f + r * 1.38888892e-3f)))));
-    union { float f; int32_t i; } u = {t}, v;
-    v.i = (u.i - 0x4B400000 + 127) << 23; /* 2^k from the integer bits of t */
+    union { float f; uint32_t u; } u = {t}, v;
+    v.u = (u.u - 0x4B400000u + 127u) << 23; /* 2^k from the integer bits of t */
     return p * v.f;
 }
 static inline float sigm_f32(float v) { return 1.0f / (1.0f + exp_f32(-v)); }

@@ -357,6 +357,14 @@ Test(gru, row_result_independent_of_padding)
     for (int64_t t = 3; t < 5; t++)
         for (int64_t j = 0; j < 8; j++)
             cr_assert_eq(sg_tensor_get(out, (1 * 5 + t) * 8 + j), 0.0, "padding must be 0");
+    /* every row shorter than T: the same as the batch cut to the longest row */
+    len = sg_from_buffer(g, SG_I64, 1, (int64_t[]){2}, (int64_t[]){3, 2});
+    o.lengths = len;
+    out = sg_gru_forward(g, &m, x, &o, &hn);
+    sg_tensor *out3 = sg_gru_forward(g, &m, sg_narrow(g, x, 1, 0, 3), &o, &hn1);
+    cr_assert(out && out3, "%s", sg_last_error());
+    tu_assert_close(sg_narrow(g, out, 1, 0, 3), out3, 0, 0, "cut batch");
+    tu_assert_close(hn, hn1, 0, 0, "cut batch h_n");
     sg_graph_free(g);
     sg_params_free(p);
 }
