@@ -1,0 +1,217 @@
+/*
+ * rnn_run.c - one GRU/LSTM layer in one direction over a padded batch as a single
+ * autograd node: the input projections of all steps in one GEMM, the recurrence as
+ * one GEMM per step on the rows still running (rows are visited longest first, so
+ * they form a prefix), fused gate loops, and a BPTT backward (rnn_kernels.inc).
+ */
+/* Lets GCC if-convert the clamps in the gate loops so they vectorise; no code here
+ * relies on floating-point exception flags. */
+#pragma GCC optimize("no-trapping-math")
+
+#include "rnn_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* What the backward needs; arena-owned. */
+typedef struct rnn_saved {
+    sg_rnn_cell cell;
+    bool cho, reverse;
+    int64_t B, T, I, H, G, S, N;
+    int64_t *perm;  /* [B] batch rows by decreasing length (stable) */
+    int64_t *plen;  /* [B] plen[k] = length of row perm[k] */
+    int64_t *off;   /* [T+1] first packed row of step s */
+    int64_t *cnt;   /* [T+1] rows running at step s (cnt[T] = 0) */
+    void *gates;    /* [B*T, S] */
+    void *hp, *cp;  /* [N, H] state before each step, packed (cp: LSTM) */
+    void *rh;       /* [N, H] Cho GRU: r * h_prev */
+} rnn_saved;
+
+/* e^x for float without a libm call, so the gate loops vectorise: 2^k e^r with
+ * k = round(x / ln 2), |r| <= ln2 / 2 and a degree-6 Taylor polynomial (relative
+ * error ~2e-7). x is clamped to [-87, 88] (no overflow, no denormals); NaN stays NaN. */
+static inline float exp_f32(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float t = x * 1.44269504f + shifter;
+    float k = t - shifter;
+    float r = x - k * 0.693145752f - k * 1.42860677e-6f; /* ln 2 split hi + lo */
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666672e-1f +
+              r * (4.16666679e-2f + r * (8.33333377e-3f + r * 1.38888892e-3f)))));
+    union { float f; uint32_t u; } u = {t}, v;
+    v.u = (u.u - 0x4B400000u + 127u) << 23; /* 2^k from the integer bits of t */
+    return p * v.f;
+}
+static inline float sigm_f32(float v) { return 1.0f / (1.0f + exp_f32(-v)); }
+/* tanh = (e^2v - 1) / (e^2v + 1): about 1e-7 absolute error */
+static inline float tanh_f32(float v)
+{
+    v = v < -9.0f ? -9.0f : v;
+    v = v > 9.0f ? 9.0f : v;
+    float e = exp_f32(2.0f * v);
+    return (e - 1.0f) / (e + 1.0f);
+}
+static inline double sigm_f64(double v) { return 1.0 / (1.0 + exp(-v)); }
+
+/* the fused loops get an AVX2+FMA clone chosen at load time */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define KERNEL __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define KERNEL
+#endif
+
+/* The row loops of a step run on the library's threads when a step is big enough
+ * to pay for waking them (rows * H elements). */
+#define PAR_MIN 8192
+#ifdef _OPENMP
+#define ROWS_PARALLEL _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
+#else
+#define ROWS_PARALLEL
+#endif
+
+#define R float
+#define FN(x) x##_f32
+#define RDT SG_F32
+#define SIGM(v) sigm_f32(v)
+#define TANH(v) tanh_f32(v)
+#include "rnn_kernels.inc"
+#undef R
+#undef FN
+#undef RDT
+#undef SIGM
+#undef TANH
+
+#define R double
+#define FN(x) x##_f64
+#define RDT SG_F64
+#define SIGM(v) sigm_f64(v)
+#define TANH(v) tanh(v)
+#include "rnn_kernels.inc"
+#undef R
+#undef FN
+#undef RDT
+#undef SIGM
+#undef TANH
+
+enum { IN_X, IN_WIH, IN_WHH, IN_BIH, IN_BHH, IN_H0, IN_C0, IN_COUNT };
+
+static void *data_or_null(const sg_tensor *t) { return t ? t->data : NULL; }
+
+static void rnn_bwd(sg_graph *g, sg_node *n)
+{
+    rnn_saved *sv = n->saved;
+    sg_tensor **in = n->in;
+    sg_tensor *y = n->out[0], *hN = n->out[1], *cN = n->n_out > 2 ? n->out[2] : NULL;
+    const void *dy = y->grad, *dhN = hN->grad, *dcN = cN ? cN->grad : NULL;
+    if (!dy && !dhN && !dcN)
+        return;
+    void *dx = sg_grad_of(g, in[IN_X]), *dwih = sg_grad_of(g, in[IN_WIH]);
+    void *dwhh = sg_grad_of(g, in[IN_WHH]), *dbih = sg_grad_of(g, in[IN_BIH]);
+    void *dbhh = sg_grad_of(g, in[IN_BHH]), *dh0 = sg_grad_of(g, in[IN_H0]);
+    void *dc0 = sg_grad_of(g, in[IN_C0]);
+    size_t es = sg_dtype_size(y->dtype), BH = (size_t)(sv->B * sv->H) * es;
+    sg_arena *a = sg_graph_arena(g);
+    void *dH = sg_arena_alloc(a, BH), *dC = sg_arena_alloc(a, BH), *drh = sg_arena_alloc(a, BH);
+    void *dgh = sg_arena_alloc(a, (size_t)(sv->N * sv->G * sv->H) * es);
+    if (!dH || !dC || !drh || !dgh) {
+        sg_graph_fail(g, SG_ENOMEM, "sg_rnn backward: out of memory");
+        return;
+    }
+    const void *x = in[IN_X]->data, *wih = in[IN_WIH]->data, *whh = in[IN_WHH]->data;
+    if (y->dtype == SG_F32)
+        rnn_bwd_f32(sv, x, wih, whh, dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
+                    dgh, drh);
+    else
+        rnn_bwd_f64(sv, x, wih, whh, dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
+                    dgh, drh);
+}
+
+int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor *x,
+                const int64_t *len, const sg_rnn_weights *w, sg_tensor *h0, sg_tensor *c0,
+                sg_tensor **y, sg_tensor **h_n, sg_tensor **c_n)
+{
+    sg_arena *a = sg_graph_arena(g);
+    sg_dtype dt = x->dtype;
+    size_t es = sg_dtype_size(dt);
+    int64_t B = x->shape[0], T = x->shape[1], I = x->shape[2], H = w->weight_hh->shape[1];
+    bool lstm = cell == SG_RNN_LSTM;
+    rnn_saved *sv = sg_arena_alloc(a, sizeof *sv);
+    if (!sv)
+        goto oom;
+    *sv = (rnn_saved){.cell = cell, .cho = cho && !lstm, .reverse = reverse, .B = B, .T = T,
+                      .I = I, .H = H, .G = lstm ? 4 : 3, .S = lstm ? 5 * H : 4 * H};
+    sv->perm = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
+    sv->plen = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
+    sv->off = sg_arena_alloc(a, sizeof(int64_t) * (size_t)(T + 1));
+    sv->cnt = sg_arena_calloc(a, sizeof(int64_t) * (size_t)(T + 1));
+    if (!sv->perm || !sv->plen || !sv->off || !sv->cnt)
+        goto oom;
+    /* counting sort by decreasing length, stable: running rows form a prefix */
+    for (int64_t b = 0; b < B; b++)
+        sv->cnt[len ? len[b] - 1 : T - 1]++; /* cnt[l-1] = rows of length l (for now) */
+    {
+        int64_t pos = 0;
+        for (int64_t l = T; l >= 1; l--) {
+            int64_t c = sv->cnt[l - 1];
+            sv->cnt[l - 1] = pos; /* first slot of length l */
+            pos += c;
+        }
+        for (int64_t b = 0; b < B; b++) {
+            int64_t l = len ? len[b] : T;
+            int64_t k = sv->cnt[l - 1]++;
+            sv->perm[k] = b;
+            sv->plen[k] = l;
+        }
+        /* cnt[s] = rows with length > s; off = prefix sums */
+        int64_t k = B;
+        for (int64_t s = 0; s <= T; s++) {
+            while (k > 0 && sv->plen[k - 1] <= s)
+                k--;
+            sv->cnt[s] = k;
+        }
+        sv->off[0] = 0;
+        for (int64_t s = 0; s < T; s++)
+            sv->off[s + 1] = sv->off[s] + sv->cnt[s];
+        sv->N = sv->off[T];
+    }
+    size_t NH = (size_t)(sv->N * H) * es;
+    sv->gates = sg_arena_alloc(a, (size_t)(B * T * sv->S) * es);
+    sv->hp = sg_arena_alloc(a, NH);
+    sv->cp = lstm ? sg_arena_alloc(a, NH) : NULL;
+    sv->rh = sv->cho ? sg_arena_alloc(a, NH) : NULL;
+    void *gh = sg_arena_alloc(a, (size_t)(B * sv->G * H) * es);
+    void *zeros = sg_arena_calloc(a, (size_t)(sv->G * H) * es);
+    sg_tensor *ty = sg_empty(g, dt, 3, (int64_t[]){B, T, H});
+    sg_tensor *thn = sg_empty(g, dt, 2, (int64_t[]){B, H});
+    sg_tensor *tcn = lstm ? sg_empty(g, dt, 2, (int64_t[]){B, H}) : NULL;
+    if (!sv->gates || !sv->hp || (lstm && !sv->cp) || (sv->cho && !sv->rh) || !gh || !zeros || !ty ||
+        !thn || (lstm && !tcn))
+        goto oom;
+    if (dt == SG_F32)
+        rnn_fwd_f32(sv, x->data, w->weight_ih->data, w->weight_hh->data,
+                    data_or_null(w->bias_ih), data_or_null(w->bias_hh), data_or_null(h0),
+                    data_or_null(c0), ty->data, thn->data, tcn ? tcn->data : NULL, gh, zeros);
+    else
+        rnn_fwd_f64(sv, x->data, w->weight_ih->data, w->weight_hh->data,
+                    data_or_null(w->bias_ih), data_or_null(w->bias_hh), data_or_null(h0),
+                    data_or_null(c0), ty->data, thn->data, tcn ? tcn->data : NULL, gh, zeros);
+    sg_tensor *ins[IN_COUNT] = {x, w->weight_ih, w->weight_hh, w->bias_ih, w->bias_hh, h0, c0};
+    sg_tensor *outs[3] = {ty, thn, tcn};
+    sg_node *n = sg_record(g, lstm ? "sg_lstm" : "sg_gru", rnn_bwd, IN_COUNT, ins, lstm ? 3 : 2,
+                           outs);
+    if (n)
+        n->saved = sv;
+    else if (sg_graph_status(g) != SG_OK)
+        return sg_graph_status(g);
+    *y = ty;
+    *h_n = thn;
+    if (c_n)
+        *c_n = tcn;
+    return SG_OK;
+oom:
+    sg_graph_fail(g, SG_ENOMEM, "sg_rnn: out of memory for a [%lld, %lld, %lld] run",
+                  (long long)B, (long long)T, (long long)H);
+    return SG_ENOMEM;
+}
