@@ -42,9 +42,9 @@ int sg_additive_attention_precompute(sg_graph *g, const sg_additive_attention *m
                                      sg_tensor *lengths, sg_tensor *mask, sg_attn_memory *mem)
 {
     const char *op = "sg_additive_attention_precompute";
-    if (!m)
-        return g ? (sg_graph_fail(g, SG_EINVAL, "%s: module is NULL", op), SG_EINVAL)
-                 : sg__error(SG_EINVAL, "%s: module is NULL", op);
+    if (!m || !mem)
+        return g ? (sg_graph_fail(g, SG_EINVAL, "%s: module or mem is NULL", op), SG_EINVAL)
+                 : sg__error(SG_EINVAL, "%s: module or mem is NULL", op);
     sg_attn_memory tmp;
     int rc = sg__attn_memory_init(g, op, h, lengths, mask, &tmp);
     if (rc != SG_OK)
@@ -58,8 +58,7 @@ int sg_additive_attention_precompute(sg_graph *g, const sg_additive_attention *m
     tmp.keys = sg_linear(g, h, m->key_proj.weight, m->key_proj.bias); /* [B, S, A] */
     if (!tmp.keys)
         return sg_graph_status(g);
-    if (mem)
-        *mem = tmp;
+    *mem = tmp;
     return SG_OK;
 }
 

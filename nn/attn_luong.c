@@ -65,9 +65,9 @@ int sg_luong_attention_precompute(sg_graph *g, const sg_luong_attention *m, sg_t
                                   sg_tensor *lengths, sg_tensor *mask, sg_attn_memory *mem)
 {
     const char *op = "sg_luong_attention_precompute";
-    if (!m)
-        return g ? (sg_graph_fail(g, SG_EINVAL, "%s: module is NULL", op), SG_EINVAL)
-                 : sg__error(SG_EINVAL, "%s: module is NULL", op);
+    if (!m || !mem)
+        return g ? (sg_graph_fail(g, SG_EINVAL, "%s: module or mem is NULL", op), SG_EINVAL)
+                 : sg__error(SG_EINVAL, "%s: module or mem is NULL", op);
     sg_attn_memory tmp;
     int rc = sg__attn_memory_init(g, op, hbar, lengths, mask, &tmp);
     if (rc != SG_OK)
@@ -87,8 +87,7 @@ int sg_luong_attention_precompute(sg_graph *g, const sg_luong_attention *m, sg_t
         tmp.keys = sg_linear(g, hbar, sg_narrow(g, m->W_a, 1, H, H), NULL);     /* [B, S, A] */
     if (!tmp.keys)
         return sg_graph_status(g);
-    if (mem)
-        *mem = tmp;
+    *mem = tmp;
     return SG_OK;
 }
 

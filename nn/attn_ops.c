@@ -42,7 +42,7 @@ uint8_t *sg__key_validity(sg_graph *g, const char *op, int64_t B, int64_t Lk, sg
             return NULL;
         }
         for (int64_t b = 0; b < B; b++) {
-            int64_t n = (int64_t)sg_tensor_get(lengths, b);
+            int64_t n = ((const int64_t *)lengths->data)[b * lengths->stride[0]];
             if (n < 0 || n > Lk) {
                 sg_graph_fail(g, SG_ERANGE, "%s: length %lld of row %lld is outside [0, %lld]", op,
                               (long long)n, (long long)b, (long long)Lk);

@@ -916,3 +916,53 @@ Test(feedforward, gradcheck_relu_and_gelu_with_dropout)
         sg_params_free(p);
     }
 }
+
+/* ---- small shapes ------------------------------------------------------------------------- */
+
+Test(bahdanau, single_position_source_returns_that_vector)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 1);
+    sg_params *p = sg_params_new(SG_F32);
+    sg_additive_attention m;
+    sg_additive_attention_init(&m, p, "attention", 2, 3, 4, &r);
+    sg_graph *g = sg_graph_new();
+    sg_tensor *h = sg_randn(g, SG_F32, 3, (int64_t[]){1, 1, 3}, &r);
+    sg_tensor *s = sg_randn(g, SG_F32, 2, (int64_t[]){1, 2}, &r);
+    sg_attn_memory mem;
+    cr_assert_eq(sg_additive_attention_precompute(g, &m, h, NULL, NULL, &mem), SG_OK);
+    sg_tensor *a, *c = sg_additive_attention_step(g, &m, &mem, s, &a);
+    cr_assert(c, "%s", sg_last_error());
+    cr_assert_float_eq(sg_tensor_get(a, 0), 1.0, 0);
+    for (int k = 0; k < 3; k++)
+        cr_assert_float_eq(sg_tensor_get(c, k), sg_tensor_get(h, k), 0);
+    cr_assert_eq(sg_additive_attention_precompute(g, &m, h, NULL, NULL, NULL), SG_EINVAL);
+    sg_graph_free(g);
+    sg_params_free(p);
+}
+
+Test(mha, single_key_gets_all_the_weight)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 2);
+    sg_params *p = sg_params_new(SG_F64);
+    sg_mha m;
+    sg_mha_init(&m, p, "attn", 6, 3, 0.0, &r);
+    sg_graph *g = sg_graph_new();
+    sg_tensor *q = sg_randn(g, SG_F64, 3, (int64_t[]){1, 2, 6}, &r);
+    sg_tensor *kv = sg_randn(g, SG_F64, 3, (int64_t[]){1, 1, 6}, &r);
+    sg_tensor *w = NULL;
+    sg_mha_opts o = {.weights = &w};
+    sg_tensor *out = sg_mha_forward(g, &m, q, kv, &o);
+    cr_assert(out && w, "%s", sg_last_error());
+    for (int i = 0; i < 6; i++) /* [1, 3 heads, 2 queries, 1 key] */
+        cr_assert_float_eq(sg_tensor_get(w, i), 1.0, 1e-15);
+    /* out = out_proj(W_v kv + b_v) for both queries */
+    sg_tensor *v = sg_linear(g, kv, sg_narrow(g, m.in_proj_weight, 0, 12, 6),
+                             sg_narrow(g, m.in_proj_bias, 0, 12, 6));
+    sg_tensor *want = sg_linear(g, v, m.out_proj.weight, m.out_proj.bias);
+    tu_assert_close(sg_narrow(g, out, 1, 0, 1), want, 1e-12, 1e-12, "query 0");
+    tu_assert_close(sg_narrow(g, out, 1, 1, 1), want, 1e-12, 1e-12, "query 1");
+    sg_graph_free(g);
+    sg_params_free(p);
+}
