@@ -1,0 +1,488 @@
+/*
+ * attn_ops.c - the fused per-step nodes of RNN attention:
+ *   additive scores  e[b,j] = v . tanh(q[b] + K[b,j])          (Bahdanau, Luong concat)
+ *   dot scores       e[b,j] = K[b,j] . q[b]                    (Luong dot, general)
+ *   context          alpha = masked softmax(e) (x Gaussian), c = sum_j alpha_j V[b,j]
+ * plus the source-validity helpers shared by the modules. Scores are computed only at
+ * valid positions, so padding costs nothing per step.
+ */
+#include "attn_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- validity --------------------------------------------------------------------- */
+
+uint8_t *sg__key_validity(sg_graph *g, const char *op, int64_t B, int64_t Lk, sg_tensor *lengths,
+                          sg_tensor *mask, bool *ok)
+{
+    *ok = false;
+    if (lengths && mask) {
+        sg_graph_fail(g, SG_EINVAL, "%s: give lengths or a mask, not both", op);
+        return NULL;
+    }
+    if (!lengths && !mask) {
+        *ok = true;
+        return NULL;
+    }
+    uint8_t *v = sg_arena_alloc(sg_graph_arena(g), (size_t)(B * Lk > 0 ? B * Lk : 1));
+    if (!v) {
+        sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+        return NULL;
+    }
+    if (lengths) {
+        if (lengths->dtype != SG_I64) {
+            sg_graph_fail(g, SG_EDTYPE, "%s: lengths must be i64, got %s", op,
+                          sg_dtype_name(lengths->dtype));
+            return NULL;
+        }
+        if (lengths->ndim != 1 || lengths->shape[0] != B) {
+            sg_graph_fail(g, SG_ESHAPE, "%s: lengths %s do not match batch %lld", op,
+                          SG_SHAPE(lengths), (long long)B);
+            return NULL;
+        }
+        for (int64_t b = 0; b < B; b++) {
+            int64_t n = ((const int64_t *)lengths->data)[b * lengths->stride[0]];
+            if (n < 0 || n > Lk) {
+                sg_graph_fail(g, SG_ERANGE, "%s: length %lld of row %lld is outside [0, %lld]", op,
+                              (long long)n, (long long)b, (long long)Lk);
+                return NULL;
+            }
+            for (int64_t j = 0; j < Lk; j++)
+                v[b * Lk + j] = j < n;
+        }
+    } else {
+        if (mask->dtype != SG_BOOL) {
+            sg_graph_fail(g, SG_EDTYPE, "%s: mask must be bool, got %s", op,
+                          sg_dtype_name(mask->dtype));
+            return NULL;
+        }
+        if (mask->ndim != 2 || mask->shape[0] != B || mask->shape[1] != Lk) {
+            sg_graph_fail(g, SG_ESHAPE, "%s: mask %s does not match [%lld,%lld]", op,
+                          SG_SHAPE(mask), (long long)B, (long long)Lk);
+            return NULL;
+        }
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = 0; j < Lk; j++) {
+                const uint8_t *p = (const uint8_t *)mask->data + b * mask->stride[0] +
+                                   j * mask->stride[1];
+                v[b * Lk + j] = *p != 0;
+            }
+    }
+    *ok = true;
+    return v;
+}
+
+int sg__attn_memory_init(sg_graph *g, const char *op, sg_tensor *values, sg_tensor *lengths,
+                         sg_tensor *mask, sg_attn_memory *mem)
+{
+    if (!g)
+        return sg__error(SG_EINVAL, "%s: graph is NULL", op);
+    if (!values || !mem) {
+        if (sg_graph_status(g) != SG_OK)
+            return sg_graph_status(g);
+        sg_graph_fail(g, SG_EINVAL, "%s: %s is NULL", op, values ? "mem" : "values");
+        return SG_EINVAL;
+    }
+    if (!sg__check_float(g, op, values))
+        return SG_EDTYPE;
+    if (values->ndim != 3) {
+        sg_graph_fail(g, SG_ESHAPE, "%s: values must be [B, S, H], got %s", op, SG_SHAPE(values));
+        return SG_ESHAPE;
+    }
+    int64_t B = values->shape[0], S = values->shape[1];
+    bool ok;
+    uint8_t *valid = sg__key_validity(g, op, B, S, lengths, mask, &ok);
+    if (!ok)
+        return sg_graph_status(g);
+    int64_t *len = sg_arena_alloc(sg_graph_arena(g), sizeof(int64_t) * (size_t)(B ? B : 1));
+    if (!len || (!valid && !(valid = sg_arena_alloc(sg_graph_arena(g),
+                                                    (size_t)(B * S > 0 ? B * S : 1))))) {
+        sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+        return SG_ENOMEM;
+    }
+    if (!lengths && !mask)
+        memset(valid, 1, (size_t)(B * S));
+    for (int64_t b = 0; b < B; b++) {
+        len[b] = 0;
+        for (int64_t j = 0; j < S; j++)
+            len[b] += valid[b * S + j];
+    }
+    memset(mem, 0, sizeof *mem);
+    mem->values = values;
+    mem->valid = valid;
+    mem->len = len;
+    mem->B = B;
+    mem->S = S;
+    return SG_OK;
+}
+
+bool sg__attn_check_query(sg_graph *g, const char *op, const sg_attn_memory *mem,
+                          const sg_tensor *q, int64_t width)
+{
+    if (!sg__check_same_float(g, op, q, mem->values))
+        return false;
+    if (q->ndim != 2 || q->shape[0] != mem->B || q->shape[1] != width) {
+        sg_graph_fail(g, SG_ESHAPE, "%s: query %s must be [%lld,%lld] (memory batch %lld)", op,
+                      SG_SHAPE(q), (long long)mem->B, (long long)width, (long long)mem->B);
+        return false;
+    }
+    return true;
+}
+
+/* ---- kernels ----------------------------------------------------------------------- */
+
+#define ATTN_KERNELS(T, SUF, TANH, EXP)                                                      \
+    static void additive_fwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,   \
+                                   const T *v, const uint8_t *valid, T *t, T *e)              \
+    {                                                                                        \
+        for (int64_t b = 0; b < B; b++)                                                      \
+            for (int64_t j = 0; j < S; j++) {                                                \
+                int64_t bj = b * S + j;                                                      \
+                e[bj] = 0;                                                                   \
+                if (valid && !valid[bj])                                                     \
+                    continue;                                                                \
+                const T *qb = q + b * A, *kj = K + bj * A;                                   \
+                T *tj = t + bj * A, acc = 0;                                                 \
+                for (int64_t a = 0; a < A; a++) {                                            \
+                    tj[a] = TANH(qb[a] + kj[a]);                                             \
+                    acc += v[a] * tj[a];                                                     \
+                }                                                                            \
+                e[bj] = acc;                                                                 \
+            }                                                                                \
+    }                                                                                        \
+    /* e = v . t, t = tanh(q + K):  dv += de t;  du = de v (1 - t^2);  dq += du;  dK += du */ \
+    static void additive_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *v, const T *t,   \
+                                   const uint8_t *valid, const T *de, T *dq, T *dK, T *dv)    \
+    {                                                                                        \
+        for (int64_t b = 0; b < B; b++)                                                      \
+            for (int64_t j = 0; j < S; j++) {                                                \
+                int64_t bj = b * S + j;                                                      \
+                if ((valid && !valid[bj]) || de[bj] == 0)                                    \
+                    continue;                                                                \
+                const T *tj = t + bj * A;                                                    \
+                T g = de[bj];                                                                \
+                for (int64_t a = 0; a < A; a++) {                                            \
+                    T du = g * v[a] * (1 - tj[a] * tj[a]);                                   \
+                    if (dq)                                                                  \
+                        dq[b * A + a] += du;                                                 \
+                    if (dK)                                                                  \
+                        dK[bj * A + a] += du;                                                \
+                    if (dv)                                                                  \
+                        dv[a] += g * tj[a];                                                  \
+                }                                                                            \
+            }                                                                                \
+    }                                                                                        \
+    static void dot_fwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,        \
+                              const uint8_t *valid, T *e)                                    \
+    {                                                                                        \
+        for (int64_t b = 0; b < B; b++)                                                      \
+            for (int64_t j = 0; j < S; j++) {                                                \
+                int64_t bj = b * S + j;                                                      \
+                T acc = 0;                                                                   \
+                if (!valid || valid[bj]) {                                                   \
+                    const T *qb = q + b * A, *kj = K + bj * A;                               \
+                    for (int64_t a = 0; a < A; a++)                                          \
+                        acc += kj[a] * qb[a];                                                \
+                }                                                                            \
+                e[bj] = acc;                                                                 \
+            }                                                                                \
+    }                                                                                        \
+    /* e = K q:  dq += de K;  dK += de q */                                                  \
+    static void dot_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,        \
+                              const uint8_t *valid, const T *de, T *dq, T *dK)               \
+    {                                                                                        \
+        for (int64_t b = 0; b < B; b++)                                                      \
+            for (int64_t j = 0; j < S; j++) {                                                \
+                int64_t bj = b * S + j;                                                      \
+                if ((valid && !valid[bj]) || de[bj] == 0)                                    \
+                    continue;                                                                \
+                T g = de[bj];                                                                \
+                const T *qb = q + b * A, *kj = K + bj * A;                                   \
+                if (dq)                                                                      \
+                    for (int64_t a = 0; a < A; a++)                                          \
+                        dq[b * A + a] += g * kj[a];                                          \
+                if (dK)                                                                      \
+                    for (int64_t a = 0; a < A; a++)                                          \
+                        dK[bj * A + a] += g * qb[a];                                         \
+            }                                                                                \
+    }                                                                                        \
+    /* a = softmax over valid j; w = a G (G = Gaussian around pos, or 1); c = sum_j w_j V_j */ \
+    static void context_fwd_##SUF(int64_t B, int64_t S, int64_t D, const T *e, const T *V,    \
+                                  const uint8_t *valid, const T *pos, T inv2s2, T *a, T *G,   \
+                                  T *w, T *c)                                                \
+    {                                                                                        \
+        for (int64_t b = 0; b < B; b++) {                                                    \
+            const T *eb = e + b * S;                                                         \
+            const uint8_t *vb = valid ? valid + b * S : NULL;                                \
+            T *ab = a + b * S, *wb = w + b * S, *cb = c + b * D;                             \
+            T mx = -INFINITY;                                                                \
+            for (int64_t j = 0; j < S; j++)                                                  \
+                if ((!vb || vb[j]) && eb[j] > mx)                                            \
+                    mx = eb[j];                                                              \
+            memset(cb, 0, sizeof(T) * (size_t)D);                                            \
+            if (mx == -INFINITY) {                                                           \
+                memset(ab, 0, sizeof(T) * (size_t)S);                                        \
+                memset(wb, 0, sizeof(T) * (size_t)S);                                        \
+                continue;                                                                    \
+            }                                                                                \
+            T sum = 0;                                                                       \
+            for (int64_t j = 0; j < S; j++) {                                                \
+                ab[j] = (!vb || vb[j]) ? EXP(eb[j] - mx) : 0;                                \
+                sum += ab[j];                                                                \
+            }                                                                                \
+            T inv = 1 / sum;                                                                 \
+            for (int64_t j = 0; j < S; j++) {                                                \
+                ab[j] *= inv;                                                                \
+                wb[j] = ab[j];                                                               \
+                if (pos) {                                                                   \
+                    T dist = (T)j - pos[b];                                                  \
+                    G[b * S + j] = EXP(-(dist * dist) * inv2s2);                             \
+                    wb[j] = ab[j] * G[b * S + j];                                            \
+                }                                                                            \
+                if (wb[j] == 0)                                                              \
+                    continue;                                                                \
+                const T *vj = V + (b * S + j) * D;                                           \
+                for (int64_t k = 0; k < D; k++)                                              \
+                    cb[k] += wb[j] * vj[k];                                                  \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    /* dw_j = dalpha_j + dc . V_j;  dV_j += w_j dc;  da_j = dw_j G_j;                         \
+     * dpos += sum_j dw_j a_j G_j (j - pos) / sigma^2;  de_j += a_j (da_j - sum a da) */     \
+    static void context_bwd_##SUF(int64_t B, int64_t S, int64_t D, const T *V,               \
+                                  const uint8_t *valid, const T *pos, T inv2s2, const T *a,  \
+                                  const T *G, const T *w, const T *dc, const T *dw_out,      \
+                                  T *scratch, T *de, T *dV, T *dpos)                         \
+    {                                                                                        \
+        for (int64_t b = 0; b < B; b++) {                                                    \
+            const uint8_t *vb = valid ? valid + b * S : NULL;                                \
+            const T *ab = a + b * S, *wb = w + b * S, *dcb = dc ? dc + b * D : NULL;         \
+            T s = 0;                                                                         \
+            for (int64_t j = 0; j < S; j++) {                                                \
+                scratch[j] = 0;                                                              \
+                if ((vb && !vb[j]) || ab[j] == 0)                                            \
+                    continue;                                                                \
+                T dwj = dw_out ? dw_out[b * S + j] : 0;                                      \
+                if (dcb) {                                                                   \
+                    const T *vj = V + (b * S + j) * D;                                       \
+                    T acc = 0;                                                               \
+                    for (int64_t k = 0; k < D; k++)                                          \
+                        acc += dcb[k] * vj[k];                                               \
+                    dwj += acc;                                                              \
+                    if (dV) {                                                                \
+                        T *dvj = dV + (b * S + j) * D;                                       \
+                        for (int64_t k = 0; k < D; k++)                                      \
+                            dvj[k] += wb[j] * dcb[k];                                        \
+                    }                                                                        \
+                }                                                                            \
+                T daj = dwj;                                                                 \
+                if (pos) {                                                                   \
+                    T gj = G[b * S + j];                                                     \
+                    daj = dwj * gj;                                                          \
+                    if (dpos)                                                                \
+                        dpos[b] += dwj * ab[j] * gj * ((T)j - pos[b]) * 2 * inv2s2;          \
+                }                                                                            \
+                scratch[j] = daj;                                                            \
+                s += ab[j] * daj;                                                            \
+            }                                                                                \
+            if (de)                                                                          \
+                for (int64_t j = 0; j < S; j++)                                              \
+                    if (ab[j] != 0)                                                          \
+                        de[b * S + j] += ab[j] * (scratch[j] - s);                           \
+        }                                                                                    \
+    }
+
+ATTN_KERNELS(float, f32, tanhf, expf)
+ATTN_KERNELS(double, f64, tanh, exp)
+
+/* ---- additive scores ---------------------------------------------------------------- */
+
+static void additive_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *q = n->in[0], *K = n->in[1], *v = n->in[2], *e = n->out[0];
+    int64_t B = K->shape[0], S = K->shape[1], A = K->shape[2];
+    void *dq = sg_grad_of(g, q), *dK = sg_grad_of(g, K), *dv = sg_grad_of(g, v);
+    const uint8_t *valid = (const uint8_t *)(intptr_t)n->i[0];
+    if (e->dtype == SG_F32)
+        additive_bwd_f32(B, S, A, v->data, n->saved, valid, e->grad, dq, dK, dv);
+    else
+        additive_bwd_f64(B, S, A, v->data, n->saved, valid, e->grad, dq, dK, dv);
+}
+
+/* Makes x contiguous (copying through the graph when needed). */
+static sg_tensor *contig(sg_graph *g, sg_tensor *x)
+{
+    return sg_tensor_is_contiguous(x) ? x : sg_contiguous(g, x);
+}
+
+static bool check_qk(sg_graph *g, const char *op, const sg_tensor *q, const sg_tensor *K)
+{
+    if (!sg__check_same_float(g, op, q, K))
+        return false;
+    if (K->ndim != 3 || q->ndim != 2 || q->shape[0] != K->shape[0] ||
+        q->shape[1] != K->shape[2]) {
+        sg_graph_fail(g, SG_ESHAPE, "%s: query %s does not match keys %s (want [B, A] and "
+                                    "[B, S, A])",
+                      op, SG_SHAPE(q), SG_SHAPE(K));
+        return false;
+    }
+    return true;
+}
+
+sg_tensor *sg_attn_additive_scores(sg_graph *g, sg_tensor *q, sg_tensor *keys, sg_tensor *v,
+                                   const uint8_t *valid)
+{
+    const char *op = "sg_attn_additive_scores";
+    SG_NEED(g, q, keys, v);
+    if (!check_qk(g, op, q, keys) || !sg__check_same_float(g, op, q, v))
+        return NULL;
+    int64_t B = keys->shape[0], S = keys->shape[1], A = keys->shape[2];
+    if (sg_tensor_numel(v) != A || v->ndim > 2 || (v->ndim == 2 && v->shape[0] != 1))
+        return sg_graph_fail(g, SG_ESHAPE, "%s: energy weight %s must be [1, %lld]", op,
+                             SG_SHAPE(v), (long long)A);
+    q = contig(g, q);
+    keys = contig(g, keys);
+    v = contig(g, v);
+    SG_NEED(q, keys, v);
+    size_t es = sg_dtype_size(q->dtype);
+    sg_tensor *e = sg_empty(g, q->dtype, 2, (int64_t[]){B, S});
+    void *t = sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * S * A > 0 ? B * S * A : 1));
+    if (!e || !t)
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+    if (q->dtype == SG_F32)
+        additive_fwd_f32(B, S, A, q->data, keys->data, v->data, valid, t, e->data);
+    else
+        additive_fwd_f64(B, S, A, q->data, keys->data, v->data, valid, t, e->data);
+    sg_tensor *ins[3] = {q, keys, v};
+    sg_node *n = sg_record(g, op, additive_bwd, 3, ins, 1, &e);
+    if (n) {
+        n->saved = t;
+        n->i[0] = (int64_t)(intptr_t)valid;
+    }
+    return e;
+}
+
+/* ---- dot scores --------------------------------------------------------------------- */
+
+static void dot_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *q = n->in[0], *K = n->in[1], *e = n->out[0];
+    int64_t B = K->shape[0], S = K->shape[1], A = K->shape[2];
+    void *dq = sg_grad_of(g, q), *dK = sg_grad_of(g, K);
+    const uint8_t *valid = (const uint8_t *)(intptr_t)n->i[0];
+    if (e->dtype == SG_F32)
+        dot_bwd_f32(B, S, A, q->data, K->data, valid, e->grad, dq, dK);
+    else
+        dot_bwd_f64(B, S, A, q->data, K->data, valid, e->grad, dq, dK);
+}
+
+sg_tensor *sg_attn_dot_scores(sg_graph *g, sg_tensor *q, sg_tensor *keys, const uint8_t *valid)
+{
+    const char *op = "sg_attn_dot_scores";
+    SG_NEED(g, q, keys);
+    if (!check_qk(g, op, q, keys))
+        return NULL;
+    int64_t B = keys->shape[0], S = keys->shape[1], A = keys->shape[2];
+    q = contig(g, q);
+    keys = contig(g, keys);
+    SG_NEED(q, keys);
+    sg_tensor *e = sg_empty(g, q->dtype, 2, (int64_t[]){B, S});
+    if (!e)
+        return NULL;
+    if (q->dtype == SG_F32)
+        dot_fwd_f32(B, S, A, q->data, keys->data, valid, e->data);
+    else
+        dot_fwd_f64(B, S, A, q->data, keys->data, valid, e->data);
+    sg_tensor *ins[2] = {q, keys};
+    sg_node *n = sg_record(g, op, dot_bwd, 2, ins, 1, &e);
+    if (n)
+        n->i[0] = (int64_t)(intptr_t)valid;
+    return e;
+}
+
+/* ---- masked softmax + Gaussian + context ----------------------------------------------- */
+
+typedef struct {
+    void *a, *G;          /* softmax [B, S]; Gaussian factors [B, S] or NULL */
+    const uint8_t *valid; /* [B, S] or NULL */
+} context_saved;
+
+static void context_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *e = n->in[0], *V = n->in[1], *pos = n->n_in > 2 ? n->in[2] : NULL;
+    sg_tensor *c = n->out[0], *w = n->out[1];
+    const context_saved *sv = n->saved;
+    int64_t B = V->shape[0], S = V->shape[1], D = V->shape[2];
+    if (!c->grad && !w->grad)
+        return;
+    void *de = sg_grad_of(g, e), *dV = sg_grad_of(g, V), *dpos = pos ? sg_grad_of(g, pos) : NULL;
+    void *scratch = sg_arena_alloc(sg_graph_arena(g), sg_dtype_size(e->dtype) * (size_t)(S ? S : 1));
+    if (!scratch) {
+        sg_graph_fail(g, SG_ENOMEM, "sg_attn_context: out of memory in backward");
+        return;
+    }
+    if (e->dtype == SG_F32)
+        context_bwd_f32(B, S, D, V->data, sv->valid, pos ? pos->data : NULL, (float)n->f[0],
+                        sv->a, sv->G, w->data, c->grad, w->grad, scratch, de, dV, dpos);
+    else
+        context_bwd_f64(B, S, D, V->data, sv->valid, pos ? pos->data : NULL, n->f[0], sv->a,
+                        sv->G, w->data, c->grad, w->grad, scratch, de, dV, dpos);
+}
+
+sg_tensor *sg_attn_context(sg_graph *g, sg_tensor *scores, sg_tensor *values, const uint8_t *valid,
+                           sg_tensor *pos, double sigma, sg_tensor **weights)
+{
+    const char *op = "sg_attn_context";
+    SG_NEED(g, scores, values);
+    if (!sg__check_same_float(g, op, scores, values) ||
+        (pos && !sg__check_same_float(g, op, scores, pos)))
+        return NULL;
+    if (values->ndim != 3 || scores->ndim != 2 || scores->shape[0] != values->shape[0] ||
+        scores->shape[1] != values->shape[1])
+        return sg_graph_fail(g, SG_ESHAPE, "%s: scores %s do not match values %s (want [B, S] "
+                                           "and [B, S, D])",
+                             op, SG_SHAPE(scores), SG_SHAPE(values));
+    int64_t B = values->shape[0], S = values->shape[1], D = values->shape[2];
+    if (pos && sg_tensor_numel(pos) != B)
+        return sg_graph_fail(g, SG_ESHAPE, "%s: positions %s must have %lld elements", op,
+                             SG_SHAPE(pos), (long long)B);
+    if (pos && !(sigma > 0))
+        return sg_graph_fail(g, SG_EINVAL, "%s: sigma %g must be > 0", op, sigma);
+    sg_tensor *pos_in = pos;
+    scores = contig(g, scores);
+    values = contig(g, values);
+    if (pos)
+        pos = contig(g, pos);
+    SG_NEED(scores, values);
+    if (pos_in && !pos)
+        return NULL;
+    size_t es = sg_dtype_size(scores->dtype), bs = es * (size_t)(B * S > 0 ? B * S : 1);
+    sg_tensor *c = sg_empty(g, scores->dtype, 2, (int64_t[]){B, D});
+    sg_tensor *w = sg_empty(g, scores->dtype, 2, (int64_t[]){B, S});
+    context_saved *sv = sg_arena_alloc(sg_graph_arena(g), sizeof *sv);
+    if (!c || !w || !sv)
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+    sv->valid = valid;
+    sv->a = pos ? sg_arena_alloc(sg_graph_arena(g), bs) : w->data;
+    sv->G = pos ? sg_arena_alloc(sg_graph_arena(g), bs) : NULL;
+    if (!sv->a || (pos && !sv->G))
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+    double inv2s2 = pos ? 1.0 / (2.0 * sigma * sigma) : 0;
+    if (scores->dtype == SG_F32)
+        context_fwd_f32(B, S, D, scores->data, values->data, valid, pos ? pos->data : NULL,
+                        (float)inv2s2, sv->a, sv->G, w->data, c->data);
+    else
+        context_fwd_f64(B, S, D, scores->data, values->data, valid, pos ? pos->data : NULL,
+                        inv2s2, sv->a, sv->G, w->data, c->data);
+    sg_tensor *ins[3] = {scores, values, pos};
+    sg_tensor *outs[2] = {c, w};
+    sg_node *n = sg_record(g, op, context_bwd, pos ? 3 : 2, ins, 2, outs);
+    if (n) {
+        n->saved = sv;
+        n->f[0] = inv2s2;
+    }
+    if (weights)
+        *weights = w;
+    return c;
+}

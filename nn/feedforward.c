@@ -1,0 +1,88 @@
+/* feedforward.c - the transformer feed-forward block (MODELS.md 7.4) and GELU. */
+#include "attn_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+int sg_feedforward_init(sg_feedforward *m, sg_params *p, const char *prefix, int64_t d,
+                        int64_t dff, sg_activation act, double dropout, sg_rng *rng)
+{
+    const char *op = "sg_feedforward_init";
+    if (!m || !p)
+        return sg__error(SG_EINVAL, "%s: module or store is NULL", op);
+    if (d < 1 || dff < 1 || (int)act < 0 || act >= SG_ACT_COUNT || !(dropout >= 0 && dropout < 1))
+        return sg__error(SG_EINVAL, "%s: '%s' has bad d %lld, dim_feedforward %lld, activation "
+                                    "%d or dropout %g",
+                         op, prefix ? prefix : "", (long long)d, (long long)dff, (int)act, dropout);
+    memset(m, 0, sizeof *m);
+    char name[SG_PARAM_NAME_MAX];
+    int rc;
+    if ((rc = sg_param_name(name, prefix, "linear1")) != SG_OK ||
+        (rc = sg_linear_layer_init(&m->linear1, p, name, d, dff, true, rng)) != SG_OK)
+        return rc;
+    if ((rc = sg_param_name(name, prefix, "linear2")) != SG_OK ||
+        (rc = sg_linear_layer_init(&m->linear2, p, name, dff, d, true, rng)) != SG_OK)
+        return rc;
+    m->act = act;
+    m->dropout = dropout;
+    return SG_OK;
+}
+
+sg_tensor *sg_feedforward_forward(sg_graph *g, const sg_feedforward *m, sg_tensor *x,
+                                  bool training, sg_rng *rng)
+{
+    SG_NEED(g, m, x);
+    sg_tensor *h = sg_linear_layer_forward(g, &m->linear1, x);
+    h = m->act == SG_ACT_GELU ? sg_gelu(g, h) : sg_relu(g, h);
+    h = sg_dropout(g, h, m->dropout, training, rng);
+    return sg_linear_layer_forward(g, &m->linear2, h);
+}
+
+/* y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2;  dy/dx = Phi(x) + x phi(x) */
+static void gelu_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *x = n->in[0], *y = n->out[0];
+    void *dx = sg_grad_of(g, x);
+    if (!dx)
+        return;
+    int64_t N = sg_tensor_numel(x);
+    const double k = 0.70710678118654752440, c = 0.39894228040143267794; /* 1/sqrt2, 1/sqrt(2pi) */
+    for (int64_t i = 0; i < N; i++) {
+        if (x->dtype == SG_F32) {
+            double v = ((const float *)x->data)[i];
+            double gr = 0.5 * (1 + erf(v * k)) + v * c * exp(-0.5 * v * v);
+            ((float *)dx)[i] += (float)(((const float *)y->grad)[i] * gr);
+        } else {
+            double v = ((const double *)x->data)[i];
+            double gr = 0.5 * (1 + erf(v * k)) + v * c * exp(-0.5 * v * v);
+            ((double *)dx)[i] += ((const double *)y->grad)[i] * gr;
+        }
+    }
+}
+
+sg_tensor *sg_gelu(sg_graph *g, sg_tensor *x)
+{
+    SG_NEED(g, x);
+    if (!sg__check_float(g, "sg_gelu", x))
+        return NULL;
+    if (!sg_tensor_is_contiguous(x) && !(x = sg_contiguous(g, x)))
+        return NULL;
+    sg_tensor *y = sg_empty(g, x->dtype, x->ndim, x->shape);
+    if (!y)
+        return NULL;
+    int64_t N = sg_tensor_numel(x);
+    const double k = 0.70710678118654752440;
+    if (x->dtype == SG_F32) {
+        const float *a = x->data;
+        float *b = y->data;
+        for (int64_t i = 0; i < N; i++)
+            b[i] = 0.5f * a[i] * (1.0f + erff(a[i] * (float)k));
+    } else {
+        const double *a = x->data;
+        double *b = y->data;
+        for (int64_t i = 0; i < N; i++)
+            b[i] = 0.5 * a[i] * (1.0 + erf(a[i] * k));
+    }
+    sg_record(g, "sg_gelu", gelu_bwd, 1, &x, 1, &y);
+    return y;
+}

@@ -1,0 +1,416 @@
+/*
+ * mha.c - multi-head attention as torch.nn.MultiheadAttention(batch_first=True)
+ * (MODELS.md 7.3) and its inference key/value cache.
+ *
+ * The core (sg_scaled_dot_attention) is one node: for every batch row b and head h the
+ * [Lq, dk] / [Lk, dk] head blocks are strided sub-matrices of Q, K, V, so the products
+ * go to BLIS without copies:
+ *   S = (Q_bh K_bh^T) / sqrt(dk);  P = masked softmax_rows(S);  Pd = dropout(P)
+ *   O_bh = Pd V_bh                 (written into the head's columns of O [B, Lq, d])
+ * P (and the dropout mask) are saved for the hand-written backward.
+ */
+#include "attn_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    void *P;          /* [B, h, Lq, Lk] softmax probabilities */
+    void *Pd;         /* dropped-out probabilities (== P without dropout) */
+    uint8_t *keep;    /* dropout mask [B, h, Lq, Lk] or NULL */
+    const uint8_t *valid; /* key validity [B, Lk] or NULL */
+    int64_t B, Lq, Lk, d, heads;
+    double scale, drop_scale;
+} sdpa_saved;
+
+/* Row i may see key j: key valid and (not causal or j <= i + Lk - Lq). */
+#define SEES(sv, b, i, j, causal)                                                            \
+    ((!(sv)->valid || (sv)->valid[(b) * (sv)->Lk + (j)]) &&                                   \
+     (!(causal) || (j) <= (i) + (sv)->Lk - (sv)->Lq))
+
+#define SDPA_KERNELS(T, SUF, EXP)                                                            \
+    /* in place over S [Lq, Lk]: masked softmax rows; fully masked rows -> 0 */              \
+    static void softmax_rows_##SUF(const sdpa_saved *sv, int64_t b, bool causal, T *S)       \
+    {                                                                                        \
+        for (int64_t i = 0; i < sv->Lq; i++) {                                               \
+            T *r = S + i * sv->Lk, mx = -INFINITY, sum = 0;                                  \
+            for (int64_t j = 0; j < sv->Lk; j++)                                             \
+                if (SEES(sv, b, i, j, causal) && r[j] > mx)                                  \
+                    mx = r[j];                                                               \
+            if (mx == -INFINITY) {                                                           \
+                memset(r, 0, sizeof(T) * (size_t)sv->Lk);                                    \
+                continue;                                                                    \
+            }                                                                                \
+            for (int64_t j = 0; j < sv->Lk; j++) {                                           \
+                r[j] = SEES(sv, b, i, j, causal) ? EXP(r[j] - mx) : 0;                       \
+                sum += r[j];                                                                 \
+            }                                                                                \
+            T inv = 1 / sum;                                                                 \
+            for (int64_t j = 0; j < sv->Lk; j++)                                             \
+                r[j] *= inv;                                                                 \
+        }                                                                                    \
+    }                                                                                        \
+    /* dS = P (dP - rowsum(P dP)), in place over dP */                                       \
+    static void softmax_rows_bwd_##SUF(int64_t Lq, int64_t Lk, const T *P, T *dP)           \
+    {                                                                                        \
+        for (int64_t i = 0; i < Lq; i++) {                                                   \
+            const T *p = P + i * Lk;                                                         \
+            T *d = dP + i * Lk, s = 0;                                                       \
+            for (int64_t j = 0; j < Lk; j++)                                                 \
+                s += p[j] * d[j];                                                            \
+            for (int64_t j = 0; j < Lk; j++)                                                 \
+                d[j] = p[j] * (d[j] - s);                                                    \
+        }                                                                                    \
+    }
+
+SDPA_KERNELS(float, f32, expf)
+SDPA_KERNELS(double, f64, exp)
+
+static void sdpa_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *o = n->out[0];
+    const sdpa_saved *sv = n->saved;
+    sg_dtype dt = o->dtype;
+    size_t es = sg_dtype_size(dt);
+    int64_t B = sv->B, Lq = sv->Lq, Lk = sv->Lk, d = sv->d, H = sv->heads, dk = d / H;
+    void *dq = sg_grad_of(g, q), *dkk = sg_grad_of(g, k), *dv = sg_grad_of(g, v);
+    void *dP = sg_arena_alloc(sg_graph_arena(g), es * (size_t)(Lq * Lk > 0 ? Lq * Lk : 1));
+    if (!dP) {
+        sg_graph_fail(g, SG_ENOMEM, "sg_scaled_dot_attention: out of memory in backward");
+        return;
+    }
+    if (Lq == 0 || Lk == 0 || dk == 0)
+        return;
+    const char *dO = o->grad;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) {
+            int64_t bh = (b * H + h) * Lq * Lk, col = h * dk;
+            const char *P = (const char *)sv->P + bh * (int64_t)es;
+            const char *Pd = (const char *)sv->Pd + bh * (int64_t)es;
+            const char *Qb = (const char *)q->data + (b * q->stride[0] + col) * (int64_t)es;
+            const char *Kb = (const char *)k->data + (b * k->stride[0] + col) * (int64_t)es;
+            const char *Vb = (const char *)v->data + (b * v->stride[0] + col) * (int64_t)es;
+            const char *dOb = dO + (b * Lq * d + col) * (int64_t)es;
+            /* dPd = dO_bh V_bh^T  [Lq, Lk] */
+            sg__gemm(dt, Lq, Lk, dk, 1.0, dOb, d, 1, Vb, 1, v->stride[1], 0.0, dP, Lk, 1);
+            if (dv) /* dV_bh += Pd^T dO_bh */
+                sg__gemm(dt, Lk, dk, Lq, 1.0, Pd, 1, Lk, dOb, d, 1, 1.0,
+                         (char *)dv + (b * Lk * d + col) * (int64_t)es, d, 1);
+            if (sv->keep) { /* dP = dPd keep / (1 - p) */
+                const uint8_t *km = sv->keep + bh;
+                for (int64_t x = 0; x < Lq * Lk; x++) {
+                    if (dt == SG_F32)
+                        ((float *)dP)[x] = km[x] ? ((float *)dP)[x] * (float)sv->drop_scale : 0;
+                    else
+                        ((double *)dP)[x] = km[x] ? ((double *)dP)[x] * sv->drop_scale : 0;
+                }
+            }
+            if (dt == SG_F32)
+                softmax_rows_bwd_f32(Lq, Lk, (const float *)P, dP);
+            else
+                softmax_rows_bwd_f64(Lq, Lk, (const double *)P, dP);
+            if (dq) /* dQ_bh += scale dS K_bh */
+                sg__gemm(dt, Lq, dk, Lk, sv->scale, dP, Lk, 1, Kb, k->stride[1], 1, 1.0,
+                         (char *)dq + (b * Lq * d + col) * (int64_t)es, d, 1);
+            if (dkk) /* dK_bh += scale dS^T Q_bh */
+                sg__gemm(dt, Lk, dk, Lq, sv->scale, dP, 1, Lk, Qb, q->stride[1], 1, 1.0,
+                         (char *)dkk + (b * Lk * d + col) * (int64_t)es, d, 1);
+        }
+}
+
+/* Last dim contiguous (BLIS gets the row strides); else a contiguous copy. */
+static sg_tensor *rows_ok(sg_graph *g, sg_tensor *x)
+{
+    return (x->stride[2] == 1 || x->shape[2] <= 1) && (x->stride[1] != 0 || x->shape[1] <= 1) &&
+                   (x->stride[1] >= x->shape[2] || x->shape[1] <= 1)
+               ? x
+               : sg_contiguous(g, x);
+}
+
+sg_tensor *sg_scaled_dot_attention(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_tensor *v,
+                                   int64_t heads, double dropout, const sg_mha_opts *opts)
+{
+    const char *op = "sg_scaled_dot_attention";
+    SG_NEED(g, q, k, v);
+    static const sg_mha_opts none;
+    if (!opts)
+        opts = &none;
+    if (!sg__check_same_float(g, op, q, k) || !sg__check_same_float(g, op, q, v))
+        return NULL;
+    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || k->shape[0] != q->shape[0] ||
+        v->shape[0] != q->shape[0] || k->shape[1] != v->shape[1] || k->shape[2] != q->shape[2] ||
+        v->shape[2] != q->shape[2])
+        return sg_graph_fail(g, SG_ESHAPE, "%s: q %s, k %s, v %s must be [B, Lq, d], [B, Lk, d], "
+                                           "[B, Lk, d]",
+                             op, SG_SHAPE(q), SG_SHAPE(k), SG_SHAPE(v));
+    int64_t B = q->shape[0], Lq = q->shape[1], Lk = k->shape[1], d = q->shape[2];
+    if (heads < 1 || d % heads != 0)
+        return sg_graph_fail(g, SG_EINVAL, "%s: width %lld is not divisible by %lld heads", op,
+                             (long long)d, (long long)heads);
+    if (!(dropout >= 0 && dropout < 1))
+        return sg_graph_fail(g, SG_EINVAL, "%s: dropout %g is outside [0, 1)", op, dropout);
+    bool drop = opts->training && dropout > 0;
+    if (drop && !opts->rng)
+        return sg_graph_fail(g, SG_EINVAL, "%s: training with dropout needs an rng", op);
+    bool ok;
+    const uint8_t *valid = sg__key_validity(g, op, B, Lk, opts->key_lengths, opts->key_mask, &ok);
+    if (!ok)
+        return NULL;
+    q = rows_ok(g, q);
+    k = rows_ok(g, k);
+    v = rows_ok(g, v);
+    SG_NEED(q, k, v);
+    sg_dtype dt = q->dtype;
+    size_t es = sg_dtype_size(dt);
+    int64_t dk = d / heads, np = B * heads * Lq * Lk;
+    sg_arena *ar = sg_graph_arena(g);
+    sdpa_saved *sv = sg_arena_alloc(ar, sizeof *sv);
+    sg_tensor *P = sg_empty(g, dt, 4, (int64_t[]){B, heads, Lq, Lk});
+    sg_tensor *o = sg_empty(g, dt, 3, (int64_t[]){B, Lq, d});
+    if (!sv || !P || !o)
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+    *sv = (sdpa_saved){.P = P->data, .Pd = P->data, .valid = valid, .B = B, .Lq = Lq, .Lk = Lk,
+                       .d = d, .heads = heads, .scale = 1.0 / sqrt((double)dk)};
+    if (drop) {
+        sv->keep = sg_arena_alloc(ar, (size_t)(np > 0 ? np : 1));
+        sv->Pd = sg_arena_alloc(ar, es * (size_t)(np > 0 ? np : 1));
+        if (!sv->keep || !sv->Pd)
+            return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+        sv->drop_scale = 1.0 / (1.0 - dropout);
+    }
+    memset(o->data, 0, es * (size_t)(B * Lq * d));
+    for (int64_t b = 0; b < B && Lq > 0 && Lk > 0; b++)
+        for (int64_t h = 0; h < heads; h++) {
+            int64_t bh = (b * heads + h) * Lq * Lk, col = h * dk;
+            char *S = (char *)P->data + bh * (int64_t)es;
+            const char *Qb = (const char *)q->data + (b * q->stride[0] + col) * (int64_t)es;
+            const char *Kb = (const char *)k->data + (b * k->stride[0] + col) * (int64_t)es;
+            const char *Vb = (const char *)v->data + (b * v->stride[0] + col) * (int64_t)es;
+            /* S = scale Q_bh K_bh^T  [Lq, Lk] */
+            if (dk > 0)
+                sg__gemm(dt, Lq, Lk, dk, sv->scale, Qb, q->stride[1], 1, Kb, 1, k->stride[1], 0.0,
+                         S, Lk, 1);
+            else
+                memset(S, 0, es * (size_t)(Lq * Lk));
+            if (dt == SG_F32)
+                softmax_rows_f32(sv, b, opts->causal, (float *)S);
+            else
+                softmax_rows_f64(sv, b, opts->causal, (double *)S);
+            const char *Pd = S;
+            if (drop) {
+                uint8_t *km = sv->keep + bh;
+                char *D = (char *)sv->Pd + bh * (int64_t)es;
+                for (int64_t x = 0; x < Lq * Lk; x++) {
+                    km[x] = sg_rng_uniform(opts->rng) >= dropout;
+                    if (dt == SG_F32)
+                        ((float *)D)[x] = km[x] ? ((float *)S)[x] * (float)sv->drop_scale : 0;
+                    else
+                        ((double *)D)[x] = km[x] ? ((double *)S)[x] * sv->drop_scale : 0;
+                }
+                Pd = D;
+            }
+            if (dk > 0) /* O_bh = Pd V_bh */
+                sg__gemm(dt, Lq, dk, Lk, 1.0, Pd, Lk, 1, Vb, v->stride[1], 1, 0.0,
+                         (char *)o->data + (b * Lq * d + col) * (int64_t)es, d, 1);
+        }
+    sg_tensor *ins[3] = {q, k, v};
+    sg_node *n = sg_record(g, op, sdpa_bwd, 3, ins, 1, &o);
+    if (n)
+        n->saved = sv;
+    if (opts->weights)
+        *opts->weights = P;
+    return o;
+}
+
+/* ---- module -------------------------------------------------------------------------- */
+
+int sg_mha_init(sg_mha *m, sg_params *p, const char *prefix, int64_t d, int64_t heads,
+                double dropout, sg_rng *rng)
+{
+    const char *op = "sg_mha_init";
+    if (!m || !p)
+        return sg__error(SG_EINVAL, "%s: module or store is NULL", op);
+    if (d < 1 || heads < 1 || d % heads != 0)
+        return sg__error(SG_EINVAL, "%s: '%s' embed dim %lld is not divisible by %lld heads "
+                                    "(both must be >= 1)",
+                         op, prefix ? prefix : "", (long long)d, (long long)heads);
+    if (!(dropout >= 0 && dropout < 1))
+        return sg__error(SG_EINVAL, "%s: dropout %g is outside [0, 1)", op, dropout);
+    memset(m, 0, sizeof *m);
+    char name[SG_PARAM_NAME_MAX];
+    int rc;
+    if ((rc = sg_param_name(name, prefix, "in_proj_weight")) != SG_OK)
+        return rc;
+    if (!(m->in_proj_weight = sg_params_add(p, name, 2, (int64_t[]){3 * d, d})))
+        return SG_EINVAL;
+    if ((rc = sg_param_name(name, prefix, "in_proj_bias")) != SG_OK)
+        return rc;
+    if (!(m->in_proj_bias = sg_params_add(p, name, 1, (int64_t[]){3 * d})))
+        return SG_EINVAL;
+    if ((rc = sg_param_name(name, prefix, "out_proj")) != SG_OK ||
+        (rc = sg_linear_layer_init(&m->out_proj, p, name, d, d, true, rng)) != SG_OK)
+        return rc;
+    if (rng) { /* PyTorch: xavier_uniform_(in_proj_weight), zero biases */
+        double b = sqrt(6.0 / (double)(3 * d + d));
+        sg_tensor_uniform_(m->in_proj_weight, rng, -b, b);
+        sg_tensor_fill_(m->out_proj.bias, 0.0);
+    }
+    m->d = d;
+    m->heads = heads;
+    m->dropout = dropout;
+    return SG_OK;
+}
+
+static bool check_input(sg_graph *g, const char *op, const sg_mha *m, const sg_tensor *x,
+                        const char *what)
+{
+    if (!sg__check_same_float(g, op, x, m->in_proj_weight))
+        return false;
+    if (x->ndim != 3 || x->shape[2] != m->d) {
+        sg_graph_fail(g, SG_ESHAPE, "%s: %s %s must be [B, L, %lld]", op, what, SG_SHAPE(x),
+                      (long long)m->d);
+        return false;
+    }
+    return true;
+}
+
+/* x [B, L, d] projected by rows [r0, r0 + n d) of in_proj: [B, L, n d] */
+static sg_tensor *project(sg_graph *g, const sg_mha *m, sg_tensor *x, int64_t r0, int64_t n)
+{
+    int64_t d = m->d;
+    if (r0 == 0 && n == 3)
+        return sg_linear(g, x, m->in_proj_weight, m->in_proj_bias);
+    return sg_linear(g, x, sg_narrow(g, m->in_proj_weight, 0, r0 * d, n * d),
+                     sg_narrow(g, m->in_proj_bias, 0, r0 * d, n * d));
+}
+
+sg_tensor *sg_mha_forward(sg_graph *g, const sg_mha *m, sg_tensor *query, sg_tensor *key_value,
+                          const sg_mha_opts *opts)
+{
+    const char *op = "sg_mha_forward";
+    SG_NEED(g, query, key_value);
+    if (!m || !m->in_proj_weight)
+        return sg_graph_fail(g, SG_EINVAL, "%s: module is not initialised", op);
+    if (!check_input(g, op, m, query, "query") || !check_input(g, op, m, key_value, "key_value"))
+        return NULL;
+    if (query->shape[0] != key_value->shape[0])
+        return sg_graph_fail(g, SG_ESHAPE, "%s: query %s and key_value %s differ in batch", op,
+                             SG_SHAPE(query), SG_SHAPE(key_value));
+    int64_t d = m->d;
+    sg_tensor *q, *k, *v;
+    if (query == key_value) { /* self-attention: one GEMM for Q, K, V */
+        sg_tensor *qkv = project(g, m, query, 0, 3);
+        q = sg_narrow(g, qkv, 2, 0, d);
+        k = sg_narrow(g, qkv, 2, d, d);
+        v = sg_narrow(g, qkv, 2, 2 * d, d);
+    } else {
+        q = project(g, m, query, 0, 1);
+        sg_tensor *kv = project(g, m, key_value, 1, 2);
+        k = sg_narrow(g, kv, 2, 0, d);
+        v = sg_narrow(g, kv, 2, d, d);
+    }
+    sg_tensor *o = sg_scaled_dot_attention(g, q, k, v, m->heads, m->dropout, opts);
+    return sg_linear(g, o, m->out_proj.weight, m->out_proj.bias);
+}
+
+/* ---- key/value cache --------------------------------------------------------------------- */
+
+int sg_mha_cache_init(sg_mha_cache *c, sg_dtype dt, int64_t B, int64_t cap, int64_t d)
+{
+    if (!c)
+        return sg__error(SG_EINVAL, "sg_mha_cache_init: cache is NULL");
+    memset(c, 0, sizeof *c);
+    if (!sg_dtype_is_float(dt) || B < 1 || cap < 1 || d < 1)
+        return sg__error(SG_EINVAL, "sg_mha_cache_init: bad dtype %s or sizes B %lld, cap %lld, "
+                                    "d %lld",
+                         sg_dtype_name(dt), (long long)B, (long long)cap, (long long)d);
+    int64_t shape[3] = {B, cap, d};
+    c->k = sg_tensor_new(dt, 3, shape);
+    c->v = sg_tensor_new(dt, 3, shape);
+    if (!c->k || !c->v) {
+        sg_mha_cache_free(c);
+        return SG_ENOMEM;
+    }
+    c->B = B;
+    c->cap = cap;
+    c->d = d;
+    return SG_OK;
+}
+
+void sg_mha_cache_free(sg_mha_cache *c)
+{
+    if (!c)
+        return;
+    sg_tensor_free(c->k);
+    sg_tensor_free(c->v);
+    memset(c, 0, sizeof *c);
+}
+
+int sg_mha_cache_append(sg_graph *g, const sg_mha *m, sg_mha_cache *c, sg_tensor *x)
+{
+    const char *op = "sg_mha_cache_append";
+    if (!g)
+        return sg__error(SG_EINVAL, "%s: graph is NULL", op);
+    if (!m || !c || !c->k || !x) {
+        if (!x && sg_graph_status(g) != SG_OK)
+            return sg_graph_status(g);
+        sg_graph_fail(g, SG_EINVAL, "%s: module, cache or input is NULL", op);
+        return SG_EINVAL;
+    }
+    if (!check_input(g, op, m, x, "input"))
+        return sg_graph_status(g);
+    if (c->d != m->d || c->k->dtype != x->dtype || x->shape[0] != c->B) {
+        sg_graph_fail(g, SG_ESHAPE, "%s: input %s does not fit the cache [%lld, %lld, %lld] %s",
+                      op, SG_SHAPE(x), (long long)c->B, (long long)c->cap, (long long)c->d,
+                      sg_dtype_name(c->k->dtype));
+        return SG_ESHAPE;
+    }
+    int64_t n = x->shape[1], d = m->d;
+    if (c->len + n > c->cap) {
+        sg_graph_fail(g, SG_ERANGE, "%s: %lld + %lld positions exceed the capacity %lld", op,
+                      (long long)c->len, (long long)n, (long long)c->cap);
+        return SG_ERANGE;
+    }
+    bool was = sg_graph_set_grad_enabled(g, false); /* inference only */
+    sg_tensor *kv = project(g, m, x, 1, 2);         /* [B, n, 2d] */
+    sg_graph_set_grad_enabled(g, was);
+    if (!kv)
+        return sg_graph_status(g);
+    size_t es = sg_dtype_size(x->dtype), row = es * (size_t)d;
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t i = 0; i < n; i++) {
+            const char *src = (const char *)kv->data + ((b * n + i) * 2 * d) * (int64_t)es;
+            int64_t dst = ((b * c->cap) + c->len + i) * d * (int64_t)es;
+            memcpy((char *)c->k->data + dst, src, row);
+            memcpy((char *)c->v->data + dst, src + row, row);
+        }
+    c->len += n;
+    return SG_OK;
+}
+
+int sg_mha_cache_fill(sg_graph *g, const sg_mha *m, sg_mha_cache *c, sg_tensor *x)
+{
+    if (c)
+        c->len = 0;
+    return sg_mha_cache_append(g, m, c, x);
+}
+
+sg_tensor *sg_mha_forward_cached(sg_graph *g, const sg_mha *m, const sg_mha_cache *c,
+                                 sg_tensor *query, const sg_mha_opts *opts)
+{
+    const char *op = "sg_mha_forward_cached";
+    SG_NEED(g, query);
+    if (!m || !c || !c->k)
+        return sg_graph_fail(g, SG_EINVAL, "%s: module or cache is NULL", op);
+    if (!check_input(g, op, m, query, "query"))
+        return NULL;
+    if (c->len < 1 || query->shape[0] != c->B || c->d != m->d)
+        return sg_graph_fail(g, SG_ESHAPE, "%s: query %s does not fit the cache (B %lld, %lld "
+                                           "positions, d %lld)",
+                             op, SG_SHAPE(query), (long long)c->B, (long long)c->len,
+                             (long long)c->d);
+    sg_tensor *k = sg_narrow(g, c->k, 1, 0, c->len), *v = sg_narrow(g, c->v, 1, 0, c->len);
+    sg_tensor *q = project(g, m, query, 0, 1);
+    sg_tensor *o = sg_scaled_dot_attention(g, q, k, v, m->heads, m->dropout, opts);
+    return sg_linear(g, o, m->out_proj.weight, m->out_proj.bias);
+}
