@@ -55,6 +55,27 @@ static void sift_up(cand *hp, int64_t i)
     }
 }
 
+/* Offers every candidate (h = r - r0, w) of row r with a finite raw score
+ * score[r] + x[w] - lse to the heap of the 2k best (<pad>, <s> excluded). */
+#define SCAN_ROW(T)                                                                \
+    do {                                                                           \
+        const T *x = (const T *)row;                                               \
+        const int64_t sx = logits->stride[1], i0 = (r - r0) * V;                   \
+        const double base = ws.score[r];                                           \
+        for (int64_t v = 0; v < V; v++) {                                          \
+            cand c = {base + ((double)x[v * sx] - lse), i0 + v};                   \
+            if (!(c.s > -INFINITY) || v == SG_TOK_PAD || v == SG_TOK_BOS)          \
+                continue;   /* probability 0 */                                    \
+            if (nh < 2 * k) {                                                      \
+                ws.heap[nh] = c;                                                   \
+                sift_up(ws.heap, nh++);                                            \
+            } else if (c.s > ws.heap[0].s) { /* equal: the later index loses */    \
+                ws.heap[0] = c;                                                    \
+                sift_down(ws.heap, nh, 0);                                         \
+            }                                                                      \
+        }                                                                          \
+    } while (0)
+
 /* A finished hypothesis: last token node (the one before </s> if eos), length n. */
 typedef struct fin {
     int64_t node, n;
@@ -224,11 +245,6 @@ int sg_decode_beam(const sg_decoder_ops *ops, void *model, int64_t batch, const 
         rc = sg__decode_step(fn, ops, model, &w, ws.tok, R, t, &logits, &V);
         if (rc != SG_OK)
             goto done;
-        double *lp = sg_arena_alloc(sg_graph_arena(w.g[t & 1]), (size_t)V * sizeof(double));
-        if (!lp) {
-            rc = SG_ENOMEM;
-            goto done;
-        }
         int64_t R2 = 0;
         for (int64_t r0 = 0; r0 < R;) {
             const int64_t b = ws.sent[r0];
@@ -239,23 +255,15 @@ int sg_decode_beam(const sg_decoder_ops *ops, void *model, int64_t batch, const 
             /* the 2k best candidates (h, w) of sentence b by raw score, partial selection */
             int64_t nh = 0;
             for (int64_t r = r0; r < r1; r++) {
-                rc = sg__decode_logp_row(fn, logits, r, t, lp);
+                double lse;
+                rc = sg__decode_row_lse(fn, logits, r, t, &lse);
                 if (rc != SG_OK)
                     goto done;
-                const double base = ws.score[r];
-                const int64_t i0 = (r - r0) * V;
-                for (int64_t v = 0; v < V; v++) {
-                    if (lp[v] == -INFINITY)
-                        continue;   /* probability 0 (<pad>, <s>, -inf logits) */
-                    cand c = {base + lp[v], i0 + v};
-                    if (nh < 2 * k) {
-                        ws.heap[nh] = c;
-                        sift_up(ws.heap, nh++);
-                    } else if (c.s > ws.heap[0].s) {   /* equal: later index loses */
-                        ws.heap[0] = c;
-                        sift_down(ws.heap, nh, 0);
-                    }
-                }
+                const void *row = sg__decode_row(logits, r);
+                if (logits->dtype == SG_F32)
+                    SCAN_ROW(float);
+                else
+                    SCAN_ROW(double);
             }
             /* heap -> descending order in place: repeatedly move the worst to the end */
             for (int64_t m = nh - 1; m > 0; m--) {

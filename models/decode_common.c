@@ -117,43 +117,39 @@ int sg__decode_step(const char *fn, const sg_decoder_ops *ops, void *model, sg__
     return SG_OK;
 }
 
-/* Row of V values of type T with element stride s: logp in double. */
-#define LOGP_ROW(T)                                                                \
+/* Row of V values of type T with element stride s -> *lse (double). f32 rows use expf:
+ * the reference's log_softmax is f32 too, and exp dominates the decoder's own cost. */
+#define LSE_ROW(T, EXP)                                                            \
     do {                                                                           \
         const T *x = (const T *)row;                                               \
-        double m = -INFINITY;                                                      \
+        T m = -INFINITY;                                                           \
         bool nan = false;                                                          \
         for (int64_t v = 0; v < V; v++) {                                          \
-            double xv = (double)x[v * s];                                          \
-            nan |= isnan(xv);                                                      \
-            if (xv > m)                                                            \
-                m = xv;                                                            \
+            nan |= isnan(x[v * s]);                                                \
+            m = x[v * s] > m ? x[v * s] : m;                                       \
         }                                                                          \
-        if (nan || m == INFINITY)                                                  \
+        if (nan || m == (T)INFINITY)                                               \
             return sg__error(SG_ENUMERIC, "%s: step %lld row %lld has NaN or +inf logits", \
                              fn, (long long)t, (long long)r);                      \
+        if (m == -(T)INFINITY) { /* every logit -inf: probability 0 everywhere */  \
+            *lse = INFINITY;                                                       \
+            return SG_OK;                                                          \
+        }                                                                          \
         double sum = 0.0;                                                          \
-        if (m > -INFINITY)                                                         \
-            for (int64_t v = 0; v < V; v++)                                        \
-                sum += exp((double)x[v * s] - m);                                  \
-        /* every logit -inf: probability 0 everywhere */                           \
-        double lse = m > -INFINITY ? m + log(sum) : INFINITY;                      \
         for (int64_t v = 0; v < V; v++)                                            \
-            logp[v] = (double)x[v * s] - lse;                                      \
+            sum += (double)EXP(x[v * s] - m);                                      \
+        *lse = (double)m + log(sum);                                               \
     } while (0)
 
-int sg__decode_logp_row(const char *fn, const sg_tensor *logits, int64_t r, int64_t t,
-                        double *logp)
+int sg__decode_row_lse(const char *fn, const sg_tensor *logits, int64_t r, int64_t t,
+                       double *lse)
 {
     int64_t V = logits->shape[1], s = logits->stride[1];
-    const char *row = (const char *)logits->data +
-                      r * logits->stride[0] * (int64_t)sg_dtype_size(logits->dtype);
+    const void *row = sg__decode_row(logits, r);
     if (logits->dtype == SG_F32)
-        LOGP_ROW(float);
+        LSE_ROW(float, expf);
     else
-        LOGP_ROW(double);
-    logp[SG_TOK_PAD] = -INFINITY;
-    logp[SG_TOK_BOS] = -INFINITY;
+        LSE_ROW(double, exp);
     return SG_OK;
 }
 

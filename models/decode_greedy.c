@@ -5,6 +5,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* y = argmax over ids other than <pad> (0), <s> (2), lowest id on exact ties; xy = x[y]. */
+#define ARGMAX_ROW(T)                                                              \
+    do {                                                                           \
+        const T *x = (const T *)row;                                               \
+        T best = x[SG_TOK_UNK * sx];                                               \
+        y = SG_TOK_UNK;                                                            \
+        for (int64_t v = SG_TOK_EOS; v < V; v++)                                   \
+            if (x[v * sx] > best) { /* strict: lowest id wins ties */              \
+                best = x[v * sx];                                                  \
+                y = v;                                                             \
+            }                                                                      \
+        xy = (double)best;                                                         \
+    } while (0)
+
 int sg_decode_greedy(const sg_decoder_ops *ops, void *model, int64_t batch,
                      const int64_t *src_len, const sg_decode_opts *opts, sg_decode_result *out)
 {
@@ -54,22 +68,21 @@ int sg_decode_greedy(const sg_decoder_ops *ops, void *model, int64_t batch,
         rc = sg__decode_step(fn, ops, model, &w, prev, R, t, &logits, &V);
         if (rc != SG_OK)
             goto done;
-        double *lp = sg_arena_alloc(sg_graph_arena(w.g[t & 1]), (size_t)V * sizeof(double));
-        if (!lp) {
-            rc = SG_ENOMEM;
-            goto done;
-        }
+        const int64_t sx = logits->stride[1];
         int64_t R2 = 0;
         for (int64_t r = 0; r < R; r++) {
-            int64_t b = row_sent[r];
-            rc = sg__decode_logp_row(fn, logits, r, t, lp);
+            int64_t b = row_sent[r], y;
+            double lse, xy;
+            rc = sg__decode_row_lse(fn, logits, r, t, &lse);
             if (rc != SG_OK)
                 goto done;
-            int64_t y = SG_TOK_UNK;   /* <pad>, <s> are -inf: first candidate is <unk> */
-            for (int64_t v = SG_TOK_EOS; v < V; v++)
-                if (lp[v] > lp[y])    /* strict: lowest id wins exact ties */
-                    y = v;
-            sum[b] += lp[y];
+            const void *row = sg__decode_row(logits, r);
+            if (logits->dtype == SG_F32)
+                ARGMAX_ROW(float);
+            else
+                ARGMAX_ROW(double);
+            double lpy = xy - lse;
+            sum[b] += lpy == lpy ? lpy : -INFINITY;   /* -inf - +inf: row with no mass */
             bool fin = y == SG_TOK_EOS;
             if (fin) {
                 eos[b] = 1;

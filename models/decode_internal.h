@@ -25,10 +25,18 @@ SG_INTERNAL int sg__decode_step(const char *fn, const sg_decoder_ops *ops, void 
                                 sg__decode_work *w, const int64_t *prev_tok, int64_t R,
                                 int64_t t, sg_tensor **logits, int64_t *V);
 
-/* logp[0..V) of row r of logits: log_softmax over all V, then <pad>, <s> = -inf.
- * SG_ENUMERIC (message names fn, row, step) on NaN/+inf logits. */
-SG_INTERNAL int sg__decode_logp_row(const char *fn, const sg_tensor *logits, int64_t r,
-                                    int64_t t, double *logp);
+/* Address of row r of logits [R, V] (elements stride[1] apart). */
+static inline const void *sg__decode_row(const sg_tensor *logits, int64_t r)
+{
+    return (const char *)logits->data +
+           r * logits->stride[0] * (int64_t)sg_dtype_size(logits->dtype);
+}
+
+/* log-sum-exp over all V logits of row r (log_softmax's normaliser; +inf if every
+ * logit is -inf). SG_ENUMERIC (message names fn, row, step) on NaN/+inf logits.
+ * logp[w] = x[w] - lse, with <pad> and <s> forced to -inf by the callers. */
+SG_INTERNAL int sg__decode_row_lse(const char *fn, const sg_tensor *logits, int64_t r,
+                                   int64_t t, double *lse);
 
 /* Calls select_rows with parent/sentence [R] copied into SG_I64 tensors of step t's graph. */
 SG_INTERNAL int sg__decode_select(const sg_decoder_ops *ops, void *model, sg__decode_work *w,
