@@ -1,5 +1,5 @@
 /* checkpoint_write.c - sg_checkpoint_save: MODELS.md 11 layout, written atomically
- * (temporary file in the target's folder, H5Fflush + fsync, rename). */
+ * (built in memory, written to a temporary file in the target's folder, fsync, rename). */
 #include "checkpoint_internal.h"
 
 #include <errno.h>
@@ -207,23 +207,85 @@ static int write_train(const wctx *w, const sg_checkpoint *ck)
     return rc;
 }
 
-/* Everything into the (temporary) file tmp; closes it. */
-static int write_file(wctx *w, const char *tmp, const sg_checkpoint *ck, const sg_params *p,
-                      sg_tensor *const *m, sg_tensor *const *v, int n_moments)
+/* Bob Jenkins' lookup3 hashlittle, byte-wise: HDF5's metadata checksum. */
+#define ROT(x, k) (((x) << (k)) | ((x) >> (32 - (k))))
+static uint32_t lookup3(const unsigned char *k, size_t n)
 {
+    uint32_t a, b, c;
+    a = b = c = 0xdeadbeefu + (uint32_t)n;
+    uint32_t w[3];
+    while (n > 12) {
+        for (int j = 0; j < 3; j++)
+            w[j] = (uint32_t)k[4 * j] | (uint32_t)k[4 * j + 1] << 8 | (uint32_t)k[4 * j + 2] << 16 |
+                   (uint32_t)k[4 * j + 3] << 24;
+        a += w[0], b += w[1], c += w[2];
+        a -= c, a ^= ROT(c, 4), c += b;
+        b -= a, b ^= ROT(a, 6), a += c;
+        c -= b, c ^= ROT(b, 8), b += a;
+        a -= c, a ^= ROT(c, 16), c += b;
+        b -= a, b ^= ROT(a, 19), a += c;
+        c -= b, c ^= ROT(b, 4), b += a;
+        n -= 12, k += 12;
+    }
+    if (n == 0)
+        return c;
+    unsigned char last[12] = {0};
+    memcpy(last, k, n);
+    for (int j = 0; j < 3; j++)
+        w[j] = (uint32_t)last[4 * j] | (uint32_t)last[4 * j + 1] << 8 |
+               (uint32_t)last[4 * j + 2] << 16 | (uint32_t)last[4 * j + 3] << 24;
+    a += w[0], b += w[1], c += w[2];
+    c ^= b, c -= ROT(b, 14);
+    a ^= c, a -= ROT(c, 11);
+    b ^= a, b -= ROT(a, 25);
+    c ^= b, c -= ROT(b, 16);
+    a ^= c, a -= ROT(c, 4);
+    b ^= a, b -= ROT(a, 14);
+    c ^= b, c -= ROT(b, 24);
+    return c;
+}
+#undef ROT
+
+/* HDF5 1.10's H5Fget_file_image clears the superblock's "open for writing" flag in the
+ * image but keeps the checksum computed with it set, so every reader would reject the
+ * file. Recompute it: superblock v2/v3 = signature(8) version sizeof_addr sizeof_size
+ * flags, 4 addresses, checksum (lookup3 of everything before it). */
+static void fix_superblock_checksum(unsigned char *img, size_t n)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    if (n < 12 || memcmp(img, sig, 8) != 0 || img[8] < 2)
+        return;
+    size_t len = 12 + 4 * (size_t)img[9];
+    if (len + 4 > n)
+        return;
+    uint32_t c = lookup3(img, len);
+    for (int i = 0; i < 4; i++)
+        img[len + (size_t)i] = (unsigned char)(c >> (8 * i));
+}
+
+/* Builds the whole file in memory (HDF5 core driver, no backing store) and returns its
+ * image in *img (malloc'd, *n bytes). HDF5 never touches the disk here: a failing disk
+ * is met by our own write(2) loop below, because HDF5 1.10 cannot close a file whose
+ * final flush failed (the id stays open and crashes at library exit). */
+static int build_image(wctx *w, const char *name, const sg_checkpoint *ck, const sg_params *p,
+                       sg_tensor *const *m, sg_tensor *const *v, int n_moments, void **img,
+                       size_t *n)
+{
+    *img = NULL;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     /* 1.8 file format: superblock v2 and object headers carry checksums, so corrupt
      * metadata is detected on load; h5py and h5dump read it. */
     if (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
-        H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+        H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
+        H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0) {
         if (fapl >= 0)
             H5Pclose(fapl);
         return h5fail(w, "set up", "file access properties");
     }
-    w->f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    w->f = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (w->f < 0)
-        return h5fail(w, "create temporary file", tmp);
+        return h5fail(w, "create", "the in-memory file");
     int rc = write_scalar(w, w->f, "/", "format", SG_ATTR_STR, 0, 0, SG_CKPT_FORMAT);
     if (rc == SG_OK)
         rc = write_scalar(w, w->f, "/", "version", SG_ATTR_INT, SG_CKPT_VERSION, 0, NULL);
@@ -238,11 +300,54 @@ static int write_file(wctx *w, const char *tmp, const sg_checkpoint *ck, const s
     if (rc == SG_OK && (ck->has_train || ck->has_train_state))
         rc = write_train(w, ck);
     if (rc == SG_OK && H5Fflush(w->f, H5F_SCOPE_GLOBAL) < 0)
-        rc = h5fail(w, "flush", tmp);
+        rc = h5fail(w, "flush", "the in-memory file");
+    ssize_t size = rc == SG_OK ? H5Fget_file_image(w->f, NULL, 0) : -1;
+    if (rc == SG_OK && size <= 0)
+        rc = h5fail(w, "get", "the file image");
+    if (rc == SG_OK && !(*img = malloc((size_t)size)))
+        rc = sg__error(SG_ENOMEM, "sg_checkpoint_save: out of memory (%zd bytes for '%s')", size,
+                       w->path);
+    if (rc == SG_OK && H5Fget_file_image(w->f, *img, (size_t)size) != size)
+        rc = h5fail(w, "get", "the file image");
+    if (rc == SG_OK)
+        fix_superblock_checksum(*img, (size_t)size);
     if (H5Fclose(w->f) < 0 && rc == SG_OK)
-        rc = h5fail(w, "close", tmp);
+        rc = h5fail(w, "close", "the in-memory file");
     w->f = -1;
+    if (rc != SG_OK) {
+        free(*img);
+        *img = NULL;
+    }
+    *n = rc == SG_OK ? (size_t)size : 0;
     return rc;
+}
+
+/* Writes n bytes to the open temporary file and fsyncs it; closes fd. */
+static int write_all(const char *path, const char *tmp, int fd, const void *buf, size_t n)
+{
+    const char *b = buf;
+    while (n > 0) {
+        ssize_t k = write(fd, b, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            int e = k < 0 ? errno : ENOSPC;
+            close(fd);
+            return sg__error(SG_EIO, "sg_checkpoint_save: cannot write '%s' (for '%s'): %s", tmp,
+                             path, strerror(e));
+        }
+        b += k;
+        n -= (size_t)k;
+    }
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return sg__error(SG_EIO, "sg_checkpoint_save: cannot fsync '%s': %s", tmp, strerror(e));
+    }
+    if (close(fd) != 0)
+        return sg__error(SG_EIO, "sg_checkpoint_save: cannot close '%s': %s", tmp,
+                         strerror(errno));
+    return SG_OK;
 }
 
 static int check_args(const char *path, const sg_checkpoint *ck, const sg_params *p,
@@ -282,15 +387,14 @@ static int check_args(const char *path, const sg_checkpoint *ck, const sg_params
     return SG_OK;
 }
 
-/* fsync a file or directory by name; errno-style failure for files only. */
-static int fsync_path(const char *p, bool dir)
+/* fsync a directory (makes a rename durable); best effort. */
+static void fsync_dir(const char *d)
 {
-    int fd = open(p, (dir ? O_DIRECTORY : 0) | O_RDONLY);
-    if (fd < 0)
-        return dir ? 0 : -1;
-    int r = fsync(fd);
-    close(fd);
-    return dir ? 0 : r;
+    int fd = open(d, O_DIRECTORY | O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
 }
 
 int sg_checkpoint_save(const char *path, const sg_checkpoint *ck, const sg_params *p,
@@ -324,8 +428,9 @@ int sg_checkpoint_save(const char *path, const sg_checkpoint *ck, const sg_param
         goto done;
     }
     fchmod(fd, 0644);
-    close(fd);
     wctx w = {.path = path, .f = -1, .str_t = -1, .lcpl = -1};
+    void *img = NULL;
+    size_t n = 0;
     H5E_BEGIN_TRY {
         w.str_t = sg__ckpt_str_type();
         w.lcpl = H5Pcreate(H5P_LINK_CREATE);
@@ -333,19 +438,22 @@ int sg_checkpoint_save(const char *path, const sg_checkpoint *ck, const sg_param
             H5Pset_char_encoding(w.lcpl, H5T_CSET_UTF8) < 0)
             rc = h5fail(&w, "set up", "string type and link properties");
         else
-            rc = write_file(&w, tmp, ck, p, exp_avg, exp_avg_sq, n_moments);
+            rc = build_image(&w, tmp, ck, p, exp_avg, exp_avg_sq, n_moments, &img, &n);
         if (w.str_t >= 0)
             H5Tclose(w.str_t);
         if (w.lcpl >= 0)
             H5Pclose(w.lcpl);
     } H5E_END_TRY;
-    if (rc == SG_OK && fsync_path(tmp, false) != 0)
-        rc = sg__error(SG_EIO, "sg_checkpoint_save: cannot fsync '%s': %s", tmp, strerror(errno));
+    if (rc == SG_OK)
+        rc = write_all(path, tmp, fd, img, n);
+    else
+        close(fd);
+    free(img);
     if (rc == SG_OK && rename(tmp, path) != 0)
         rc = sg__error(SG_EIO, "sg_checkpoint_save: cannot rename '%s' to '%s': %s", tmp, path,
                        strerror(errno));
     if (rc == SG_OK)
-        fsync_path(dir, true); /* make the rename itself durable (best effort) */
+        fsync_dir(dir);
     else
         unlink(tmp);
 done:
