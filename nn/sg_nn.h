@@ -22,5 +22,6 @@
 #include "sg_attention.h"
 #include "sg_loss.h"
 #include "sg_optim.h"
+#include "sg_checkpoint.h"
 
 #endif

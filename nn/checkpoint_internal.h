@@ -1,0 +1,27 @@
+/* checkpoint_internal.h - shared by checkpoint*.c, the only sources that include hdf5.h. */
+#ifndef SG_CHECKPOINT_INTERNAL_H
+#define SG_CHECKPOINT_INTERNAL_H
+
+#include <hdf5.h>
+
+#include "nn_internal.h"
+
+/* Longest HDF5 path we build: "/optim/exp_avg_sq/" + a parameter name. */
+#define SG__CKPT_PATH_MAX (SG_PARAM_NAME_MAX + 32)
+
+/* The innermost message of HDF5's current error stack ("truncated file: eof = ...")
+ * into buf, or "" when the stack is empty. */
+SG_INTERNAL const char *sg__ckpt_h5_reason(char *buf, size_t n);
+
+/* A new variable-length UTF-8 string type (h5py's str); close with H5Tclose. */
+SG_INTERNAL hid_t sg__ckpt_str_type(void);
+
+/* prefix + name with '.' -> '/' into out. SG_EINVAL (with a message naming fn) when name
+ * is not a dotted path of non-empty segments without '/', or is too long. */
+SG_INTERNAL int sg__ckpt_param_path(const char *fn, const char *prefix, const char *name,
+                                    char *out, size_t n);
+
+/* Number of distinct (non-alias) parameters of p. */
+SG_INTERNAL int sg__ckpt_distinct(const sg_params *p);
+
+#endif
