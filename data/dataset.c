@@ -164,7 +164,7 @@ int sg_corpus_load_dir(sg_corpus *c, const char *dir, sg_text_level level, int64
     sg_text_pairs sp[SG_SPLIT_COUNT] = {{0}};
     for (int s = 0; s < SG_SPLIT_COUNT; s++) {
         char path[4096];
-        if (snprintf(path, sizeof path, "%s/%s.tsv", dir, sg_split_name((sg_split)s)) >=
+        if (snprintf(path, sizeof path, "%s/%s.tsv", dir, sg_split_name((sg_data_split)s)) >=
             (int)sizeof path) {
             for (int k = 0; k < s; k++)
                 sg_text_pairs_free(&sp[k]);

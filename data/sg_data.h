@@ -51,12 +51,12 @@ typedef enum sg_text_level {
     SG_LEVEL_COUNT
 } sg_text_level;
 
-typedef enum sg_split { SG_SPLIT_TRAIN = 0, SG_SPLIT_VALID, SG_SPLIT_TEST, SG_SPLIT_COUNT } sg_split;
+typedef enum sg_data_split { SG_SPLIT_TRAIN = 0, SG_SPLIT_VALID, SG_SPLIT_TEST, SG_SPLIT_COUNT } sg_data_split;
 
 /* "word" / "char"; "?" for an invalid level. */
 SG_API const char *sg_text_level_name(sg_text_level level);
 /* "train" / "valid" / "test"; "?" otherwise. */
-SG_API const char *sg_split_name(sg_split s);
+SG_API const char *sg_split_name(sg_data_split s);
 
 /* ---------------------------------------------------------------- tokens */
 

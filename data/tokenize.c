@@ -10,7 +10,7 @@ const char *sg_text_level_name(sg_text_level level)
     return level == SG_LEVEL_WORD ? "word" : level == SG_LEVEL_CHAR ? "char" : "?";
 }
 
-const char *sg_split_name(sg_split s)
+const char *sg_split_name(sg_data_split s)
 {
     static const char *names[SG_SPLIT_COUNT] = {"train", "valid", "test"};
     return (unsigned)s < SG_SPLIT_COUNT ? names[s] : "?";

@@ -1,0 +1,263 @@
+/* model.c - the architecture-independent part of sg_model: construction with
+ * MODELS.md 3.5 initialisation, loss, scoring and decoding glue. */
+#include "models_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Weak until every architecture is in the tree: a missing one reports an error. */
+#pragma weak sg__seq2seq_vt
+#pragma weak sg__bahdanau_vt
+#pragma weak sg__luong_vt
+#pragma weak sg__transformer_vt
+
+static const sg_model_vt *vt_of(sg_arch a)
+{
+    switch (a) {
+    case SG_ARCH_SEQ2SEQ: return &sg__seq2seq_vt;
+    case SG_ARCH_BAHDANAU: return &sg__bahdanau_vt;
+    case SG_ARCH_LUONG: return &sg__luong_vt;
+    case SG_ARCH_TRANSFORMER: return &sg__transformer_vt;
+    default: return NULL;
+    }
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* MODELS.md 3.5. RNN archs: every parameter U(-0.1, 0.1). Transformer: embeddings
+ * N(0, d^-1/2), other matrices Xavier-uniform, LayerNorm weights 1, biases 0. Then the
+ * pad rows of both embeddings are zero. Parameters are drawn in state_dict order. */
+static void init_params(sg_model *m, uint64_t seed)
+{
+    sg_rng r;
+    sg_rng_seed(&r, seed);
+    sg_params *p = m->params;
+    for (int i = 0; i < sg_params_count(p); i++) {
+        const sg_param *e = sg_params_at(p, i);
+        sg_tensor *t = e->value;
+        if (e->alias_of >= 0)
+            continue;
+        if (m->cfg.arch != SG_ARCH_TRANSFORMER) {
+            sg_tensor_uniform_(t, &r, -0.1, 0.1);
+        } else if (strstr(e->name, "embed.weight")) {
+            sg_tensor_normal_(t, &r, 0.0, 1.0 / sqrt((double)m->cfg.d_model));
+        } else if (t->ndim == 2) {
+            double b = sqrt(6.0 / (double)(t->shape[0] + t->shape[1]));
+            sg_tensor_uniform_(t, &r, -b, b);
+        } else if (ends_with(e->name, ".weight") && strstr(e->name, "norm")) {
+            sg_tensor_fill_(t, 1.0);
+        } else {
+            sg_tensor_fill_(t, 0.0);
+        }
+    }
+    const char *emb[] = {"src_embed.weight", "tgt_embed.weight"};
+    for (int k = 0; k < 2; k++) {
+        sg_tensor *t = sg_params_find(p, emb[k]);
+        if (t)
+            for (int64_t j = 0; j < t->shape[1]; j++)
+                sg_tensor_set(t, j, 0.0);
+    }
+}
+
+sg_model *sg_model_new(const sg_model_config *cfg, sg_dtype dt, uint64_t seed)
+{
+    if (sg_model_config_validate(cfg) != SG_OK)
+        return NULL;
+    sg_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        sg__error(SG_ENOMEM, "sg_model_new: out of memory");
+        return NULL;
+    }
+    m->cfg = *cfg;
+    m->vt = vt_of(cfg->arch);
+    if (!m->vt || !m->vt->build) {
+        free(m);
+        sg__error(SG_EINVAL, "sg_model_new: architecture %s is not built in", sg_arch_name(cfg->arch));
+        return NULL;
+    }
+    sg_rng_seed(&m->rng, seed ^ 0x5eed5eedULL);
+    m->params = sg_params_new(dt);
+    if (!m->params || m->vt->build(m) != SG_OK) {
+        sg_model_free(m);
+        return NULL;
+    }
+    init_params(m, seed);
+    return m;
+}
+
+void sg_model_free(sg_model *m)
+{
+    if (!m)
+        return;
+    if (m->vt && m->vt->free)
+        m->vt->free(m);
+    sg_params_free(m->params);
+    free(m);
+}
+
+const sg_model_config *sg_model_get_config(const sg_model *m) { return &m->cfg; }
+sg_params *sg_model_params(sg_model *m) { return m->params; }
+void sg_model_set_training(sg_model *m, bool training) { m->training = training; }
+bool sg_model_training(const sg_model *m) { return m->training; }
+sg_rng *sg_model_rng(sg_model *m) { return &m->rng; }
+
+static int check_ids(sg_graph *g, const char *what, const sg_tensor *t, int64_t B, int64_t V)
+{
+    char buf[96];
+    if (!t || t->dtype != SG_I64 || t->ndim != 2 || t->shape[0] != B || t->shape[1] < 1 ||
+        !sg_tensor_is_contiguous(t)) {
+        sg_graph_fail(g, SG_ESHAPE, "model: batch %s must be contiguous i64 [%lld, >=1], got %s %s",
+                      what, (long long)B, t ? sg_dtype_name(t->dtype) : "NULL",
+                      t ? sg_tensor_shape_str(t, buf, sizeof buf) : "");
+        return SG_ESHAPE;
+    }
+    const int64_t *id = t->data;
+    for (int64_t k = 0; k < sg_tensor_numel(t); k++)
+        if (id[k] < 0 || id[k] >= V) {
+            sg_graph_fail(g, SG_ERANGE, "model: %s id %lld at row %lld, position %lld is outside "
+                                        "the vocabulary [0, %lld)",
+                          what, (long long)id[k], (long long)(k / t->shape[1]),
+                          (long long)(k % t->shape[1]), (long long)V);
+            return SG_ERANGE;
+        }
+    return SG_OK;
+}
+
+int sg__check_batch(sg_graph *g, const sg_model *m, const sg_batch *b)
+{
+    if (!b || !b->src || !b->src_len) {
+        sg_graph_fail(g, SG_EINVAL, "model: batch or its source is NULL");
+        return SG_EINVAL;
+    }
+    int64_t B = b->src->ndim == 2 ? b->src->shape[0] : -1;
+    int rc = check_ids(g, "src", b->src, B, m->cfg.src_vocab_size);
+    if (rc == SG_OK && b->tgt_in)
+        rc = check_ids(g, "tgt_in", b->tgt_in, B, m->cfg.tgt_vocab_size);
+    if (rc == SG_OK && b->tgt_out)
+        rc = check_ids(g, "tgt_out", b->tgt_out, B, m->cfg.tgt_vocab_size);
+    if (rc != SG_OK)
+        return rc;
+    const sg_tensor *l = b->src_len;
+    if (l->dtype != SG_I64 || l->ndim != 1 || l->shape[0] != B) {
+        sg_graph_fail(g, SG_ESHAPE, "model: src_len must be i64 [%lld]", (long long)B);
+        return SG_ESHAPE;
+    }
+    for (int64_t i = 0; i < B; i++) {
+        int64_t n = ((const int64_t *)l->data)[i];
+        if (n < 1 || n > b->src->shape[1]) {
+            sg_graph_fail(g, SG_ERANGE, "model: src_len[%lld] = %lld is outside [1, %lld]",
+                          (long long)i, (long long)n, (long long)b->src->shape[1]);
+            return SG_ERANGE;
+        }
+    }
+    return SG_OK;
+}
+
+sg_tensor *sg__column(sg_graph *g, sg_tensor *ids, int64_t t)
+{
+    int64_t B = ids->shape[0], T = ids->shape[1];
+    sg_tensor *c = sg_empty(g, SG_I64, 1, &B);
+    if (c)
+        for (int64_t b = 0; b < B; b++)
+            ((int64_t *)c->data)[b] = ((const int64_t *)ids->data)[b * T + t];
+    return c;
+}
+
+sg_tensor *sg_model_forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn)
+{
+    SG_NEED(m, g);
+    if (attn)
+        *attn = NULL;
+    if (sg__check_batch(g, m, b) != SG_OK)
+        return NULL;
+    if (!b->tgt_in)
+        return sg_graph_fail(g, SG_EINVAL, "sg_model_forward: batch has no tgt_in");
+    return m->vt->forward(m, g, b, attn);
+}
+
+sg_tensor *sg_model_loss(sg_model *m, sg_graph *g, const sg_batch *b, double label_smoothing,
+                         int64_t *n_tokens)
+{
+    SG_NEED(m, g, b);
+    if (!b->tgt_out)
+        return sg_graph_fail(g, SG_EINVAL, "sg_model_loss: batch has no tgt_out");
+    sg_tensor *logits = sg_model_forward(m, g, b, NULL);
+    SG_NEED(logits);
+    sg_cross_entropy_opts o = {.ignore_index = SG_TOK_PAD, .label_smoothing = label_smoothing,
+                               .reduction = SG_REDUCTION_MEAN};
+    sg_cross_entropy_stats st = {0};
+    sg_tensor *loss = sg_cross_entropy_ex(g, logits, b->tgt_out, &o, &st);
+    if (n_tokens)
+        *n_tokens = st.n_tokens;
+    return loss;
+}
+
+int sg_model_score(sg_model *m, const sg_batch *b, double *out)
+{
+    if (!m || !b || !out)
+        return sg__error(SG_EINVAL, "sg_model_score: NULL argument");
+    sg_graph *g = sg_graph_new();
+    if (!g)
+        return SG_ENOMEM;
+    bool was = m->training;
+    m->training = false;
+    sg_graph_set_grad_enabled(g, false);
+    int rc = SG_OK;
+    sg_tensor *logits = sg_model_forward(m, g, b, NULL);
+    sg_tensor *lp = sg_log_softmax(g, logits, -1, NULL);
+    if (!lp || !b->tgt_out) {
+        rc = b->tgt_out ? sg_graph_status(g) : sg__error(SG_EINVAL, "sg_model_score: no tgt_out");
+    } else {
+        int64_t B = lp->shape[0], T = lp->shape[1], V = lp->shape[2];
+        const int64_t *y = b->tgt_out->data;
+        for (int64_t i = 0; i < B; i++) {
+            double s = 0;
+            for (int64_t t = 0; t < T; t++)
+                if (y[i * T + t] != SG_TOK_PAD)
+                    s += sg_tensor_get(lp, (i * T + t) * V + y[i * T + t]);
+            out[i] = s;
+        }
+    }
+    m->training = was;
+    sg_graph_free(g);
+    return rc;
+}
+
+int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
+                    const sg_decode_opts *opts, sg_decode_result *out)
+{
+    if (!m || !src || !src_len || !out)
+        return sg__error(SG_EINVAL, "sg_model_decode: NULL argument");
+    sg_graph *enc = sg_graph_new();
+    if (!enc)
+        return SG_ENOMEM;
+    bool was = m->training;
+    m->training = false;
+    sg_graph_set_grad_enabled(enc, false);
+    int rc;
+    sg_batch b = {.src = (sg_tensor *)src, .src_len = (sg_tensor *)src_len};
+    void *st = NULL;
+    if ((rc = sg__check_batch(enc, m, &b)) == SG_OK) {
+        b.B = src->shape[0];
+        st = m->vt->decoder_new(m, enc, (sg_tensor *)src, (sg_tensor *)src_len);
+        if (!st)
+            rc = sg_graph_status(enc) != SG_OK ? sg_graph_status(enc) : SG_ENOMEM;
+    }
+    if (rc == SG_OK) {
+        const int64_t *len = src_len->data;
+        if (!opts || opts->beam == 0)
+            rc = sg_decode_greedy(&m->vt->ops, st, b.B, len, opts, out);
+        else
+            rc = sg_decode_beam(&m->vt->ops, st, b.B, len, opts, out);
+    }
+    if (st)
+        m->vt->decoder_free(st);
+    m->training = was;
+    sg_graph_free(enc);
+    return rc;
+}

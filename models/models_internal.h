@@ -1,0 +1,46 @@
+/* models_internal.h - what every architecture file implements; not installed. */
+#ifndef SG_MODELS_INTERNAL_H
+#define SG_MODELS_INTERNAL_H
+
+#include "../autograd/autograd_internal.h"
+#include "sg_model.h"
+
+/* One architecture. Every function gets the model with cfg, params and rng set. */
+typedef struct sg_model_vt {
+    /* Builds the modules, registering every parameter in m->params in state_dict order
+     * (MODELS.md 12) WITHOUT initialising them (sg_model_new applies MODELS.md 3.5).
+     * Stores its state in m->impl. SG_OK or an error code with message. */
+    int (*build)(sg_model *m);
+    /* Teacher-forced logits [B, T, Vt]; *attn (if asked and supported) [B, T, S]. */
+    sg_tensor *(*forward)(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn);
+    /* Encodes src in graph enc (which lives through the whole decode) and returns a
+     * decoder state for ops (one row per sentence); NULL on error. */
+    void *(*decoder_new)(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *src_len);
+    void (*decoder_free)(void *state);
+    sg_decoder_ops ops;
+    /* Frees m->impl (not the params). */
+    void (*free)(sg_model *m);
+} sg_model_vt;
+
+struct sg_model {
+    sg_model_config cfg;
+    sg_params *params;
+    sg_rng rng;     /* dropout masks */
+    bool training;
+    const sg_model_vt *vt;
+    void *impl;
+};
+
+SG_INTERNAL extern const sg_model_vt sg__seq2seq_vt;
+SG_INTERNAL extern const sg_model_vt sg__bahdanau_vt;
+SG_INTERNAL extern const sg_model_vt sg__luong_vt;
+SG_INTERNAL extern const sg_model_vt sg__transformer_vt;
+
+/* Checks a batch against the model's vocabularies (shapes, dtypes, ids in range,
+ * lengths in [1, S]); SG_OK or an error recorded on g. */
+SG_INTERNAL int sg__check_batch(sg_graph *g, const sg_model *m, const sg_batch *b);
+
+/* Graph-owned [B, T] slice helpers: column t of an SG_I64 [B, T] tensor as [B]. */
+SG_INTERNAL sg_tensor *sg__column(sg_graph *g, sg_tensor *ids, int64_t t);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * sg_model.h - the model zoo behind one interface: seq2seq (Sutskever/Cho), bahdanau,
+ * luong (global/local attention) and transformer, as MODELS.md 4-7 define them.
+ *
+ *     sg_model_config cfg;
+ *     sg_model_config_defaults(&cfg, SG_ARCH_BAHDANAU);
+ *     cfg.src_vocab_size = 50; cfg.tgt_vocab_size = 15;
+ *     sg_model *m = sg_model_new(&cfg, SG_F32, 1234);     // MODELS.md 3.5 init
+ *     sg_graph *g = sg_graph_new();
+ *     sg_tensor *loss = sg_model_loss(m, g, &batch, 0.0, NULL);
+ *     sg_backward(g, loss);                                 // grads in sg_model_params(m)
+ *
+ * Ownership: the model owns its parameter store and its dropout rng; tensors returned
+ * by forward/loss belong to the graph. Errors: NULL/negative codes with
+ * sg_last_error() naming the problem (bad config, batch shapes, ids beyond the
+ * vocabulary).
+ */
+#ifndef SG_MODEL_H
+#define SG_MODEL_H
+
+#include "sg_data.h"
+#include "sg_decode.h"
+#include "sg_model_config.h"
+#include "sg_nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sg_model sg_model;
+
+/* Builds a model with parameters of dtype dt initialised as MODELS.md 3.5 from seed.
+ * The config is validated (SG_EINVAL names the bad hyperparameter). NULL on error. */
+SG_API sg_model *sg_model_new(const sg_model_config *cfg, sg_dtype dt, uint64_t seed);
+/* Frees the model and its parameters. Accepts NULL. */
+SG_API void sg_model_free(sg_model *m);
+
+SG_API const sg_model_config *sg_model_get_config(const sg_model *m);
+/* The parameter store (owned by the model), in state_dict order. */
+SG_API sg_params *sg_model_params(sg_model *m);
+/* Training mode turns dropout on (default off: evaluation). */
+SG_API void sg_model_set_training(sg_model *m, bool training);
+SG_API bool sg_model_training(const sg_model *m);
+/* The rng that draws dropout masks (part of a resumable checkpoint). */
+SG_API sg_rng *sg_model_rng(sg_model *m);
+
+/* Teacher-forced logits [B, T, Vt] for a batch (src, src_len, tgt_in used). When
+ * attn is not NULL it receives the attention weights [B, T, S] (RNN attention models:
+ * the alignment of each step; transformer: last decoder layer's cross-attention
+ * averaged over heads; seq2seq: NULL). */
+SG_API sg_tensor *sg_model_forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn);
+
+/* Mean token cross entropy of the batch (MODELS.md 8.1, pads ignored, label smoothing
+ * eps); *n_tokens (optional) receives the number of counted target tokens. */
+SG_API sg_tensor *sg_model_loss(sg_model *m, sg_graph *g, const sg_batch *b, double label_smoothing,
+                                int64_t *n_tokens);
+
+/* Sum of target-token log-probabilities per sentence under teacher forcing (</s>
+ * included, pads excluded) into out[B], for rescoring (evaluation mode, no dropout). */
+SG_API int sg_model_score(sg_model *m, const sg_batch *b, double *out);
+
+/* Decodes the source batch src [B, S] (SG_I64, right-padded, rows end with </s>) with
+ * lengths src_len [B]: greedy when opts is NULL or opts->beam == 0, else beam search
+ * (sg_decode.h). Runs in evaluation mode without recording gradients; the encoder runs
+ * once per batch. On success fills *out (free with sg_decode_result_free). */
+SG_API int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
+                           const sg_decode_opts *opts, sg_decode_result *out);
+
+/* ---- checkpoints (MODELS.md 11) --------------------------------------------------- */
+
+/* Hyperparameters <-> /model attributes (arch and every MODELS.md 3.1 entry). from_attrs
+ * starts from the arch's defaults, ignores unknown attributes and validates; SG_EFORMAT
+ * names a missing arch or a hyperparameter of the wrong type, SG_EINVAL a bad value. */
+SG_API int sg_model_config_to_attrs(const sg_model_config *c, sg_attrs *a);
+SG_API int sg_model_config_from_attrs(const sg_attrs *a, sg_model_config *c);
+
+/* Loads a model for inference from a checkpoint: reads the metadata (into *meta when
+ * not NULL: vocabularies, optimiser and training attributes; free it with
+ * sg_checkpoint_clear), builds the model, checks that the vocabularies (when present)
+ * fit the embeddings, and loads every parameter. NULL on error with a message naming
+ * the file and the dataset (sg_checkpoint.h lists the checks). */
+SG_API sg_model *sg_model_load(const char *path, sg_dtype dt, sg_checkpoint *meta);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
