@@ -1,0 +1,240 @@
+/*
+ * bahdanau.c - additive attention encoder-decoder (Bahdanau et al. 2015, MODELS.md 5).
+ *
+ * Encoder: bidirectional GRU over dropout(src_embed[x]) with exact lengths; the
+ * decoder starts from s = tanh(W_init bwd_0 + b_init). Decoder step t:
+ *   c_t = attention(s_{t-1}, h)            (keys W_h h + b_a precomputed once)
+ *   s_t = GRU([e_t ; c_t], s_{t-1})
+ *   logits_t = generator(dropout([s_t ; c_t ; e_t]))
+ * Training runs the recurrence step by step (the attention needs s_{t-1}) and the
+ * generator once over all B*T rows after the loop.
+ */
+#include "models_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    sg_embedding src_embed, tgt_embed;
+    sg_gru encoder;
+    sg_linear_layer init_proj;
+    sg_additive_attention attention;
+    sg_gru decoder;
+    sg_linear_layer generator;
+} bahdanau;
+
+static int build(sg_model *m)
+{
+    const sg_model_config *c = &m->cfg;
+    bahdanau *net = calloc(1, sizeof *net);
+    if (!net)
+        return sg__error(SG_ENOMEM, "bahdanau: out of memory");
+    m->impl = net;
+    int64_t E = c->emb_dim, H = c->hidden_dim, A = c->attn_dim;
+    sg_params *p = m->params;
+    sg_rnn_config enc = {.input_size = E, .hidden_size = H, .num_layers = 1, .bidirectional = true};
+    sg_rnn_config dec = {.input_size = E + 2 * H, .hidden_size = H, .num_layers = 1};
+    int rc;
+    if ((rc = sg_embedding_init(&net->src_embed, p, "src_embed", c->src_vocab_size, E, 0, NULL)) ||
+        (rc = sg_embedding_init(&net->tgt_embed, p, "tgt_embed", c->tgt_vocab_size, E, 0, NULL)) ||
+        (rc = sg_gru_init(&net->encoder, p, "encoder", &enc, NULL)) ||
+        (rc = sg_linear_layer_init(&net->init_proj, p, "init_proj", H, H, true, NULL)) ||
+        (rc = sg_additive_attention_init(&net->attention, p, "attention", H, 2 * H, A, NULL)) ||
+        (rc = sg_gru_init(&net->decoder, p, "decoder", &dec, NULL)) ||
+        (rc = sg_linear_layer_init(&net->generator, p, "generator", 3 * H + E, c->tgt_vocab_size,
+                                   true, NULL)))
+        return rc;
+    return SG_OK;
+}
+
+static void destroy(sg_model *m)
+{
+    free(m->impl);
+    m->impl = NULL;
+}
+
+static sg_tensor *drop(sg_graph *g, sg_model *m, sg_tensor *x)
+{
+    return sg_dropout(g, x, m->cfg.dropout, m->training, &m->rng);
+}
+
+/* Encoder outputs h [B, S, 2H] (zeros at padding), the attention memory and s_0. */
+static int encode(sg_model *m, sg_graph *g, sg_tensor *src, sg_tensor *src_len,
+                  sg_attn_memory *mem, sg_tensor **s0)
+{
+    bahdanau *net = m->impl;
+    sg_tensor *e = drop(g, m, sg_embedding_forward(g, &net->src_embed, src));
+    sg_rnn_opts o = {.lengths = src_len, .training = m->training, .rng = &m->rng};
+    sg_tensor *h_n = NULL;
+    sg_tensor *h = sg_gru_forward(g, &net->encoder, e, &o, &h_n); /* h_n [2, B, H] */
+    if (!h)
+        return sg_graph_status(g);
+    sg_tensor *bwd0 = sg_select(g, h_n, 0, 1);                   /* backward state [B, H] */
+    *s0 = sg_tanh(g, sg_linear_layer_forward(g, &net->init_proj, bwd0));
+    if (!*s0)
+        return sg_graph_status(g);
+    return sg_additive_attention_precompute(g, &net->attention, h, src_len, NULL, mem);
+}
+
+/* One decoder step from s_{t-1} and the embedded input e_t [B, E]: returns s_t and the
+ * generator input o_t = [s_t ; c_t ; e_t]. */
+static sg_tensor *step(sg_model *m, sg_graph *g, const sg_attn_memory *mem, sg_tensor *s,
+                       sg_tensor *e_t, sg_tensor **o_t, sg_tensor **alpha)
+{
+    bahdanau *net = m->impl;
+    sg_tensor *ctx = sg_additive_attention_step(g, &net->attention, mem, s, alpha); /* [B, 2H] */
+    sg_tensor *x = sg_concat(g, 2, (sg_tensor *[]){e_t, ctx}, 1);                  /* [B, E+2H] */
+    sg_tensor *s_new = sg_gru_cell_forward(g, x, s, &net->decoder.w[0][0], false);
+    *o_t = sg_concat(g, 3, (sg_tensor *[]){s_new, ctx, e_t}, 1);
+    return s_new;
+}
+
+static sg_tensor *forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn)
+{
+    bahdanau *net = m->impl;
+    int64_t T = b->tgt_in->shape[1];
+    sg_attn_memory mem;
+    sg_tensor *s;
+    if (encode(m, g, b->src, b->src_len, &mem, &s) != SG_OK)
+        return NULL;
+    sg_tensor *emb = drop(g, m, sg_embedding_forward(g, &net->tgt_embed, b->tgt_in)); /* [B,T,E] */
+    SG_NEED(emb);
+    sg_tensor **outs = sg_arena_alloc(sg_graph_arena(g), sizeof *outs * (size_t)T);
+    sg_tensor **alphas = attn ? sg_arena_alloc(sg_graph_arena(g), sizeof *alphas * (size_t)T) : NULL;
+    if (!outs || (attn && !alphas))
+        return sg_graph_fail(g, SG_ENOMEM, "bahdanau: out of memory");
+    for (int64_t t = 0; t < T; t++) {
+        s = step(m, g, &mem, s, sg_select(g, emb, 1, t), &outs[t], alphas ? &alphas[t] : NULL);
+        SG_NEED(s);
+    }
+    if (attn)
+        *attn = sg_stack(g, (int)T, alphas, 1); /* [B, T, S] */
+    sg_tensor *o = sg_stack(g, (int)T, outs, 1); /* [B, T, 3H+E] */
+    return sg_linear_layer_forward(g, &net->generator, drop(g, m, o));
+}
+
+/* ---- decoding ------------------------------------------------------------------- */
+
+typedef struct {
+    sg_model *m;
+    sg_attn_memory base;  /* one row per sentence (encoder graph) */
+    sg_attn_memory rows;  /* one row per live row (heap copies below) */
+    sg_tensor *values, *keys;
+    uint8_t *valid;
+    int64_t *len;
+    int64_t *sentence, n_rows, cap;
+    sg_tensor *s;         /* [R, H] decoder state, in a step graph */
+} dec_state;
+
+static void *decoder_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *src_len)
+{
+    dec_state *d = calloc(1, sizeof *d);
+    if (!d) {
+        sg_graph_fail(enc, SG_ENOMEM, "bahdanau decoder: out of memory");
+        return NULL;
+    }
+    d->m = m;
+    if (encode(m, enc, src, src_len, &d->base, &d->s) != SG_OK) {
+        free(d);
+        return NULL;
+    }
+    d->rows = d->base;
+    return d;
+}
+
+static void decoder_free(void *p)
+{
+    dec_state *d = p;
+    if (!d)
+        return;
+    sg_tensor_free(d->values);
+    sg_tensor_free(d->keys);
+    free(d->valid);
+    free(d->len);
+    free(d->sentence);
+    free(d);
+}
+
+/* Rebuilds the per-row memory when the rows' sentences changed. */
+static int select_memory(dec_state *d, const int64_t *sentence, int64_t R)
+{
+    if (d->sentence && d->n_rows == R && !memcmp(d->sentence, sentence, sizeof *sentence * (size_t)R))
+        return SG_OK;
+    const sg_attn_memory *b = &d->base;
+    int64_t S = b->S, Dv = b->values->shape[2], K = b->keys->shape[2];
+    if (R > d->cap) {
+        sg_tensor_free(d->values);
+        sg_tensor_free(d->keys);
+        free(d->valid);
+        free(d->len);
+        free(d->sentence);
+        d->values = sg_tensor_new(b->values->dtype, 3, (int64_t[]){R, S, Dv});
+        d->keys = sg_tensor_new(b->keys->dtype, 3, (int64_t[]){R, S, K});
+        d->valid = malloc((size_t)(R * S));
+        d->len = malloc(sizeof(int64_t) * (size_t)R);
+        d->sentence = malloc(sizeof(int64_t) * (size_t)R);
+        d->cap = R;
+        if (!d->values || !d->keys || !d->valid || !d->len || !d->sentence) {
+            d->cap = 0;
+            return sg__error(SG_ENOMEM, "bahdanau decoder: out of memory for %lld rows",
+                             (long long)R);
+        }
+    }
+    size_t es = sg_dtype_size(b->values->dtype);
+    for (int64_t i = 0; i < R; i++) {
+        int64_t k = sentence[i];
+        memcpy((char *)d->values->data + (size_t)(i * S * Dv) * es,
+               (char *)b->values->data + (size_t)(k * S * Dv) * es, (size_t)(S * Dv) * es);
+        memcpy((char *)d->keys->data + (size_t)(i * S * K) * es,
+               (char *)b->keys->data + (size_t)(k * S * K) * es, (size_t)(S * K) * es);
+        memcpy(d->valid + i * S, b->valid + k * S, (size_t)S);
+        d->len[i] = b->len[k];
+        d->sentence[i] = k;
+    }
+    d->n_rows = R;
+    return SG_OK;
+}
+
+static int select_rows(void *p, sg_graph *g, sg_tensor *parent, sg_tensor *sentence)
+{
+    dec_state *d = p;
+    int64_t R = parent->shape[0];
+    d->s = sg_index_select(g, d->s, 0, parent);
+    if (!d->s)
+        return sg_graph_status(g);
+    int rc = select_memory(d, sentence->data, R);
+    if (rc != SG_OK)
+        return rc;
+    d->rows.B = R;
+    d->rows.valid = d->valid;
+    d->rows.len = d->len;
+    /* shape the heap buffers as [R, S, *] views */
+    d->rows.values = sg_detach(g, d->values);
+    d->rows.keys = sg_detach(g, d->keys);
+    if (!d->rows.values || !d->rows.keys)
+        return sg_graph_status(g);
+    d->rows.values->shape[0] = R;
+    d->rows.keys->shape[0] = R;
+    return SG_OK;
+}
+
+static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor **logits)
+{
+    (void)t;
+    dec_state *d = p;
+    bahdanau *net = d->m->impl;
+    sg_tensor *e = sg_embedding_forward(g, &net->tgt_embed, prev); /* [R, E] */
+    sg_tensor *o = NULL;
+    d->s = step(d->m, g, &d->rows, d->s, e, &o, NULL);
+    *logits = sg_linear_layer_forward(g, &net->generator, o);
+    return *logits ? SG_OK : sg_graph_status(g);
+}
+
+const sg_model_vt sg__bahdanau_vt = {
+    .build = build,
+    .forward = forward,
+    .decoder_new = decoder_new,
+    .decoder_free = decoder_free,
+    .ops = {.step = dec_step, .select_rows = select_rows},
+    .free = destroy,
+};
