@@ -81,6 +81,20 @@ SG_API int sg_model_config_from_attrs(const sg_attrs *a, sg_model_config *c);
  * the file and the dataset (sg_checkpoint.h lists the checks). */
 SG_API sg_model *sg_model_load(const char *path, sg_dtype dt, sg_checkpoint *meta);
 
+/* Saves the model to path atomically: the /model attributes from its config, every
+ * parameter, plus what the caller put in ck (vocabularies, /train attributes and the
+ * training state; ck->model and the optimiser fields are filled here and may be left
+ * zero). With opt (may be NULL) the optimiser state goes to /optim: hyperparameters,
+ * step count and the Adam moments (MODELS.md 11.5). SG_EIO leaves an existing file at
+ * path intact. */
+SG_API int sg_model_save(const char *path, sg_model *m, sg_checkpoint *ck, const sg_optim *opt);
+
+/* Restores an optimiser built over sg_model_params(m) from path's /optim: step count,
+ * moments and hyperparameters (lr, betas, eps, weight decay, clipping, schedule,
+ * warmup, label smoothing). SG_EFORMAT if the file has no /optim; on error opt is
+ * unchanged. */
+SG_API int sg_model_load_optim(const char *path, sg_model *m, sg_optim *opt);
+
 #ifdef __cplusplus
 }
 #endif
