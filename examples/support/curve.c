@@ -233,11 +233,14 @@ int sgx_curve_svg(const char *csv_path, const char *svg_path, const char *title,
         na = pick(rows, n, COL_ACC, ax, ay);
     sgx_series loss[2] = {{"train loss", tx, ty, nt}, {"valid loss", vx, vy, nv}};
     sgx_series acc[1] = {{"valid accuracy", ax, ay, na}};
+    double last = 0; /* both charts share the step axis */
+    for (int64_t i = 0; i < n; i++)
+        last = fmax(last, (double)rows[i].step);
     sgx_chart charts[2] = {
         {.title = title ? title : "learning curve", .xlabel = "step", .ylabel = "loss (nats/token)",
-         .series = loss, .n_series = 2, .log_y = log_y},
+         .series = loss, .n_series = 2, .log_y = log_y, .x_max = last},
         {.title = "validation accuracy", .xlabel = "step", .ylabel = "accuracy", .series = acc,
-         .n_series = 1},
+         .n_series = 1, .x_max = last},
     };
     rc = sgx_svg_charts(svg_path, charts, na > 0 ? 2 : 1);
     free(buf);

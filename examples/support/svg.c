@@ -170,7 +170,7 @@ static hm_layout hm_measure(const sgx_heatmap *h)
         double w = text_width(row_label(h, t, buf), HM_LABEL_PX, LABEL_MAX);
         rw = w > rw ? w : rw;
     }
-    for (int s = 0; s < h->S; s++) {
+    for (int s = 0; s < (h->T > 0 ? h->S : 0); s++) {
         /* rotated -45 degrees about the column centre: rises and runs by w*sin45 */
         double w = text_width(col_label(h, s, buf), HM_LABEL_PX, LABEL_MAX) * HM_SIN45;
         up = w > up ? w : up;
@@ -339,11 +339,12 @@ static void axis_log(axis *a, double lo, double hi)
     a->lo = l0 - 0.03 * (l1 - l0);
     a->hi = l1 + 0.03 * (l1 - l0);
     a->n_ticks = 0;
-    static const double mult_fine[] = {1, 2, 5}, mult_all[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
-    bool wide = a->hi - a->lo > 3;
-    bool narrow = a->hi - a->lo < 1;
-    const double *mult = narrow ? mult_all : mult_fine;
-    int nm = wide ? 1 : narrow ? 9 : 3;
+    /* tick mantissas per decade: denser when the axis spans fewer decades */
+    static const double m_all[] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, m_some[] = {1, 2, 3, 5},
+                        m_few[] = {1, 2, 5}, m_one[] = {1};
+    double span = a->hi - a->lo;
+    const double *mult = span < 1 ? m_all : span < 2 ? m_some : span <= 3.5 ? m_few : m_one;
+    int nm = span < 1 ? 9 : span < 2 ? 4 : span <= 3.5 ? 3 : 1;
     for (int d = (int)floor(a->lo); d <= (int)ceil(a->hi) && a->n_ticks < 32; d++)
         for (int k = 0; k < nm && a->n_ticks < 32; k++) {
             double v = mult[k] * pow(10, d), lv = log10(v);
@@ -395,41 +396,41 @@ static int chart_check(const sgx_chart *c, int i, const char *fn)
     return SG_OK;
 }
 
-/* The legend, top-right inside the plot area. */
-static void draw_legend(FILE *f, const sgx_chart *c, double px1, double py0, bool bars)
+/* The legend: one row of swatches under the title, wrapped when wide, so it never hides
+ * data. Returns the height it takes (draw=false only measures). */
+static double legend(FILE *f, const sgx_chart *c, double px0, double px1, double y, bool draw)
 {
-    if (c->n_series == 0)
-        return;
-    double w = 0;
+    const bool bars = c->kind == SGX_CHART_BARS;
+    double x = px0, rows = c->n_series > 0;
     for (int k = 0; k < c->n_series; k++) {
         const sgx_series *s = &c->series[k];
-        double tw = text_width(s->label ? s->label : "", 12, 40) + (s->n == 0 ? 70 : 0);
-        w = tw > w ? tw : w;
+        double w = 26 + text_width(s->label ? s->label : "", 12, 40) + (s->n == 0 ? 66 : 0) + 18;
+        if (x > px0 && x + w > px1) {
+            x = px0;
+            rows++;
+        }
+        double yy = y + 18 * (rows - 1) + 9;
+        if (draw) {
+            if (bars)
+                fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"18\" height=\"10\" fill=\"%s\"/>\n",
+                        x, yy - 5, palette[k % N_PALETTE]);
+            else
+                fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                           "stroke-width=\"2\"/>\n",
+                        x, yy, x + 18, yy, palette[k % N_PALETTE]);
+            fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", x + 24, yy + 4);
+            put_esc(f, s->label ? s->label : "", 40);
+            fputs(s->n == 0 ? " (no data)</text>\n" : "</text>\n", f);
+        }
+        x += w;
     }
-    w += 38;
-    double x = px1 - w - 8, y = py0 + 8, h = 18.0 * c->n_series + 8;
-    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"white\" "
-               "fill-opacity=\"0.85\" stroke=\"#ccc\"/>\n",
-            x, y, w, h);
-    for (int k = 0; k < c->n_series; k++) {
-        const sgx_series *s = &c->series[k];
-        double yy = y + 4 + 18.0 * k + 9;
-        if (bars)
-            fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"18\" height=\"10\" fill=\"%s\"/>\n",
-                    x + 8, yy - 5, palette[k % N_PALETTE]);
-        else
-            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                       "stroke-width=\"2\"/>\n",
-                    x + 8, yy, x + 26, yy, palette[k % N_PALETTE]);
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", x + 32, yy + 4);
-        put_esc(f, s->label ? s->label : "", 40);
-        fputs(s->n == 0 ? " (no data)</text>\n" : "</text>\n", f);
-    }
+    return 18 * rows;
 }
 
 static void draw_chart(FILE *f, const sgx_chart *c, double y0)
 {
-    const double px0 = CH_LEFT, px1 = CH_W - CH_RIGHT, py0 = y0 + CH_TOP, py1 = y0 + CH_H - CH_BOTTOM;
+    const double px0 = CH_LEFT, px1 = CH_W - CH_RIGHT, py1 = y0 + CH_H - CH_BOTTOM;
+    const double py0 = y0 + CH_TOP + legend(f, c, px0, px1, 0, false) + 4;
     const bool bars = c->kind == SGX_CHART_BARS;
     char buf[64];
     /* data ranges */
@@ -452,7 +453,9 @@ static void draw_chart(FILE *f, const sgx_chart *c, double y0)
         if (ylo > 0)
             ylo = 0; /* bars start at zero */
     } else {
-        axis_linear(&ax, n_points ? xlo : 0, n_points ? xhi : 1, false);
+        bool xfixed = c->x_min < c->x_max;
+        axis_linear(&ax, xfixed ? c->x_min : n_points ? xlo : 0, xfixed ? c->x_max : n_points ? xhi : 1,
+                    xfixed);
     }
     bool fixed = c->y_min < c->y_max;
     if (c->log_y && !bars)
@@ -552,7 +555,7 @@ static void draw_chart(FILE *f, const sgx_chart *c, double y0)
         put_esc(f, c->ylabel, 80);
         fputs("</text>\n", f);
     }
-    draw_legend(f, c, px1, py0, bars);
+    legend(f, c, px0, px1, y0 + CH_TOP - 4, true);
 #undef PX
 #undef PY
 }

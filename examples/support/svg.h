@@ -60,6 +60,7 @@ typedef struct sgx_chart {
     int n_series;
     sgx_chart_kind kind;
     bool log_y;                    /* lines only */
+    double x_min, x_max;           /* lines: fixed x range when x_min < x_max, else fitted */
     double y_min, y_max;           /* fixed y range when y_min < y_max, else fitted */
     const char *const *categories; /* bars: n_categories labels (series[k].n must be >= it) */
     int n_categories;
