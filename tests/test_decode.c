@@ -45,7 +45,8 @@ typedef struct mock {
     int64_t fail_step;      /* step index that returns SG_EIO (-1: never) */
     int64_t fail_select;    /* select after this step returns SG_ESTATE (-1: never) */
     bool transposed;        /* return logits as a transposed (strided) view */
-    int bad;                /* 1: NaN logits, 2: wrong shape, 3: i64 logits, 4: NULL logits */
+    int bad;                /* 1: NaN logits, 2: wrong shape, 3: i64 logits, 4: NULL logits,
+                               5: all -inf, 6: -inf but </s> */
     int64_t cap, R, t;      /* row capacity, current rows, next step */
     uint64_t *h, *tmp;
     int64_t *sent, *tmp_sent;
@@ -117,6 +118,8 @@ static int mock_step(void *u, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor
             double v = mock_logit(m, m->h[r], w);
             if (m->bad == 1 && t == 2 && r == R - 1 && w == 1)
                 v = NAN;
+            if (m->bad == 5 || (m->bad == 6 && w != SG_TOK_EOS))
+                v = -INFINITY;   /* probability-0 tokens (5: every token) */
             int64_t at = m->transposed ? w * R + r : r * Vx + w;
             if (dt == SG_F32)
                 ((float *)x->data)[at] = (float)v;
@@ -666,6 +669,43 @@ Test(decode, caller_work_graphs_are_reused)
     }
     sg_graph_free(g0);
     sg_graph_free(g1);
+}
+
+Test(decode, zero_probability_tokens_are_never_chosen)
+{
+    mock m;
+    mock_init(&m, 7, 6, 18, 1);
+    m.bad = 6;   /* only </s> has mass */
+    sg_decode_result r;
+    sg_decode_opts o = beam_opts(3, SG_LP_AVG, 0.7, 3);
+    cr_assert_eq(sg_decode_beam(&mock_ops, &m, 6, lens6, &o, &r), SG_OK, "%s", sg_last_error());
+    for (int64_t b = 0; b < 6; b++) {
+        cr_assert_eq(sg_decode_count(&r, b), 1);
+        const sg_hypothesis *h = sg_decode_best(&r, b);
+        cr_assert(h->len == 0 && h->eos && h->n == 1 && h->logp == 0.0);
+    }
+    cr_assert_eq(m.t, 1);
+    sg_decode_result_free(&r);
+    mock_free(&m);
+
+    mock_init(&m, 7, 6, 6, 1);
+    m.bad = 6;
+    cr_assert_eq(sg_decode_greedy(&mock_ops, &m, 6, lens6, NULL, &r), SG_OK);
+    for (int64_t b = 0; b < 6; b++)
+        cr_assert(sg_decode_best(&r, b)->len == 0 && sg_decode_best(&r, b)->eos);
+    sg_decode_result_free(&r);
+    mock_free(&m);
+
+    mock_init(&m, 7, 6, 18, 1);
+    m.bad = 5;   /* nothing has mass: one empty hypothesis with score -inf */
+    cr_assert_eq(sg_decode_beam(&mock_ops, &m, 6, lens6, &o, &r), SG_OK, "%s", sg_last_error());
+    for (int64_t b = 0; b < 6; b++) {
+        cr_assert_eq(sg_decode_count(&r, b), 1);
+        const sg_hypothesis *h = sg_decode_best(&r, b);
+        cr_assert(h->len == 0 && !h->eos && h->score == -INFINITY);
+    }
+    sg_decode_result_free(&r);
+    mock_free(&m);
 }
 
 /* ---- errors ------------------------------------------------------------------------ */
