@@ -12,6 +12,12 @@
 
 #include "sg_decode.h"
 
+/* tests/fixture.h's first comment contains a slash-star (-Wcomment); not ours to edit */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wcomment"
+#include "fixture.h"
+#pragma GCC diagnostic pop
+
 /* ---- mock model ---------------------------------------------------------------- */
 
 static uint64_t splitmix(uint64_t x)
@@ -39,7 +45,8 @@ typedef struct mock {
     int64_t fail_step;      /* step index that returns SG_EIO (-1: never) */
     int64_t fail_select;    /* select after this step returns SG_ESTATE (-1: never) */
     bool transposed;        /* return logits as a transposed (strided) view */
-    int bad;                /* 1: NaN logits, 2: wrong shape, 3: i64 logits, 4: NULL logits */
+    int bad;                /* 1: NaN logits, 2: wrong shape, 3: i64 logits, 4: NULL logits,
+                               5: all -inf, 6: -inf but </s> */
     int64_t cap, R, t;      /* row capacity, current rows, next step */
     uint64_t *h, *tmp;
     int64_t *sent, *tmp_sent;
@@ -111,6 +118,8 @@ static int mock_step(void *u, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor
             double v = mock_logit(m, m->h[r], w);
             if (m->bad == 1 && t == 2 && r == R - 1 && w == 1)
                 v = NAN;
+            if (m->bad == 5 || (m->bad == 6 && w != SG_TOK_EOS))
+                v = -INFINITY;   /* probability-0 tokens (5: every token) */
             int64_t at = m->transposed ? w * R + r : r * Vx + w;
             if (dt == SG_F32)
                 ((float *)x->data)[at] = (float)v;
@@ -662,6 +671,43 @@ Test(decode, caller_work_graphs_are_reused)
     sg_graph_free(g1);
 }
 
+Test(decode, zero_probability_tokens_are_never_chosen)
+{
+    mock m;
+    mock_init(&m, 7, 6, 18, 1);
+    m.bad = 6;   /* only </s> has mass */
+    sg_decode_result r;
+    sg_decode_opts o = beam_opts(3, SG_LP_AVG, 0.7, 3);
+    cr_assert_eq(sg_decode_beam(&mock_ops, &m, 6, lens6, &o, &r), SG_OK, "%s", sg_last_error());
+    for (int64_t b = 0; b < 6; b++) {
+        cr_assert_eq(sg_decode_count(&r, b), 1);
+        const sg_hypothesis *h = sg_decode_best(&r, b);
+        cr_assert(h->len == 0 && h->eos && h->n == 1 && h->logp == 0.0);
+    }
+    cr_assert_eq(m.t, 1);
+    sg_decode_result_free(&r);
+    mock_free(&m);
+
+    mock_init(&m, 7, 6, 6, 1);
+    m.bad = 6;
+    cr_assert_eq(sg_decode_greedy(&mock_ops, &m, 6, lens6, NULL, &r), SG_OK);
+    for (int64_t b = 0; b < 6; b++)
+        cr_assert(sg_decode_best(&r, b)->len == 0 && sg_decode_best(&r, b)->eos);
+    sg_decode_result_free(&r);
+    mock_free(&m);
+
+    mock_init(&m, 7, 6, 18, 1);
+    m.bad = 5;   /* nothing has mass: one empty hypothesis with score -inf */
+    cr_assert_eq(sg_decode_beam(&mock_ops, &m, 6, lens6, &o, &r), SG_OK, "%s", sg_last_error());
+    for (int64_t b = 0; b < 6; b++) {
+        cr_assert_eq(sg_decode_count(&r, b), 1);
+        const sg_hypothesis *h = sg_decode_best(&r, b);
+        cr_assert(h->len == 0 && !h->eos && h->score == -INFINITY);
+    }
+    sg_decode_result_free(&r);
+    mock_free(&m);
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 static void expect_error(int rc, int code, const char *needle, const sg_decode_result *r)
@@ -750,4 +796,119 @@ Test(decode, bad_logits_are_reported)
             mock_free(&m);
         }
     }
+}
+
+/* ---- PyTorch parity: the reference's greedy_decode / beam_search on a tiny RNN ----- */
+
+/* h = tanh(emb[y] + U h + t c), logits = O h + bo; all f64 (tools/gen_fixtures_decode.py). */
+typedef struct rnn_mock {
+    sg_tensor *emb, *U, *c, *O, *bo;   /* [V,H], [H,H], [H], [V,H], [V] */
+    int64_t V, H, R;
+    double *h, *tmp;                   /* [cap, H] */
+} rnn_mock;
+
+static int rnn_step(void *u, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor **logits)
+{
+    rnn_mock *m = u;
+    int64_t R = prev->shape[0], V = m->V, H = m->H;
+    const double *E = m->emb->data, *U = m->U->data, *c = m->c->data, *O = m->O->data,
+                 *bo = m->bo->data;
+    const int64_t *y = prev->data;
+    sg_tensor *x = sg_empty(g, SG_F64, 2, (int64_t[]){R, V});
+    if (!x)
+        return sg_graph_status(g);
+    double *out = x->data, hn[16];
+    for (int64_t r = 0; r < R; r++) {
+        double *h = m->h + r * H;
+        for (int64_t i = 0; i < H; i++) {
+            double a = E[y[r] * H + i] + (double)t * c[i];
+            for (int64_t j = 0; j < H; j++)
+                a += U[i * H + j] * h[j];
+            hn[i] = tanh(a);
+        }
+        memcpy(h, hn, (size_t)H * sizeof(double));
+        for (int64_t v = 0; v < V; v++) {
+            double a = bo[v];
+            for (int64_t j = 0; j < H; j++)
+                a += O[v * H + j] * h[j];
+            out[r * V + v] = a;
+        }
+    }
+    *logits = x;
+    return SG_OK;
+}
+
+static int rnn_select(void *u, sg_graph *g, sg_tensor *parent, sg_tensor *sentence)
+{
+    rnn_mock *m = u;
+    (void)g;
+    (void)sentence;
+    const int64_t *p = parent->data;
+    for (int64_t i = 0; i < parent->shape[0]; i++)
+        memcpy(m->tmp + i * m->H, m->h + p[i] * m->H, (size_t)m->H * sizeof(double));
+    double *sw = m->h;
+    m->h = m->tmp;
+    m->tmp = sw;
+    return SG_OK;
+}
+
+Test(decode, matches_torch_reference_greedy_and_beam)
+{
+    static const char *cases[] = {"greedy", "beam1", "beam2", "beam3", "beam5",
+                                  "beam3_gnmt", "beam4_alpha0", "beam4_alpha15"};
+    hid_t f = fx_open("decode.h5");
+    rnn_mock m = {.emb = fx_read(f, "model/emb", SG_F64), .U = fx_read(f, "model/U", SG_F64),
+                  .c = fx_read(f, "model/c", SG_F64), .O = fx_read(f, "model/O", SG_F64),
+                  .bo = fx_read(f, "model/bo", SG_F64)};
+    sg_tensor *h0 = fx_read(f, "model/h0", SG_F64), *len = fx_read(f, "src_len", SG_I64);
+    m.V = m.emb->shape[0];
+    m.H = m.emb->shape[1];
+    cr_assert_leq(m.H, 16);
+    const int64_t B = len->shape[0];
+    const sg_decoder_ops ops = {rnn_step, rnn_select};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char path[64];
+        snprintf(path, sizeof path, "%s/beam", cases[c]);
+        int64_t k = (int64_t)fx_scalar(f, path);
+        snprintf(path, sizeof path, "%s/alpha", cases[c]);
+        double alpha = fx_scalar(f, path);
+        snprintf(path, sizeof path, "%s/gnmt", cases[c]);
+        sg_lp_kind kind = fx_scalar(f, path) != 0 ? SG_LP_GNMT : SG_LP_AVG;
+        snprintf(path, sizeof path, "%s/tokens", cases[c]);
+        sg_tensor *toks = fx_read(f, path, SG_I64);
+        snprintf(path, sizeof path, "%s/lengths", cases[c]);
+        sg_tensor *lens = fx_read(f, path, SG_I64);
+
+        int64_t cap = B * (k > 0 ? k : 1);
+        m.h = calloc((size_t)(cap * m.H), sizeof(double));
+        m.tmp = calloc((size_t)(cap * m.H), sizeof(double));
+        memcpy(m.h, h0->data, (size_t)(B * m.H) * sizeof(double));
+        sg_decode_result r;
+        sg_decode_opts o = beam_opts(k, kind, alpha, 1);
+        int rc = k == 0 ? sg_decode_greedy(&ops, &m, B, len->data, NULL, &r)
+                        : sg_decode_beam(&ops, &m, B, len->data, &o, &r);
+        cr_assert_eq(rc, SG_OK, "%s: %s", cases[c], sg_last_error());
+        const int64_t *e = toks->data, *el = lens->data, L = toks->shape[1];
+        for (int64_t b = 0; b < B; b++) {
+            const sg_hypothesis *h = sg_decode_best(&r, b);
+            cr_assert_eq(h->len, el[b], "%s sentence %lld: length %lld, torch %lld", cases[c],
+                         (long long)b, (long long)h->len, (long long)el[b]);
+            for (int64_t i = 0; i < el[b]; i++)
+                cr_assert_eq(h->tokens[i], e[b * L + i], "%s sentence %lld token %lld", cases[c],
+                             (long long)b, (long long)i);
+        }
+        sg_decode_result_free(&r);
+        free(m.h);
+        free(m.tmp);
+        sg_tensor_free(toks);
+        sg_tensor_free(lens);
+    }
+    sg_tensor_free(m.emb);
+    sg_tensor_free(m.U);
+    sg_tensor_free(m.c);
+    sg_tensor_free(m.O);
+    sg_tensor_free(m.bo);
+    sg_tensor_free(h0);
+    sg_tensor_free(len);
+    H5Fclose(f);
 }
