@@ -7,6 +7,7 @@
  * valid positions, so padding costs nothing per step.
  */
 #include "attn_internal.h"
+#include "../tensor/fastmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -133,8 +134,9 @@ bool sg__attn_check_query(sg_graph *g, const char *op, const sg_attn_memory *mem
 /* ---- kernels ----------------------------------------------------------------------- */
 
 #define ATTN_KERNELS(T, SUF, TANH, EXP)                                                      \
-    static void additive_fwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,   \
-                                   const T *v, const uint8_t *valid, T *t, T *e)              \
+    SG_HOT static void additive_fwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q,        \
+                                          const T *K, const T *v, const uint8_t *valid, T *t, \
+                                          T *e)                                               \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++)                                                      \
             for (int64_t j = 0; j < S; j++) {                                                \
@@ -144,16 +146,17 @@ bool sg__attn_check_query(sg_graph *g, const char *op, const sg_attn_memory *mem
                     continue;                                                                \
                 const T *qb = q + b * A, *kj = K + bj * A;                                   \
                 T *tj = t + bj * A, acc = 0;                                                 \
-                for (int64_t a = 0; a < A; a++) {                                            \
+                for (int64_t a = 0; a < A; a++) /* vectorised: TANH is branch-free */        \
                     tj[a] = TANH(qb[a] + kj[a]);                                             \
+                for (int64_t a = 0; a < A; a++)                                              \
                     acc += v[a] * tj[a];                                                     \
-                }                                                                            \
                 e[bj] = acc;                                                                 \
             }                                                                                \
     }                                                                                        \
     /* e = v . t, t = tanh(q + K):  dv += de t;  du = de v (1 - t^2);  dq += du;  dK += du */ \
-    static void additive_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *v, const T *t,   \
-                                   const uint8_t *valid, const T *de, T *dq, T *dK, T *dv)    \
+    SG_HOT static void additive_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *v,        \
+                                          const T *t, const uint8_t *valid, const T *de,      \
+                                          T *dq, T *dK, T *dv, T *du)                         \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++)                                                      \
             for (int64_t j = 0; j < S; j++) {                                                \
@@ -162,15 +165,21 @@ bool sg__attn_check_query(sg_graph *g, const char *op, const sg_attn_memory *mem
                     continue;                                                                \
                 const T *tj = t + bj * A;                                                    \
                 T g = de[bj];                                                                \
-                for (int64_t a = 0; a < A; a++) {                                            \
-                    T du = g * v[a] * (1 - tj[a] * tj[a]);                                   \
-                    if (dq)                                                                  \
-                        dq[b * A + a] += du;                                                 \
-                    if (dK)                                                                  \
-                        dK[bj * A + a] += du;                                                \
-                    if (dv)                                                                  \
-                        dv[a] += g * tj[a];                                                  \
+                for (int64_t a = 0; a < A; a++)                                              \
+                    du[a] = g * v[a] * (1 - tj[a] * tj[a]);                                  \
+                if (dq) {                                                                    \
+                    T *dqb = dq + b * A;                                                     \
+                    for (int64_t a = 0; a < A; a++)                                          \
+                        dqb[a] += du[a];                                                     \
                 }                                                                            \
+                if (dK) {                                                                    \
+                    T *dKj = dK + bj * A;                                                    \
+                    for (int64_t a = 0; a < A; a++)                                          \
+                        dKj[a] += du[a];                                                     \
+                }                                                                            \
+                if (dv)                                                                      \
+                    for (int64_t a = 0; a < A; a++)                                          \
+                        dv[a] += g * tj[a];                                                  \
             }                                                                                \
     }                                                                                        \
     static void dot_fwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,        \
@@ -293,7 +302,7 @@ bool sg__attn_check_query(sg_graph *g, const char *op, const sg_attn_memory *mem
         }                                                                                    \
     }
 
-ATTN_KERNELS(float, f32, tanhf, expf)
+ATTN_KERNELS(float, f32, sg__tanhf, sg__expf)
 ATTN_KERNELS(double, f64, tanh, exp)
 
 /* ---- additive scores ---------------------------------------------------------------- */
@@ -304,10 +313,15 @@ static void additive_bwd(sg_graph *g, sg_node *n)
     int64_t B = K->shape[0], S = K->shape[1], A = K->shape[2];
     void *dq = sg_grad_of(g, q), *dK = sg_grad_of(g, K), *dv = sg_grad_of(g, v);
     const uint8_t *valid = (const uint8_t *)(intptr_t)n->i[0];
+    void *du = sg_arena_alloc(sg_graph_arena(g), (size_t)A * sg_dtype_size(e->dtype));
+    if (!du) {
+        sg_graph_fail(g, SG_ENOMEM, "sg_attn_additive_scores backward: out of memory");
+        return;
+    }
     if (e->dtype == SG_F32)
-        additive_bwd_f32(B, S, A, v->data, n->saved, valid, e->grad, dq, dK, dv);
+        additive_bwd_f32(B, S, A, v->data, n->saved, valid, e->grad, dq, dK, dv, du);
     else
-        additive_bwd_f64(B, S, A, v->data, n->saved, valid, e->grad, dq, dK, dv);
+        additive_bwd_f64(B, S, A, v->data, n->saved, valid, e->grad, dq, dK, dv, du);
 }
 
 /* Makes x contiguous (copying through the graph when needed). */
