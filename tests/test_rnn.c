@@ -114,7 +114,7 @@ static void check_fixture(sg_rnn_cell cell, sg_dtype dt, double atol, double rto
 
 Test(gru, matches_torch_fixture_f32)
 {
-    check_fixture(SG_RNN_GRU, SG_F32, 1e-6, 1e-5, 1e-5, 1e-4);
+    check_fixture(SG_RNN_GRU, SG_F32, 1e-6, 1e-5, 1e-6, 1e-5);
 }
 
 Test(gru, matches_torch_fixture_f64)
@@ -124,7 +124,7 @@ Test(gru, matches_torch_fixture_f64)
 
 Test(lstm, matches_torch_fixture_f32)
 {
-    check_fixture(SG_RNN_LSTM, SG_F32, 1e-6, 1e-5, 1e-5, 1e-4);
+    check_fixture(SG_RNN_LSTM, SG_F32, 1e-6, 1e-5, 1e-6, 1e-5);
 }
 
 Test(lstm, matches_torch_fixture_f64)
