@@ -114,7 +114,7 @@ SG_API sg_tensor *sg_gru_forward(sg_graph *g, const sg_gru *m, sg_tensor *x,
                                  const sg_rnn_opts *opts, sg_tensor **h_n);
 SG_API sg_tensor *sg_lstm_forward(sg_graph *g, const sg_lstm *m, sg_tensor *x,
                                   const sg_rnn_opts *opts, sg_tensor **h_n, sg_tensor **c_n);
-/* Either cell, dispatching on m->cell (c_n ignored for a GRU). */
+/* Either cell, dispatching on m->cell (*c_n = NULL for a GRU). */
 SG_API sg_tensor *sg_rnn_forward(sg_graph *g, const sg_rnn *m, sg_tensor *x,
                                  const sg_rnn_opts *opts, sg_tensor **h_n, sg_tensor **c_n);
 

@@ -593,3 +593,22 @@ static void check_threads(sg_rnn_cell cell)
 
 Test(gru, two_threads_match_one) { check_threads(SG_RNN_GRU); }
 Test(lstm, two_threads_match_one) { check_threads(SG_RNN_LSTM); }
+
+/* Absent biases behave as zero biases. */
+Test(gru_cell, null_biases_are_zero)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 13);
+    sg_tensor *x = tu_rand64(&r, -1, 1, 2, 2, 3), *h = tu_rand64(&r, -1, 1, 2, 2, 4);
+    sg_tensor *wih = tu_rand64(&r, -1, 1, 2, 12, 3), *whh = tu_rand64(&r, -1, 1, 2, 12, 4);
+    sg_tensor *zb = sg_tensor_new(SG_F64, 1, (int64_t[]){12});
+    sg_graph *g = sg_graph_new();
+    sg_rnn_weights w0 = {wih, whh, NULL, NULL}, wz = {wih, whh, zb, zb};
+    for (int cho = 0; cho < 2; cho++)
+        tu_assert_close(sg_gru_cell_forward(g, x, h, &w0, cho), sg_gru_cell_forward(g, x, h, &wz, cho),
+                        0, 0, "no bias");
+    sg_graph_free(g);
+    sg_tensor *all[] = {x, h, wih, whh, zb};
+    for (int i = 0; i < 5; i++)
+        sg_tensor_free(all[i]);
+}
