@@ -17,6 +17,7 @@
 typedef struct rnn_saved {
     sg_rnn_cell cell;
     bool cho, reverse;
+    bool h0_zero;   /* no initial state given: h before step 0 is 0 */
     int64_t B, T, I, H, G, S, N;
     int64_t *perm;  /* [B] batch rows by decreasing length (stable) */
     int64_t *plen;  /* [B] plen[k] = length of row perm[k] */
@@ -140,8 +141,8 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     rnn_saved *sv = sg_arena_alloc(a, sizeof *sv);
     if (!sv)
         goto oom;
-    *sv = (rnn_saved){.cell = cell, .cho = cho && !lstm, .reverse = reverse, .B = B, .T = T,
-                      .I = I, .H = H, .G = lstm ? 4 : 3, .S = lstm ? 5 * H : 4 * H};
+    *sv = (rnn_saved){.cell = cell, .cho = cho && !lstm, .reverse = reverse, .h0_zero = !h0,
+                      .B = B, .T = T, .I = I, .H = H, .G = lstm ? 4 : 3, .S = lstm ? 5 * H : 4 * H};
     sv->perm = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
     sv->plen = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
     sv->off = sg_arena_alloc(a, sizeof(int64_t) * (size_t)(T + 1));

@@ -138,7 +138,7 @@ typedef struct {
     sg_rnn m;
     sg_tensor *len;
     int what; /* 0: output, 1: h_n, 2: c_n */
-    int n_params;
+    bool no_h0; /* zero initial states (the inputs are then unused) */
 } gc_rnn;
 
 /* inputs: x, h0, c0 (LSTM), then the module's parameters (already in m) */
@@ -147,18 +147,20 @@ static sg_tensor *gc_rnn_fn(sg_graph *g, sg_tensor *const *in, void *user)
     gc_rnn *u = user;
     bool lstm = u->m.cell == SG_RNN_LSTM;
     sg_rnn_opts o = {.lengths = u->len, .h0 = in[1], .c0 = lstm ? in[2] : NULL};
+    if (u->no_h0)
+        o.h0 = o.c0 = NULL;
     sg_tensor *hn = NULL, *cn = NULL;
     sg_tensor *out = sg_rnn_forward(g, &u->m, in[0], &o, &hn, &cn);
     return u->what == 0 ? out : u->what == 1 ? hn : cn;
 }
 
-static void gradcheck_module(sg_rnn_cell cell, bool cho, int n_layers, bool bidir)
+static void gradcheck_module(sg_rnn_cell cell, bool cho, int n_layers, bool bidir, bool no_h0)
 {
     bool lstm = cell == SG_RNN_LSTM;
     sg_rng r;
     sg_rng_seed(&r, 3);
     int64_t B = 3, T = 4, I = 3, H = 2, LD = n_layers * (bidir ? 2 : 1);
-    gc_rnn u = {.what = 0};
+    gc_rnn u = {.what = 0, .no_h0 = no_h0};
     sg_params *p = sg_params_new(SG_F64);
     sg_rnn_config cfg = {.input_size = I, .hidden_size = H, .num_layers = n_layers,
                          .bidirectional = bidir, .reset_before_matmul = cho};
@@ -185,17 +187,28 @@ static void gradcheck_module(sg_rnn_cell cell, bool cho, int n_layers, bool bidi
 
 Test(gru, gradcheck_bidirectional_two_layers_unequal_lengths)
 {
-    gradcheck_module(SG_RNN_GRU, false, 2, true);
+    gradcheck_module(SG_RNN_GRU, false, 2, true, false);
+}
+
+Test(gru, gradcheck_zero_initial_state)
+{
+    gradcheck_module(SG_RNN_GRU, false, 2, true, true);
+    gradcheck_module(SG_RNN_GRU, true, 1, true, true);
 }
 
 Test(gru, gradcheck_cho_variant)
 {
-    gradcheck_module(SG_RNN_GRU, true, 2, true);
+    gradcheck_module(SG_RNN_GRU, true, 2, true, false);
 }
 
 Test(lstm, gradcheck_bidirectional_two_layers_unequal_lengths)
 {
-    gradcheck_module(SG_RNN_LSTM, false, 2, true);
+    gradcheck_module(SG_RNN_LSTM, false, 2, true, false);
+}
+
+Test(lstm, gradcheck_zero_initial_state)
+{
+    gradcheck_module(SG_RNN_LSTM, false, 2, true, true);
 }
 
 typedef struct {
