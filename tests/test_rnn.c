@@ -273,7 +273,8 @@ Test(gru_cell, cho_variant_matches_formula)
     sg_tensor *got = sg_gru_cell_forward(g, x, h, &w, true);
     cr_assert(got, "%s", sg_last_error());
     sg_tensor *gi = sg_linear(g, x, wih, bih);
-    sg_tensor *ghrz = sg_linear(g, h, sg_narrow(g, whh, 0, 0, 2 * H), sg_narrow(g, bhh, 0, 0, 2 * H));
+    sg_tensor *ghrz =
+        sg_linear(g, h, sg_narrow(g, whh, 0, 0, 2 * H), sg_narrow(g, bhh, 0, 0, 2 * H));
     sg_tensor *rz = sg_sigmoid(g, sg_add(g, sg_narrow(g, gi, 1, 0, 2 * H), ghrz));
     sg_tensor *rr = sg_narrow(g, rz, 1, 0, H), *z = sg_narrow(g, rz, 1, H, H);
     sg_tensor *ghn = sg_linear(g, sg_mul(g, rr, h), sg_narrow(g, whh, 0, 2 * H, H),
@@ -618,8 +619,8 @@ Test(gru_cell, null_biases_are_zero)
     sg_graph *g = sg_graph_new();
     sg_rnn_weights w0 = {wih, whh, NULL, NULL}, wz = {wih, whh, zb, zb};
     for (int cho = 0; cho < 2; cho++)
-        tu_assert_close(sg_gru_cell_forward(g, x, h, &w0, cho), sg_gru_cell_forward(g, x, h, &wz, cho),
-                        0, 0, "no bias");
+        tu_assert_close(sg_gru_cell_forward(g, x, h, &w0, cho),
+                        sg_gru_cell_forward(g, x, h, &wz, cho), 0, 0, "no bias");
     sg_graph_free(g);
     sg_tensor *all[] = {x, h, wih, whh, zb};
     for (int i = 0; i < 5; i++)
