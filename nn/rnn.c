@@ -227,7 +227,9 @@ sg_tensor *sg_rnn_forward(sg_graph *g, const sg_rnn *m, sg_tensor *x, const sg_r
     int64_t sshape[3] = {(int64_t)L * D, B, H};
     if (h_n && !(*h_n = join(g, L * D, hn, 1, B * H, 3, sshape)))
         return NULL;
-    if (c_n && m->cell == SG_RNN_LSTM && !(*c_n = join(g, L * D, cn, 1, B * H, 3, sshape)))
+    if (c_n && m->cell != SG_RNN_LSTM)
+        *c_n = NULL;
+    else if (c_n && !(*c_n = join(g, L * D, cn, 1, B * H, 3, sshape)))
         return NULL;
     return out;
 }

@@ -17,6 +17,7 @@
 typedef struct rnn_saved {
     sg_rnn_cell cell;
     bool cho, reverse;
+    bool h0_zero;   /* no initial state given: h before step 0 is 0 */
     int64_t B, T, I, H, G, S, N;
     int64_t *perm;  /* [B] batch rows by decreasing length (stable) */
     int64_t *plen;  /* [B] plen[k] = length of row perm[k] */
@@ -56,7 +57,8 @@ static inline float tanh_f32(float v)
 static inline double sigm_f64(double v) { return 1.0 / (1.0 + exp(-v)); }
 
 /* the fused loops get an AVX2+FMA clone chosen at load time */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                     \
+    !defined(__SANITIZE_ADDRESS__)
 #define KERNEL __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define KERNEL
@@ -140,8 +142,8 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     rnn_saved *sv = sg_arena_alloc(a, sizeof *sv);
     if (!sv)
         goto oom;
-    *sv = (rnn_saved){.cell = cell, .cho = cho && !lstm, .reverse = reverse, .B = B, .T = T,
-                      .I = I, .H = H, .G = lstm ? 4 : 3, .S = lstm ? 5 * H : 4 * H};
+    *sv = (rnn_saved){.cell = cell, .cho = cho && !lstm, .reverse = reverse, .h0_zero = !h0,
+                      .B = B, .T = T, .I = I, .H = H, .G = lstm ? 4 : 3, .S = lstm ? 5 * H : 4 * H};
     sv->perm = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
     sv->plen = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
     sv->off = sg_arena_alloc(a, sizeof(int64_t) * (size_t)(T + 1));
@@ -186,8 +188,8 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     sg_tensor *ty = sg_empty(g, dt, 3, (int64_t[]){B, T, H});
     sg_tensor *thn = sg_empty(g, dt, 2, (int64_t[]){B, H});
     sg_tensor *tcn = lstm ? sg_empty(g, dt, 2, (int64_t[]){B, H}) : NULL;
-    if (!sv->gates || !sv->hp || (lstm && !sv->cp) || (sv->cho && !sv->rh) || !gh || !zeros || !ty ||
-        !thn || (lstm && !tcn))
+    if (!sv->gates || !sv->hp || (lstm && !sv->cp) || (sv->cho && !sv->rh) || !gh || !zeros ||
+        !ty || !thn || (lstm && !tcn))
         goto oom;
     if (dt == SG_F32)
         rnn_fwd_f32(sv, x->data, w->weight_ih->data, w->weight_hh->data,

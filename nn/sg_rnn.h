@@ -16,7 +16,9 @@
  * Speed: each layer-direction is ONE autograd node. The input projections of all
  * time steps are one GEMM, only the hidden recurrence (one GEMM per step on the rows
  * still running) is sequential, the gate arithmetic is one fused loop, and the
- * backward runs BPTT with one GEMM per step plus one GEMM per weight gradient.
+ * backward runs BPTT with one GEMM per step plus one GEMM per weight gradient. The
+ * gate loops of a step run on the library's threads (sg_set_num_threads) when the
+ * step has at least 8192 elements. Rows are never reordered for the caller.
  *
  *     sg_gru enc;
  *     sg_rnn_config cfg = {.input_size = 256, .hidden_size = 256, .num_layers = 2,
@@ -114,7 +116,7 @@ SG_API sg_tensor *sg_gru_forward(sg_graph *g, const sg_gru *m, sg_tensor *x,
                                  const sg_rnn_opts *opts, sg_tensor **h_n);
 SG_API sg_tensor *sg_lstm_forward(sg_graph *g, const sg_lstm *m, sg_tensor *x,
                                   const sg_rnn_opts *opts, sg_tensor **h_n, sg_tensor **c_n);
-/* Either cell, dispatching on m->cell (c_n ignored for a GRU). */
+/* Either cell, dispatching on m->cell (*c_n = NULL for a GRU). */
 SG_API sg_tensor *sg_rnn_forward(sg_graph *g, const sg_rnn *m, sg_tensor *x,
                                  const sg_rnn_opts *opts, sg_tensor **h_n, sg_tensor **c_n);
 
