@@ -147,14 +147,15 @@ int sgx_curve_read(const char *path, sgx_curve_row **rows_out, int64_t *n_out)
             continue;
         if (n_fields == 0) { /* header */
             n_fields = split(line, field, 64);
-            bool any = false;
+            bool has_step = false;
             for (int i = 0; i < n_fields; i++) {
                 where[i] = -1;
                 for (int c = 0; c < N_COLS; c++)
                     if (!strcmp(field[i], col_names[c]))
-                        where[i] = c, any = true;
+                        where[i] = c;
+                has_step |= where[i] == COL_STEP;
             }
-            if (!any || where[0] < 0) {
+            if (!has_step) {
                 rc = sgx_error(SG_EFORMAT, "%s: '%s' line 1 is not a learning-curve header "
                                "(expected '%s')", fn, path, HEADER);
                 break;
@@ -252,9 +253,9 @@ int sgx_path_with_ext(char *buf, size_t n, const char *path, const char *ext)
 {
     if (!buf || !path || !ext)
         return sgx_error(SG_EINVAL, "sgx_path_with_ext: NULL argument");
-    const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
-    size_t stem = dot && dot > (slash ? slash : path) && dot[1] != '/' ? (size_t)(dot - path)
-                                                                       : strlen(path);
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    const char *dot = strrchr(base, '.');
+    size_t stem = dot && dot > base ? (size_t)(dot - path) : strlen(path); /* ".bashrc": none */
     if (stem + strlen(ext) + 1 > n)
         return sgx_error(SG_EINVAL, "sgx_path_with_ext: '%s' + '%s' does not fit in %zu bytes",
                          path, ext, n);

@@ -142,10 +142,13 @@ typedef struct hm_layout {
     double cell, left, top, right, width, height;
 } hm_layout;
 
+/* A token that is one space (character-level models) is shown as the open-box symbol. */
+static const char *visible(const char *tok) { return strcmp(tok, " ") ? tok : "\u2423"; }
+
 static const char *row_label(const sgx_heatmap *h, int t, char *buf)
 {
     if (h->tgt && h->tgt[t])
-        return h->tgt[t];
+        return visible(h->tgt[t]);
     snprintf(buf, 16, "%d", t);
     return buf;
 }
@@ -153,7 +156,7 @@ static const char *row_label(const sgx_heatmap *h, int t, char *buf)
 static const char *col_label(const sgx_heatmap *h, int s, char *buf)
 {
     if (h->src && h->src[s])
-        return h->src[s];
+        return visible(h->src[s]);
     snprintf(buf, 16, "%d", s);
     return buf;
 }
@@ -179,13 +182,13 @@ static hm_layout hm_measure(const sgx_heatmap *h)
     }
     double title_w = h->title ? text_width(h->title, 14, 200) : 0;
     L.left = HM_MARGIN + rw + 8;
-    L.top = (h->title ? 26 : 6) + up + 14;
+    L.top = (h->title ? 26 : 6) + up + 20; /* + the rotated glyphs' own height */
     L.right = (over > HM_LEGEND_W ? over : HM_LEGEND_W) + HM_MARGIN;
     L.width = L.left + h->S * L.cell + L.right;
     if (title_w + 2 * HM_MARGIN > L.width)
         L.width = title_w + 2 * HM_MARGIN;
     L.height = L.top + (h->T > 0 ? h->T * L.cell : 40) + HM_MARGIN;
-    if (L.height < L.top + 120) /* room for the legend */
+    if (h->T > 0 && h->S > 0 && L.height < L.top + 120) /* room for the legend */
         L.height = L.top + 120;
     return L;
 }
@@ -198,34 +201,34 @@ static void hm_draw(FILE *f, const sgx_heatmap *h, const hm_layout *L, double y0
         put_text(f, HM_MARGIN, y0 + 20, "start", 14, "font-weight=\"bold\"", h->title, 200);
     if (h->T == 0 || h->S == 0) {
         put_text(f, x0, top + 24, "start", 12, "fill=\"#777\"", "(empty)", 50);
-    } else {
-        fprintf(f, "<g shape-rendering=\"crispEdges\">\n");
-        for (int t = 0; t < h->T; t++) {
-            for (int s = 0; s < h->S; s++) {
-                double v = h->w[(size_t)t * (size_t)h->S + (size_t)s];
-                ramp_colour(v, col);
-                fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\">"
-                           "<title>",
-                        x0 + s * c, top + t * c, c, c, col);
-                put_esc(f, row_label(h, t, buf), 200);
-                fputs(" \u2190 ", f);
-                put_esc(f, col_label(h, s, buf), 200);
-                fprintf(f, ": %.3f</title></rect>\n", v);
-            }
-        }
-        fprintf(f, "</g>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
-                   "stroke=\"#444\" stroke-width=\"0.8\"/>\n",
-                x0, top, h->S * c, h->T * c);
-        for (int t = 0; t < h->T; t++)
-            put_text(f, x0 - 6, top + (t + 0.5) * c + 4, "end", HM_LABEL_PX, NULL,
-                     row_label(h, t, buf), LABEL_MAX);
+        return;
+    }
+    fprintf(f, "<g shape-rendering=\"crispEdges\">\n");
+    for (int t = 0; t < h->T; t++) {
         for (int s = 0; s < h->S; s++) {
-            double cx = x0 + (s + 0.5) * c, cy = top - 6;
-            fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%d\" transform=\"rotate(-45 %.1f %.1f)\">",
-                    cx, cy, HM_LABEL_PX, cx, cy);
-            put_esc(f, col_label(h, s, buf), LABEL_MAX);
-            fputs("</text>\n", f);
+            double v = h->w[(size_t)t * (size_t)h->S + (size_t)s];
+            ramp_colour(v, col);
+            fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\">"
+                       "<title>",
+                    x0 + s * c, top + t * c, c, c, col);
+            put_esc(f, row_label(h, t, buf), 200);
+            fputs(" \u2190 ", f);
+            put_esc(f, col_label(h, s, buf), 200);
+            fprintf(f, ": %.3f</title></rect>\n", v);
         }
+    }
+    fprintf(f, "</g>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+               "stroke=\"#444\" stroke-width=\"0.8\"/>\n",
+            x0, top, h->S * c, h->T * c);
+    for (int t = 0; t < h->T; t++)
+        put_text(f, x0 - 6, top + (t + 0.5) * c + 4, "end", HM_LABEL_PX, NULL,
+                 row_label(h, t, buf), LABEL_MAX);
+    for (int s = 0; s < h->S; s++) {
+        double cx = x0 + (s + 0.5) * c, cy = top - 6;
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%d\" transform=\"rotate(-45 %.1f %.1f)\">",
+                cx, cy, HM_LABEL_PX, cx, cy);
+        put_esc(f, col_label(h, s, buf), LABEL_MAX);
+        fputs("</text>\n", f);
     }
     /* colour scale: a vertical bar, 1 at the top */
     double lx = x0 + h->S * c + 24, ly = top, lh = 100;
