@@ -359,7 +359,9 @@ Test(errors, check_prints_message_and_hint_then_exits_1)
     }
     close(fd[1]);
     char out[256] = "";
-    ssize_t got = read(fd[0], out, sizeof out - 1);
+    ssize_t got = 0, r; /* stderr is unbuffered: one write per line, read until EOF */
+    while ((r = read(fd[0], out + got, sizeof out - 1 - (size_t)got)) > 0)
+        got += r;
     close(fd[0]);
     int status;
     waitpid(pid, &status, 0);
