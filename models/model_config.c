@@ -181,6 +181,7 @@ static int put_item(const sg_model_config *c, const char *key, sg_config_item *i
         if (strcmp(fields[k].key, key) != 0)
             continue;
         const char *p = (const char *)c + fields[k].off;
+        memset(it, 0, sizeof *it);
         it->key = fields[k].key;
         it->kind = fields[k].kind;
         if (it->kind == 'i')

@@ -4,4 +4,4 @@ set -eu
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
 ninja -C build >/dev/null
-exec build/examples/demo_mlp "$@"
+exec build/examples/train_seq2seq "$@"
