@@ -176,7 +176,8 @@ Test(errors, allocation_size_overflow_is_reported)
                           sg_expand(g, sg_zeros(g, SG_I64, 1, (int64_t[]){1}), 2, big)),
           SG_ENOMEM, "sg_index_select", "[2147483648,2147483648,4]");
     int64_t tall[] = {INT64_C(1) << 61, 1}; /* 2^62 elements: numel fits, bytes do not */
-    FAILS(sg_concat(g, 2, (sg_tensor *[]){sg_expand(g, one, 2, tall), sg_expand(g, one, 2, tall)}, 1),
+    FAILS(sg_concat(g, 2, (sg_tensor *[]){sg_expand(g, one, 2, tall), sg_expand(g, one, 2, tall)},
+                    1),
           SG_ENOMEM, "sg_concat", "[2305843009213693952,2]");
     FAILS(sg_copy(g, sg_expand(g, one, 2, (int64_t[]){INT64_C(1) << 61, 4})), SG_ENOMEM,
           "sg_copy", "[2305843009213693952,4]");
