@@ -92,8 +92,10 @@ sg_tensor *sg_empty(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape)
     memset(t, 0, sizeof *t);
     int64_t n = sg__init_contiguous(t, dt, ndim, shape);
     if (n < 0)
-        return sg_graph_fail(g, SG_EINVAL, "sg_empty: invalid dtype %d, ndim %d or shape", (int)dt,
-                             ndim);
+        return sg_graph_fail(g, SG_EINVAL, "sg_empty: invalid dtype %d, ndim %d or shape %s (or "
+                                           "too large)",
+                             (int)dt, ndim,
+                             ndim >= 0 && ndim <= SG_MAX_DIMS && shape ? SG_DIMS(ndim, shape) : "");
     t->data = sg_arena_alloc(g->arena, (size_t)n * sg_dtype_size(dt));
     if (!t->data)
         return sg_graph_fail(g, SG_ENOMEM, "sg_empty: cannot allocate %lld elements",
@@ -389,7 +391,7 @@ static void copy_bwd(sg_graph *g, sg_node *n)
 sg_tensor *sg_copy(sg_graph *g, sg_tensor *x)
 {
     SG_NEED(g, x);
-    sg_tensor *y = sg_empty(g, x->dtype, x->ndim, x->shape);
+    sg_tensor *y = sg__empty_for(g, "sg_copy", x->dtype, x->ndim, x->shape);
     if (!y)
         return NULL;
     sg_tensor_copy_(y, x);

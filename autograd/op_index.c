@@ -117,8 +117,10 @@ sg_tensor *sg_index_select(sg_graph *g, sg_tensor *x, int dim, sg_tensor *idx)
     sg__offsets(x->ndim - d - 1, x->shape + d + 1, x->stride + d + 1, ioff);
     /* rows of `inner` elements are contiguous in x when their offsets are 0..inner-1 */
     bool rows_contig = s->inner == 1 || ioff[s->inner - 1] == s->inner - 1;
-    for (int i = d + 1; rows_contig && i < x->ndim; i++)
-        rows_contig = x->shape[i] == 1 || x->stride[i] == (i + 1 < x->ndim ? x->stride[i + 1] * x->shape[i + 1] : 1);
+    for (int i = d + 1; rows_contig && i < x->ndim; i++) {
+        int64_t want = i + 1 < x->ndim ? x->stride[i + 1] * x->shape[i + 1] : 1;
+        rows_contig = x->shape[i] == 1 || x->stride[i] == want;
+    }
     size_t es = sg_dtype_size(x->dtype);
     const char *xp = x->data;
     char *yp = y->data;
@@ -200,8 +202,7 @@ static bool check_gs(sg_graph *g, const char *op, const sg_tensor *x, const sg_t
     return true;
 }
 
-/* a[off0 + v * sa] OP b[off1] over idx's positions; op 0: a = b (gather into the
- * contiguous b... see callers), written as a macro for f32 / f64. */
+/* The two loops over idx's positions (v = the index value there), f32 and f64. */
 #define GS_KERNELS(T, SUF)                                                                   \
     /* dst[o1] (+)= src[o2 + v*sd]: gather (dst contiguous over idx) */                      \
     static void gather_##SUF(walk_t *w, int64_t n, const int64_t *ip, const T *src, int64_t sd, \

@@ -26,9 +26,9 @@ static void join_bwd(sg_graph *g, sg_node *n)
         shape[dim] = stack ? 1 : x->shape[dim];
         sg__contig_strides(y->ndim, shape, xs);
         void *dx = sg_grad_of(g, x);
+        const char *dy = (const char *)y->grad + off * ys[dim] * (int64_t)es;
         if (dx)
-            sg__accumulate(y->dtype, dx, xs, y->ndim, shape, (char *)y->grad + off * ys[dim] * (int64_t)es,
-                           ys);
+            sg__accumulate(y->dtype, dx, xs, y->ndim, shape, dy, ys);
         off += shape[dim];
     }
 }

@@ -1,7 +1,9 @@
 /*
  * bench_gemm.c - GEMM through seqgrad (sg_matmul, sg_linear with its [out, in] weight
  * used transposed) against calling BLIS's bli_sgemm directly, in GFLOP/s at 1 and 2
- * threads (median of reps), plus elementwise add / tanh bandwidth in GB/s.
+ * threads (median of reps), plus elementwise add / tanh bandwidth in GB/s against plain
+ * C loops. Each seqgrad run is paired with a baseline run; ovh% is the median of the
+ * per-pair time ratios.
  *
  *     build/bench/bench_gemm [reps]        (default 5)
  *
@@ -32,20 +34,37 @@ static int cmp_double(const void *a, const void *b)
 
 typedef void (*run_fn)(void *ctx);
 
-/* Median seconds of reps runs after one warm-up run. */
-static double median_time(run_fn f, void *ctx, int reps)
+static double median(double *v, int n)
 {
-    double t[64];
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+/* Runs base and f alternately reps times (after a warm-up of each), so that load
+ * changes on a shared machine hit both alike: median seconds of each, and the median
+ * of the per-pair ratios t_f / t_base as the overhead estimate. */
+typedef struct {
+    double base, f, ratio;
+} pair_times;
+
+static pair_times time_pair(run_fn base, run_fn f, void *ctx, int reps)
+{
+    double tb[64], tf[64], q[64];
     if (reps > 64)
         reps = 64;
+    base(ctx);
     f(ctx);
     for (int r = 0; r < reps; r++) {
         double t0 = now();
+        base(ctx);
+        double t1 = now();
         f(ctx);
-        t[r] = now() - t0;
+        double t2 = now();
+        tb[r] = t1 - t0;
+        tf[r] = t2 - t1;
+        q[r] = tf[r] / tb[r];
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    return t[reps / 2];
+    return (pair_times){median(tb, reps), median(tf, reps), median(q, reps)};
 }
 
 typedef struct {
@@ -168,14 +187,14 @@ int main(int argc, char **argv)
         double flop = 2.0 * (double)c.m * (double)c.k * (double)c.n;
         for (int t = 1; t <= 2; t++) {
             sg_set_num_threads(t);
-            double t_nn = median_time(raw_nn, &c, reps), t_mm = median_time(sg_mm, &c, reps);
-            double t_nt = median_time(raw_nt, &c, reps), t_li = median_time(sg_lin, &c, reps);
+            pair_times mm = time_pair(raw_nn, sg_mm, &c, reps);
+            pair_times li = time_pair(raw_nt, sg_lin, &c, reps);
             char name[32];
             snprintf(name, sizeof name, "%lldx%lldx%lld", (long long)c.m, (long long)c.k,
                      (long long)c.n);
             printf("%-16s %3d %10.1f %10.1f %+8.1f %10.1f %10.1f %+8.1f\n", name, t,
-                   flop / t_nn * 1e-9, flop / t_mm * 1e-9, 100 * (t_mm / t_nn - 1),
-                   flop / t_nt * 1e-9, flop / t_li * 1e-9, 100 * (t_li / t_nt - 1));
+                   flop / mm.base * 1e-9, flop / mm.f * 1e-9, 100 * (mm.ratio - 1),
+                   flop / li.base * 1e-9, flop / li.f * 1e-9, 100 * (li.ratio - 1));
         }
         sg_graph_free(c.g);
         free(c.c);
@@ -193,12 +212,12 @@ int main(int argc, char **argv)
     double mb = 4.0 * (double)e.n;
     printf("\n%-16s %10s %10s %8s   (GB/s, f32, %lld elements, 1 thread)\n", "elementwise",
            "plain C", "seqgrad", "ovh%", (long long)e.n);
-    double ta = median_time(raw_add_run, &e, reps), sa = median_time(sg_add_run, &e, reps);
-    printf("%-16s %10.2f %10.2f %+8.1f\n", "add", 3 * mb / ta * 1e-9, 3 * mb / sa * 1e-9,
-           100 * (sa / ta - 1));
-    double tt = median_time(raw_tanh_run, &e, reps), st = median_time(sg_tanh_run, &e, reps);
-    printf("%-16s %10.2f %10.2f %+8.1f\n", "tanh", 2 * mb / tt * 1e-9, 2 * mb / st * 1e-9,
-           100 * (st / tt - 1));
+    pair_times a = time_pair(raw_add_run, sg_add_run, &e, reps);
+    printf("%-16s %10.2f %10.2f %+8.1f\n", "add", 3 * mb / a.base * 1e-9, 3 * mb / a.f * 1e-9,
+           100 * (a.ratio - 1));
+    pair_times th = time_pair(raw_tanh_run, sg_tanh_run, &e, reps);
+    printf("%-16s %10.2f %10.2f %+8.1f\n", "tanh", 2 * mb / th.base * 1e-9,
+           2 * mb / th.f * 1e-9, 100 * (th.ratio - 1));
     sg_graph_free(e.g);
     free(e.out);
     sg_tensor_free(e.x);

@@ -268,7 +268,8 @@ static sg_tensor *f_index_select(sg_graph *g, sg_tensor *const *in, void *u)
     sg_tensor *xt = sg_transpose(g, in[0], 0, 1);                            /* [3,4] */
     sg_tensor *b = sg_index_select(g, xt, 1, idx);                            /* [3,2,3] */
     sg_tensor *e = sg_index_select(g, in[0], 1, sg_slice(g, idx, 1, 0, 3, 2)); /* [4,2,2] */
-    return sg_add(g, sg_add(g, a, sg_permute(g, b, (int[]){1, 2, 0})), sg_sum_all(g, sg_mul(g, e, e)));
+    sg_tensor *y = sg_add(g, a, sg_permute(g, b, (int[]){1, 2, 0}));
+    return sg_add(g, y, sg_sum_all(g, sg_mul(g, e, e)));
 }
 
 Test(gradcheck, index_select_any_index_shape_and_layout)
@@ -287,7 +288,8 @@ static sg_tensor *f_gather(sg_graph *g, sg_tensor *const *in, void *u)
     sg_tensor *idx = idx_tensor(g, 2, (int64_t[]){2, 3}, iv);
     sg_tensor *a = sg_gather(g, in[0], 1, idx);
     int64_t jv[] = {2, 0, 1, 1, 0, 2}; /* along dim 0 of x^T [4,3] */
-    sg_tensor *b = sg_gather(g, sg_transpose(g, in[0], 0, 1), 0, idx_tensor(g, 2, (int64_t[]){2, 3}, jv));
+    sg_tensor *jdx = idx_tensor(g, 2, (int64_t[]){2, 3}, jv);
+    sg_tensor *b = sg_gather(g, sg_transpose(g, in[0], 0, 1), 0, jdx);
     return sg_mul(g, a, sg_add_scalar(g, b, 2.0));
 }
 
@@ -389,4 +391,26 @@ Test(ops, f32_kernels_match_f64)
     for (int i = 0; i < 6; i++)
         tu_assert_close(out[1][i], out[0][i], 1e-6, 1e-6, "f32 vs f64");
     sg_graph_free(g);
+}
+
+/* ---- sums, linear without bias, contiguous ------------------------------------------ */
+
+static sg_tensor *f_sums(sg_graph *g, sg_tensor *const *in, void *u)
+{
+    (void)u;
+    sg_tensor *xt = sg_transpose(g, in[0], 0, 2);                             /* [4,3,2] */
+    sg_tensor *a = sg_mean(g, xt, 2, (int[]){0, -1}, true);                  /* [1,3,1] */
+    sg_tensor *b = sg_sum(g, sg_contiguous(g, xt), 1, (int[]){1}, false);    /* [4,2] */
+    sg_tensor *l = sg_linear(g, b, in[1], NULL);                              /* [4,3] */
+    sg_tensor *s = sg_add(g, sg_sum_all(g, sg_mul(g, l, l)), sg_mean_all(g, in[0]));
+    return sg_add(g, sg_mul(g, a, s), sg_transpose(g, l, 0, 1)); /* [1,3,4] */
+}
+
+Test(gradcheck, sums_means_and_linear_without_bias)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 25);
+    sg_tensor *in[2] = {tu_rand64(&r, -1, 1, 3, 2, 3, 4), tu_rand64(&r, -1, 1, 2, 3, 2)};
+    TU_GRADCHECK(f_sums, NULL, 2, in);
+    free_all(2, in);
 }

@@ -78,7 +78,8 @@ static void run_case(const char *name, int n_in, case_fn fn)
         cr_assert(sg_max(g, x[0], 1, false, &ix));
         sg_tensor *wi = fx_read(f, "max/indices", SG_I64);
         for (int64_t i = 0; i < sg_tensor_numel(wi); i++)
-            cr_assert_eq(sg_tensor_get(ix, i), sg_tensor_get(wi, i), "max index %lld", (long long)i);
+            cr_assert_eq(sg_tensor_get(ix, i), sg_tensor_get(wi, i), "max index %lld",
+                         (long long)i);
         sg_tensor_free(wi);
     }
     sg_graph_free(g);
