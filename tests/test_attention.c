@@ -966,3 +966,32 @@ Test(mha, single_key_gets_all_the_weight)
     sg_graph_free(g);
     sg_params_free(p);
 }
+
+/* The f32 additive scores use a vectorised tanh: compare with f64 over a wide range. */
+Test(bahdanau, f32_scores_match_f64_over_wide_range)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 6);
+    sg_graph *g = sg_graph_new();
+    int64_t B = 4, S = 9, A = 37;
+    sg_tensor *q64 = sg_rand(g, SG_F64, 2, (int64_t[]){B, A}, &r);
+    sg_tensor *k64 = sg_rand(g, SG_F64, 3, (int64_t[]){B, S, A}, &r);
+    sg_tensor *v64 = sg_rand(g, SG_F64, 2, (int64_t[]){1, A}, &r);
+    for (int64_t i = 0; i < B * A; i++) /* |q + K| from 0 up to ~14, tiny values too */
+        sg_tensor_set(q64, i, (sg_tensor_get(q64, i) - 0.5) * (i % 3 == 0 ? 1e-4 : 14.0));
+    for (int64_t i = 0; i < B * S * A; i++)
+        sg_tensor_set(k64, i, (sg_tensor_get(k64, i) - 0.5) * (i % 5 == 0 ? 1e-3 : 4.0));
+    sg_tensor *q32 = sg_empty(g, SG_F32, 2, q64->shape), *k32 = sg_empty(g, SG_F32, 3, k64->shape);
+    sg_tensor *v32 = sg_empty(g, SG_F32, 2, v64->shape);
+    sg_tensor_copy_(q32, q64);
+    sg_tensor_copy_(k32, k64);
+    sg_tensor_copy_(v32, v64);
+    sg_tensor_copy_(q64, q32); /* the same rounded inputs on both sides */
+    sg_tensor_copy_(k64, k32);
+    sg_tensor_copy_(v64, v32);
+    sg_tensor *e64 = sg_attn_additive_scores(g, q64, k64, v64, NULL);
+    sg_tensor *e32 = sg_attn_additive_scores(g, q32, k32, v32, NULL);
+    cr_assert(e64 && e32, "%s", sg_last_error());
+    tu_assert_close(e32, e64, 2e-6, 2e-6, "f32 vs f64 additive scores");
+    sg_graph_free(g);
+}
