@@ -995,3 +995,152 @@ Test(bahdanau, f32_scores_match_f64_over_wide_range)
     tu_assert_close(e32, e64, 2e-6, 2e-6, "f32 vs f64 additive scores");
     sg_graph_free(g);
 }
+
+/* ---- transformer layers -------------------------------------------------------------------- */
+
+static void layer_fixture(const char *G, bool decoder, bool norm_first)
+{
+    hid_t f = fx_open("attention_layers.h5");
+    sg_tensor *x = rd_leaf(f, G, "x");
+    int64_t d = x->shape[2];
+    sg_params *p = sg_params_new(SG_F32);
+    sg_transformer_layer m;
+    cr_assert_eq(sg_transformer_layer_init(&m, p, "layers.0", decoder, d, 2, 12, 0.0, norm_first,
+                                           NULL), SG_OK, "%s", sg_last_error());
+    /* every parameter, in PyTorch's state_dict order */
+    static const char *enc[] = {"self_attn.in_proj_weight", "self_attn.in_proj_bias",
+                                "self_attn.out_proj.weight", "self_attn.out_proj.bias",
+                                "linear1.weight", "linear1.bias", "linear2.weight",
+                                "linear2.bias", "norm1.weight", "norm1.bias", "norm2.weight",
+                                "norm2.bias", NULL};
+    static const char *dec[] = {"self_attn.in_proj_weight", "self_attn.in_proj_bias",
+                                "self_attn.out_proj.weight", "self_attn.out_proj.bias",
+                                "multihead_attn.in_proj_weight", "multihead_attn.in_proj_bias",
+                                "multihead_attn.out_proj.weight", "multihead_attn.out_proj.bias",
+                                "linear1.weight", "linear1.bias", "linear2.weight",
+                                "linear2.bias", "norm1.weight", "norm1.bias", "norm2.weight",
+                                "norm2.bias", "norm3.weight", "norm3.bias", NULL};
+    const char **names = decoder ? dec : enc;
+    int n = 0;
+    for (; names[n]; n++) {
+        char full[SG_PARAM_NAME_MAX];
+        sg_param_name(full, "layers.0", names[n]);
+        cr_assert_str_eq(sg_params_at(p, n)->name, full);
+    }
+    cr_assert_eq(sg_params_count(p), n);
+    load_params(f, G, p, "layers.0", names);
+    sg_tensor *len = rd(f, G, "lengths", SG_I64), *gy = rd(f, G, "g_y", SG_F32);
+    sg_tensor *mem = decoder ? rd_leaf(f, G, "memory") : NULL;
+    sg_graph *g = sg_graph_new();
+    sg_tensor *y = decoder ? sg_transformer_decoder_layer_forward(g, &m, x, mem, len, NULL, false,
+                                                                  NULL)
+                           : sg_transformer_encoder_layer_forward(g, &m, x, len, NULL, false, NULL);
+    cr_assert(y, "%s", sg_last_error());
+    assert_output(f, G, "y", y);
+    cr_assert_eq(sg_backward(g, probe_loss(g, y, gy, NULL, NULL)), SG_OK);
+    sg_tensor *dx = rd(f, G, "d_x", SG_F32);
+    assert_grad(x, dx, 1e-5, 1e-4, "d_x");
+    sg_tensor_free(dx);
+    if (decoder) {
+        sg_tensor *dm = rd(f, G, "d_memory", SG_F32);
+        assert_grad(mem, dm, 1e-5, 1e-4, "d_memory");
+        sg_tensor_free(dm);
+        sg_tensor_free(mem);
+    }
+    for (int i = 0; names[i]; i++) {
+        char full[SG_PARAM_NAME_MAX], path[256];
+        sg_param_name(full, "layers.0", names[i]);
+        snprintf(path, sizeof path, "d/%s", names[i]);
+        sg_tensor *ref = rd(f, G, path, SG_F32);
+        assert_grad(sg_params_find(p, full), ref, 1e-5, 1e-4, full);
+        sg_tensor_free(ref);
+    }
+    sg_tensor_free(x);
+    sg_tensor_free(len);
+    sg_tensor_free(gy);
+    sg_graph_free(g);
+    sg_params_free(p);
+    H5Fclose(f);
+}
+
+Test(transformer_layer, encoder_post_ln_matches_torch_fixture) { layer_fixture("encoder_post", false, false); }
+Test(transformer_layer, encoder_pre_ln_matches_torch_fixture) { layer_fixture("encoder_pre", false, true); }
+Test(transformer_layer, decoder_post_ln_matches_torch_fixture) { layer_fixture("decoder_post", true, false); }
+Test(transformer_layer, decoder_pre_ln_matches_torch_fixture) { layer_fixture("decoder_pre", true, true); }
+
+static void decoder_step_matches_full(bool norm_first)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 40);
+    sg_params *p = sg_params_new(SG_F64);
+    sg_transformer_layer m;
+    cr_assert_eq(sg_transformer_layer_init(&m, p, "l", true, 8, 2, 16, 0.1, norm_first, &r), SG_OK);
+    sg_params_uniform_(p, &r, -0.5, 0.5);
+    int64_t B = 2, T = 4, S = 5, d = 8;
+    sg_graph *g = sg_graph_new();
+    sg_tensor *y = sg_randn(g, SG_F64, 3, (int64_t[]){B, T, d}, &r);
+    sg_tensor *mem = sg_randn(g, SG_F64, 3, (int64_t[]){B, S, d}, &r);
+    sg_tensor *len = lengths_of(2, (int64_t[]){3, 5});
+    sg_tensor *full = sg_transformer_decoder_layer_forward(g, &m, y, mem, len, NULL, false, NULL);
+    cr_assert(full, "%s", sg_last_error());
+    sg_mha_cache sc, cc;
+    sg_mha_cache_init(&sc, SG_F64, B, T, d);
+    sg_mha_cache_init(&cc, SG_F64, B, S, d);
+    cr_assert_eq(sg_mha_cache_fill(g, &m.cross_attn, &cc, mem), SG_OK);
+    for (int64_t t = 0; t < T; t++) {
+        sg_tensor *o = sg_transformer_decoder_layer_step(g, &m, &sc, &cc, sg_narrow(g, y, 1, t, 1),
+                                                         len, NULL);
+        cr_assert(o, "%s", sg_last_error());
+        tu_assert_close(o, sg_narrow(g, full, 1, t, 1), 1e-12, 1e-12, "decoder step");
+    }
+    sg_mha_cache_free(&sc);
+    sg_mha_cache_free(&cc);
+    sg_tensor_free(len);
+    sg_graph_free(g);
+    sg_params_free(p);
+}
+
+Test(transformer_layer, cached_decoder_step_matches_full_forward_post_ln) { decoder_step_matches_full(false); }
+Test(transformer_layer, cached_decoder_step_matches_full_forward_pre_ln) { decoder_step_matches_full(true); }
+
+typedef struct {
+    sg_transformer_layer *m;
+    sg_tensor *len;
+} layer_user;
+
+static sg_tensor *enc_layer_fn(sg_graph *g, sg_tensor *const *in, void *user)
+{
+    layer_user *u = user;
+    return sg_transformer_encoder_layer_forward(g, u->m, in[0], u->len, NULL, false, NULL);
+}
+
+static sg_tensor *dec_layer_fn(sg_graph *g, sg_tensor *const *in, void *user)
+{
+    layer_user *u = user;
+    return sg_transformer_decoder_layer_forward(g, u->m, in[0], in[1], u->len, NULL, false, NULL);
+}
+
+Test(transformer_layer, gradcheck_encoder_and_decoder_layers)
+{
+    for (int dec = 0; dec < 2; dec++) {
+        sg_rng r;
+        sg_rng_seed(&r, 50 + (uint64_t)dec);
+        sg_params *p = sg_params_new(SG_F64);
+        sg_transformer_layer m;
+        cr_assert_eq(sg_transformer_layer_init(&m, p, "l", dec, 4, 2, 6, 0.0, dec == 1, &r), SG_OK);
+        sg_params_uniform_(p, &r, -0.7, 0.7);
+        sg_tensor *x = tu_rand64(&r, -1, 1, 3, (int64_t)2, (int64_t)3, (int64_t)4);
+        sg_tensor *mem = tu_rand64(&r, -1, 1, 3, (int64_t)2, (int64_t)3, (int64_t)4);
+        sg_tensor *len = lengths_of(2, (int64_t[]){3, 2});
+        layer_user u = {&m, len};
+        sg_tensor *in[40] = {x, mem};
+        int n = dec ? 2 : 1;
+        for (int i = 0; i < sg_params_count(p); i++)
+            in[n++] = sg_params_at(p, i)->value;
+        TU_GRADCHECK(dec ? dec_layer_fn : enc_layer_fn, &u, n, in);
+        sg_tensor_free(x);
+        sg_tensor_free(mem);
+        sg_tensor_free(len);
+        sg_params_free(p);
+    }
+}
