@@ -179,11 +179,25 @@ static void tanh_add_f64(int64_t n, const double *restrict a, const double *rest
         out[i] = tanh(a[i] + b[i]);
 }
 
+/* Rows b are independent in every kernel below, so they split across threads (results
+ * do not depend on the thread count). Small problems stay serial. */
+#ifdef _OPENMP
+#define PAR_FOR _Pragma("omp parallel for schedule(static) if(par_) num_threads(nt_)")
+#else
+#define PAR_FOR
+#endif
+#define PAR_SETUP(work)                                                                      \
+    int nt_ = sg__threads();                                                                 \
+    bool par_ = nt_ > 1 && (work) > 32768;                                                   \
+    (void)nt_;                                                                               \
+    (void)par_
 
 #define ATTN_KERNELS(T, SUF, EXP)                                                      \
     static void additive_fwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,   \
                                    const T *v, const uint8_t *valid, T *t, T *e)              \
     {                                                                                        \
+        PAR_SETUP(B * S * A);                                                                \
+        PAR_FOR                                                                              \
         for (int64_t b = 0; b < B; b++)                                                      \
             for (int64_t j = 0; j < S; j++) {                                                \
                 int64_t bj = b * S + j;                                                      \
@@ -202,10 +216,12 @@ static void tanh_add_f64(int64_t n, const double *restrict a, const double *rest
     static void additive_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *v, const T *t,   \
                                    const uint8_t *valid, const T *de, T *dq, T *dK, T *dv)    \
     {                                                                                        \
+        PAR_SETUP(B * S * A);                                                                \
+        PAR_FOR                                                                              \
         for (int64_t b = 0; b < B; b++)                                                      \
             for (int64_t j = 0; j < S; j++) {                                                \
                 int64_t bj = b * S + j;                                                      \
-                if ((valid && !valid[bj]) || de[bj] == 0)                                    \
+                if ((valid && !valid[bj]) || de[bj] == 0 || (!dq && !dK))                    \
                     continue;                                                                \
                 const T *tj = t + bj * A;                                                    \
                 T g = de[bj];                                                                \
@@ -215,14 +231,22 @@ static void tanh_add_f64(int64_t n, const double *restrict a, const double *rest
                         dq[b * A + a] += du;                                                 \
                     if (dK)                                                                  \
                         dK[bj * A + a] += du;                                                \
-                    if (dv)                                                                  \
-                        dv[a] += g * tj[a];                                                  \
                 }                                                                            \
+            }                                                                                \
+        if (dv) /* shared by all rows: serial, in a fixed order */                           \
+            for (int64_t bj = 0; bj < B * S; bj++) {                                         \
+                if ((valid && !valid[bj]) || de[bj] == 0)                                    \
+                    continue;                                                                \
+                const T *tj = t + bj * A;                                                    \
+                for (int64_t a = 0; a < A; a++)                                              \
+                    dv[a] += de[bj] * tj[a];                                                 \
             }                                                                                \
     }                                                                                        \
     static void dot_fwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,        \
                               const uint8_t *valid, T *e)                                    \
     {                                                                                        \
+        PAR_SETUP(B * S * A);                                                                \
+        PAR_FOR                                                                              \
         for (int64_t b = 0; b < B; b++)                                                      \
             for (int64_t j = 0; j < S; j++) {                                                \
                 int64_t bj = b * S + j;                                                      \
@@ -239,6 +263,8 @@ static void tanh_add_f64(int64_t n, const double *restrict a, const double *rest
     static void dot_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,        \
                               const uint8_t *valid, const T *de, T *dq, T *dK)               \
     {                                                                                        \
+        PAR_SETUP(B * S * A);                                                                \
+        PAR_FOR                                                                              \
         for (int64_t b = 0; b < B; b++)                                                      \
             for (int64_t j = 0; j < S; j++) {                                                \
                 int64_t bj = b * S + j;                                                      \
@@ -259,6 +285,8 @@ static void tanh_add_f64(int64_t n, const double *restrict a, const double *rest
                                   const uint8_t *valid, const T *pos, T inv2s2, T *a, T *G,   \
                                   T *w, T *c)                                                \
     {                                                                                        \
+        PAR_SETUP(B * S * D);                                                                \
+        PAR_FOR                                                                              \
         for (int64_t b = 0; b < B; b++) {                                                    \
             const T *eb = e + b * S;                                                         \
             const uint8_t *vb = valid ? valid + b * S : NULL;                                \
@@ -300,10 +328,13 @@ static void tanh_add_f64(int64_t n, const double *restrict a, const double *rest
     static void context_bwd_##SUF(int64_t B, int64_t S, int64_t D, const T *V,               \
                                   const uint8_t *valid, const T *pos, T inv2s2, const T *a,  \
                                   const T *G, const T *w, const T *dc, const T *dw_out,      \
-                                  T *scratch, T *de, T *dV, T *dpos)                         \
+                                  T *scratch_all, T *de, T *dV, T *dpos)                     \
     {                                                                                        \
+        PAR_SETUP(B * S * D);                                                                \
+        PAR_FOR                                                                              \
         for (int64_t b = 0; b < B; b++) {                                                    \
             const uint8_t *vb = valid ? valid + b * S : NULL;                                \
+            T *scratch = scratch_all + b * S;                                                \
             const T *ab = a + b * S, *wb = w + b * S, *dcb = dc ? dc + b * D : NULL;         \
             T s = 0;                                                                         \
             for (int64_t j = 0; j < S; j++) {                                                \
@@ -464,7 +495,8 @@ static void context_bwd(sg_graph *g, sg_node *n)
     if (!c->grad && !w->grad)
         return;
     void *de = sg_grad_of(g, e), *dV = sg_grad_of(g, V), *dpos = pos ? sg_grad_of(g, pos) : NULL;
-    void *scratch = sg_arena_alloc(sg_graph_arena(g), sg_dtype_size(e->dtype) * (size_t)(S ? S : 1));
+    void *scratch = sg_arena_alloc(sg_graph_arena(g),
+                                   sg_dtype_size(e->dtype) * (size_t)(B * S > 0 ? B * S : 1));
     if (!scratch) {
         sg_graph_fail(g, SG_ENOMEM, "sg_attn_context: out of memory in backward");
         return;

@@ -1144,3 +1144,45 @@ Test(transformer_layer, gradcheck_encoder_and_decoder_layers)
         sg_params_free(p);
     }
 }
+
+/* Rows split across threads above a size threshold: results must not depend on it. */
+Test(bahdanau, threaded_kernels_match_single_thread_bitwise)
+{
+    sg_tensor *res[2][4];
+    for (int run = 0; run < 2; run++) {
+        sg_set_num_threads(run ? 2 : 1);
+        sg_rng r;
+        sg_rng_seed(&r, 77);
+        sg_params *p = sg_params_new(SG_F32);
+        sg_luong_attention lp;
+        sg_luong_attention_init(&lp, p, "lp", SG_LUONG_CONCAT, SG_LUONG_LOCAL_P, 64, 256, 5, &r);
+        sg_tensor *hbar = sg_tensor_new(SG_F32, 3, (int64_t[]){8, 20, 64});
+        sg_tensor *h = sg_tensor_new(SG_F32, 2, (int64_t[]){8, 64});
+        sg_tensor_normal_(hbar, &r, 0, 1);
+        sg_tensor_normal_(h, &r, 0, 1);
+        sg_tensor_set_requires_grad(hbar, true);
+        sg_tensor *len = lengths_of(8, (int64_t[]){20, 19, 18, 12, 11, 5, 3, 1});
+        sg_graph *g = sg_graph_new();
+        sg_attn_memory mem;
+        cr_assert_eq(sg_luong_attention_precompute(g, &lp, hbar, len, NULL, &mem), SG_OK);
+        sg_tensor *a, *c = sg_luong_attention_step(g, &lp, &mem, h, 2, &a);
+        cr_assert(c, "%s", sg_last_error());
+        cr_assert_eq(sg_backward(g, sg_add(g, sg_sum_all(g, sg_mul(g, c, c)), sg_sum_all(g, a))),
+                     SG_OK);
+        res[run][0] = sg_tensor_clone(c);
+        res[run][1] = sg_tensor_from_buffer(SG_F32, 3, hbar->shape, hbar->grad);
+        res[run][2] = sg_tensor_from_buffer(SG_F32, 2, lp.W_a->shape, lp.W_a->grad);
+        res[run][3] = sg_tensor_from_buffer(SG_F32, 2, lp.W_p->shape, lp.W_p->grad);
+        sg_tensor_free(hbar);
+        sg_tensor_free(h);
+        sg_tensor_free(len);
+        sg_graph_free(g);
+        sg_params_free(p);
+    }
+    sg_set_num_threads(1);
+    for (int k = 0; k < 4; k++) {
+        tu_assert_close(res[1][k], res[0][k], 0, 0, "2 threads vs 1");
+        sg_tensor_free(res[0][k]);
+        sg_tensor_free(res[1][k]);
+    }
+}
