@@ -165,8 +165,8 @@ SG_NO_TRAPPING_MATH static inline float fast_tanhf(float x)
 
 /* out = tanh(a + b) over n floats. GCC only if-converts (and so vectorises) the selects
  * above without trapping-math; nothing here depends on floating-point exceptions. */
-SG_NO_TRAPPING_MATH static void tanh_add_f32(int64_t n, const float *restrict a, const float *restrict b,
-                         float *restrict out)
+SG_NO_TRAPPING_MATH static void tanh_add_f32(int64_t n, const float *restrict a,
+                                             const float *restrict b, float *restrict out)
 {
     for (int64_t i = 0; i < n; i++)
         out[i] = fast_tanhf(a[i] + b[i]);

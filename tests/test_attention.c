@@ -742,8 +742,15 @@ static void incremental_matches_full(sg_dtype dt, double tol)
     sg_params_free(p);
 }
 
-Test(mha, incremental_decoding_matches_full_forward_f64) { incremental_matches_full(SG_F64, 1e-12); }
-Test(mha, incremental_decoding_matches_full_forward_f32) { incremental_matches_full(SG_F32, 1e-5); }
+Test(mha, incremental_decoding_matches_full_forward_f64)
+{
+    incremental_matches_full(SG_F64, 1e-12);
+}
+
+Test(mha, incremental_decoding_matches_full_forward_f32)
+{
+    incremental_matches_full(SG_F32, 1e-5);
+}
 
 Test(mha, rejects_bad_heads_widths_and_masks)
 {
@@ -1063,10 +1070,25 @@ static void layer_fixture(const char *G, bool decoder, bool norm_first)
     H5Fclose(f);
 }
 
-Test(transformer_layer, encoder_post_ln_matches_torch_fixture) { layer_fixture("encoder_post", false, false); }
-Test(transformer_layer, encoder_pre_ln_matches_torch_fixture) { layer_fixture("encoder_pre", false, true); }
-Test(transformer_layer, decoder_post_ln_matches_torch_fixture) { layer_fixture("decoder_post", true, false); }
-Test(transformer_layer, decoder_pre_ln_matches_torch_fixture) { layer_fixture("decoder_pre", true, true); }
+Test(transformer_layer, encoder_post_ln_matches_torch_fixture)
+{
+    layer_fixture("encoder_post", false, false);
+}
+
+Test(transformer_layer, encoder_pre_ln_matches_torch_fixture)
+{
+    layer_fixture("encoder_pre", false, true);
+}
+
+Test(transformer_layer, decoder_post_ln_matches_torch_fixture)
+{
+    layer_fixture("decoder_post", true, false);
+}
+
+Test(transformer_layer, decoder_pre_ln_matches_torch_fixture)
+{
+    layer_fixture("decoder_pre", true, true);
+}
 
 static void decoder_step_matches_full(bool norm_first)
 {
@@ -1100,8 +1122,15 @@ static void decoder_step_matches_full(bool norm_first)
     sg_params_free(p);
 }
 
-Test(transformer_layer, cached_decoder_step_matches_full_forward_post_ln) { decoder_step_matches_full(false); }
-Test(transformer_layer, cached_decoder_step_matches_full_forward_pre_ln) { decoder_step_matches_full(true); }
+Test(transformer_layer, cached_decoder_step_matches_full_forward_post_ln)
+{
+    decoder_step_matches_full(false);
+}
+
+Test(transformer_layer, cached_decoder_step_matches_full_forward_pre_ln)
+{
+    decoder_step_matches_full(true);
+}
 
 typedef struct {
     sg_transformer_layer *m;
