@@ -24,7 +24,8 @@ int sg_additive_attention_init(sg_additive_attention *m, sg_params *p, const cha
     int rc;
     /* state_dict order of the reference module: query_proj, key_proj, energy */
     if ((rc = sg_param_name(name, prefix, "query_proj")) != SG_OK ||
-        (rc = sg_linear_layer_init(&m->query_proj, p, name, query_dim, attn_dim, false, rng)) != SG_OK)
+        (rc = sg_linear_layer_init(&m->query_proj, p, name, query_dim, attn_dim, false, rng)) !=
+            SG_OK)
         return rc;
     if ((rc = sg_param_name(name, prefix, "key_proj")) != SG_OK ||
         (rc = sg_linear_layer_init(&m->key_proj, p, name, key_dim, attn_dim, true, rng)) != SG_OK)

@@ -127,6 +127,10 @@ SG_API sg_tensor *sg_luong_attention_step(sg_graph *g, const sg_luong_attention 
                                           sg_tensor **weights);
 
 /* ---- lower-level fused attention ops (used by the modules above) ------------------ */
+/* `valid` is a [B, S] byte mask (1 = take part) or NULL (all positions); the node keeps
+ * the pointer for its backward, so it must live as long as the graph's step (use the
+ * graph's arena, e.g. sg_attn_memory.valid). Errors: SG_ESHAPE, SG_EDTYPE (mixed or
+ * non-float dtypes), SG_EINVAL (sigma <= 0 with pos). */
 
 /* e[b, j] = sum_a v[a] tanh(q[b, a] + keys[b, j, a]) for valid positions (0 elsewhere).
  * q [B, A], keys [B, S, A], v [1, A] or [A]; valid (may be NULL) [B, S]. */
@@ -165,10 +169,13 @@ typedef struct sg_mha_opts {
     sg_tensor *key_mask;    /* SG_BOOL [B, Lk]: true = real key (PyTorch's
                                key_padding_mask is the negation) */
     bool causal;            /* query i sees keys j <= i + (Lk - Lq) */
-    bool training;          /* attention dropout on (needs rng) */
+    bool training;          /* attention dropout on (needs rng): inverted dropout on the
+                               probabilities, Bernoulli draws taken serially from rng as
+                               sg_dropout does */
     sg_rng *rng;
     sg_tensor **weights;    /* if set: receives the attention probabilities [B, heads,
-                               Lq, Lk] before dropout (graph-owned, not differentiable) */
+                               Lq, Lk] before dropout (graph-owned, read-only: the
+                               backward uses them; not differentiable) */
 } sg_mha_opts;
 
 /* out [B, Lq, d] = attention of query [B, Lq, d] over key_value [B, Lk, d] (pass the
@@ -246,6 +253,48 @@ SG_API sg_tensor *sg_feedforward_forward(sg_graph *g, const sg_feedforward *m, s
                                          bool training, sg_rng *rng);
 /* GELU, exact erf form (PyTorch's default): x/2 (1 + erf(x / sqrt 2)). */
 SG_API sg_tensor *sg_gelu(sg_graph *g, sg_tensor *x);
+
+/* ---- transformer layers (torch.nn.TransformerEncoderLayer / DecoderLayer) --------- */
+/* Encoder: post-LN x = norm1(x + drop(SelfAttn(x))); x = norm2(x + drop(FF(x)));
+ * pre-LN (norm_first) x = x + drop(SelfAttn(norm1(x))); x = x + drop(FF(norm2(x))).
+ * Decoder: self-attention (causal), cross-attention "multihead_attn" over the memory,
+ * FF, with norm1..norm3 likewise. Parameters under prefix exactly as PyTorch:
+ * self_attn.*, [multihead_attn.*], linear1.*, linear2.*, norm1.*, norm2.*, [norm3.*]. */
+typedef struct sg_transformer_layer {
+    sg_mha self_attn, cross_attn; /* cross_attn only in decoder layers */
+    sg_feedforward ff;
+    sg_layernorm norm1, norm2, norm3;
+    bool decoder, norm_first;
+    double dropout;
+} sg_transformer_layer;
+
+/* Registers the layer's parameters (init as sg_mha_init / sg_linear_layer_init / LayerNorm
+ * ones and zeros). Errors as sg_mha_init (d divisible by heads, dropout) and
+ * sg_feedforward_init. */
+SG_API int sg_transformer_layer_init(sg_transformer_layer *m, sg_params *p, const char *prefix,
+                                     bool decoder, int64_t d, int64_t heads, int64_t dff,
+                                     double dropout, bool norm_first, sg_rng *rng);
+/* x [B, L, d] -> [B, L, d]; source key padding by lengths (SG_I64 [B]) or mask (SG_BOOL
+ * [B, L], true = real) or neither. Dropout (attention, residual, FF) when training. */
+SG_API sg_tensor *sg_transformer_encoder_layer_forward(sg_graph *g, const sg_transformer_layer *m,
+                                                       sg_tensor *x, sg_tensor *key_lengths,
+                                                       sg_tensor *key_mask, bool training,
+                                                       sg_rng *rng);
+/* y [B, T, d] (causal self-attention), memory [B, S, d] with its key padding -> [B, T, d]. */
+SG_API sg_tensor *sg_transformer_decoder_layer_forward(sg_graph *g, const sg_transformer_layer *m,
+                                                       sg_tensor *y, sg_tensor *memory,
+                                                       sg_tensor *mem_lengths,
+                                                       sg_tensor *mem_mask, bool training,
+                                                       sg_rng *rng);
+/* Incremental decoding (inference, no dropout, no gradient into the caches): y [B, 1, d]
+ * is position t = self_cache->len; its keys/values are appended to self_cache (capacity
+ * >= number of steps), cross_cache holds the memory's projected keys/values
+ * (sg_mha_cache_fill with the memory, once). Equals row t of the full decoder forward. */
+SG_API sg_tensor *sg_transformer_decoder_layer_step(sg_graph *g, const sg_transformer_layer *m,
+                                                    sg_mha_cache *self_cache,
+                                                    const sg_mha_cache *cross_cache,
+                                                    sg_tensor *y, sg_tensor *mem_lengths,
+                                                    sg_tensor *mem_mask);
 
 #ifdef __cplusplus
 }

@@ -742,8 +742,15 @@ static void incremental_matches_full(sg_dtype dt, double tol)
     sg_params_free(p);
 }
 
-Test(mha, incremental_decoding_matches_full_forward_f64) { incremental_matches_full(SG_F64, 1e-12); }
-Test(mha, incremental_decoding_matches_full_forward_f32) { incremental_matches_full(SG_F32, 1e-5); }
+Test(mha, incremental_decoding_matches_full_forward_f64)
+{
+    incremental_matches_full(SG_F64, 1e-12);
+}
+
+Test(mha, incremental_decoding_matches_full_forward_f32)
+{
+    incremental_matches_full(SG_F32, 1e-5);
+}
 
 Test(mha, rejects_bad_heads_widths_and_masks)
 {
@@ -965,4 +972,246 @@ Test(mha, single_key_gets_all_the_weight)
     tu_assert_close(sg_narrow(g, out, 1, 1, 1), want, 1e-12, 1e-12, "query 1");
     sg_graph_free(g);
     sg_params_free(p);
+}
+
+/* The f32 additive scores use a vectorised tanh: compare with f64 over a wide range. */
+Test(bahdanau, f32_scores_match_f64_over_wide_range)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 6);
+    sg_graph *g = sg_graph_new();
+    int64_t B = 4, S = 9, A = 37;
+    sg_tensor *q64 = sg_rand(g, SG_F64, 2, (int64_t[]){B, A}, &r);
+    sg_tensor *k64 = sg_rand(g, SG_F64, 3, (int64_t[]){B, S, A}, &r);
+    sg_tensor *v64 = sg_rand(g, SG_F64, 2, (int64_t[]){1, A}, &r);
+    for (int64_t i = 0; i < B * A; i++) /* |q + K| from 0 up to ~14, tiny values too */
+        sg_tensor_set(q64, i, (sg_tensor_get(q64, i) - 0.5) * (i % 3 == 0 ? 1e-4 : 14.0));
+    for (int64_t i = 0; i < B * S * A; i++)
+        sg_tensor_set(k64, i, (sg_tensor_get(k64, i) - 0.5) * (i % 5 == 0 ? 1e-3 : 4.0));
+    sg_tensor *q32 = sg_empty(g, SG_F32, 2, q64->shape), *k32 = sg_empty(g, SG_F32, 3, k64->shape);
+    sg_tensor *v32 = sg_empty(g, SG_F32, 2, v64->shape);
+    sg_tensor_copy_(q32, q64);
+    sg_tensor_copy_(k32, k64);
+    sg_tensor_copy_(v32, v64);
+    sg_tensor_copy_(q64, q32); /* the same rounded inputs on both sides */
+    sg_tensor_copy_(k64, k32);
+    sg_tensor_copy_(v64, v32);
+    sg_tensor *e64 = sg_attn_additive_scores(g, q64, k64, v64, NULL);
+    sg_tensor *e32 = sg_attn_additive_scores(g, q32, k32, v32, NULL);
+    cr_assert(e64 && e32, "%s", sg_last_error());
+    tu_assert_close(e32, e64, 2e-6, 2e-6, "f32 vs f64 additive scores");
+    sg_graph_free(g);
+}
+
+/* ---- transformer layers -------------------------------------------------------------------- */
+
+static void layer_fixture(const char *G, bool decoder, bool norm_first)
+{
+    hid_t f = fx_open("attention_layers.h5");
+    sg_tensor *x = rd_leaf(f, G, "x");
+    int64_t d = x->shape[2];
+    sg_params *p = sg_params_new(SG_F32);
+    sg_transformer_layer m;
+    cr_assert_eq(sg_transformer_layer_init(&m, p, "layers.0", decoder, d, 2, 12, 0.0, norm_first,
+                                           NULL), SG_OK, "%s", sg_last_error());
+    /* every parameter, in PyTorch's state_dict order */
+    static const char *enc[] = {"self_attn.in_proj_weight", "self_attn.in_proj_bias",
+                                "self_attn.out_proj.weight", "self_attn.out_proj.bias",
+                                "linear1.weight", "linear1.bias", "linear2.weight",
+                                "linear2.bias", "norm1.weight", "norm1.bias", "norm2.weight",
+                                "norm2.bias", NULL};
+    static const char *dec[] = {"self_attn.in_proj_weight", "self_attn.in_proj_bias",
+                                "self_attn.out_proj.weight", "self_attn.out_proj.bias",
+                                "multihead_attn.in_proj_weight", "multihead_attn.in_proj_bias",
+                                "multihead_attn.out_proj.weight", "multihead_attn.out_proj.bias",
+                                "linear1.weight", "linear1.bias", "linear2.weight",
+                                "linear2.bias", "norm1.weight", "norm1.bias", "norm2.weight",
+                                "norm2.bias", "norm3.weight", "norm3.bias", NULL};
+    const char **names = decoder ? dec : enc;
+    int n = 0;
+    for (; names[n]; n++) {
+        char full[SG_PARAM_NAME_MAX];
+        sg_param_name(full, "layers.0", names[n]);
+        cr_assert_str_eq(sg_params_at(p, n)->name, full);
+    }
+    cr_assert_eq(sg_params_count(p), n);
+    load_params(f, G, p, "layers.0", names);
+    sg_tensor *len = rd(f, G, "lengths", SG_I64), *gy = rd(f, G, "g_y", SG_F32);
+    sg_tensor *mem = decoder ? rd_leaf(f, G, "memory") : NULL;
+    sg_graph *g = sg_graph_new();
+    sg_tensor *y = decoder ? sg_transformer_decoder_layer_forward(g, &m, x, mem, len, NULL, false,
+                                                                  NULL)
+                           : sg_transformer_encoder_layer_forward(g, &m, x, len, NULL, false, NULL);
+    cr_assert(y, "%s", sg_last_error());
+    assert_output(f, G, "y", y);
+    cr_assert_eq(sg_backward(g, probe_loss(g, y, gy, NULL, NULL)), SG_OK);
+    sg_tensor *dx = rd(f, G, "d_x", SG_F32);
+    assert_grad(x, dx, 1e-5, 1e-4, "d_x");
+    sg_tensor_free(dx);
+    if (decoder) {
+        sg_tensor *dm = rd(f, G, "d_memory", SG_F32);
+        assert_grad(mem, dm, 1e-5, 1e-4, "d_memory");
+        sg_tensor_free(dm);
+        sg_tensor_free(mem);
+    }
+    for (int i = 0; names[i]; i++) {
+        char full[SG_PARAM_NAME_MAX], path[256];
+        sg_param_name(full, "layers.0", names[i]);
+        snprintf(path, sizeof path, "d/%s", names[i]);
+        sg_tensor *ref = rd(f, G, path, SG_F32);
+        assert_grad(sg_params_find(p, full), ref, 1e-5, 1e-4, full);
+        sg_tensor_free(ref);
+    }
+    sg_tensor_free(x);
+    sg_tensor_free(len);
+    sg_tensor_free(gy);
+    sg_graph_free(g);
+    sg_params_free(p);
+    H5Fclose(f);
+}
+
+Test(transformer_layer, encoder_post_ln_matches_torch_fixture)
+{
+    layer_fixture("encoder_post", false, false);
+}
+
+Test(transformer_layer, encoder_pre_ln_matches_torch_fixture)
+{
+    layer_fixture("encoder_pre", false, true);
+}
+
+Test(transformer_layer, decoder_post_ln_matches_torch_fixture)
+{
+    layer_fixture("decoder_post", true, false);
+}
+
+Test(transformer_layer, decoder_pre_ln_matches_torch_fixture)
+{
+    layer_fixture("decoder_pre", true, true);
+}
+
+static void decoder_step_matches_full(bool norm_first)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 40);
+    sg_params *p = sg_params_new(SG_F64);
+    sg_transformer_layer m;
+    cr_assert_eq(sg_transformer_layer_init(&m, p, "l", true, 8, 2, 16, 0.1, norm_first, &r), SG_OK);
+    sg_params_uniform_(p, &r, -0.5, 0.5);
+    int64_t B = 2, T = 4, S = 5, d = 8;
+    sg_graph *g = sg_graph_new();
+    sg_tensor *y = sg_randn(g, SG_F64, 3, (int64_t[]){B, T, d}, &r);
+    sg_tensor *mem = sg_randn(g, SG_F64, 3, (int64_t[]){B, S, d}, &r);
+    sg_tensor *len = lengths_of(2, (int64_t[]){3, 5});
+    sg_tensor *full = sg_transformer_decoder_layer_forward(g, &m, y, mem, len, NULL, false, NULL);
+    cr_assert(full, "%s", sg_last_error());
+    sg_mha_cache sc, cc;
+    sg_mha_cache_init(&sc, SG_F64, B, T, d);
+    sg_mha_cache_init(&cc, SG_F64, B, S, d);
+    cr_assert_eq(sg_mha_cache_fill(g, &m.cross_attn, &cc, mem), SG_OK);
+    for (int64_t t = 0; t < T; t++) {
+        sg_tensor *o = sg_transformer_decoder_layer_step(g, &m, &sc, &cc, sg_narrow(g, y, 1, t, 1),
+                                                         len, NULL);
+        cr_assert(o, "%s", sg_last_error());
+        tu_assert_close(o, sg_narrow(g, full, 1, t, 1), 1e-12, 1e-12, "decoder step");
+    }
+    sg_mha_cache_free(&sc);
+    sg_mha_cache_free(&cc);
+    sg_tensor_free(len);
+    sg_graph_free(g);
+    sg_params_free(p);
+}
+
+Test(transformer_layer, cached_decoder_step_matches_full_forward_post_ln)
+{
+    decoder_step_matches_full(false);
+}
+
+Test(transformer_layer, cached_decoder_step_matches_full_forward_pre_ln)
+{
+    decoder_step_matches_full(true);
+}
+
+typedef struct {
+    sg_transformer_layer *m;
+    sg_tensor *len;
+} layer_user;
+
+static sg_tensor *enc_layer_fn(sg_graph *g, sg_tensor *const *in, void *user)
+{
+    layer_user *u = user;
+    return sg_transformer_encoder_layer_forward(g, u->m, in[0], u->len, NULL, false, NULL);
+}
+
+static sg_tensor *dec_layer_fn(sg_graph *g, sg_tensor *const *in, void *user)
+{
+    layer_user *u = user;
+    return sg_transformer_decoder_layer_forward(g, u->m, in[0], in[1], u->len, NULL, false, NULL);
+}
+
+Test(transformer_layer, gradcheck_encoder_and_decoder_layers)
+{
+    for (int dec = 0; dec < 2; dec++) {
+        sg_rng r;
+        sg_rng_seed(&r, 50 + (uint64_t)dec);
+        sg_params *p = sg_params_new(SG_F64);
+        sg_transformer_layer m;
+        cr_assert_eq(sg_transformer_layer_init(&m, p, "l", dec, 4, 2, 6, 0.0, dec == 1, &r), SG_OK);
+        sg_params_uniform_(p, &r, -0.7, 0.7);
+        sg_tensor *x = tu_rand64(&r, -1, 1, 3, (int64_t)2, (int64_t)3, (int64_t)4);
+        sg_tensor *mem = tu_rand64(&r, -1, 1, 3, (int64_t)2, (int64_t)3, (int64_t)4);
+        sg_tensor *len = lengths_of(2, (int64_t[]){3, 2});
+        layer_user u = {&m, len};
+        sg_tensor *in[40] = {x, mem};
+        int n = dec ? 2 : 1;
+        for (int i = 0; i < sg_params_count(p); i++)
+            in[n++] = sg_params_at(p, i)->value;
+        TU_GRADCHECK(dec ? dec_layer_fn : enc_layer_fn, &u, n, in);
+        sg_tensor_free(x);
+        sg_tensor_free(mem);
+        sg_tensor_free(len);
+        sg_params_free(p);
+    }
+}
+
+/* Rows split across threads above a size threshold: results must not depend on it. */
+Test(bahdanau, threaded_kernels_match_single_thread_bitwise)
+{
+    sg_tensor *res[2][4];
+    for (int run = 0; run < 2; run++) {
+        sg_set_num_threads(run ? 2 : 1);
+        sg_rng r;
+        sg_rng_seed(&r, 77);
+        sg_params *p = sg_params_new(SG_F32);
+        sg_luong_attention lp;
+        sg_luong_attention_init(&lp, p, "lp", SG_LUONG_CONCAT, SG_LUONG_LOCAL_P, 64, 256, 5, &r);
+        sg_tensor *hbar = sg_tensor_new(SG_F32, 3, (int64_t[]){8, 20, 64});
+        sg_tensor *h = sg_tensor_new(SG_F32, 2, (int64_t[]){8, 64});
+        sg_tensor_normal_(hbar, &r, 0, 1);
+        sg_tensor_normal_(h, &r, 0, 1);
+        sg_tensor_set_requires_grad(hbar, true);
+        sg_tensor *len = lengths_of(8, (int64_t[]){20, 19, 18, 12, 11, 5, 3, 1});
+        sg_graph *g = sg_graph_new();
+        sg_attn_memory mem;
+        cr_assert_eq(sg_luong_attention_precompute(g, &lp, hbar, len, NULL, &mem), SG_OK);
+        sg_tensor *a, *c = sg_luong_attention_step(g, &lp, &mem, h, 2, &a);
+        cr_assert(c, "%s", sg_last_error());
+        cr_assert_eq(sg_backward(g, sg_add(g, sg_sum_all(g, sg_mul(g, c, c)), sg_sum_all(g, a))),
+                     SG_OK);
+        res[run][0] = sg_tensor_clone(c);
+        res[run][1] = sg_tensor_from_buffer(SG_F32, 3, hbar->shape, hbar->grad);
+        res[run][2] = sg_tensor_from_buffer(SG_F32, 2, lp.W_a->shape, lp.W_a->grad);
+        res[run][3] = sg_tensor_from_buffer(SG_F32, 2, lp.W_p->shape, lp.W_p->grad);
+        sg_tensor_free(hbar);
+        sg_tensor_free(h);
+        sg_tensor_free(len);
+        sg_graph_free(g);
+        sg_params_free(p);
+    }
+    sg_set_num_threads(1);
+    for (int k = 0; k < 4; k++) {
+        tu_assert_close(res[1][k], res[0][k], 0, 0, "2 threads vs 1");
+        sg_tensor_free(res[0][k]);
+        sg_tensor_free(res[1][k]);
+    }
 }

@@ -1,4 +1,5 @@
-"""PyTorch references for tests/test_attention.c -> tests/fixtures/attention.h5.
+"""PyTorch references for tests/test_attention.c -> tests/fixtures/attention.h5 and
+tests/fixtures/attention_layers.h5 (transformer encoder/decoder layers).
 
 Run with Debian's python: /usr/bin/python3 tools/gen_fixtures_attention.py
 
@@ -200,5 +201,52 @@ def main():
         positions_and_gelu(h5)
 
 
+
+def transformer_layer(h5, name, decoder, norm_first):
+    """torch.nn.Transformer{Encoder,Decoder}Layer(batch_first=True, dropout=0)."""
+    B, T, S, d, heads, dff = 2, 4, 5, 8, 2, 12
+    g = h5.create_group(name)
+    cls = torch.nn.TransformerDecoderLayer if decoder else torch.nn.TransformerEncoderLayer
+    m = cls(d, heads, dff, dropout=0.0, batch_first=True, norm_first=norm_first)
+    with torch.no_grad():
+        for k, p in m.named_parameters():
+            p.copy_(rnd(*p.shape, scale=0.5) + (1.0 if k.startswith("norm") and k.endswith("weight") else 0.0))
+    m.eval()
+    x = rnd(B, T if decoder else S, d).requires_grad_()
+    lengths = torch.tensor([S, S - 2])
+    kpm = ~lengths_mask(lengths, S)
+    if decoder:
+        mem = rnd(B, S, d).requires_grad_()
+        causal = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+        y = m(x, mem, tgt_mask=causal, memory_key_padding_mask=kpm)
+    else:
+        y = m(x, src_key_padding_mask=kpm)
+    g_y = rnd(*y.shape)
+    (y * g_y).sum().backward()
+    put(g, "x", x)
+    put(g, "y", y)
+    put(g, "g_y", g_y)
+    put(g, "d_x", x.grad)
+    put(g, "lengths", lengths)
+    if decoder:
+        put(g, "memory", mem)
+        put(g, "d_memory", mem.grad)
+    for k, p in m.named_parameters():
+        put(g, "p/" + k, p)
+        put(g, "d/" + k, p.grad)
+    g.attrs["heads"] = heads
+    g.attrs["dff"] = dff
+
+
+def layers_main():
+    """Transformer layers go to their own file to keep each fixture under 200 KB."""
+    with open_fixture("attention_layers.h5") as h5:
+        for decoder in (False, True):
+            for norm_first in (False, True):
+                transformer_layer(h5, f"{'decoder' if decoder else 'encoder'}_{'pre' if norm_first else 'post'}",
+                                  decoder, norm_first)
+
+
 if __name__ == "__main__":
     main()
+    layers_main()
