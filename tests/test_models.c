@@ -124,3 +124,5 @@ static void check_decodes(const char *variant)
     Test(id, greedy_and_beam_match_torch) { check_decodes(variant); }
 
 GOLDEN_TESTS(bahdanau, "bahdanau")
+GOLDEN_TESTS(seq2seq_lstm, "seq2seq-lstm")
+GOLDEN_TESTS(seq2seq_gru_feed, "seq2seq-gru-feed")
