@@ -124,3 +124,7 @@ static void check_decodes(const char *variant)
     Test(id, greedy_and_beam_match_torch) { check_decodes(variant); }
 
 GOLDEN_TESTS(bahdanau, "bahdanau")
+GOLDEN_TESTS(luong_general, "luong-general")
+GOLDEN_TESTS(luong_dot_localm, "luong-dot-localm")
+GOLDEN_TESTS(luong_concat_localp, "luong-concat-localp")
+GOLDEN_TESTS(luong_general_nofeed, "luong-general-nofeed")
