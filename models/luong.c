@@ -327,8 +327,10 @@ static int dec_select(void *u, sg_graph *g, sg_tensor *parent, sg_tensor *senten
     bool same = R == d->R;
     for (int64_t i = 0; same && i < R; i++)
         same = s[i] == d->sent[i];
-    d->R = R;
-    return same ? SG_OK : gather_memory(d, s, R);
+    int rc = same ? SG_OK : gather_memory(d, s, R);
+    if (rc == SG_OK)
+        d->R = R;
+    return rc;
 }
 
 const sg_model_vt sg__luong_vt = {

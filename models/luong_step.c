@@ -140,9 +140,9 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *feed, sg_t
     void *tc = sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * H));
     if (!h2 || !c2 || !sv || !act || !tc)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-    for (int64_t b = 0; b < B; b++)
-        memcpy((char *)act + (size_t)(b * G) * es, (const char *)gx->data + (size_t)(b * gx->stride[0]) * es,
-               (size_t)G * es);
+    for (int64_t b = 0; b < B; b++) /* a = gx_t (rows of the [B, T, 4H] precompute) */
+        memcpy((char *)act + (size_t)(b * G) * es,
+               (const char *)gx->data + (size_t)(b * gx->stride[0]) * es, (size_t)G * es);
     sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, Wf->data, Wf->stride[1], Wf->stride[0], 1.0,
              act, G, 1);
     sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, Whh->data, Whh->stride[1], Whh->stride[0], 1.0,
