@@ -186,3 +186,77 @@ Test(luong, rejects_unknown_score)
     cr_assert_null(sg_model_new(&c, SG_F32, 1));
     cr_assert(strstr(sg_last_error(), "score"), "message: %s", sg_last_error());
 }
+
+/* The forward returns attention weights [B, T, S]: zero at padding, rows summing to 1
+ * (global), and in local-p only inside the window and at most 1 (Gaussian, no
+ * renormalisation). */
+Test(luong, attention_weights_respect_padding_and_windows)
+{
+    const char *types[2] = {"global", "local-p"};
+    for (int k = 0; k < 2; k++) {
+        sg_model_config c = tiny(types[k], "general", 1, 4, 5, 3, 1);
+        sg_batch b;
+        batch_make(&b);
+        sg_model *m = sg_model_new(&c, SG_F64, 5);
+        cr_assert(m, "%s", sg_last_error());
+        sg_graph *g = sg_graph_new();
+        sg_tensor *attn = NULL;
+        sg_tensor *logits = sg_model_forward(m, g, &b, &attn);
+        cr_assert(logits && attn, "%s", sg_last_error());
+        cr_assert(attn->ndim == 3 && attn->shape[0] == B_ && attn->shape[1] == T_ &&
+                  attn->shape[2] == S_);
+        for (int64_t i = 0; i < B_; i++)
+            for (int64_t t = 0; t < T_; t++) {
+                double s = 0;
+                int64_t nz = 0;
+                for (int64_t j = 0; j < S_; j++) {
+                    double a = sg_tensor_get(attn, (i * T_ + t) * S_ + j);
+                    cr_assert(a >= 0 && (j < SRC_LEN[i] || a == 0),
+                              "%s: alpha[%lld,%lld,%lld] = %g", types[k], (long long)i,
+                              (long long)t, (long long)j, a);
+                    s += a;
+                    nz += a > 0;
+                }
+                if (k == 0)
+                    cr_assert_float_eq(s, 1.0, 1e-12, "global row sum %g", s);
+                else
+                    cr_assert(s <= 1.0 + 1e-12 && nz >= 1 && nz <= 3, "local-p: sum %g over %lld",
+                              s, (long long)nz);
+            }
+        sg_graph_free(g);
+        sg_model_free(m);
+        batch_free(&b);
+    }
+}
+
+/* Dropout in training changes the loss (masks drawn at every place), evaluation mode
+ * is deterministic, and the training loss stays finite with gradients. */
+Test(luong, dropout_only_in_training)
+{
+    sg_model_config c = tiny("local-m", "concat", 1, 4, 6, 3, 2);
+    c.dropout = 0.3;
+    sg_batch b;
+    batch_make(&b);
+    sg_model *m = sg_model_new(&c, SG_F32, 9);
+    cr_assert(m, "%s", sg_last_error());
+    sg_graph *g = sg_graph_new();
+    double ev[2], tr[2];
+    for (int r = 0; r < 2; r++) {
+        sg_model_set_training(m, false);
+        sg_graph_reset(g);
+        ev[r] = sg_tensor_get(sg_model_loss(m, g, &b, 0.0, NULL), 0);
+        sg_model_set_training(m, true);
+        sg_graph_reset(g);
+        sg_tensor *loss = sg_model_loss(m, g, &b, 0.0, NULL);
+        cr_assert(loss, "%s", sg_last_error());
+        tr[r] = sg_tensor_get(loss, 0);
+        cr_assert_eq(sg_backward(g, loss), SG_OK, "%s", sg_last_error());
+        cr_assert(isfinite(tr[r]));
+    }
+    cr_assert_eq(ev[0], ev[1], "evaluation must be deterministic");
+    cr_assert_neq(tr[0], tr[1], "training losses with fresh masks should differ");
+    cr_assert_neq(tr[0], ev[0]);
+    sg_graph_free(g);
+    sg_model_free(m);
+    batch_free(&b);
+}
