@@ -1,0 +1,163 @@
+/*
+ * luong_step.c - layer 0 of the input-feeding Luong decoder as one fused LSTM step.
+ *
+ * With input feeding the decoder input is [e_t ; htilde_{t-1}], so the recurrence
+ * cannot run over all steps at once. The embedding half of the input projection does
+ * not depend on the recurrence: the model computes it for every step with one GEMM
+ * (gx [B, T, 4H] = e W_ih[:, :E]^T + b_ih + b_hh) and this op adds only the feed and
+ * hidden products of one step:
+ *     a = gx_t + feed W_f^T + h W_hh^T      (W_f = W_ih[:, E:], a strided view)
+ *     i, f, g, o = sig(a_i), sig(a_f), tanh(a_g), sig(a_o)
+ *     c' = f c + i g,  h' = o tanh(c')
+ * One node, two GEMMs forward, four backward, hand-written gate derivatives.
+ */
+#include "luong_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct step_saved {
+    void *act; /* [B, 4H] activated gates i|f|g|o */
+    void *tc;  /* [B, H] tanh(c') */
+} step_saved;
+
+#define STEP_KERNELS(T, SUF, EXP, TANH)                                                      \
+    static void gates_fwd_##SUF(int64_t B, int64_t H, T *a, const T *c, T *c2, T *h2,       \
+                                T *tc)                                                       \
+    {                                                                                        \
+        for (int64_t b = 0; b < B; b++) {                                                    \
+            T *ab = a + b * 4 * H;                                                           \
+            for (int64_t k = 0; k < H; k++) {                                                \
+                T i = (T)1 / ((T)1 + EXP(-ab[k]));                                           \
+                T f = (T)1 / ((T)1 + EXP(-ab[H + k]));                                       \
+                T g = TANH(ab[2 * H + k]);                                                   \
+                T o = (T)1 / ((T)1 + EXP(-ab[3 * H + k]));                                   \
+                ab[k] = i, ab[H + k] = f, ab[2 * H + k] = g, ab[3 * H + k] = o;              \
+                T cn = f * c[b * H + k] + i * g;                                             \
+                T t = TANH(cn);                                                              \
+                c2[b * H + k] = cn, tc[b * H + k] = t, h2[b * H + k] = o * t;                \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    /* da [B, 4H] from dh', dc' (either may be NULL); dc (may be NULL) += dc' f. */          \
+    static void gates_bwd_##SUF(int64_t B, int64_t H, const T *act, const T *tc, const T *c, \
+                                const T *dh2, const T *dc2, T *da, T *dc)                    \
+    {                                                                                        \
+        for (int64_t b = 0; b < B; b++) {                                                    \
+            const T *ab = act + b * 4 * H;                                                   \
+            T *db = da + b * 4 * H;                                                          \
+            for (int64_t k = 0; k < H; k++) {                                                \
+                int64_t j = b * H + k;                                                       \
+                T i = ab[k], f = ab[H + k], g = ab[2 * H + k], o = ab[3 * H + k], t = tc[j]; \
+                T dh = dh2 ? dh2[j] : (T)0;                                                  \
+                T dct = (dc2 ? dc2[j] : (T)0) + dh * o * ((T)1 - t * t);                     \
+                db[k] = dct * g * i * ((T)1 - i);                                            \
+                db[H + k] = dct * c[j] * f * ((T)1 - f);                                     \
+                db[2 * H + k] = dct * i * ((T)1 - g * g);                                    \
+                db[3 * H + k] = dh * t * o * ((T)1 - o);                                     \
+                if (dc)                                                                      \
+                    dc[j] += dct * f;                                                        \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    static void add_rows_##SUF(int64_t B, int64_t n, const T *src, int64_t rs, T *dst)       \
+    {                                                                                        \
+        for (int64_t b = 0; b < B; b++)                                                      \
+            for (int64_t k = 0; k < n; k++)                                                  \
+                dst[b * n + k] += src[b * rs + k];                                           \
+    }
+
+STEP_KERNELS(float, f32, expf, tanhf)
+STEP_KERNELS(double, f64, exp, tanh)
+
+/* in: gx [B, 4H] (unit column stride), feed [B, F], h, c [B, H] contiguous, W_f [4H, F]
+ * and W_hh [4H, H] with any strides. */
+static void step_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *gx = n->in[0], *feed = n->in[1], *h = n->in[2], *c = n->in[3];
+    sg_tensor *Wf = n->in[4], *Whh = n->in[5];
+    sg_tensor *h2 = n->out[0], *c2 = n->out[1];
+    const step_saved *sv = n->saved;
+    sg_dtype dt = gx->dtype;
+    int64_t B = h->shape[0], H = h->shape[1], F = feed->shape[1], G = 4 * H;
+    if (!h2->grad && !c2->grad)
+        return;
+    void *da = sg_arena_alloc(sg_graph_arena(g), sg_dtype_size(dt) * (size_t)(B * G));
+    if (!da) {
+        sg_graph_fail(g, SG_ENOMEM, "luong decoder step backward: out of memory");
+        return;
+    }
+    void *dc = sg_grad_of(g, c);
+    if (dt == SG_F32)
+        gates_bwd_f32(B, H, sv->act, sv->tc, c->data, h2->grad, c2->grad, da, dc);
+    else
+        gates_bwd_f64(B, H, sv->act, sv->tc, c->data, h2->grad, c2->grad, da, dc);
+    void *dgx = sg_grad_of(g, gx);
+    if (dgx) {
+        if (dt == SG_F32)
+            add_rows_f32(B, G, da, G, dgx);
+        else
+            add_rows_f64(B, G, da, G, dgx);
+    }
+    void *d;
+    if ((d = sg_grad_of(g, feed))) /* dfeed += da W_f */
+        sg__gemm(dt, B, F, G, 1.0, da, G, 1, Wf->data, Wf->stride[0], Wf->stride[1], 1.0, d, F,
+                 1);
+    if ((d = sg_grad_of(g, h)))
+        sg__gemm(dt, B, H, G, 1.0, da, G, 1, Whh->data, Whh->stride[0], Whh->stride[1], 1.0, d,
+                 H, 1);
+    if ((d = sg_grad_of(g, Wf))) /* dW_f += da^T feed */
+        sg__gemm(dt, G, F, B, 1.0, da, 1, G, feed->data, F, 1, 1.0, d, F, 1);
+    if ((d = sg_grad_of(g, Whh)))
+        sg__gemm(dt, G, H, B, 1.0, da, 1, G, h->data, H, 1, 1.0, d, H, 1);
+}
+
+sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *feed, sg_tensor *h,
+                               sg_tensor *c, sg_tensor *Wf, sg_tensor *Whh, sg_tensor **c_out)
+{
+    const char *op = "luong decoder step";
+    SG_NEED(g, gx, feed, h, c, Wf, Whh, c_out);
+    int64_t B = h->shape[0], H = h->shape[1], F = feed->shape[1], G = 4 * H;
+    if (gx->ndim != 2 || gx->shape[0] != B || gx->shape[1] != G || feed->shape[0] != B ||
+        !sg_tensor_same_shape(h, c) || Wf->shape[0] != G || Wf->shape[1] != F ||
+        Whh->shape[0] != G || Whh->shape[1] != H)
+        return sg_graph_fail(g, SG_ESHAPE, "%s: gx %s, feed %s, h %s, c %s, W_f %s, W_hh %s do "
+                                           "not fit together",
+                             op, SG_SHAPE(gx), SG_SHAPE(feed), SG_SHAPE(h), SG_SHAPE(c),
+                             SG_SHAPE(Wf), SG_SHAPE(Whh));
+    if (gx->stride[1] != 1)
+        gx = sg_contiguous(g, gx);
+    feed = sg_contiguous(g, feed);
+    h = sg_contiguous(g, h);
+    c = sg_contiguous(g, c);
+    SG_NEED(gx, feed, h, c);
+    sg_dtype dt = gx->dtype;
+    size_t es = sg_dtype_size(dt);
+    sg_tensor *h2 = sg_empty(g, dt, 2, (int64_t[]){B, H});
+    sg_tensor *c2 = sg_empty(g, dt, 2, (int64_t[]){B, H});
+    step_saved *sv = sg_arena_alloc(sg_graph_arena(g), sizeof *sv);
+    void *act = sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * G));
+    void *tc = sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * H));
+    if (!h2 || !c2 || !sv || !act || !tc)
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+    for (int64_t b = 0; b < B; b++) /* a = gx_t (rows of the [B, T, 4H] precompute) */
+        memcpy((char *)act + (size_t)(b * G) * es,
+               (const char *)gx->data + (size_t)(b * gx->stride[0]) * es, (size_t)G * es);
+    sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, Wf->data, Wf->stride[1], Wf->stride[0], 1.0,
+             act, G, 1);
+    sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, Whh->data, Whh->stride[1], Whh->stride[0], 1.0,
+             act, G, 1);
+    if (dt == SG_F32)
+        gates_fwd_f32(B, H, act, c->data, c2->data, h2->data, tc);
+    else
+        gates_fwd_f64(B, H, act, c->data, c2->data, h2->data, tc);
+    sg_tensor *ins[6] = {gx, feed, h, c, Wf, Whh}, *outs[2] = {h2, c2};
+    sg_node *n = sg_record(g, op, step_bwd, 6, ins, 2, outs);
+    if (n) {
+        sv->act = act;
+        sv->tc = tc;
+        n->saved = sv;
+    }
+    *c_out = c2;
+    return h2;
+}
