@@ -124,3 +124,5 @@ static void check_decodes(const char *variant)
     Test(id, greedy_and_beam_match_torch) { check_decodes(variant); }
 
 GOLDEN_TESTS(bahdanau, "bahdanau")
+GOLDEN_TESTS(transformer_post, "transformer-post")
+GOLDEN_TESTS(transformer_pre_tied, "transformer-pre-tied")
