@@ -1,0 +1,501 @@
+/*
+ * transformer.c - Transformer encoder-decoder as torch.nn.Transformer (MODELS.md 7).
+ *
+ *   X = dropout(embed[x] * sqrt(d) + PE[0:len])                  (source and target)
+ *   memory = encoder.norm(encoder layers(X_src))                  (key padding: j >= n_b)
+ *   out    = decoder.norm(decoder layers(X_tgt, memory))          (causal self-attention)
+ *   logits = generator(out)
+ * Post-LN (default) or pre-LN layers; both final norms exist in either mode. With
+ * tie_embeddings the generator multiplies by tgt_embed.weight itself (an alias entry in
+ * the store), so both uses accumulate into one gradient; it keeps its own bias.
+ *
+ * Training runs every layer over all B*T positions at once (the causal mask replaces
+ * the recurrence). Decoding is incremental: per decoder layer, the self-attention
+ * keys/values of the steps so far live in heap caches [rows, cap, d] (reordered by
+ * parent row on beam moves), and the cross-attention keys/values of the memory are
+ * computed once per sentence in the encoder graph; rows of the same sentence attend to
+ * them together as one [1, rows, d] query block, so they are never copied per row.
+ */
+#include "models_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    sg_mha self_attn;
+    sg_feedforward ff;
+    sg_layernorm norm1, norm2;
+} enc_layer;
+
+typedef struct {
+    sg_mha self_attn, cross_attn;
+    sg_feedforward ff;
+    sg_layernorm norm1, norm2, norm3;
+} dec_layer;
+
+typedef struct {
+    sg_embedding src_embed, tgt_embed;
+    enc_layer *enc;
+    dec_layer *dec;
+    sg_layernorm enc_norm, dec_norm;
+    sg_linear_layer generator; /* weight = tgt_embed.weight when tied */
+    sg_tensor *pe;             /* heap [n_pos, d] sinusoid table, grown on demand */
+    int64_t n_enc, n_dec, d;
+    double scale;              /* sqrt(d) */
+    bool pre;                  /* norm_first */
+} transformer;
+
+/* ---- construction ------------------------------------------------------------- */
+
+static int layer_name(char *out, const char *stack, int64_t i, const char *leaf)
+{
+    char pre[SG_PARAM_NAME_MAX];
+    int n = snprintf(pre, sizeof pre, "transformer.%s.layers.%lld", stack, (long long)i);
+    if (n < 0 || n >= (int)sizeof pre)
+        return sg__error(SG_EINVAL, "transformer: layer name too long");
+    return leaf ? sg_param_name(out, pre, leaf) : (strcpy(out, pre), SG_OK);
+}
+
+/* Registers the parameters in torch's state_dict order (MODELS.md 12). */
+static int build(sg_model *m)
+{
+    const sg_model_config *c = &m->cfg;
+    transformer *net = calloc(1, sizeof *net);
+    if (!net)
+        return sg__error(SG_ENOMEM, "transformer: out of memory");
+    m->impl = net;
+    int64_t d = c->d_model, h = c->nhead, F = c->dim_feedforward, Vt = c->tgt_vocab_size;
+    double p = c->dropout;
+    net->n_enc = c->num_encoder_layers;
+    net->n_dec = c->num_decoder_layers;
+    net->d = d;
+    net->scale = sqrt((double)d);
+    net->pre = c->norm_first != 0;
+    net->enc = calloc((size_t)net->n_enc, sizeof *net->enc);
+    net->dec = calloc((size_t)net->n_dec, sizeof *net->dec);
+    if (!net->enc || !net->dec)
+        return sg__error(SG_ENOMEM, "transformer: out of memory");
+    sg_params *ps = m->params;
+    char name[SG_PARAM_NAME_MAX];
+    int rc;
+    if ((rc = sg_embedding_init(&net->src_embed, ps, "src_embed", c->src_vocab_size, d, 0, NULL)) ||
+        (rc = sg_embedding_init(&net->tgt_embed, ps, "tgt_embed", Vt, d, 0, NULL)))
+        return rc;
+    for (int64_t i = 0; i < net->n_enc; i++) {
+        enc_layer *L = &net->enc[i];
+        if ((rc = layer_name(name, "encoder", i, "self_attn")) ||
+            (rc = sg_mha_init(&L->self_attn, ps, name, d, h, p, NULL)) ||
+            (rc = layer_name(name, "encoder", i, NULL)) ||
+            (rc = sg_feedforward_init(&L->ff, ps, name, d, F, SG_ACT_RELU, p, NULL)) ||
+            (rc = layer_name(name, "encoder", i, "norm1")) ||
+            (rc = sg_layernorm_init(&L->norm1, ps, name, d)) ||
+            (rc = layer_name(name, "encoder", i, "norm2")) ||
+            (rc = sg_layernorm_init(&L->norm2, ps, name, d)))
+            return rc;
+    }
+    if ((rc = sg_layernorm_init(&net->enc_norm, ps, "transformer.encoder.norm", d)))
+        return rc;
+    for (int64_t i = 0; i < net->n_dec; i++) {
+        dec_layer *L = &net->dec[i];
+        if ((rc = layer_name(name, "decoder", i, "self_attn")) ||
+            (rc = sg_mha_init(&L->self_attn, ps, name, d, h, p, NULL)) ||
+            (rc = layer_name(name, "decoder", i, "multihead_attn")) ||
+            (rc = sg_mha_init(&L->cross_attn, ps, name, d, h, p, NULL)) ||
+            (rc = layer_name(name, "decoder", i, NULL)) ||
+            (rc = sg_feedforward_init(&L->ff, ps, name, d, F, SG_ACT_RELU, p, NULL)) ||
+            (rc = layer_name(name, "decoder", i, "norm1")) ||
+            (rc = sg_layernorm_init(&L->norm1, ps, name, d)) ||
+            (rc = layer_name(name, "decoder", i, "norm2")) ||
+            (rc = sg_layernorm_init(&L->norm2, ps, name, d)) ||
+            (rc = layer_name(name, "decoder", i, "norm3")) ||
+            (rc = sg_layernorm_init(&L->norm3, ps, name, d)))
+            return rc;
+    }
+    if ((rc = sg_layernorm_init(&net->dec_norm, ps, "transformer.decoder.norm", d)))
+        return rc;
+    if (!c->tie_embeddings)
+        return sg_linear_layer_init(&net->generator, ps, "generator", d, Vt, true, NULL);
+    /* tied: the state_dict lists generator.weight (same tensor) before generator.bias */
+    if ((rc = sg_params_alias(ps, "generator.weight", "tgt_embed.weight")) != SG_OK)
+        return rc;
+    net->generator = (sg_linear_layer){.weight = net->tgt_embed.weight, .in = d, .out = Vt};
+    if (!(net->generator.bias = sg_params_add(ps, "generator.bias", 1, &Vt)))
+        return SG_EINVAL; /* message set by sg_params_add */
+    return SG_OK;
+}
+
+static void destroy(sg_model *m)
+{
+    transformer *net = m->impl;
+    if (net) {
+        free(net->enc);
+        free(net->dec);
+        sg_tensor_free(net->pe);
+        free(net);
+    }
+    m->impl = NULL;
+}
+
+/* ---- shared pieces ------------------------------------------------------------ */
+
+static sg_tensor *drop(sg_graph *g, sg_model *m, sg_tensor *x)
+{
+    return sg_dropout(g, x, m->cfg.dropout, m->training, &m->rng);
+}
+
+/* Makes the position table hold at least n rows (never shrinks). */
+static int ensure_pe(sg_model *m, int64_t n)
+{
+    transformer *net = m->impl;
+    if (net->pe && net->pe->shape[0] >= n)
+        return SG_OK;
+    int64_t rows = n > 1024 ? n : 1024; /* the reference's table size */
+    sg_tensor *t = sg_sinusoid_table(sg_params_dtype(m->params), rows, net->d);
+    if (!t)
+        return SG_ENOMEM;
+    sg_tensor_free(net->pe);
+    net->pe = t;
+    return SG_OK;
+}
+
+/* embed[ids] * sqrt(d) + PE[pos0 + j] along ids' last dim j; ids [B, L] -> [B, L, d]
+ * (or [R] -> [R, d] at a single position pos0). No dropout here. */
+static sg_tensor *embed_pe(sg_graph *g, sg_model *m, const sg_embedding *emb, sg_tensor *ids,
+                           int64_t pos0)
+{
+    transformer *net = m->impl;
+    int64_t L = ids->ndim == 2 ? ids->shape[1] : 1;
+    if (ensure_pe(m, pos0 + L) != SG_OK)
+        return sg_graph_fail(g, SG_ENOMEM, "transformer: out of memory for positions");
+    sg_tensor *pe = sg_narrow(g, net->pe, 0, pos0, L); /* [L, d] */
+    if (ids->ndim == 1)
+        pe = sg_select(g, pe, 0, 0); /* [d] */
+    return sg_add(g, sg_mul_scalar(g, sg_embedding_forward(g, emb, ids), net->scale), pe);
+}
+
+/* Residual sub-layer: post-LN y = norm(x + dropout(f(x))), pre-LN y = x + dropout(f(norm(x))).
+ * The caller computes f on sub_in(x) and passes it in fx. */
+static sg_tensor *sub_in(sg_graph *g, const transformer *net, const sg_layernorm *n, sg_tensor *x)
+{
+    return net->pre ? sg_layernorm_forward(g, n, x) : x;
+}
+
+static sg_tensor *sub_out(sg_graph *g, sg_model *m, const sg_layernorm *n, sg_tensor *x,
+                          sg_tensor *fx)
+{
+    const transformer *net = m->impl;
+    sg_tensor *y = sg_add(g, x, drop(g, m, fx));
+    return net->pre ? y : sg_layernorm_forward(g, n, y);
+}
+
+static sg_tensor *feedforward(sg_graph *g, sg_model *m, const sg_feedforward *ff, sg_tensor *x)
+{
+    return sg_feedforward_forward(g, ff, x, m->training, &m->rng);
+}
+
+/* memory [B, S, d] = encoder.norm(encoder layers(dropout(X_src))). */
+static sg_tensor *encode(sg_model *m, sg_graph *g, sg_tensor *src, sg_tensor *src_len)
+{
+    transformer *net = m->impl;
+    sg_tensor *x = drop(g, m, embed_pe(g, m, &net->src_embed, src, 0));
+    sg_mha_opts o = {.key_lengths = src_len, .training = m->training, .rng = &m->rng};
+    for (int64_t i = 0; i < net->n_enc && x; i++) {
+        enc_layer *L = &net->enc[i];
+        sg_tensor *h = sub_in(g, net, &L->norm1, x);
+        x = sub_out(g, m, &L->norm1, x, sg_mha_forward(g, &L->self_attn, h, h, &o));
+        x = sub_out(g, m, &L->norm2, x, feedforward(g, m, &L->ff, sub_in(g, net, &L->norm2, x)));
+    }
+    return sg_layernorm_forward(g, &net->enc_norm, x);
+}
+
+/* ---- training forward --------------------------------------------------------- */
+
+static sg_tensor *forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn)
+{
+    transformer *net = m->impl;
+    sg_tensor *mem = encode(m, g, b->src, b->src_len);
+    SG_NEED(mem);
+    sg_tensor *y = drop(g, m, embed_pe(g, m, &net->tgt_embed, b->tgt_in, 0)); /* [B, T, d] */
+    sg_mha_opts self = {.causal = true, .training = m->training, .rng = &m->rng};
+    sg_mha_opts cross = {.key_lengths = b->src_len, .training = m->training, .rng = &m->rng};
+    sg_tensor *w = NULL; /* last layer's cross-attention probabilities [B, h, T, S] */
+    for (int64_t i = 0; i < net->n_dec && y; i++) {
+        dec_layer *L = &net->dec[i];
+        cross.weights = attn && i == net->n_dec - 1 ? &w : NULL;
+        sg_tensor *h = sub_in(g, net, &L->norm1, y);
+        y = sub_out(g, m, &L->norm1, y, sg_mha_forward(g, &L->self_attn, h, h, &self));
+        h = sub_in(g, net, &L->norm2, y);
+        y = sub_out(g, m, &L->norm2, y, sg_mha_forward(g, &L->cross_attn, h, mem, &cross));
+        y = sub_out(g, m, &L->norm3, y, feedforward(g, m, &L->ff, sub_in(g, net, &L->norm3, y)));
+    }
+    sg_tensor *logits = sg_linear_layer_forward(g, &net->generator,
+                                                sg_layernorm_forward(g, &net->dec_norm, y));
+    if (attn && logits && w) {
+        bool was = sg_graph_set_grad_enabled(g, false);
+        *attn = sg_mean(g, w, 1, (int[]){1}, false); /* [B, T, S], averaged over heads */
+        sg_graph_set_grad_enabled(g, was);
+    }
+    return logits;
+}
+
+/* ---- incremental decoding ----------------------------------------------------- */
+
+typedef struct {
+    sg_model *m;
+    int64_t B, S, cap;       /* sentences, source width, max steps */
+    sg_tensor **ck, **cv;    /* per decoder layer: cross keys/values [B, S, d] (enc graph) */
+    const int64_t *src_len;  /* [B] n_b (caller's tensor, lives through the decode) */
+    /* self-attention caches: buf[w][l] keys and values [rows_cap, cap, d], w = 0/1
+     * alternates on every reorder; cur is the live one */
+    sg_tensor **buf[2];
+    int cur;
+    int64_t rows_cap, len;   /* allocated rows, positions filled */
+    int64_t R;               /* live rows */
+    int64_t *sentence;       /* [rows_cap] sentence of each row */
+    int64_t *grp;            /* [rows_cap + 1] starts of runs of equal sentence */
+    int64_t n_grp;
+} dec_state;
+
+static void free_bufs(dec_state *d, int w)
+{
+    if (!d->buf[w])
+        return;
+    for (int64_t i = 0; i < 2 * d->m->cfg.num_decoder_layers; i++)
+        sg_tensor_free(d->buf[w][i]);
+    free(d->buf[w]);
+    d->buf[w] = NULL;
+}
+
+static void decoder_free(void *p)
+{
+    dec_state *d = p;
+    if (!d)
+        return;
+    free_bufs(d, 0);
+    free_bufs(d, 1);
+    free(d->ck);
+    free(d->sentence);
+    free(d->grp);
+    free(d);
+}
+
+/* Allocates buffer set w for rows rows ([2 * layers] tensors: keys of layer l at 2l,
+ * values at 2l + 1). */
+static int alloc_bufs(dec_state *d, int w, int64_t rows)
+{
+    int64_t n = 2 * d->m->cfg.num_decoder_layers;
+    free_bufs(d, w);
+    d->buf[w] = calloc((size_t)n, sizeof *d->buf[w]);
+    if (!d->buf[w])
+        return sg__error(SG_ENOMEM, "transformer decoder: out of memory");
+    sg_dtype dt = sg_params_dtype(d->m->params);
+    for (int64_t i = 0; i < n; i++)
+        if (!(d->buf[w][i] = sg_tensor_new(dt, 3, (int64_t[]){rows, d->cap, d->m->cfg.d_model})))
+            return sg__error(SG_ENOMEM, "transformer decoder: out of memory for a %lld x %lld "
+                                        "key/value cache",
+                             (long long)rows, (long long)d->cap);
+    return SG_OK;
+}
+
+static int set_groups(dec_state *d)
+{
+    d->n_grp = 0;
+    for (int64_t i = 0; i < d->R; i++)
+        if (i == 0 || d->sentence[i] != d->sentence[i - 1])
+            d->grp[d->n_grp++] = i;
+    d->grp[d->n_grp] = d->R;
+    return SG_OK;
+}
+
+static int grow_rows(dec_state *d, int64_t rows)
+{
+    int64_t *s = realloc(d->sentence, sizeof *s * (size_t)rows);
+    if (s)
+        d->sentence = s;
+    int64_t *gp = realloc(d->grp, sizeof *gp * (size_t)(rows + 1));
+    if (gp)
+        d->grp = gp;
+    if (!s || !gp)
+        return sg__error(SG_ENOMEM, "transformer decoder: out of memory");
+    d->rows_cap = rows;
+    return SG_OK;
+}
+
+static void *decoder_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *src_len)
+{
+    transformer *net = m->impl;
+    dec_state *d = calloc(1, sizeof *d);
+    int64_t nl = net->n_dec, dm = net->d;
+    if (!d || !(d->ck = calloc((size_t)(2 * nl), sizeof *d->ck))) {
+        free(d);
+        sg_graph_fail(enc, SG_ENOMEM, "transformer decoder: out of memory");
+        return NULL;
+    }
+    d->cv = d->ck + nl;
+    d->m = m;
+    d->B = d->R = src->shape[0];
+    d->S = src->shape[1];
+    d->src_len = src_len->data;
+    for (int64_t b = 0; b < d->B; b++) {
+        int64_t ml = sg_decode_max_len(d->src_len[b]);
+        d->cap = ml > d->cap ? ml : d->cap;
+    }
+    sg_tensor *mem = encode(m, enc, src, src_len);
+    if (!mem || ensure_pe(m, d->cap) != SG_OK) {
+        if (mem)
+            sg_graph_fail(enc, SG_ENOMEM, "transformer decoder: out of memory for positions");
+        decoder_free(d);
+        return NULL;
+    }
+    for (int64_t l = 0; l < nl; l++) { /* cross K/V of the memory, once per layer */
+        const sg_mha *ca = &net->dec[l].cross_attn;
+        sg_tensor *kv = sg_linear(enc, mem, sg_narrow(enc, ca->in_proj_weight, 0, dm, 2 * dm),
+                                  sg_narrow(enc, ca->in_proj_bias, 0, dm, 2 * dm)); /* [B,S,2d] */
+        d->ck[l] = sg_narrow(enc, kv, 2, 0, dm);
+        d->cv[l] = sg_narrow(enc, kv, 2, dm, dm);
+        if (!d->ck[l] || !d->cv[l]) {
+            decoder_free(d);
+            return NULL;
+        }
+    }
+    if (grow_rows(d, d->B) != SG_OK || alloc_bufs(d, 0, d->B) != SG_OK) {
+        sg_graph_fail(enc, SG_ENOMEM, "transformer decoder: out of memory");
+        decoder_free(d);
+        return NULL;
+    }
+    for (int64_t b = 0; b < d->B; b++)
+        d->sentence[b] = b;
+    set_groups(d);
+    return d;
+}
+
+/* A graph view [R, n, d] of rows 0..R-1, positions 0..n-1 of a heap cache buffer. */
+static sg_tensor *cache_view(sg_graph *g, sg_tensor *buf, int64_t R, int64_t n)
+{
+    sg_tensor *v = sg_detach(g, buf);
+    if (v) {
+        v->shape[0] = R;
+        v->shape[1] = n;
+    }
+    return v;
+}
+
+/* Self-attention of the new position (x [R, 1, d]) over the cached ones of layer l,
+ * after appending its own key and value at position d->len. */
+static sg_tensor *self_attend(dec_state *d, sg_graph *g, int64_t l, sg_tensor *x)
+{
+    const sg_mha *sa = &((transformer *)d->m->impl)->dec[l].self_attn;
+    int64_t dm = sa->d, R = d->R, t = d->len;
+    sg_tensor *qkv = sg_linear(g, x, sa->in_proj_weight, sa->in_proj_bias); /* [R, 1, 3d] */
+    SG_NEED(qkv);
+    sg_tensor *K = d->buf[d->cur][2 * l], *V = d->buf[d->cur][2 * l + 1];
+    size_t es = sg_dtype_size(K->dtype), row = es * (size_t)dm;
+    for (int64_t r = 0; r < R; r++) {
+        const char *src = (const char *)qkv->data + (size_t)(r * 3 * dm) * es;
+        size_t at = (size_t)((r * d->cap + t) * dm) * es;
+        memcpy((char *)K->data + at, src + row, row);
+        memcpy((char *)V->data + at, src + 2 * row, row);
+    }
+    sg_tensor *o = sg_scaled_dot_attention(g, sg_narrow(g, qkv, 2, 0, dm),
+                                           cache_view(g, K, R, t + 1), cache_view(g, V, R, t + 1),
+                                           sa->heads, 0.0, NULL);
+    return sg_linear(g, o, sa->out_proj.weight, sa->out_proj.bias);
+}
+
+/* Cross-attention of x [R, 1, d]: the rows of one sentence form one query block
+ * [1, rows, d] over that sentence's n_b memory keys (so no padding mask is needed). */
+static sg_tensor *cross_attend(dec_state *d, sg_graph *g, int64_t l, sg_tensor *x)
+{
+    const sg_mha *ca = &((transformer *)d->m->impl)->dec[l].cross_attn;
+    int64_t dm = ca->d;
+    sg_tensor *q = sg_linear(g, x, sg_narrow(g, ca->in_proj_weight, 0, 0, dm),
+                             sg_narrow(g, ca->in_proj_bias, 0, 0, dm)); /* [R, 1, d] */
+    q = sg_view(g, q, 3, (int64_t[]){1, d->R, dm});
+    SG_NEED(q);
+    sg_tensor **parts = sg_arena_alloc(sg_graph_arena(g), sizeof *parts * (size_t)d->n_grp);
+    if (!parts)
+        return sg_graph_fail(g, SG_ENOMEM, "transformer decoder: out of memory");
+    for (int64_t k = 0; k < d->n_grp; k++) {
+        int64_t r0 = d->grp[k], s = d->sentence[r0], n = d->src_len[s];
+        sg_tensor *K = sg_narrow(g, sg_narrow(g, d->ck[l], 0, s, 1), 1, 0, n); /* [1, n, d] */
+        sg_tensor *V = sg_narrow(g, sg_narrow(g, d->cv[l], 0, s, 1), 1, 0, n);
+        parts[k] = sg_scaled_dot_attention(g, sg_narrow(g, q, 1, r0, d->grp[k + 1] - r0), K, V,
+                                           ca->heads, 0.0, NULL);
+        SG_NEED(parts[k]);
+    }
+    sg_tensor *o = d->n_grp == 1 ? parts[0] : sg_concat(g, (int)d->n_grp, parts, 1); /* [1,R,d] */
+    o = sg_view(g, o, 3, (int64_t[]){d->R, 1, dm});
+    return sg_linear(g, o, ca->out_proj.weight, ca->out_proj.bias);
+}
+
+static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor **logits)
+{
+    dec_state *d = p;
+    sg_model *m = d->m;
+    transformer *net = m->impl;
+    *logits = NULL;
+    if (t != d->len || t >= d->cap || prev->shape[0] != d->R) {
+        sg_graph_fail(g, SG_EINVAL, "transformer decoder: step %lld with %lld rows does not "
+                                    "follow the cache (%lld positions of %lld, %lld rows)",
+                      (long long)t, (long long)prev->shape[0], (long long)d->len,
+                      (long long)d->cap, (long long)d->R);
+        return SG_EINVAL;
+    }
+    int64_t dm = net->d;
+    sg_tensor *x = drop(g, m, embed_pe(g, m, &net->tgt_embed, prev, t)); /* [R, d] */
+    x = sg_view(g, x, 3, (int64_t[]){d->R, 1, dm});
+    for (int64_t l = 0; l < net->n_dec && x; l++) {
+        dec_layer *L = &net->dec[l];
+        x = sub_out(g, m, &L->norm1, x, self_attend(d, g, l, sub_in(g, net, &L->norm1, x)));
+        x = sub_out(g, m, &L->norm2, x, cross_attend(d, g, l, sub_in(g, net, &L->norm2, x)));
+        x = sub_out(g, m, &L->norm3, x, feedforward(g, m, &L->ff, sub_in(g, net, &L->norm3, x)));
+    }
+    sg_tensor *y = sg_layernorm_forward(g, &net->dec_norm, x);
+    y = sg_linear_layer_forward(g, &net->generator, sg_view(g, y, 2, (int64_t[]){d->R, dm}));
+    if (!y)
+        return sg_graph_status(g);
+    d->len = t + 1;
+    *logits = y;
+    return SG_OK;
+}
+
+/* New row i continues old row parent[i]: the self caches are copied row by row into the
+ * other buffer set (positions 0..len-1 only), which then becomes the live one. */
+static int select_rows(void *p, sg_graph *g, sg_tensor *parent, sg_tensor *sentence)
+{
+    (void)g;
+    dec_state *d = p;
+    int64_t R = parent->shape[0], nl = d->m->cfg.num_decoder_layers, dm = d->m->cfg.d_model;
+    const int64_t *par = parent->data, *sen = sentence->data;
+    int w = 1 - d->cur;
+    if (R > d->rows_cap && grow_rows(d, R) != SG_OK)
+        return SG_ENOMEM;
+    if (!d->buf[w] || d->buf[w][0]->shape[0] < R) {
+        int64_t rows = d->buf[d->cur][0]->shape[0];
+        int rc = alloc_bufs(d, w, R > rows ? R : rows);
+        if (rc != SG_OK)
+            return rc;
+    }
+    size_t es = sg_dtype_size(d->buf[w][0]->dtype), n = es * (size_t)(d->len * dm);
+    for (int64_t k = 0; k < 2 * nl; k++) {
+        const char *from = d->buf[d->cur][k]->data;
+        char *to = d->buf[w][k]->data;
+        size_t rs = es * (size_t)(d->cap * dm);
+        for (int64_t i = 0; i < R; i++)
+            memcpy(to + (size_t)i * rs, from + (size_t)par[i] * rs, n);
+    }
+    d->cur = w;
+    d->R = R;
+    memcpy(d->sentence, sen, sizeof *sen * (size_t)R);
+    return set_groups(d);
+}
+
+const sg_model_vt sg__transformer_vt = {
+    .build = build,
+    .forward = forward,
+    .decoder_new = decoder_new,
+    .decoder_free = decoder_free,
+    .ops = {.step = dec_step, .select_rows = select_rows},
+    .free = destroy,
+};
