@@ -6,12 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Weak until every architecture is in the tree: a missing one reports an error. */
-#pragma weak sg__seq2seq_vt
-#pragma weak sg__bahdanau_vt
-#pragma weak sg__luong_vt
-#pragma weak sg__transformer_vt
-
 static const sg_model_vt *vt_of(sg_arch a)
 {
     switch (a) {
