@@ -21,6 +21,12 @@ SG_INTERNAL hid_t sg__ckpt_str_type(void);
 SG_INTERNAL int sg__ckpt_param_path(const char *fn, const char *prefix, const char *name,
                                     char *out, size_t n);
 
+/* Checks the n variable-length references of dataset d (named full) of file f, opened
+ * from path, against the global heap collections they point to (checkpoint_heap.c).
+ * SG_EFORMAT naming the entry, SG_EIO. */
+SG_INTERNAL int sg__ckpt_check_vlen(const char *fn, const char *path, hid_t f, hid_t d,
+                                    const char *full, uint64_t n);
+
 /* Number of distinct (non-alias) parameters of p. */
 SG_INTERNAL int sg__ckpt_distinct(const sg_params *p);
 

@@ -313,6 +313,8 @@ static int read_vocab(const rctx *r, hid_t g, const char *name, sg_ckpt_vocab *v
                        r->fn, r->path, full, (unsigned long long)n, SG_CKPT_VOCAB_MAX);
     else if (!(raw = calloc((size_t)n, sizeof *raw)) || !(v->tokens = calloc((size_t)n, sizeof(char *))))
         rc = sg__error(SG_ENOMEM, "%s: out of memory for %s", r->fn, full);
+    else if ((rc = sg__ckpt_check_vlen(r->fn, r->path, r->f, d, full, n)) != SG_OK)
+        ; /* HDF5 would follow corrupt heap references blindly */
     else if (H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0)
         rc = h5err(r, SG_EFORMAT, "cannot read dataset", full);
     else {
