@@ -306,7 +306,10 @@ static void decode_matches_forward(const char *cell, int64_t feed)
     sg_model_free(m);
 }
 
-Test(seq2seq, lstm_decoder_steps_match_teacher_forced_forward) { decode_matches_forward("lstm", 0); }
+Test(seq2seq, lstm_decoder_steps_match_teacher_forced_forward)
+{
+    decode_matches_forward("lstm", 0);
+}
 Test(seq2seq, gru_feed_decoder_steps_match_teacher_forced_forward)
 {
     decode_matches_forward("gru", 1);
