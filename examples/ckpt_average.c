@@ -112,7 +112,8 @@ int main(int argc, char **argv)
     };
     int n = sgx_options_parse_or_exit(o, argc, argv,
                                       "ckpt_average --output avg.h5 a.h5 b.h5 [...]",
-                                      "Averages the parameters of checkpoints of one architecture.");
+                                      "Averages the parameters of checkpoints of one "
+                                      "architecture.");
     if (!output || n < 1) {
         fprintf(stderr, "ckpt_average: give --output and at least one input checkpoint\n"
                         "try 'ckpt_average --help'\n");

@@ -116,7 +116,8 @@ static int info(const char *path, bool list_params)
         printf("training: (no state)\n");
     for (int i = 0; ck.has_train && i < ck.train.n; i++) {
         const char *k = ck.train.items[i].name;   /* the state was printed above */
-        if (!ck.has_train_state || (strcmp(k, "epoch") && strcmp(k, "step") && strcmp(k, "best_valid")))
+        if (!ck.has_train_state ||
+            (strcmp(k, "epoch") && strcmp(k, "step") && strcmp(k, "best_valid")))
             print_attr("  ", &ck.train.items[i]);
     }
     if (ck.has_optim) {

@@ -167,8 +167,8 @@ SG_API int sg_decode_greedy(const sg_decoder_ops *ops, void *model, int64_t batc
 
 /* Beam search exactly as MODELS.md 8.3 with width opts->beam, length penalty
  * (opts->penalty, opts->alpha), keeping up to opts->n_best finished hypotheses per
- * sentence; the length limit as in sg_decode_greedy (opts->max_len). opts NULL: sg_decode_opts_default(). Per step and sentence the 2k best
- * candidates are found by partial selection (a bounded heap), never by sorting
+ * sentence, with the length limit of sg_decode_greedy (opts->max_len). opts NULL:
+ * sg_decode_opts_default(). Per step and sentence the 2k best candidates are found by partial selection (a bounded heap), never by sorting
  * k*V scores. Candidates with raw score -inf are never taken. Beam 1 returns the
  * greedy tokens. Errors: as sg_decode_greedy, plus SG_EINVAL for beam < 1,
  * n_best < 1, alpha < 0 or not finite, or a bad penalty kind. */
