@@ -17,7 +17,7 @@
  *               (%.6f): for rescoring and for comparing implementations.
  *
  * Input is processed in batches of --batch lines; each batch's output is written (and
- * flushed) before the next is read. Exit status: 0, 1 for bad input (checkpoint, file,
+ * flushed) before the next is read (interactive use: --batch 1). Exit status: 0, 1 for bad input (checkpoint, file,
  * line: the message names them), 2 for bad options.
  */
 #include <math.h>
