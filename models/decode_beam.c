@@ -213,7 +213,7 @@ int sg_decode_beam(const sg_decoder_ops *ops, void *model, int64_t batch, const 
 
     int64_t T = 0;
     for (int64_t b = 0; b < batch; b++) {
-        int64_t L = sg_decode_max_len(src_len[b]);
+        int64_t L = sg__decode_limit(opts, src_len[b]);
         T = L > T ? L : T;
     }
     beam_ws ws;
@@ -223,7 +223,7 @@ int sg_decode_beam(const sg_decoder_ops *ops, void *model, int64_t batch, const 
                          "beam %lld x %lld steps", fn, (long long)batch, (long long)k,
                          (long long)T);
     for (int64_t b = 0; b < batch; b++) {
-        ws.max_len[b] = sg_decode_max_len(src_len[b]);
+        ws.max_len[b] = sg__decode_limit(opts, src_len[b]);
         ws.n_fin[b] = 0;
         ws.sent[b] = b;          /* start: one live hypothesis <s> per sentence */
         ws.node[b] = -1;

@@ -50,6 +50,9 @@ int sg__decode_check(const char *fn, const sg_decoder_ops *ops, int64_t batch,
                              fn, (long long)b, (long long)src_len[b]);
     if (opts && (!opts->work[0]) != (!opts->work[1]))
         return sg__error(SG_EINVAL, "%s: opts->work needs both graphs or none", fn);
+    if (opts && opts->max_len < 0)
+        return sg__error(SG_EINVAL, "%s: opts->max_len must be >= 0 (0: MODELS.md rule; got %lld)",
+                         fn, (long long)opts->max_len);
     return SG_OK;
 }
 

@@ -31,7 +31,7 @@ int sg_decode_greedy(const sg_decoder_ops *ops, void *model, int64_t batch,
      * flag and logp; per row its sentence, previous token and parent. */
     int64_t total = 0;
     for (int64_t b = 0; b < batch; b++)
-        total += sg_decode_max_len(src_len[b]);
+        total += sg__decode_limit(opts, src_len[b]);
     size_t n_i64 = (size_t)(total + 7 * batch + 1);
     int64_t *blk = malloc(n_i64 * sizeof(int64_t) + (size_t)batch * sizeof(double));
     if (!blk)
@@ -49,7 +49,7 @@ int sg_decode_greedy(const sg_decoder_ops *ops, void *model, int64_t batch,
 
     first[0] = 0;
     for (int64_t b = 0; b < batch; b++) {
-        first[b + 1] = first[b] + sg_decode_max_len(src_len[b]);
+        first[b + 1] = first[b] + sg__decode_limit(opts, src_len[b]);
         len[b] = eos[b] = 0;
         sum[b] = 0.0;
         row_sent[b] = b;

@@ -25,6 +25,13 @@ SG_INTERNAL int sg__decode_step(const char *fn, const sg_decoder_ops *ops, void 
                                 sg__decode_work *w, const int64_t *prev_tok, int64_t R,
                                 int64_t t, sg_tensor **logits, int64_t *V);
 
+/* Output tokens allowed for a sentence of n_b source positions: opts->max_len when
+ * set (> 0), else MODELS.md 8.3's rule. */
+static inline int64_t sg__decode_limit(const sg_decode_opts *opts, int64_t n_b)
+{
+    return opts && opts->max_len > 0 ? opts->max_len : sg_decode_max_len(n_b);
+}
+
 /* Address of row r of logits [R, V] (elements stride[1] apart). */
 static inline const void *sg__decode_row(const sg_tensor *logits, int64_t r)
 {

@@ -102,10 +102,12 @@ typedef struct sg_decode_opts {
     double alpha;         /* length-penalty exponent >= 0; 0: raw sum of log-probs */
     sg_lp_kind penalty;
     int64_t n_best;       /* hypotheses kept per sentence, best first (>= 1; beam only) */
+    int64_t max_len;      /* output tokens allowed per sentence (</s> included), the same
+                           * for every sentence; 0: MODELS.md 8.3's 2 (n_b - 1) + 10 */
     sg_graph *work[2];    /* optional step graphs (both or none); NULL: made per call */
 } sg_decode_opts;
 
-/* beam 5, alpha 0.7, SG_LP_AVG, n_best 1, no work graphs. */
+/* beam 5, alpha 0.7, SG_LP_AVG, n_best 1, max_len 0 (MODELS.md rule), no work graphs. */
 SG_API sg_decode_opts sg_decode_opts_default(void);
 
 /* One output hypothesis. tokens points into the result's storage. */
@@ -141,7 +143,8 @@ static inline int64_t sg_decode_count(const sg_decode_result *r, int64_t b)
 SG_API void sg_decode_result_free(sg_decode_result *r);
 
 /* max_len = 2 (n_b - 1) + 10: output tokens allowed (</s> included) for a source of
- * n_b non-pad positions (</s> included). -1 if n_b < 1. */
+ * n_b non-pad positions (</s> included). -1 if n_b < 1. The decoders use it unless
+ * opts->max_len > 0 overrides it. */
 SG_API int64_t sg_decode_max_len(int64_t n_b);
 
 /* lp(n) of kind with exponent alpha (1 when alpha = 0). */
@@ -149,11 +152,13 @@ SG_API double sg_length_penalty(sg_lp_kind kind, double alpha, int64_t n);
 
 /* Greedy decoding of a batch of `batch` sentences with source lengths src_len [batch]
  * (n_b, </s> included). y_t = argmax over ids other than <pad>, <s> (lowest id on
- * ties); a sentence stops at </s> or after max_len tokens. One hypothesis per
- * sentence; score = logp. opts may be NULL (only opts->work is used). On success
+ * ties); a sentence stops at </s> or after max_len tokens (opts->max_len, or the
+ * MODELS.md rule when it is 0). One hypothesis per sentence; score = logp. opts may
+ * be NULL (only opts->work and opts->max_len are used). On success
  * fills *out (free with sg_decode_result_free); on error *out is untouched.
  * Errors: SG_EINVAL (NULL ops/callback/src_len/out, batch < 1, src_len[b] < 1, only
- * one of opts->work set, step returned SG_OK without logits), SG_ESHAPE (logits not
+ * one of opts->work set, opts->max_len < 0, step returned SG_OK without logits),
+ * SG_ESHAPE (logits not
  * [R, V] with V >= 4, or V changed), SG_EDTYPE (logits not float), SG_ENUMERIC (NaN
  * or +inf logits), SG_ENOMEM, or whatever step/select_rows returned. */
 SG_API int sg_decode_greedy(const sg_decoder_ops *ops, void *model, int64_t batch,
@@ -162,8 +167,8 @@ SG_API int sg_decode_greedy(const sg_decoder_ops *ops, void *model, int64_t batc
 
 /* Beam search exactly as MODELS.md 8.3 with width opts->beam, length penalty
  * (opts->penalty, opts->alpha), keeping up to opts->n_best finished hypotheses per
- * sentence. opts NULL: sg_decode_opts_default(). Per step and sentence the 2k best
- * candidates are found by partial selection (a bounded heap), never by sorting
+ * sentence, with the length limit of sg_decode_greedy (opts->max_len). opts NULL:
+ * sg_decode_opts_default(). Per step and sentence the 2k best candidates are found by partial selection (a bounded heap), never by sorting
  * k*V scores. Candidates with raw score -inf are never taken. Beam 1 returns the
  * greedy tokens. Errors: as sg_decode_greedy, plus SG_EINVAL for beam < 1,
  * n_best < 1, alpha < 0 or not finite, or a bad penalty kind. */

@@ -574,6 +574,62 @@ Test(decode, cut_at_max_len_without_eos)
     mock_free(&mb);
 }
 
+/* opts->max_len replaces MODELS.md's limit for every sentence, shorter or longer. */
+Test(decode, max_len_option_overrides_the_rule)
+{
+    const int64_t limits[] = {1, 4, 25};
+    for (int c = 0; c < 3; c++) {
+        int64_t L = limits[c];
+        mock mg, mb, mref;
+        mock_init(&mg, 7, 6, 6, 2);
+        mock_init(&mref, 7, 6, 6, 2);
+        mock_init(&mb, 7, 6, 18, 2);
+        mg.eos_bias = mb.eos_bias = mref.eos_bias = -1e3;
+        sg_decode_opts og = sg_decode_opts_default(), ob = beam_opts(3, SG_LP_AVG, 0.7, 3);
+        og.max_len = ob.max_len = L;
+        sg_decode_result rg, rb, rref;
+        cr_assert_eq(sg_decode_greedy(&mock_ops, &mg, 6, lens6, &og, &rg), SG_OK);
+        cr_assert_eq(sg_decode_greedy(&mock_ops, &mref, 6, lens6, NULL, &rref), SG_OK);
+        cr_assert_eq(sg_decode_beam(&mock_ops, &mb, 6, lens6, &ob, &rb), SG_OK);
+        for (int64_t b = 0; b < 6; b++) {
+            const sg_hypothesis *g = sg_decode_best(&rg, b), *ref = sg_decode_best(&rref, b);
+            cr_assert(g->len == L && g->n == L && !g->eos, "greedy cut at max_len %lld",
+                      (long long)L);
+            /* the same tokens as without the option, as far as both go */
+            int64_t common = L < ref->len ? L : ref->len;
+            cr_assert_arr_eq(g->tokens, ref->tokens, (size_t)common * sizeof(int64_t));
+            cr_assert_eq(sg_decode_count(&rb, b), 3);
+            for (int64_t j = 0; j < 3; j++) {
+                const sg_hypothesis *h = &rb.hyps[rb.offset[b] + j];
+                cr_assert(h->len == L && h->n == L && !h->eos);
+            }
+        }
+        cr_assert_eq(mg.t, L, "every sentence stops after max_len steps");
+        sg_decode_result_free(&rg);
+        sg_decode_result_free(&rb);
+        sg_decode_result_free(&rref);
+        mock_free(&mg);
+        mock_free(&mb);
+        mock_free(&mref);
+    }
+}
+
+Test(decode, rejects_negative_max_len)
+{
+    mock m;
+    mock_init(&m, 7, 6, 18, 2);
+    sg_decode_opts o = sg_decode_opts_default();
+    o.max_len = -1;
+    sg_decode_result r = {0};
+    cr_assert_eq(sg_decode_greedy(&mock_ops, &m, 6, lens6, &o, &r), SG_EINVAL);
+    cr_assert(strstr(sg_last_error(), "max_len"), "%s", sg_last_error());
+    cr_assert_eq(sg_decode_beam(&mock_ops, &m, 6, lens6, &o, &r), SG_EINVAL);
+    cr_assert(strstr(sg_last_error(), "max_len"), "%s", sg_last_error());
+    cr_assert_null(r.hyps);
+    cr_assert_eq(m.t, 0, "no step ran");
+    mock_free(&m);
+}
+
 Test(decode, eos_first_gives_empty_hypothesis)
 {
     mock mg, mb;
