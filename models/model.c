@@ -222,36 +222,72 @@ int sg_model_score(sg_model *m, const sg_batch *b, double *out)
     return rc;
 }
 
+static _Thread_local int decoder_new_rc; /* why the last sg_model_decoder_new failed */
+
+struct sg_model_decoder {
+    sg_model *m;
+    sg_graph *enc; /* the encoder's outputs live here during the whole decode */
+    void *state;
+    bool was_training;
+};
+
+void sg_model_decoder_free(sg_model_decoder *d)
+{
+    if (!d)
+        return;
+    if (d->state)
+        d->m->vt->decoder_free(d->state);
+    d->m->training = d->was_training;
+    sg_graph_free(d->enc);
+    free(d);
+}
+
+sg_model_decoder *sg_model_decoder_new(sg_model *m, const sg_tensor *src, const sg_tensor *src_len)
+{
+    if (!m || !src || !src_len) {
+        decoder_new_rc = sg__error(SG_EINVAL, "sg_model_decoder_new: NULL argument");
+        return NULL;
+    }
+    sg_model_decoder *d = calloc(1, sizeof *d);
+    if (!d || !(d->enc = sg_graph_new())) {
+        free(d);
+        decoder_new_rc = sg__error(SG_ENOMEM, "sg_model_decoder_new: out of memory");
+        return NULL;
+    }
+    d->m = m;
+    d->was_training = m->training;
+    m->training = false;
+    sg_graph_set_grad_enabled(d->enc, false);
+    sg_batch b = {.src = (sg_tensor *)src, .src_len = (sg_tensor *)src_len};
+    if (sg__check_batch(d->enc, m, &b) == SG_OK)
+        d->state = m->vt->decoder_new(m, d->enc, (sg_tensor *)src, (sg_tensor *)src_len);
+    if (!d->state) {
+        decoder_new_rc = sg_graph_status(d->enc);
+        if (decoder_new_rc == SG_OK)
+            decoder_new_rc = sg__error(SG_ENOMEM, "sg_model_decoder_new: out of memory");
+        sg_model_decoder_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+const sg_decoder_ops *sg_model_decoder_ops(const sg_model_decoder *d) { return &d->m->vt->ops; }
+
+void *sg_model_decoder_state(sg_model_decoder *d) { return d->state; }
+
 int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
                     const sg_decode_opts *opts, sg_decode_result *out)
 {
     if (!m || !src || !src_len || !out)
         return sg__error(SG_EINVAL, "sg_model_decode: NULL argument");
-    sg_graph *enc = sg_graph_new();
-    if (!enc)
-        return SG_ENOMEM;
-    bool was = m->training;
-    m->training = false;
-    sg_graph_set_grad_enabled(enc, false);
-    int rc;
-    sg_batch b = {.src = (sg_tensor *)src, .src_len = (sg_tensor *)src_len};
-    void *st = NULL;
-    if ((rc = sg__check_batch(enc, m, &b)) == SG_OK) {
-        b.B = src->shape[0];
-        st = m->vt->decoder_new(m, enc, (sg_tensor *)src, (sg_tensor *)src_len);
-        if (!st)
-            rc = sg_graph_status(enc) != SG_OK ? sg_graph_status(enc) : SG_ENOMEM;
-    }
-    if (rc == SG_OK) {
-        const int64_t *len = src_len->data;
-        if (!opts || opts->beam == 0)
-            rc = sg_decode_greedy(&m->vt->ops, st, b.B, len, opts, out);
-        else
-            rc = sg_decode_beam(&m->vt->ops, st, b.B, len, opts, out);
-    }
-    if (st)
-        m->vt->decoder_free(st);
-    m->training = was;
-    sg_graph_free(enc);
+    sg_model_decoder *d = sg_model_decoder_new(m, src, src_len);
+    if (!d)
+        return decoder_new_rc;
+    int64_t B = src->shape[0];
+    const int64_t *len = src_len->data;
+    int rc = (!opts || opts->beam == 0)
+                 ? sg_decode_greedy(&m->vt->ops, d->state, B, len, opts, out)
+                 : sg_decode_beam(&m->vt->ops, d->state, B, len, opts, out);
+    sg_model_decoder_free(d);
     return rc;
 }

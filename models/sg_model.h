@@ -66,6 +66,21 @@ SG_API int sg_model_score(sg_model *m, const sg_batch *b, double *out);
 SG_API int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
                            const sg_decode_opts *opts, sg_decode_result *out);
 
+/* Step-wise decoding state, for searches of your own: encodes the batch (evaluation
+ * mode, no gradients) and holds the decoder's per-row state, one row per sentence.
+ * Drive it with sg_model_decoder_ops(d)->step / ->select_rows and
+ * sg_model_decoder_state(d) (the contract is sg_decoder_ops in sg_decode.h), or hand
+ * both to sg_decode_greedy / sg_decode_beam. The model must outlive it and stays in
+ * evaluation mode until sg_model_decoder_free. NULL on error (batch checks as
+ * sg_model_forward). */
+typedef struct sg_model_decoder sg_model_decoder;
+SG_API sg_model_decoder *sg_model_decoder_new(sg_model *m, const sg_tensor *src,
+                                              const sg_tensor *src_len);
+SG_API const sg_decoder_ops *sg_model_decoder_ops(const sg_model_decoder *d);
+SG_API void *sg_model_decoder_state(sg_model_decoder *d);
+/* Frees the state and restores the model's training flag. Accepts NULL. */
+SG_API void sg_model_decoder_free(sg_model_decoder *d);
+
 /* ---- checkpoints (MODELS.md 11) --------------------------------------------------- */
 
 /* Hyperparameters <-> /model attributes (arch and every MODELS.md 3.1 entry). from_attrs
