@@ -2,7 +2,9 @@
  * f64 gradient checks of tiny post-LN and pre-LN (tied) instances, overfitting a small
  * batch with Adam, and the incremental (K/V cached) decoder agreeing with the
  * teacher-forced forward through greedy and beam reorders. */
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sg_model.h"
 #include "sg_optim.h"
@@ -328,4 +330,36 @@ Test(transformer, bad_config_is_rejected_with_a_message)
     cr_assert_null(sg_model_new(&c, SG_F32, 1));
     cr_assert(strstr(sg_last_error(), "nhead") || strstr(sg_last_error(), "d_model"), "%s",
               sg_last_error());
+}
+
+/* A tied model survives a checkpoint round trip: same logits, generator.weight is again
+ * an alias of tgt_embed.weight. */
+Test(transformer, tied_checkpoint_round_trip)
+{
+    sg_model_config c = tiny(true, true, 8, 2, 12);
+    sg_model *m = sg_model_new(&c, SG_F32, 21);
+    cr_assert(m, "%s", sg_last_error());
+    char path[] = "/tmp/sg_trf_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    sg_checkpoint ck;
+    sg_checkpoint_init(&ck);
+    cr_assert_eq(sg_model_save(path, m, &ck, NULL), SG_OK, "%s", sg_last_error());
+    sg_checkpoint_clear(&ck);
+    sg_model *m2 = sg_model_load(path, SG_F32, NULL);
+    unlink(path);
+    cr_assert(m2, "%s", sg_last_error());
+    sg_params *p2 = sg_model_params(m2);
+    int n = sg_params_count(p2);
+    cr_assert_str_eq(sg_params_at(p2, n - 2)->name, "generator.weight");
+    cr_assert_eq(sg_params_at(p2, n - 2)->value, sg_params_find(p2, "tgt_embed.weight"));
+    sg_batch b = make_batch();
+    sg_graph *g = sg_graph_new();
+    sg_tensor *l1 = sg_model_forward(m, g, &b, NULL), *l2 = sg_model_forward(m2, g, &b, NULL);
+    tu_assert_close(l2, l1, 0, 0, "logits after reload");
+    sg_graph_free(g);
+    free_batch(&b);
+    sg_model_free(m2);
+    sg_model_free(m);
 }
