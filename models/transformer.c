@@ -460,14 +460,31 @@ static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor 
     return SG_OK;
 }
 
-/* New row i continues old row parent[i]: the self caches are copied row by row into the
- * other buffer set (positions 0..len-1 only), which then becomes the live one. */
+/* New row i continues old row parent[i]: the self caches' rows (positions 0..len-1 only)
+ * move down in place when rows were only dropped (greedy), else they are copied into the
+ * other buffer set, which then becomes the live one (beam). */
 static int select_rows(void *p, sg_graph *g, sg_tensor *parent, sg_tensor *sentence)
 {
     (void)g;
     dec_state *d = p;
     int64_t R = parent->shape[0], nl = d->m->cfg.num_decoder_layers, dm = d->m->cfg.d_model;
     const int64_t *par = parent->data, *sen = sentence->data;
+    size_t es = sg_dtype_size(d->buf[d->cur][0]->dtype), n = es * (size_t)(d->len * dm);
+    size_t rs = es * (size_t)(d->cap * dm);
+    bool compact = true; /* rows only dropped (greedy): move the survivors down in place */
+    for (int64_t i = 0; i < R && compact; i++)
+        compact = par[i] >= i && (i == 0 || par[i] > par[i - 1]);
+    if (compact) {
+        for (int64_t k = 0; k < 2 * nl; k++) {
+            char *c = d->buf[d->cur][k]->data;
+            for (int64_t i = 0; i < R; i++)
+                if (par[i] != i)
+                    memcpy(c + (size_t)i * rs, c + (size_t)par[i] * rs, n);
+        }
+        d->R = R;
+        memcpy(d->sentence, sen, sizeof *sen * (size_t)R);
+        return set_groups(d);
+    }
     int w = 1 - d->cur;
     if (R > d->rows_cap && grow_rows(d, R) != SG_OK)
         return SG_ENOMEM;
@@ -477,11 +494,9 @@ static int select_rows(void *p, sg_graph *g, sg_tensor *parent, sg_tensor *sente
         if (rc != SG_OK)
             return rc;
     }
-    size_t es = sg_dtype_size(d->buf[w][0]->dtype), n = es * (size_t)(d->len * dm);
     for (int64_t k = 0; k < 2 * nl; k++) {
         const char *from = d->buf[d->cur][k]->data;
         char *to = d->buf[w][k]->data;
-        size_t rs = es * (size_t)(d->cap * dm);
         for (int64_t i = 0; i < R; i++)
             memcpy(to + (size_t)i * rs, from + (size_t)par[i] * rs, n);
     }
