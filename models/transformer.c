@@ -243,7 +243,8 @@ static sg_tensor *forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor
 
 typedef struct {
     sg_model *m;
-    int64_t B, S, cap;       /* sentences, source width, max steps */
+    int64_t B, S;            /* sentences, source width */
+    int64_t max_len, cap;    /* most steps any row may take; positions allocated */
     sg_tensor **ck, **cv;    /* per decoder layer: cross keys/values [B, S, d] (enc graph) */
     const int64_t *src_len;  /* [B] n_b (caller's tensor, lives through the decode) */
     /* self-attention caches: buf[w][l] keys and values [rows_cap, cap, d], w = 0/1
@@ -305,6 +306,31 @@ static int grow_rows(dec_state *d, int64_t rows)
     return SG_OK;
 }
 
+/* Doubles the position capacity of the live caches (keeping rows and filled positions);
+ * the spare buffer set is dropped and made again at the next reorder. */
+static int grow_positions(dec_state *d)
+{
+    int64_t cap = 2 * d->cap < d->max_len ? 2 * d->cap : d->max_len, dm = d->m->cfg.d_model;
+    sg_tensor **cur = d->buf[d->cur];
+    int64_t rows = cur[0]->shape[0];
+    size_t es = sg_dtype_size(cur[0]->dtype), n = es * (size_t)(d->len * dm);
+    for (int64_t k = 0; k < 2 * d->m->cfg.num_decoder_layers; k++) {
+        sg_tensor *t = sg_tensor_new(cur[k]->dtype, 3, (int64_t[]){rows, cap, dm});
+        if (!t)
+            return sg__error(SG_ENOMEM, "transformer decoder: out of memory for a %lld x %lld "
+                                        "key/value cache",
+                             (long long)rows, (long long)cap);
+        for (int64_t r = 0; r < rows; r++)
+            memcpy((char *)t->data + (size_t)(r * cap * dm) * es,
+                   (char *)cur[k]->data + (size_t)(r * d->cap * dm) * es, n);
+        sg_tensor_free(cur[k]);
+        cur[k] = t;
+    }
+    free_bufs(d, 1 - d->cur);
+    d->cap = cap;
+    return SG_OK;
+}
+
 static void *decoder_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *src_len)
 {
     transformer *net = m->impl;
@@ -322,10 +348,11 @@ static void *decoder_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *
     d->src_len = src_len->data;
     for (int64_t b = 0; b < d->B; b++) {
         int64_t ml = sg_decode_max_len(d->src_len[b]);
-        d->cap = ml > d->cap ? ml : d->cap;
+        d->max_len = ml > d->max_len ? ml : d->max_len;
     }
+    d->cap = d->max_len < 16 ? d->max_len : 16; /* doubled on demand */
     sg_tensor *mem = encode(m, enc, src, src_len);
-    if (!mem || ensure_pe(m, d->cap) != SG_OK) {
+    if (!mem || ensure_pe(m, d->max_len) != SG_OK) {
         if (mem)
             sg_graph_fail(enc, SG_ENOMEM, "transformer decoder: out of memory for positions");
         decoder_free(d);
@@ -483,13 +510,15 @@ static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor 
     sg_model *m = d->m;
     transformer *net = m->impl;
     *logits = NULL;
-    if (t != d->len || t >= d->cap || prev->shape[0] != d->R) {
+    if (t != d->len || t >= d->max_len || prev->shape[0] != d->R) {
         sg_graph_fail(g, SG_EINVAL, "transformer decoder: step %lld with %lld rows does not "
                                     "follow the cache (%lld positions of %lld, %lld rows)",
                       (long long)t, (long long)prev->shape[0], (long long)d->len,
-                      (long long)d->cap, (long long)d->R);
+                      (long long)d->max_len, (long long)d->R);
         return SG_EINVAL;
     }
+    if (t == d->cap && grow_positions(d) != SG_OK)
+        return SG_ENOMEM;
     int64_t dm = net->d;
     sg_tensor *x = drop(g, m, embed_pe(g, m, &net->tgt_embed, prev, t)); /* [R, d] */
     x = sg_view(g, x, 3, (int64_t[]){d->R, 1, dm});
@@ -536,7 +565,7 @@ static int select_rows(void *p, sg_graph *g, sg_tensor *parent, sg_tensor *sente
     int w = 1 - d->cur;
     if (R > d->rows_cap && grow_rows(d, R) != SG_OK)
         return SG_ENOMEM;
-    if (!d->buf[w] || d->buf[w][0]->shape[0] < R) {
+    if (!d->buf[w] || d->buf[w][0]->shape[0] < R || d->buf[w][0]->shape[1] != d->cap) {
         int64_t rows = d->buf[d->cur][0]->shape[0];
         int rc = alloc_bufs(d, w, R > rows ? R : rows);
         if (rc != SG_OK)
