@@ -13,8 +13,8 @@
  * the recurrence). Decoding is incremental: per decoder layer, the self-attention
  * keys/values of the steps so far live in heap caches [rows, cap, d] (reordered by
  * parent row on beam moves), and the cross-attention keys/values of the memory are
- * computed once per sentence in the encoder graph; rows of the same sentence attend to
- * them together as one [1, rows, d] query block, so they are never copied per row.
+ * computed once per sentence in the encoder graph and shared by that sentence's rows
+ * through per-row pointers (never copied per row).
  */
 #include "models_internal.h"
 
@@ -243,7 +243,8 @@ static sg_tensor *forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor
 
 typedef struct {
     sg_model *m;
-    int64_t B, S, cap;       /* sentences, source width, max steps */
+    int64_t B, S;            /* sentences, source width */
+    int64_t max_len, cap;    /* most steps any row may take; positions allocated */
     sg_tensor **ck, **cv;    /* per decoder layer: cross keys/values [B, S, d] (enc graph) */
     const int64_t *src_len;  /* [B] n_b (caller's tensor, lives through the decode) */
     /* self-attention caches: buf[w][l] keys and values [rows_cap, cap, d], w = 0/1
@@ -253,8 +254,6 @@ typedef struct {
     int64_t rows_cap, len;   /* allocated rows, positions filled */
     int64_t R;               /* live rows */
     int64_t *sentence;       /* [rows_cap] sentence of each row */
-    int64_t *grp;            /* [rows_cap + 1] starts of runs of equal sentence */
-    int64_t n_grp;
 } dec_state;
 
 static void free_bufs(dec_state *d, int w)
@@ -276,7 +275,6 @@ static void decoder_free(void *p)
     free_bufs(d, 1);
     free(d->ck);
     free(d->sentence);
-    free(d->grp);
     free(d);
 }
 
@@ -298,27 +296,38 @@ static int alloc_bufs(dec_state *d, int w, int64_t rows)
     return SG_OK;
 }
 
-static int set_groups(dec_state *d)
-{
-    d->n_grp = 0;
-    for (int64_t i = 0; i < d->R; i++)
-        if (i == 0 || d->sentence[i] != d->sentence[i - 1])
-            d->grp[d->n_grp++] = i;
-    d->grp[d->n_grp] = d->R;
-    return SG_OK;
-}
-
 static int grow_rows(dec_state *d, int64_t rows)
 {
     int64_t *s = realloc(d->sentence, sizeof *s * (size_t)rows);
-    if (s)
-        d->sentence = s;
-    int64_t *gp = realloc(d->grp, sizeof *gp * (size_t)(rows + 1));
-    if (gp)
-        d->grp = gp;
-    if (!s || !gp)
+    if (!s)
         return sg__error(SG_ENOMEM, "transformer decoder: out of memory");
+    d->sentence = s;
     d->rows_cap = rows;
+    return SG_OK;
+}
+
+/* Doubles the position capacity of the live caches (keeping rows and filled positions);
+ * the spare buffer set is dropped and made again at the next reorder. */
+static int grow_positions(dec_state *d)
+{
+    int64_t cap = 2 * d->cap < d->max_len ? 2 * d->cap : d->max_len, dm = d->m->cfg.d_model;
+    sg_tensor **cur = d->buf[d->cur];
+    int64_t rows = cur[0]->shape[0];
+    size_t es = sg_dtype_size(cur[0]->dtype), n = es * (size_t)(d->len * dm);
+    for (int64_t k = 0; k < 2 * d->m->cfg.num_decoder_layers; k++) {
+        sg_tensor *t = sg_tensor_new(cur[k]->dtype, 3, (int64_t[]){rows, cap, dm});
+        if (!t)
+            return sg__error(SG_ENOMEM, "transformer decoder: out of memory for a %lld x %lld "
+                                        "key/value cache",
+                             (long long)rows, (long long)cap);
+        for (int64_t r = 0; r < rows; r++)
+            memcpy((char *)t->data + (size_t)(r * cap * dm) * es,
+                   (char *)cur[k]->data + (size_t)(r * d->cap * dm) * es, n);
+        sg_tensor_free(cur[k]);
+        cur[k] = t;
+    }
+    free_bufs(d, 1 - d->cur);
+    d->cap = cap;
     return SG_OK;
 }
 
@@ -339,10 +348,11 @@ static void *decoder_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *
     d->src_len = src_len->data;
     for (int64_t b = 0; b < d->B; b++) {
         int64_t ml = sg_decode_max_len(d->src_len[b]);
-        d->cap = ml > d->cap ? ml : d->cap;
+        d->max_len = ml > d->max_len ? ml : d->max_len;
     }
+    d->cap = d->max_len < 16 ? d->max_len : 16; /* doubled on demand */
     sg_tensor *mem = encode(m, enc, src, src_len);
-    if (!mem || ensure_pe(m, d->cap) != SG_OK) {
+    if (!mem || ensure_pe(m, d->max_len) != SG_OK) {
         if (mem)
             sg_graph_fail(enc, SG_ENOMEM, "transformer decoder: out of memory for positions");
         decoder_free(d);
@@ -366,19 +376,84 @@ static void *decoder_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *
     }
     for (int64_t b = 0; b < d->B; b++)
         d->sentence[b] = b;
-    set_groups(d);
     return d;
 }
 
-/* A graph view [R, n, d] of rows 0..R-1, positions 0..n-1 of a heap cache buffer. */
-static sg_tensor *cache_view(sg_graph *g, sg_tensor *buf, int64_t R, int64_t n)
-{
-    sg_tensor *v = sg_detach(g, buf);
-    if (v) {
-        v->shape[0] = R;
-        v->shape[1] = n;
+/* One query per row (decoding): for row r and head h,
+ *   o[r, h] = sum_j softmax_j(q[r, h] . K_r[j, h] / sqrt(dk)) V_r[j, h],  j < n_r,
+ * where K_r / V_r start at key[r] / val[r] with ks elements between positions. Plain
+ * loops: with Lq = 1 per row, per-(row, head) GEMM calls would cost more in call
+ * overhead than the arithmetic. Inference only (records nothing). */
+#define ATTEND_ROWS(T, SUF, EXP)                                                             \
+    static void attend_rows_##SUF(int64_t R, int64_t d, int64_t heads, const T *q,           \
+                                  int64_t qs, const T *const *key, const T *const *val,      \
+                                  int64_t ks, const int64_t *n, T *out, T *sc)               \
+    {                                                                                        \
+        int64_t dk = d / heads;                                                              \
+        T scale = (T)(1.0 / sqrt((double)dk));                                               \
+        for (int64_t r = 0; r < R; r++)                                                      \
+            for (int64_t h = 0; h < heads; h++) {                                            \
+                const T *qr = q + r * qs + h * dk;                                           \
+                const T *K = key[r] + h * dk, *V = val[r] + h * dk;                          \
+                T mx = -INFINITY, sum = 0, *o = out + r * d + h * dk;                         \
+                for (int64_t j = 0; j < n[r]; j++) {                                         \
+                    const T *kj = K + j * ks;                                                \
+                    T a[8] = {0}, acc = 0; /* 8 lanes: a vectorisable dot product */         \
+                    int64_t c = 0;                                                           \
+                    for (; c + 8 <= dk; c += 8)                                              \
+                        for (int u = 0; u < 8; u++)                                          \
+                            a[u] += qr[c + u] * kj[c + u];                                   \
+                    for (; c < dk; c++)                                                      \
+                        acc += qr[c] * kj[c];                                                \
+                    acc += ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])); \
+                    sc[j] = acc * scale;                                                     \
+                    mx = sc[j] > mx ? sc[j] : mx;                                            \
+                }                                                                            \
+                for (int64_t j = 0; j < n[r]; j++)                                           \
+                    sum += (sc[j] = EXP(sc[j] - mx));                                        \
+                memset(o, 0, sizeof(T) * (size_t)dk);                                        \
+                for (int64_t j = 0; j < n[r]; j++) {                                         \
+                    T p = sc[j] / sum;                                                       \
+                    for (int64_t c = 0; c < dk; c++)                                         \
+                        o[c] += p * V[j * ks + c];                                           \
+                }                                                                            \
+            }                                                                                \
     }
-    return v;
+ATTEND_ROWS(float, f32, expf)
+ATTEND_ROWS(double, f64, exp)
+
+/* q [R, 1, d] (rows qs apart) attends per row over key[r], val[r] (n[r] positions, ks
+ * apart); returns out_proj of the heads' outputs [R, 1, d]. */
+static sg_tensor *attend(sg_graph *g, const sg_mha *a, sg_tensor *q, int64_t qs,
+                         const void **key, const void **val, int64_t ks, const int64_t *n,
+                         int64_t n_max)
+{
+    SG_NEED(q);
+    int64_t R = q->shape[0], d = a->d;
+    sg_tensor *o = sg_empty(g, q->dtype, 3, (int64_t[]){R, 1, d});
+    void *sc = sg_arena_alloc(sg_graph_arena(g), sg_dtype_size(q->dtype) * (size_t)n_max);
+    if (!o || !sc)
+        return sg_graph_fail(g, SG_ENOMEM, "transformer decoder: out of memory");
+    if (q->dtype == SG_F32)
+        attend_rows_f32(R, d, a->heads, q->data, qs, (const float *const *)key,
+                        (const float *const *)val, ks, n, o->data, sc);
+    else
+        attend_rows_f64(R, d, a->heads, q->data, qs, (const double *const *)key,
+                        (const double *const *)val, ks, n, o->data, sc);
+    return sg_linear(g, o, a->out_proj.weight, a->out_proj.bias);
+}
+
+/* Per-row pointer tables for attend (graph arena). */
+static bool row_tables(sg_graph *g, int64_t R, const void ***key, const void ***val, int64_t **n)
+{
+    sg_arena *ar = sg_graph_arena(g);
+    *key = sg_arena_alloc(ar, sizeof **key * (size_t)R);
+    *val = sg_arena_alloc(ar, sizeof **val * (size_t)R);
+    *n = sg_arena_alloc(ar, sizeof **n * (size_t)R);
+    if (*key && *val && *n)
+        return true;
+    sg_graph_fail(g, SG_ENOMEM, "transformer decoder: out of memory");
+    return false;
 }
 
 /* Self-attention of the new position (x [R, 1, d]) over the cached ones of layer l,
@@ -388,45 +463,45 @@ static sg_tensor *self_attend(dec_state *d, sg_graph *g, int64_t l, sg_tensor *x
     const sg_mha *sa = &((transformer *)d->m->impl)->dec[l].self_attn;
     int64_t dm = sa->d, R = d->R, t = d->len;
     sg_tensor *qkv = sg_linear(g, x, sa->in_proj_weight, sa->in_proj_bias); /* [R, 1, 3d] */
-    SG_NEED(qkv);
+    const void **key, **val;
+    int64_t *n;
+    if (!qkv || !row_tables(g, R, &key, &val, &n))
+        return NULL;
     sg_tensor *K = d->buf[d->cur][2 * l], *V = d->buf[d->cur][2 * l + 1];
     size_t es = sg_dtype_size(K->dtype), row = es * (size_t)dm;
     for (int64_t r = 0; r < R; r++) {
         const char *src = (const char *)qkv->data + (size_t)(r * 3 * dm) * es;
-        size_t at = (size_t)((r * d->cap + t) * dm) * es;
-        memcpy((char *)K->data + at, src + row, row);
-        memcpy((char *)V->data + at, src + 2 * row, row);
+        size_t at = (size_t)(r * d->cap * dm) * es;
+        memcpy((char *)K->data + at + (size_t)t * row, src + row, row);
+        memcpy((char *)V->data + at + (size_t)t * row, src + 2 * row, row);
+        key[r] = (char *)K->data + at;
+        val[r] = (char *)V->data + at;
+        n[r] = t + 1;
     }
-    sg_tensor *o = sg_scaled_dot_attention(g, sg_narrow(g, qkv, 2, 0, dm),
-                                           cache_view(g, K, R, t + 1), cache_view(g, V, R, t + 1),
-                                           sa->heads, 0.0, NULL);
-    return sg_linear(g, o, sa->out_proj.weight, sa->out_proj.bias);
+    return attend(g, sa, qkv, 3 * dm, key, val, dm, n, t + 1);
 }
 
-/* Cross-attention of x [R, 1, d]: the rows of one sentence form one query block
- * [1, rows, d] over that sentence's n_b memory keys (so no padding mask is needed). */
+/* Cross-attention of x [R, 1, d] over the n_b memory positions of each row's sentence
+ * (keys/values computed once per sentence, shared by its rows; no mask needed). */
 static sg_tensor *cross_attend(dec_state *d, sg_graph *g, int64_t l, sg_tensor *x)
 {
     const sg_mha *ca = &((transformer *)d->m->impl)->dec[l].cross_attn;
-    int64_t dm = ca->d;
+    int64_t dm = ca->d, R = d->R;
     sg_tensor *q = sg_linear(g, x, sg_narrow(g, ca->in_proj_weight, 0, 0, dm),
                              sg_narrow(g, ca->in_proj_bias, 0, 0, dm)); /* [R, 1, d] */
-    q = sg_view(g, q, 3, (int64_t[]){1, d->R, dm});
-    SG_NEED(q);
-    sg_tensor **parts = sg_arena_alloc(sg_graph_arena(g), sizeof *parts * (size_t)d->n_grp);
-    if (!parts)
-        return sg_graph_fail(g, SG_ENOMEM, "transformer decoder: out of memory");
-    for (int64_t k = 0; k < d->n_grp; k++) {
-        int64_t r0 = d->grp[k], s = d->sentence[r0], n = d->src_len[s];
-        sg_tensor *K = sg_narrow(g, sg_narrow(g, d->ck[l], 0, s, 1), 1, 0, n); /* [1, n, d] */
-        sg_tensor *V = sg_narrow(g, sg_narrow(g, d->cv[l], 0, s, 1), 1, 0, n);
-        parts[k] = sg_scaled_dot_attention(g, sg_narrow(g, q, 1, r0, d->grp[k + 1] - r0), K, V,
-                                           ca->heads, 0.0, NULL);
-        SG_NEED(parts[k]);
+    const void **key, **val;
+    int64_t *n;
+    if (!q || !row_tables(g, R, &key, &val, &n))
+        return NULL;
+    const sg_tensor *ck = d->ck[l], *cv = d->cv[l]; /* [B, S, d] rows 2d apart */
+    size_t es = sg_dtype_size(ck->dtype);
+    for (int64_t r = 0; r < R; r++) {
+        int64_t s = d->sentence[r];
+        key[r] = (const char *)ck->data + (size_t)(s * ck->stride[0]) * es;
+        val[r] = (const char *)cv->data + (size_t)(s * cv->stride[0]) * es;
+        n[r] = d->src_len[s];
     }
-    sg_tensor *o = d->n_grp == 1 ? parts[0] : sg_concat(g, (int)d->n_grp, parts, 1); /* [1,R,d] */
-    o = sg_view(g, o, 3, (int64_t[]){d->R, 1, dm});
-    return sg_linear(g, o, ca->out_proj.weight, ca->out_proj.bias);
+    return attend(g, ca, q, dm, key, val, ck->stride[1], n, d->S);
 }
 
 static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor **logits)
@@ -435,13 +510,15 @@ static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor 
     sg_model *m = d->m;
     transformer *net = m->impl;
     *logits = NULL;
-    if (t != d->len || t >= d->cap || prev->shape[0] != d->R) {
+    if (t != d->len || t >= d->max_len || prev->shape[0] != d->R) {
         sg_graph_fail(g, SG_EINVAL, "transformer decoder: step %lld with %lld rows does not "
                                     "follow the cache (%lld positions of %lld, %lld rows)",
                       (long long)t, (long long)prev->shape[0], (long long)d->len,
-                      (long long)d->cap, (long long)d->R);
+                      (long long)d->max_len, (long long)d->R);
         return SG_EINVAL;
     }
+    if (t == d->cap && grow_positions(d) != SG_OK)
+        return SG_ENOMEM;
     int64_t dm = net->d;
     sg_tensor *x = drop(g, m, embed_pe(g, m, &net->tgt_embed, prev, t)); /* [R, d] */
     x = sg_view(g, x, 3, (int64_t[]){d->R, 1, dm});
@@ -460,35 +537,50 @@ static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor 
     return SG_OK;
 }
 
-/* New row i continues old row parent[i]: the self caches are copied row by row into the
- * other buffer set (positions 0..len-1 only), which then becomes the live one. */
+/* New row i continues old row parent[i]: the self caches' rows (positions 0..len-1 only)
+ * move down in place when rows were only dropped (greedy), else they are copied into the
+ * other buffer set, which then becomes the live one (beam). */
 static int select_rows(void *p, sg_graph *g, sg_tensor *parent, sg_tensor *sentence)
 {
     (void)g;
     dec_state *d = p;
     int64_t R = parent->shape[0], nl = d->m->cfg.num_decoder_layers, dm = d->m->cfg.d_model;
     const int64_t *par = parent->data, *sen = sentence->data;
+    size_t es = sg_dtype_size(d->buf[d->cur][0]->dtype), n = es * (size_t)(d->len * dm);
+    size_t rs = es * (size_t)(d->cap * dm);
+    bool compact = true; /* rows only dropped (greedy): move the survivors down in place */
+    for (int64_t i = 0; i < R && compact; i++)
+        compact = par[i] >= i && (i == 0 || par[i] > par[i - 1]);
+    if (compact) {
+        for (int64_t k = 0; k < 2 * nl; k++) {
+            char *c = d->buf[d->cur][k]->data;
+            for (int64_t i = 0; i < R; i++)
+                if (par[i] != i)
+                    memcpy(c + (size_t)i * rs, c + (size_t)par[i] * rs, n);
+        }
+        d->R = R;
+        memcpy(d->sentence, sen, sizeof *sen * (size_t)R);
+        return SG_OK;
+    }
     int w = 1 - d->cur;
     if (R > d->rows_cap && grow_rows(d, R) != SG_OK)
         return SG_ENOMEM;
-    if (!d->buf[w] || d->buf[w][0]->shape[0] < R) {
+    if (!d->buf[w] || d->buf[w][0]->shape[0] < R || d->buf[w][0]->shape[1] != d->cap) {
         int64_t rows = d->buf[d->cur][0]->shape[0];
         int rc = alloc_bufs(d, w, R > rows ? R : rows);
         if (rc != SG_OK)
             return rc;
     }
-    size_t es = sg_dtype_size(d->buf[w][0]->dtype), n = es * (size_t)(d->len * dm);
     for (int64_t k = 0; k < 2 * nl; k++) {
         const char *from = d->buf[d->cur][k]->data;
         char *to = d->buf[w][k]->data;
-        size_t rs = es * (size_t)(d->cap * dm);
         for (int64_t i = 0; i < R; i++)
             memcpy(to + (size_t)i * rs, from + (size_t)par[i] * rs, n);
     }
     d->cur = w;
     d->R = R;
     memcpy(d->sentence, sen, sizeof *sen * (size_t)R);
-    return set_groups(d);
+    return SG_OK;
 }
 
 const sg_model_vt sg__transformer_vt = {

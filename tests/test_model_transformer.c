@@ -2,7 +2,9 @@
  * f64 gradient checks of tiny post-LN and pre-LN (tied) instances, overfitting a small
  * batch with Adam, and the incremental (K/V cached) decoder agreeing with the
  * teacher-forced forward through greedy and beam reorders. */
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sg_model.h"
 #include "sg_optim.h"
@@ -215,11 +217,18 @@ Test(transformer, overfits_a_small_batch_pre_ln_tied)
 
 /* Every beam hypothesis' log-probability (accumulated by the cached incremental decoder
  * through row reorders) equals the teacher-forced score of the same tokens. */
-static void check_decoder_matches_forward(bool pre, bool tied, int64_t beam)
+static void check_decoder_matches_forward(bool pre, bool tied, int64_t beam, int steps)
 {
-    /* a partly trained model: its beams hold varied prefixes whose scores depend on them */
+    /* partly trained (its beams hold varied prefixes whose scores depend on them) or
+     * untrained with large weights (decodes run to max_len, past the initial cache size) */
     sg_model *m = NULL;
-    train(pre, tied, 25, &m);
+    train(pre, tied, steps, &m);
+    if (steps == 0) {
+        sg_rng r0;
+        sg_rng_seed(&r0, 5);
+        sg_params_uniform_(sg_model_params(m), &r0, -1.5, 1.5);
+        sg_tensor_set(sg_params_find(sg_model_params(m), "generator.bias"), 3, -30.0); /* no </s> */
+    }
     sg_batch b = make_batch();
     sg_decode_opts o = sg_decode_opts_default();
     o.beam = beam;
@@ -227,6 +236,7 @@ static void check_decoder_matches_forward(bool pre, bool tied, int64_t beam)
     sg_decode_result r;
     cr_assert_eq(sg_model_decode(m, b.src, b.src_len, &o, &r), SG_OK, "%s", sg_last_error());
     int checked = 0;
+    int64_t longest = 0;
     for (int64_t i = 0; i < B; i++)
         for (int64_t k = 0; k < sg_decode_count(&r, i); k++) {
             const sg_hypothesis *h = &r.hyps[r.offset[i] + k];
@@ -248,9 +258,12 @@ static void check_decoder_matches_forward(bool pre, bool tied, int64_t beam)
                                "sentence %lld hyp %lld (%lld tokens): decoder %.7g, forward %.7g",
                                (long long)i, (long long)k, (long long)n, h->logp, score);
             checked++;
+            longest = n > longest ? n : longest;
             free_batch(&one);
         }
     cr_assert_geq(checked, B);
+    if (steps == 0) /* past the caches' initial 16 positions */
+        cr_assert_gt(longest, 16, "longest hypothesis %lld", (long long)longest);
     sg_decode_result_free(&r);
     free_batch(&b);
     sg_model_free(m);
@@ -258,13 +271,15 @@ static void check_decoder_matches_forward(bool pre, bool tied, int64_t beam)
 
 Test(transformer, greedy_decoder_matches_teacher_forced_scores)
 {
-    check_decoder_matches_forward(false, false, 0);
+    check_decoder_matches_forward(false, false, 0, 25);
+    check_decoder_matches_forward(true, false, 0, 0);
 }
 
 Test(transformer, beam_decoder_caches_follow_reorders)
 {
-    check_decoder_matches_forward(false, false, 4);
-    check_decoder_matches_forward(true, true, 3);
+    check_decoder_matches_forward(false, false, 4, 25);
+    check_decoder_matches_forward(true, true, 3, 25);
+    check_decoder_matches_forward(false, true, 3, 0);
 }
 
 /* Dropout only in training mode; evaluation is deterministic. */
@@ -328,4 +343,36 @@ Test(transformer, bad_config_is_rejected_with_a_message)
     cr_assert_null(sg_model_new(&c, SG_F32, 1));
     cr_assert(strstr(sg_last_error(), "nhead") || strstr(sg_last_error(), "d_model"), "%s",
               sg_last_error());
+}
+
+/* A tied model survives a checkpoint round trip: same logits, generator.weight is again
+ * an alias of tgt_embed.weight. */
+Test(transformer, tied_checkpoint_round_trip)
+{
+    sg_model_config c = tiny(true, true, 8, 2, 12);
+    sg_model *m = sg_model_new(&c, SG_F32, 21);
+    cr_assert(m, "%s", sg_last_error());
+    char path[] = "/tmp/sg_trf_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    sg_checkpoint ck;
+    sg_checkpoint_init(&ck);
+    cr_assert_eq(sg_model_save(path, m, &ck, NULL), SG_OK, "%s", sg_last_error());
+    sg_checkpoint_clear(&ck);
+    sg_model *m2 = sg_model_load(path, SG_F32, NULL);
+    unlink(path);
+    cr_assert(m2, "%s", sg_last_error());
+    sg_params *p2 = sg_model_params(m2);
+    int n = sg_params_count(p2);
+    cr_assert_str_eq(sg_params_at(p2, n - 2)->name, "generator.weight");
+    cr_assert_eq(sg_params_at(p2, n - 2)->value, sg_params_find(p2, "tgt_embed.weight"));
+    sg_batch b = make_batch();
+    sg_graph *g = sg_graph_new();
+    sg_tensor *l1 = sg_model_forward(m, g, &b, NULL), *l2 = sg_model_forward(m2, g, &b, NULL);
+    tu_assert_close(l2, l1, 0, 0, "logits after reload");
+    sg_graph_free(g);
+    free_batch(&b);
+    sg_model_free(m2);
+    sg_model_free(m);
 }
