@@ -179,9 +179,14 @@ SG_API sg_tensor *sg_masked_fill(sg_graph *g, sg_tensor *x, sg_tensor *mask, dou
 /* ---- reductions over a set of dims (n_dims = 0: all dims) ------------------ */
 SG_API sg_tensor *sg_sum(sg_graph *g, sg_tensor *x, int n_dims, const int *dims, bool keepdim);
 SG_API sg_tensor *sg_mean(sg_graph *g, sg_tensor *x, int n_dims, const int *dims, bool keepdim);
-/* Max along one dim; *indices (optional) receives the SG_I64 argmax (first maximum). */
+/* Max along one dim; *indices (optional) receives the SG_I64 argmax (first maximum; a
+ * NaN counts as the maximum) and is set to NULL on failure. The gradient goes to the
+ * argmax. Errors (max, argmax, logsumexp): SG_EDTYPE for a non-float x, SG_EINVAL for a
+ * bad dim, SG_ESHAPE for an empty dim, SG_ENOMEM. */
 SG_API sg_tensor *sg_max(sg_graph *g, sg_tensor *x, int dim, bool keepdim, sg_tensor **indices);
 SG_API sg_tensor *sg_argmax(sg_graph *g, sg_tensor *x, int dim, bool keepdim);
+/* log(sum(exp(x))) along dim, computed as m + log(sum(exp(x - m))) with m the max; a
+ * row of -inf gives -inf and no gradient. */
 SG_API sg_tensor *sg_logsumexp(sg_graph *g, sg_tensor *x, int dim, bool keepdim);
 /* Shorthands: sum / mean of all elements to a scalar. */
 SG_API sg_tensor *sg_sum_all(sg_graph *g, sg_tensor *x);
@@ -203,20 +208,34 @@ SG_API sg_tensor *sg_matmul(sg_graph *g, sg_tensor *a, sg_tensor *b);
 SG_API sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias);
 
 /* ---- joining, splitting, indexing -------------------------------------------- */
+/* Copies n >= 1 tensors of one dtype (any layout) into one along dim (concat: shapes
+ * equal except along dim; stack: equal shapes, joined along a new dim, which may be
+ * ndim). SG_EINVAL (n < 1, bad dim), SG_EDTYPE, SG_ESHAPE, SG_ENOMEM (also when the
+ * result's size overflows). A NULL in xs returns NULL. */
 SG_API sg_tensor *sg_concat(sg_graph *g, int n, sg_tensor *const *xs, int dim);
 SG_API sg_tensor *sg_stack(sg_graph *g, int n, sg_tensor *const *xs, int dim);
-/* Views of x cut along dim into pieces of `sizes` (n pieces, sizes sum to the dim). */
+/* Views of x cut along dim into pieces of `sizes` (n pieces, sizes sum to the dim),
+ * written to out[0..n). Returns SG_OK, SG_EINVAL (bad dim, n < 1, NULL sizes/out; a
+ * NULL x returns the graph's first error, or SG_EINVAL, without a new message) or
+ * SG_ESHAPE (sizes do not sum to the dim); on failure out[] is all NULL. */
 SG_API int sg_split(sg_graph *g, sg_tensor *x, int dim, int n, const int64_t *sizes,
                     sg_tensor **out);
-/* n equal views (the dim must divide by n). */
+/* n equal views (the dim must divide by n, else SG_ESHAPE); errors like sg_split. */
 SG_API int sg_chunk(sg_graph *g, sg_tensor *x, int dim, int n, sg_tensor **out);
 /* Rows of x along dim picked by SG_I64 idx (any shape): result shape replaces dim
  * by idx's shape. Out-of-range index -> SG_ERANGE naming the index. Backward is a
  * scatter-add. With dim 0 on a [V, E] table this is the embedding lookup. */
 SG_API sg_tensor *sg_index_select(sg_graph *g, sg_tensor *x, int dim, sg_tensor *idx);
-/* torch.gather: out[i][j] = x[i][idx[i][j]] along dim (idx has x's ndim). */
+/* torch.gather: out[i][j] = x[i][idx[i][j]] along dim (idx has x's ndim, and no dim
+ * larger than x's except dim; out has idx's shape). Backward is a scatter-add.
+ * Errors (index_select, gather, scatter_add): SG_EDTYPE (idx not SG_I64; x not float
+ * for gather / scatter_add), SG_EINVAL (bad dim), SG_ESHAPE, SG_ERANGE (an index
+ * outside [0, size of dim); checked before anything is written), SG_ENOMEM. */
 SG_API sg_tensor *sg_gather(sg_graph *g, sg_tensor *x, int dim, sg_tensor *idx);
-/* torch.scatter_add (out-of-place): base with src added at idx along dim. */
+/* torch.scatter_add (out-of-place): base with src added at idx along dim:
+ * out[i][idx[i][j]] += src[i][j] (dim 1). idx has base's ndim, is no larger than src
+ * in any dim and no larger than base except along dim; base and src of one float
+ * dtype. Gradients: d base = d out, d src = d out gathered at idx (0 elsewhere). */
 SG_API sg_tensor *sg_scatter_add(sg_graph *g, sg_tensor *base, int dim, sg_tensor *idx,
                                  sg_tensor *src);
 
