@@ -27,6 +27,10 @@ SG_INTERNAL int sg__ckpt_param_path(const char *fn, const char *prefix, const ch
 SG_INTERNAL int sg__ckpt_check_vlen(const char *fn, const char *path, hid_t f, hid_t d,
                                     const char *full, uint64_t n);
 
+/* Finds every global heap collection of the file by its signature and checks its
+ * structure (checkpoint_heap.c). SG_EFORMAT naming the byte offset, SG_EIO. */
+SG_INTERNAL int sg__ckpt_check_heaps(const char *fn, const char *path);
+
 /* Number of distinct (non-alias) parameters of p. */
 SG_INTERNAL int sg__ckpt_distinct(const sg_params *p);
 

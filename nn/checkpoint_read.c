@@ -226,6 +226,9 @@ static int open_checked(rctx *r)
         return sg__error(SG_EFORMAT, "%s: '%s' is empty, not a checkpoint", r->fn, r->path);
     if (H5Fis_hdf5(r->path) <= 0)
         return sg__error(SG_EFORMAT, "%s: '%s' is not an HDF5 file", r->fn, r->path);
+    int hrc = sg__ckpt_check_heaps(r->fn, r->path); /* HDF5 would trust them blindly */
+    if (hrc != SG_OK)
+        return hrc;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
         if (fapl >= 0)
