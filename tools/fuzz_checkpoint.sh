@@ -4,6 +4,7 @@
 # Prints "fuzz: skipped" and exits 0 when clang is not installed. Crashing inputs are
 # saved in <builddir>/fuzz-artifacts/; the corpus grows in <builddir>/fuzz-corpus/.
 # Longer runs: tools/fuzz_checkpoint.sh 3600   (or run the binary with -jobs=N).
+# FUZZ_SEED=n makes a run reproducible (CI uses FUZZ_SEED=1).
 set -eu
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
@@ -31,7 +32,7 @@ cp tests/fixtures/checkpoint_*.h5 "$B/fuzz-corpus/" 2>/dev/null || true
 echo "fuzz: running $SECS s on $(ls "$B/fuzz-corpus" | wc -l) corpus files"
 status=0
 SG_NUM_THREADS=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$B/fuzz_checkpoint" \
-    -max_total_time="$SECS" -timeout=20 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+    ${FUZZ_SEED:+-seed=$FUZZ_SEED} -max_total_time="$SECS" -timeout=20 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
     -artifact_prefix="$B/fuzz-artifacts/" "$B/fuzz-corpus" > "$B/fuzz.log" 2>&1 || status=$?
 grep -E "^#[0-9]+.*(DONE|pulse)|stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY" "$B/fuzz.log" | grep -v "infinite loop" | tail -8
 if [ "$status" -ne 0 ]; then
