@@ -21,14 +21,16 @@ if [ ! -f "$B/build.ninja" ]; then
         -Db_sanitize=address,undefined -Db_lundef=false \
         -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
 fi
-ninja -j2 -C "$B" libseqgrad.so >/dev/null 2>&1 || ninja -j2 -C "$B" >/dev/null
+# only the library (and its libseqgrad.so symlink): examples and benches are not needed
+ninja -j2 -C "$B" libseqgrad.so.0.1.0 >/dev/null 2>&1 || ninja -j2 -C "$B" >/dev/null
 H5="$(pkg-config --cflags --libs hdf5)"
+BABS="$(cd "$B" && pwd)"
 # shellcheck disable=SC2086
 "$CC" -g -O1 -fsanitize=fuzzer,address,undefined -Itensor -Iautograd -Inn fuzz/fuzz_checkpoint.c \
-    -L"$B" -lseqgrad -Wl,-rpath,"$PWD/$B" $H5 -lm -o "$B/fuzz_checkpoint"
+    -L"$BABS" -lseqgrad -Wl,-rpath,"$BABS" $H5 -lm -o "$B/fuzz_checkpoint"
 mkdir -p "$B/fuzz-corpus" "$B/fuzz-artifacts"
 SG_FUZZ_WRITE_SEED="$B/fuzz-corpus/seed.h5" "$B/fuzz_checkpoint"
-cp tests/fixtures/checkpoint_*.h5 "$B/fuzz-corpus/" 2>/dev/null || true
+cp tests/fixtures/checkpoint_*.h5 fuzz/regressions/*.h5 "$B/fuzz-corpus/" 2>/dev/null || true
 echo "fuzz: running $SECS s on $(ls "$B/fuzz-corpus" | wc -l) corpus files"
 status=0
 SG_NUM_THREADS=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$B/fuzz_checkpoint" \
