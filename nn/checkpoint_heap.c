@@ -6,7 +6,11 @@
  * unchecked; neither the raw data nor global heap collections carry checksums in any
  * file format version. A corrupt vocabulary dataset therefore crashed the library
  * (found by the corruption test and the fuzzer). We read the references ourselves and
- * parse every collection they name (MODELS.md files use 8-byte addresses and lengths):
+ * parse every collection they name (MODELS.md files use 8-byte addresses and lengths).
+ * String attributes also live in collections but their references cannot be read through
+ * the API, so before opening a file every collection in it is found by its signature and
+ * checked (sg__ckpt_check_heaps); with 1.8-format files (ours) the attribute references
+ * themselves sit in checksummed object headers.
  *
  *   element    : u32 length, u64 collection address, u32 object index   (16 bytes)
  *   collection : "GCOL", u8 version 1, 3 reserved, u64 size; then objects
@@ -40,39 +44,87 @@ typedef struct heap {
     uint64_t *size; /* size[idx] + 1 of each present object, 0 if absent; 65536 entries */
 } heap;
 
-/* Parses the collection at addr into h; false if malformed. */
-static bool parse_collection(FILE *fp, uint64_t base, uint64_t fsize, uint64_t addr, heap *h)
+/* Parses the collection at addr into h (h->size may be NULL: structure only); false if
+ * malformed. Walks objects exactly as HDF5's H5HG deserialiser does, rejecting what
+ * would make it loop (a free-space object of size < 16: no progress), run past the
+ * collection, or hold two objects under one index. */
+static bool parse_collection(FILE *fp, uint64_t base, uint64_t fsize, uint64_t addr, heap *h,
+                             bool want_sizes)
 {
     unsigned char hd[16];
     if (addr > fsize || base + addr + 16 > fsize || !read_at(fp, base + addr, hd, 16) ||
         memcmp(hd, "GCOL", 4) != 0 || hd[4] != 1)
         return false;
     uint64_t size = le(hd + 8, 8);
-    if (size < 16 || size > MAX_COLLECTION || size > fsize - base - addr)
+    if (size < 4096 || size > MAX_COLLECTION || size > fsize - base - addr)
         return false;
     unsigned char *c = malloc((size_t)size);
-    h->size = calloc(65536, sizeof *h->size);
-    bool ok = c && h->size && read_at(fp, base + addr, c, (size_t)size);
+    unsigned char *seen = calloc(65536, 1);
+    h->size = want_sizes ? calloc(65536, sizeof *h->size) : NULL;
+    bool ok = c && seen && (h->size || !want_sizes) && read_at(fp, base + addr, c, (size_t)size);
     uint64_t p = 16;
     while (ok && p + 16 <= size) {
         unsigned idx = (unsigned)le(c + p, 2);
-        uint64_t osz = le(c + p + 8, 8);
-        if (idx == 0) {
-            ok = osz <= size - p; /* free space (its size includes its header) ends the list */
+        uint64_t osz = le(c + p + 8, 8), need;
+        if (osz > size) {
+            ok = false;
             break;
         }
-        if (osz > size - p - 16)
+        need = idx == 0 ? osz : 16 + ((osz + 7) & ~(uint64_t)7);
+        if (need < 16 || need > size - p || (idx && seen[idx])) {
             ok = false;
-        else if (h->size[idx])
-            ok = false; /* duplicate index */
-        else {
-            h->size[idx] = osz + 1;
-            p += 16 + ((osz + 7) & ~(uint64_t)7);
+            break;
         }
+        if (idx) {
+            seen[idx] = 1;
+            if (h->size)
+                h->size[idx] = osz + 1;
+        }
+        p += need;
     }
     free(c);
+    free(seen);
     h->addr = addr;
     return ok;
+}
+
+int sg__ckpt_check_heaps(const char *fn, const char *path)
+{
+    static const unsigned char sig[8] = {'G', 'C', 'O', 'L', 1, 0, 0, 0};
+    FILE *fp = fopen(path, "rb");
+    struct stat st;
+    if (!fp || fstat(fileno(fp), &st) != 0) {
+        if (fp)
+            fclose(fp);
+        return sg__error(SG_EIO, "%s: cannot read '%s'", fn, path);
+    }
+    uint64_t fsize = (uint64_t)st.st_size;
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = malloc(CHUNK + 8);
+    int rc = buf ? SG_OK : sg__error(SG_ENOMEM, "%s: out of memory", fn);
+    /* chunks overlap by 7 bytes so that a signature across a boundary is seen once */
+    for (uint64_t off = 0; rc == SG_OK && off < fsize; off += CHUNK) {
+        size_t n = (size_t)(fsize - off < CHUNK + 7 ? fsize - off : CHUNK + 7);
+        if (!read_at(fp, off, buf, n)) {
+            rc = sg__error(SG_EIO, "%s: cannot read '%s'", fn, path);
+            break;
+        }
+        for (size_t i = 0; rc == SG_OK && i + 8 <= n && i < CHUNK; i++) {
+            unsigned char *q = memchr(buf + i, 'G', (n < CHUNK ? n : CHUNK) - i);
+            if (!q)
+                break;
+            i = (size_t)(q - buf);
+            if (i + 8 > n || memcmp(q, sig, 8) != 0)
+                continue;
+            heap h = {0};
+            if (!parse_collection(fp, 0, fsize, off + i, &h, false))
+                rc = sg__error(SG_EFORMAT, "%s: '%s': corrupt global heap collection at byte %llu",
+                               fn, path, (unsigned long long)(off + i));
+        }
+    }
+    free(buf);
+    fclose(fp);
+    return rc;
 }
 
 int sg__ckpt_check_vlen(const char *fn, const char *path, hid_t f, hid_t d, const char *full,
@@ -129,7 +181,7 @@ int sg__ckpt_check_vlen(const char *fn, const char *path, hid_t f, hid_t d, cons
             }
             h = &heaps[nh];
             *h = (heap){0};
-            if (!parse_collection(fp, ub, fsize, addr, h)) {
+            if (!parse_collection(fp, ub, fsize, addr, h, true)) {
                 free(h->size);
                 rc = sg__error(SG_EFORMAT, "%s: '%s': dataset %s entry %llu points to a corrupt "
                                            "global heap",

@@ -27,6 +27,29 @@ SG_INTERNAL int sg__ckpt_param_path(const char *fn, const char *prefix, const ch
 SG_INTERNAL int sg__ckpt_check_vlen(const char *fn, const char *path, hid_t f, hid_t d,
                                     const char *full, uint64_t n);
 
+/* Finds every global heap collection of the file by its signature and checks its
+ * structure (checkpoint_heap.c). SG_EFORMAT naming the byte offset, SG_EIO. */
+SG_INTERNAL int sg__ckpt_check_heaps(const char *fn, const char *path);
+
+/* ------------------------------------------------ reading (checkpoint_read.c) */
+
+typedef struct rctx { /* an open file being read */
+    const char *fn;   /* public function, for messages */
+    const char *path; /* file, for messages */
+    hid_t f;
+} rctx;
+
+/* Error code with message "fn: 'path': what obj: <HDF5's reason>". */
+SG_INTERNAL int sg__ckpt_h5err(const rctx *r, int code, const char *what, const char *obj);
+/* Opens r->path read-only after checking it is a non-empty regular HDF5 file with sound
+ * global heaps, then checks the root attributes format and version; sets r->f. */
+SG_INTERNAL int sg__ckpt_open(rctx *r);
+SG_INTERNAL void sg__ckpt_close(rctx *r);
+/* Opens group name ("/model") through hard links; *g = -1 when absent and not required. */
+SG_INTERNAL int sg__ckpt_open_group(const rctx *r, const char *name, bool required, hid_t *g);
+/* Every scalar integer, real or string attribute of obj into out. */
+SG_INTERNAL int sg__ckpt_read_attrs(const rctx *r, hid_t obj, const char *objname, sg_attrs *out);
+
 /* Number of distinct (non-alias) parameters of p. */
 SG_INTERNAL int sg__ckpt_distinct(const sg_params *p);
 

@@ -844,3 +844,163 @@ Test(checkpoint, attrs_set_get_and_errors)
     sg_attrs_clear(&a);
     sg_attrs_clear(NULL);
 }
+
+/* ---------------------------------------------------------------- reference file */
+
+/* tests/fixtures/checkpoint_ref.h5 was written by the PyTorch reference's save_checkpoint
+ * (tools/gen_fixtures_checkpoint.py): h5py, earliest HDF5 format, tied transformer, Adam. */
+Test(checkpoint, loads_file_written_by_the_reference)
+{
+    const char *fxdir = getenv("SG_FIXTURES");
+    char fx[512];
+    snprintf(fx, sizeof fx, "%s/checkpoint_ref.h5", fxdir ? fxdir : "tests/fixtures");
+    /* the store's layout and the expected sums come from /expect */
+    hid_t f = H5Fopen(fx, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert_geq(f, 0, "cannot open %s", fx);
+    hid_t d = H5Dopen2(f, "/expect/names", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(d);
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(sp, &n, NULL);
+    char **names = calloc(n, sizeof *names);
+    hid_t st = vstr();
+    cr_assert_geq(H5Dread(d, st, H5S_ALL, H5S_ALL, H5P_DEFAULT, names), 0);
+    double sums[64], msums[64];
+    hid_t ds = H5Dopen2(f, "/expect/sums", H5P_DEFAULT);
+    H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, sums);
+    H5Dclose(ds);
+    ds = H5Dopen2(f, "/expect/exp_avg_sums", H5P_DEFAULT);
+    H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, msums);
+    H5Dclose(ds);
+    sg_params *p = sg_params_new(SG_F32);
+    for (hsize_t i = 0; i < n; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s", names[i]);
+        char *eq = strchr(name, '='), *bar = strchr(name, '|');
+        if (eq) {
+            *eq = '\0';
+            cr_assert_eq(sg_params_alias(p, name, eq + 1), SG_OK, "%s", sg_last_error());
+            continue;
+        }
+        *bar = '\0';
+        int64_t shape[SG_MAX_DIMS];
+        int nd = 0;
+        for (char *q = bar + 1; *q; q++) {
+            shape[nd++] = strtoll(q, &q, 10);
+            if (!*q)
+                break;
+        }
+        cr_assert(sg_params_add(p, name, nd, shape), "%s", sg_last_error());
+    }
+    H5Dvlen_reclaim(st, sp, H5P_DEFAULT, names);
+    free(names);
+    H5Tclose(st);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+
+    sg_checkpoint ck = {0};
+    cr_assert_eq(sg_checkpoint_read_meta(fx, &ck), SG_OK, "%s", sg_last_error());
+    const char *s;
+    cr_assert_eq(sg_attrs_get_str(&ck.model, "arch", &s), SG_OK);
+    cr_assert_str_eq(s, "transformer");
+    int64_t tie;
+    cr_assert_eq(sg_attrs_get_int(&ck.model, "tie_embeddings", &tie), SG_OK);
+    cr_assert_eq(tie, 1);
+    cr_assert_eq(ck.vocab[SG_VOCAB_SRC].n, 7);
+    cr_assert_str_eq(ck.vocab[SG_VOCAB_SRC].tokens[5], "été");
+    cr_assert_eq(ck.optim_step, 2);
+    cr_assert_eq(sg_checkpoint_check_vocab_size(p, "tgt_embed.weight", ck.vocab[SG_VOCAB_TGT].n),
+                 SG_OK);
+    cr_assert_eq(sg_checkpoint_load_params(fx, p), SG_OK, "%s", sg_last_error());
+    sg_tensor *m[64], *v[64];
+    int nm = make_moments(p, m, v, 1);
+    int64_t step;
+    cr_assert_eq(sg_checkpoint_load_optim(fx, p, m, v, nm, &step), SG_OK, "%s", sg_last_error());
+    cr_assert_eq(step, 2);
+    for (int i = 0, k = 0; i < sg_params_count(p); i++) {
+        const sg_param *e = sg_params_at(p, i);
+        if (e->alias_of >= 0)
+            continue;
+        double a = 0, b = 0;
+        for (int64_t j = 0; j < sg_tensor_numel(e->value); j++) {
+            a += sg_tensor_get(e->value, j);
+            b += sg_tensor_get(m[k], j);
+        }
+        cr_assert(fabs(a - sums[k]) <= 1e-9 * (1 + fabs(sums[k])), "%s: sum %g vs %g", e->name, a,
+                  sums[k]);
+        cr_assert(fabs(b - msums[k]) <= 1e-9 * (1 + fabs(msums[k])), "%s: exp_avg sum %g vs %g",
+                  e->name, b, msums[k]);
+        k++;
+    }
+    /* and it round-trips through our writer */
+    cr_assert_eq(sg_checkpoint_save(path, &ck, p, m, v, nm), SG_OK, "%s", sg_last_error());
+    free_moments(m, v, nm);
+    sg_checkpoint_clear(&ck);
+    sg_params_free(p);
+}
+
+/* ---------------------------------------------------------------- heap corruption */
+
+/* Offset of the first global heap collection (signature "GCOL") in a file. */
+static long find_gcol(const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    static unsigned char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    for (size_t i = 0; i + 4 <= n; i++)
+        if (memcmp(buf + i, "GCOL", 4) == 0)
+            return (long)i;
+    return -1;
+}
+
+static void poke(const char *file, long off, const void *bytes, size_t n)
+{
+    int fd = open(file, O_RDWR);
+    cr_assert_eq(pwrite(fd, bytes, n, off), (ssize_t)n);
+    close(fd);
+}
+
+Test(checkpoint, rejects_corrupt_global_heap)
+{
+    write_good(path);
+    long g = find_gcol(path);
+    cr_assert_gt(g, 0);
+    /* first object's index (2 bytes at +16) duplicated onto the second object */
+    unsigned char hdr[64];
+    FILE *f = fopen(path, "rb");
+    fseek(f, g, SEEK_SET);
+    cr_assert_eq(fread(hdr, 1, sizeof hdr, f), sizeof hdr);
+    fclose(f);
+    uint64_t osz = 0;
+    memcpy(&osz, hdr + 24, 8);
+    long second = g + 16 + 16 + (long)((osz + 7) & ~7ull);
+    poke(path, second, hdr + 16, 2);
+    sg_checkpoint ck = {0};
+    cr_assert_eq(sg_checkpoint_read_meta(path, &ck), SG_EFORMAT);
+    assert_msg_has(path, "global heap");
+    expect_params_fail(path, SG_EFORMAT, "global heap");
+    /* a free-space object of size 0 made HDF5 loop forever */
+    write_good(path);
+    unsigned char zero[10] = {0};
+    poke(path, g + 16, zero, 2);         /* index 0: free space */
+    poke(path, g + 16 + 8, zero, 8);     /* of size 0 */
+    cr_assert_eq(sg_checkpoint_read_meta(path, &ck), SG_EFORMAT);
+    assert_msg_has(path, "global heap");
+}
+
+Test(checkpoint, rejects_bad_vocabulary_heap_reference)
+{
+    write_good(path);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/vocab/tgt", H5P_DEFAULT);
+    haddr_t off = H5Dget_offset(d);
+    H5Dclose(d);
+    H5Fclose(f);
+    cr_assert_neq(off, HADDR_UNDEF);
+    uint32_t idx = 60000; /* entry 2's heap object index */
+    poke(path, (long)off + 2 * 16 + 12, &idx, 4);
+    sg_checkpoint ck = {0};
+    cr_assert_eq(sg_checkpoint_read_meta(path, &ck), SG_EFORMAT);
+    assert_msg_has("/vocab/tgt entry 2", "bad heap reference");
+}
