@@ -38,7 +38,7 @@ static const char *const model_labels[MODEL_COUNT] = {
 typedef struct args {
     const char *models, *svg;
     int min_len, max_len, symbols, n_train, n_test, bucket;
-    int emb, hidden, attn_dim, batch, threads, seed;
+    int emb, hidden, attn_hidden, attn_dim, batch, threads, seed;
     double budget, lr, clip;
     bool quiet;
 } args;
@@ -48,20 +48,21 @@ static void defaults(args *a)
     memset(a, 0, sizeof *a);
     a->models = "seq2seq,seq2seq-rev,bahdanau";
     a->svg = "out/length_study.svg";
-    a->min_len = 5;
+    a->min_len = 6;
     a->max_len = 40;
-    a->symbols = 20;
+    a->symbols = 10;
     a->n_train = 50000;
     a->n_test = 1800;
     a->bucket = 5;
     a->emb = 32;
     a->hidden = 128;
-    a->attn_dim = 64;
-    a->batch = 64;
+    a->attn_hidden = 64;
+    a->attn_dim = 32;
+    a->batch = 32;
     a->threads = 2;
     a->seed = 1;
-    a->budget = 100;
-    a->lr = 2e-3;
+    a->budget = 90;
+    a->lr = 3e-3;
     a->clip = 1.0;
 }
 
@@ -113,9 +114,9 @@ static int check_args(const args *a)
     NEED(a->n_train >= 1, "--train must be >= 1 (got %d)", a->n_train);
     NEED(a->n_test >= 1, "--test must be >= 1 (got %d)", a->n_test);
     NEED(a->bucket >= 1, "--bucket must be >= 1 (got %d)", a->bucket);
-    NEED(a->emb >= 1 && a->hidden >= 1 && a->attn_dim >= 1,
-         "--emb, --hidden and --attn-dim must be >= 1 (got %d, %d, %d)", a->emb, a->hidden,
-         a->attn_dim);
+    NEED(a->emb >= 1 && a->hidden >= 1 && a->attn_hidden >= 1 && a->attn_dim >= 1,
+         "--emb, --hidden, --attn-hidden and --attn-dim must be >= 1 (got %d, %d, %d, %d)",
+         a->emb, a->hidden, a->attn_hidden, a->attn_dim);
     NEED(a->batch >= 1, "--batch must be >= 1 (got %d)", a->batch);
     NEED(a->threads >= 0, "--threads must be >= 0 (got %d)", a->threads);
     NEED(a->budget > 0, "--budget must be > 0 seconds (got %g)", a->budget);
@@ -183,7 +184,7 @@ static sg_model_config model_config(const args *a, int model, const sg_corpus *c
     m.src_vocab_size = sg_vocab_size(c->src_vocab);
     m.tgt_vocab_size = sg_vocab_size(c->tgt_vocab);
     m.emb_dim = a->emb;
-    m.hidden_dim = a->hidden;
+    m.hidden_dim = model == MODEL_BAHDANAU ? a->attn_hidden : a->hidden;
     m.attn_dim = a->attn_dim;
     m.num_layers = 1;
     snprintf(m.cell, sizeof m.cell, "lstm");
@@ -262,6 +263,7 @@ static void run_model(const args *a, int model, const sg_corpus *corpus, result 
     sg_graph_free(g);
     sg_batches_free(&bs);
 
+    double t_eval = sgx_now();
     sgx_eval ev;
     const sg_text_pairs *raw = &corpus->raw[SG_SPLIT_TEST];
     CHECK(sgx_evaluate(m, &corpus->data[SG_SPLIT_TEST], raw, corpus->tgt_vocab, SG_LEVEL_WORD,
@@ -283,8 +285,9 @@ static void run_model(const args *a, int model, const sg_corpus *corpus, result 
         r->tok_all[k] += all;
     }
     printf("   %lld steps in %.0f s (%lld epochs begun), last-epoch train loss %.4f; test: loss "
-           "%.4f, exact match %.1f%%\n",
-           (long long)r->steps, r->seconds, (long long)epoch, r->train_loss, ev.loss, ev.exact);
+           "%.4f, exact match %.1f%% (evaluated in %.0f s)\n",
+           (long long)r->steps, r->seconds, (long long)epoch, r->train_loss, ev.loss, ev.exact,
+           sgx_now() - t_eval);
     fflush(stdout);
     sgx_eval_free(&ev);
     sg_optim_free(opt);
@@ -389,7 +392,8 @@ int main(int argc, char **argv)
         SGX_SECTION("Models"),
         SGX_STRING("models", &a.models, "comma-separated: seq2seq, seq2seq-rev, bahdanau"),
         SGX_INT("emb", &a.emb, "embedding size"),
-        SGX_INT("hidden", &a.hidden, "hidden units (bahdanau: per encoder direction)"),
+        SGX_INT("hidden", &a.hidden, "seq2seq: hidden units"),
+        SGX_INT("attn-hidden", &a.attn_hidden, "bahdanau: hidden units (per encoder direction)"),
         SGX_INT("attn-dim", &a.attn_dim, "bahdanau: attention size"),
         SGX_SECTION("Training"),
         SGX_DOUBLE("budget", &a.budget, "training seconds per model"),
@@ -430,10 +434,10 @@ int main(int argc, char **argv)
     char date[32];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     printf("length study, %s: reverse task, %d..%d symbols from an alphabet of %d, %lld training "
-           "/ %lld test pairs; emb %d, hidden %d, attn %d, batch %d, Adam lr %g, %.0f s per "
+           "/ %lld test pairs; emb %d, seq2seq hidden %d, bahdanau hidden %d attn %d, batch %d, Adam lr %g, %.0f s per "
            "model, %d thread(s)\n",
            date, a.min_len, a.max_len, a.symbols, (long long)corpus.data[SG_SPLIT_TRAIN].n,
-           (long long)corpus.data[SG_SPLIT_TEST].n, a.emb, a.hidden, a.attn_dim, a.batch, a.lr,
+           (long long)corpus.data[SG_SPLIT_TEST].n, a.emb, a.hidden, a.attn_hidden, a.attn_dim, a.batch, a.lr,
            a.budget, sg_get_num_threads());
     printf("note: for the reverse task the source as given is the easy order for a vanilla "
            "model (the first output is the last symbol read); reverse_source turns it into a "
