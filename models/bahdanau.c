@@ -117,14 +117,18 @@ static sg_tensor *forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor
 
 typedef struct {
     sg_model *m;
-    sg_attn_memory base;  /* one row per sentence (encoder graph) */
-    sg_attn_memory rows;  /* one row per live row (heap copies below) */
-    sg_tensor *values, *keys;
-    uint8_t *valid;
-    int64_t *len;
-    int64_t *sentence, n_rows, cap;
-    sg_tensor *s;         /* [R, H] decoder state, in a step graph */
+    sg__attn_rows mem; /* encoder outputs and keys, per decoding row */
+    sg_tensor *s;      /* [R, H] decoder state, in a step graph */
 } dec_state;
+
+static void decoder_free(void *p)
+{
+    dec_state *d = p;
+    if (!d)
+        return;
+    sg__attn_rows_free(&d->mem);
+    free(d);
+}
 
 static void *decoder_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *src_len)
 {
@@ -134,88 +138,22 @@ static void *decoder_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *
         return NULL;
     }
     d->m = m;
-    if (encode(m, enc, src, src_len, &d->base, &d->s) != SG_OK) {
-        free(d);
+    sg_attn_memory base;
+    if (encode(m, enc, src, src_len, &base, &d->s) != SG_OK ||
+        sg__attn_rows_init(&d->mem, enc, &base) != SG_OK) {
+        decoder_free(d);
         return NULL;
     }
-    d->rows = d->base;
     return d;
-}
-
-static void decoder_free(void *p)
-{
-    dec_state *d = p;
-    if (!d)
-        return;
-    sg_tensor_free(d->values);
-    sg_tensor_free(d->keys);
-    free(d->valid);
-    free(d->len);
-    free(d->sentence);
-    free(d);
-}
-
-/* Rebuilds the per-row memory when the rows' sentences changed. */
-static int select_memory(dec_state *d, const int64_t *sentence, int64_t R)
-{
-    if (d->sentence && d->n_rows == R && !memcmp(d->sentence, sentence, sizeof *sentence * (size_t)R))
-        return SG_OK;
-    const sg_attn_memory *b = &d->base;
-    int64_t S = b->S, Dv = b->values->shape[2], K = b->keys->shape[2];
-    if (R > d->cap) {
-        sg_tensor_free(d->values);
-        sg_tensor_free(d->keys);
-        free(d->valid);
-        free(d->len);
-        free(d->sentence);
-        d->values = sg_tensor_new(b->values->dtype, 3, (int64_t[]){R, S, Dv});
-        d->keys = sg_tensor_new(b->keys->dtype, 3, (int64_t[]){R, S, K});
-        d->valid = malloc((size_t)(R * S));
-        d->len = malloc(sizeof(int64_t) * (size_t)R);
-        d->sentence = malloc(sizeof(int64_t) * (size_t)R);
-        d->cap = R;
-        if (!d->values || !d->keys || !d->valid || !d->len || !d->sentence) {
-            d->cap = 0;
-            return sg__error(SG_ENOMEM, "bahdanau decoder: out of memory for %lld rows",
-                             (long long)R);
-        }
-    }
-    size_t es = sg_dtype_size(b->values->dtype);
-    for (int64_t i = 0; i < R; i++) {
-        int64_t k = sentence[i];
-        memcpy((char *)d->values->data + (size_t)(i * S * Dv) * es,
-               (char *)b->values->data + (size_t)(k * S * Dv) * es, (size_t)(S * Dv) * es);
-        memcpy((char *)d->keys->data + (size_t)(i * S * K) * es,
-               (char *)b->keys->data + (size_t)(k * S * K) * es, (size_t)(S * K) * es);
-        memcpy(d->valid + i * S, b->valid + k * S, (size_t)S);
-        d->len[i] = b->len[k];
-        d->sentence[i] = k;
-    }
-    d->n_rows = R;
-    return SG_OK;
 }
 
 static int select_rows(void *p, sg_graph *g, sg_tensor *parent, sg_tensor *sentence)
 {
     dec_state *d = p;
-    int64_t R = parent->shape[0];
     d->s = sg_index_select(g, d->s, 0, parent);
     if (!d->s)
         return sg_graph_status(g);
-    int rc = select_memory(d, sentence->data, R);
-    if (rc != SG_OK)
-        return rc;
-    d->rows.B = R;
-    d->rows.valid = d->valid;
-    d->rows.len = d->len;
-    /* shape the heap buffers as [R, S, *] views */
-    d->rows.values = sg_detach(g, d->values);
-    d->rows.keys = sg_detach(g, d->keys);
-    if (!d->rows.values || !d->rows.keys)
-        return sg_graph_status(g);
-    d->rows.values->shape[0] = R;
-    d->rows.keys->shape[0] = R;
-    return SG_OK;
+    return sg__attn_rows_select(&d->mem, sentence->data, sentence->shape[0]);
 }
 
 static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor **logits)
@@ -225,7 +163,7 @@ static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor 
     bahdanau *net = d->m->impl;
     sg_tensor *e = sg_embedding_forward(g, &net->tgt_embed, prev); /* [R, E] */
     sg_tensor *o = NULL;
-    d->s = step(d->m, g, &d->rows, d->s, e, &o, NULL);
+    d->s = step(d->m, g, &d->mem.cur, d->s, e, &o, NULL);
     *logits = sg_linear_layer_forward(g, &net->generator, o);
     return *logits ? SG_OK : sg_graph_status(g);
 }

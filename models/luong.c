@@ -198,13 +198,7 @@ static sg_tensor *luong_forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_
 typedef struct luong_dec {
     sg_model *m;
     sg_tensor *h[SG_RNN_MAX_LAYERS], *c[SG_RNN_MAX_LAYERS], *feed;
-    sg_tensor *values0, *keys0;  /* [B, S, H], [B, S, K] in enc, contiguous */
-    const int64_t *len0;         /* [B] */
-    sg_attn_memory mem;          /* what the step reads: enc tensors or the heap copies */
-    sg_tensor *values, *keys;    /* heap copies (NULL while rows = sentences) */
-    uint8_t *valid;              /* heap [R, S] for the copies */
-    int64_t *len, *sent;         /* heap [R]: n of each row, its sentence */
-    int64_t R;
+    sg__attn_rows mem;           /* attention memory per decoding row */
 } luong_dec;
 
 static void dec_free(void *u)
@@ -212,11 +206,7 @@ static void dec_free(void *u)
     luong_dec *d = u;
     if (!d)
         return;
-    sg_tensor_free(d->values);
-    sg_tensor_free(d->keys);
-    free(d->valid);
-    free(d->len);
-    free(d->sent);
+    sg__attn_rows_free(&d->mem);
     free(d);
 }
 
@@ -231,19 +221,14 @@ static void *dec_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *src_
     if (!d)
         return sg_graph_fail(enc, SG_ENOMEM, "luong decoder_new: out of memory");
     d->m = m;
-    d->R = B;
+    sg_attn_memory base;
     if (sg_luong_attention_precompute(enc, &z->att, sg_contiguous(enc, hbar), src_len, NULL,
-                                      &d->mem) != SG_OK)
+                                      &base) != SG_OK ||
+        sg__attn_rows_init(&d->mem, enc, &base) != SG_OK)
         goto fail;
-    d->values0 = d->mem.values = sg_contiguous(enc, d->mem.values);
-    d->keys0 = d->mem.keys = sg_contiguous(enc, d->mem.keys);
-    d->len0 = d->mem.len;
     d->feed = sg_zeros(enc, hbar->dtype, 2, (int64_t[]){B, z->H});
-    d->sent = malloc(sizeof *d->sent * (size_t)B);
-    if (!d->values0 || !d->keys0 || !d->feed || !d->sent)
+    if (!d->feed)
         goto fail;
-    for (int64_t b = 0; b < B; b++)
-        d->sent[b] = b;
     for (int64_t l = 0; l < z->L; l++)
         if (!(d->h[l] = sg_select(enc, hn, 0, l)) || !(d->c[l] = sg_select(enc, cn, 0, l)))
             goto fail;
@@ -265,49 +250,10 @@ static int dec_step(void *u, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor 
         x = sg_concat(g, 2, (sg_tensor *[]){x, d->feed}, 1);
     for (int64_t l = 0; l < z->L && x; l++)
         x = d->h[l] = sg_lstm_cell_forward(g, x, d->h[l], d->c[l], &z->decoder.w[l][0], &d->c[l]);
-    sg_tensor *ctx = x ? sg_luong_attention_step(g, &z->att, &d->mem, x, t, NULL) : NULL;
+    sg_tensor *ctx = x ? sg_luong_attention_step(g, &z->att, &d->mem.cur, x, t, NULL) : NULL;
     d->feed = ctx ? combine(m, g, ctx, x) : NULL;
     *logits = d->feed ? sg_linear_layer_forward(g, &z->generator, d->feed) : NULL;
     return *logits ? SG_OK : sg_graph_status(g);
-}
-
-/* Gathers the memory rows of sentences sent[0..R) into the heap copies. */
-static int gather_memory(luong_dec *d, const int64_t *sent, int64_t R)
-{
-    sg_tensor *v0 = d->values0, *k0 = d->keys0;
-    int64_t S = v0->shape[1], Dv = v0->shape[2], Dk = k0->shape[2];
-    size_t es = sg_dtype_size(v0->dtype);
-    sg_tensor *v = sg_tensor_new(v0->dtype, 3, (int64_t[]){R, S, Dv});
-    sg_tensor *k = sg_tensor_new(k0->dtype, 3, (int64_t[]){R, S, Dk});
-    uint8_t *valid = malloc((size_t)(R * S));
-    int64_t *len = malloc(sizeof *len * (size_t)R), *st = malloc(sizeof *st * (size_t)R);
-    if (!v || !k || !valid || !len || !st) {
-        sg_tensor_free(v);
-        sg_tensor_free(k);
-        free(valid);
-        free(len);
-        free(st);
-        return sg__error(SG_ENOMEM, "luong select_rows: out of memory");
-    }
-    for (int64_t i = 0; i < R; i++) {
-        int64_t s = sent[i];
-        memcpy((char *)v->data + (size_t)(i * S * Dv) * es,
-               (const char *)v0->data + (size_t)(s * S * Dv) * es, (size_t)(S * Dv) * es);
-        memcpy((char *)k->data + (size_t)(i * S * Dk) * es,
-               (const char *)k0->data + (size_t)(s * S * Dk) * es, (size_t)(S * Dk) * es);
-        len[i] = d->len0[s];
-        st[i] = s;
-        for (int64_t j = 0; j < S; j++)
-            valid[i * S + j] = j < len[i];
-    }
-    sg_tensor_free(d->values);
-    sg_tensor_free(d->keys);
-    free(d->valid);
-    free(d->len);
-    free(d->sent);
-    d->values = v, d->keys = k, d->valid = valid, d->len = len, d->sent = st;
-    d->mem = (sg_attn_memory){.values = v, .keys = k, .valid = valid, .len = len, .B = R, .S = S};
-    return SG_OK;
 }
 
 static int dec_select(void *u, sg_graph *g, sg_tensor *parent, sg_tensor *sentence)
@@ -322,15 +268,7 @@ static int dec_select(void *u, sg_graph *g, sg_tensor *parent, sg_tensor *senten
     }
     if (!(d->feed = sg_index_select(g, d->feed, 0, parent)))
         return sg_graph_status(g);
-    int64_t R = sentence->shape[0];
-    const int64_t *s = sentence->data;
-    bool same = R == d->R;
-    for (int64_t i = 0; same && i < R; i++)
-        same = s[i] == d->sent[i];
-    int rc = same ? SG_OK : gather_memory(d, s, R);
-    if (rc == SG_OK)
-        d->R = R;
-    return rc;
+    return sg__attn_rows_select(&d->mem, sentence->data, sentence->shape[0]);
 }
 
 const sg_model_vt sg__luong_vt = {

@@ -43,4 +43,24 @@ SG_INTERNAL int sg__check_batch(sg_graph *g, const sg_model *m, const sg_batch *
 /* Graph-owned [B, T] slice helpers: column t of an SG_I64 [B, T] tensor as [B]. */
 SG_INTERNAL sg_tensor *sg__column(sg_graph *g, sg_tensor *ids, int64_t t);
 
+/* An attention memory with one row per decoding row. Beam search and finished
+ * sentences change which sentence each row belongs to; the memory rows depend only on
+ * that, so they are gathered into heap buffers when the map changes, not every step.
+ * `cur` is what a decoder step reads. */
+typedef struct sg__attn_rows {
+    sg_attn_memory base;        /* one row per sentence (contiguous, encoder graph) */
+    sg_attn_memory cur;         /* base, or the first n rows of the heap copies */
+    sg_tensor *values, *keys;   /* heap copies with room for cap rows */
+    sg_tensor vh, kh;           /* views of their first n rows */
+    uint8_t *valid;
+    int64_t *len, *sent;        /* per row: n_b and sentence */
+    int64_t n, cap;
+} sg__attn_rows;
+
+/* Starts with one row per sentence of base (made contiguous in enc if needed). */
+SG_INTERNAL int sg__attn_rows_init(sg__attn_rows *r, sg_graph *enc, const sg_attn_memory *base);
+/* Row i := the memory of sentence sent[i], for R rows. SG_ENOMEM. */
+SG_INTERNAL int sg__attn_rows_select(sg__attn_rows *r, const int64_t *sent, int64_t R);
+SG_INTERNAL void sg__attn_rows_free(sg__attn_rows *r);
+
 #endif
