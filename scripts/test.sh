@@ -8,7 +8,8 @@ BUILD=${1:-build}
 # LeakSanitizer (on by default in ASan builds) must stay on: a leak fails the test.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 # Idle BLIS (OpenMP) threads must sleep, not spin: libgomp reads this when it loads.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+# A short spin first keeps BLIS's barriers inside one GEMM fast (see sg_tensor.h).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
 scripts/setup.sh "$@"
 ninja -C "$BUILD" >/dev/null
 status=0

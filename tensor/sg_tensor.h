@@ -117,11 +117,13 @@ SG_API const char *sg_tensor_shape_str(const sg_tensor *t, char *buf, size_t n);
  * (n >= 1; SG_EINVAL otherwise). Also read from SG_NUM_THREADS at the first BLAS call.
  *
  * BLIS runs its threads with OpenMP (libgomp). With n > 1, set OMP_WAIT_POLICY=PASSIVE
- * in the environment of the program: otherwise idle BLIS threads spin for milliseconds
- * after every GEMM, burning a core while the main thread runs single-threaded ops (and
- * stealing it from the main thread when cores are shared). libgomp reads the variable
- * once, when it is loaded, so the library cannot set it for its own process. seqgrad's
- * scripts, tests and benchmarks set it.
+ * and GOMP_SPINCOUNT=10000 in the environment of the program. By default idle BLIS
+ * threads spin for milliseconds after every GEMM, burning a core while the main thread
+ * runs single-threaded ops (and stealing it from the main thread when cores are
+ * shared); with PASSIVE alone they sleep at once, which makes the barriers inside one
+ * small GEMM slow (a futex wake each) when cores are busy; a short spin (10000) keeps
+ * those fast. libgomp reads both once, when it is loaded, so the library cannot set
+ * them for its own process. seqgrad's test scripts, CI and benchmarks set them.
  *
  * The first call (or first BLAS use) also selects BLIS's AVX-512 (skx) kernels on CPUs
  * that have AVX-512, unless BLIS_ARCH_TYPE is set (BLIS 0.9 wants its numeric arch id
