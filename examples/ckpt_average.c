@@ -105,6 +105,7 @@ static int copy_attrs(sg_attrs *dst, const sg_attrs *src)
 
 int main(int argc, char **argv)
 {
+    sgx_openmp_env(argv);
     const char *output = NULL;
     sgx_option o[] = {
         SGX_STRING("output", &output, "the averaged checkpoint to write"),

@@ -137,6 +137,7 @@ static int info(const char *path, bool list_params)
 
 int main(int argc, char **argv)
 {
+    sgx_openmp_env(argv);
     bool params = false;
     sgx_option o[] = {
         SGX_BOOL("params", &params, "list every parameter and its shape"),

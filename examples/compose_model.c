@@ -81,6 +81,7 @@ static void tiny_greedy(sg_graph *g, const tiny *m, const sg_batch *b, int64_t L
 
 int main(int argc, char **argv)
 {
+    sgx_openmp_env(argv);
     int steps = 600;
     const char *path = "/tmp/compose_model.h5";
     sgx_option opt[] = {SGX_INT("steps", &steps, "training steps"),

@@ -122,6 +122,7 @@ static int eval_model(const args *a)
 
 int main(int argc, char **argv)
 {
+    sgx_openmp_env(argv);
     args a = {.penalty = "avg", .alpha = 0.7, .batch = 64};
     sgx_option o[] = {
         SGX_SECTION("Model on a test file"),

@@ -379,6 +379,7 @@ static void write_svg(const args *a, const result *rs, int nr)
 
 int main(int argc, char **argv)
 {
+    sgx_openmp_env(argv);
     args a;
     defaults(&a);
     sgx_option o[] = {

@@ -292,6 +292,7 @@ static int save(const char *path, sg_model *m, const sg_corpus *c, const sg_opti
 
 int main(int argc, char **argv)
 {
+    sgx_openmp_env(argv);
     args a;
     defaults(&a);
     sgx_option *o = options(&a);

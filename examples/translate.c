@@ -103,6 +103,7 @@ static void check_batch(int rc, const sgx_line_reader *r, const chunk *c)
 
 int main(int argc, char **argv)
 {
+    sgx_openmp_env(argv);
     args a = {.penalty = "avg", .alpha = 0.7, .nbest = 1, .batch = 64, .attention_n = 8};
     sgx_option o[] = {
         SGX_STRING("checkpoint", &a.checkpoint, "model checkpoint (HDF5, with /vocab)"),

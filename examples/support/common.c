@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ errors */
@@ -38,6 +39,15 @@ void sgx_die(const char *expr, const char *file, int line, const char *hint)
     if (hint)
         fprintf(stderr, "hint: %s\n", hint);
     exit(1);
+}
+
+void sgx_openmp_env(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY"))
+        return;
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    setenv("GOMP_SPINCOUNT", "10000", 0);
+    execv("/proc/self/exe", argv); /* returns only on failure: carry on spinning */
 }
 
 /* ----------------------------------------------------------------- options */

@@ -58,6 +58,12 @@ _Noreturn void sgx_die(const char *expr, const char *file, int line, const char 
             sgx_die(#expr, __FILE__, __LINE__, (hint));                                     \
     } while (0)
 
+/* Idle BLIS (OpenMP) threads must sleep, not spin, or they fight the compute threads
+ * for the cores; libgomp reads OMP_WAIT_POLICY / GOMP_SPINCOUNT once, when it loads.
+ * Call first in main(): when OMP_WAIT_POLICY is unset it sets PASSIVE with a short spin
+ * and re-executes the program (same argv), so it takes effect. */
+void sgx_openmp_env(char **argv);
+
 /* ----------------------------------------------------------------- options */
 
 typedef enum sgx_opt_type {
