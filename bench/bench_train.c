@@ -16,8 +16,9 @@
  * / timed wall time), ms_per_step_median/min and final_loss.
  *
  * --steps-check S: memory-growth check instead: S training steps cycling through the
- * 24 batches; resident memory after S/10 steps (200 for S = 2000) and after S must
- * stay within 5%. Exit status 1 if it grew more.
+ * 24 batches; resident memory (/proc/self/statm) after S/10 steps (200 for S = 2000;
+ * at least one cycle of 24) and after S must stay within 5%. Exit status 1 if it grew
+ * more.
  *
  * --data defaults to $SEQGRAD_DATA/<data> (SEQGRAD_DATA defaults to "data"), where
  * <data> is the configuration's data set (dates, gettext-en-fr).
@@ -120,7 +121,10 @@ static double train_step(sg_model *m, sg_optim *opt, sg_graph *g, const sg_batch
 static int steps_check(const opts *o, sg_model *m, sg_optim *opt, sg_graph *g, sg_batch *bs,
                        double ls)
 {
-    long early = o->steps_check / 10 > 0 ? o->steps_check / 10 : 1;
+    /* the early reading comes after at least one full cycle, when the graph arena has
+     * met the longest batch */
+    long early = o->steps_check / 10 > N_BENCH ? o->steps_check / 10 : N_BENCH;
+    early = early < o->steps_check ? early : o->steps_check;
     double rss_early = -1, t0 = bench_now(), loss = 0;
     for (long s = 1; s <= o->steps_check; s++) {
         loss = train_step(m, opt, g, &bs[(s - 1) % N_BENCH], ls);
