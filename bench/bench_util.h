@@ -39,7 +39,8 @@ static inline double bench_now(void)
  * BLIS threads then sleep instead of spinning; the PyTorch reference does the same). */
 static inline void bench_reexec_passive(char **argv)
 {
-    if (getenv("OMP_WAIT_POLICY"))
+    const char *v = getenv("OMP_WAIT_POLICY");
+    if (v && *v)
         return;
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     execv("/proc/self/exe", argv);
