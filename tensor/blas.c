@@ -6,6 +6,8 @@
 #include <stdlib.h>
 
 static int num_threads = 0; /* 0: not initialised yet */
+/* 2 m n k of every product so far, all threads (mha.c calls sg__gemm in parallel loops). */
+static uint64_t gemm_flops = 0;
 
 /* Debian's BLIS 0.9 picks AVX2 kernels (haswell; zen3 on AMD) on AVX-512 CPUs; its skx
  * kernels are up to ~1.5x faster on Intel AVX-512 (about equal on AMD Zen 4). Choose
@@ -60,6 +62,11 @@ int sg__threads(void)
     return num_threads;
 }
 
+uint64_t sg_gemm_flops(void)
+{
+    return __atomic_load_n(&gemm_flops, __ATOMIC_RELAXED);
+}
+
 void sg__gemm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha, const void *A,
               int64_t rsa, int64_t csa, const void *B, int64_t rsb, int64_t csb, double beta,
               void *C, int64_t rsc, int64_t csc)
@@ -67,6 +74,7 @@ void sg__gemm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha, const 
     init_once();
     if (m == 0 || n == 0)
         return;
+    __atomic_fetch_add(&gemm_flops, 2u * (uint64_t)m * (uint64_t)n * (uint64_t)k, __ATOMIC_RELAXED);
     /* BLIS rejects zero strides for size-1 dims; any positive value works there. */
     if (m == 1) {
         rsa = rsa ? rsa : 1;

@@ -131,6 +131,11 @@ SG_API const char *sg_tensor_shape_str(const sg_tensor *t, char *buf, size_t n);
 SG_API int sg_set_num_threads(int n);
 SG_API int sg_get_num_threads(void);
 
+/* Floating-point operations (2 m n k per m x k by k x n product) of every matrix
+ * product run through BLIS by this process so far, all threads together; for
+ * benchmarks that report achieved GFLOP/s (difference of two readings). */
+SG_API uint64_t sg_gemm_flops(void);
+
 #ifdef __cplusplus
 }
 #endif

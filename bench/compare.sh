@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# compare.sh - seqgrad against the PyTorch reference on this machine, side by side
+# (MODELS.md 10.2). For every selected configuration and thread count it runs the two
+# implementations ALTERNATELY (seqgrad first on even measurements, PyTorch first on odd
+# ones, so slow drifts of a shared machine hit both alike), each measurement in a fresh
+# process, parses the JSON last lines, prints a ratio table (seqgrad / PyTorch) under the
+# machine's description and appends every figure to bench/results.csv.
+#
+#   bench/compare.sh                                  # everything: slow, run on a quiet machine
+#   bench/compare.sh --configs dates-bahdanau --threads 1 --passes 1 --modes train   # smoke
+#
+# Options:
+#   --configs "A B"     named configurations (default: all four)
+#   --threads "1 2"     thread counts (default: 1 2)
+#   --passes P          timed passes per measurement (default 3, the protocol's)
+#   --modes "M ..."     train, decode, rnn (default: all three)
+#   --ckpt-dir DIR      decoding checkpoints DIR/<config>.h5 (default bench/checkpoints);
+#                       missing ones are trained with train_seq2seq --config <config>
+#                       --time-budget S --save (so both sides decode seqgrad's checkpoint)
+#   --ckpt-budget S     seconds of training for a missing checkpoint (default 300)
+#   --data-root DIR     folder holding dates/ and gettext-en-fr/ (default /work/shared/data,
+#                       or $SEQGRAD_DATA)
+#   --peer DIR          the PyTorch reference scripts (default /work/shared/reference/peer)
+#   --build DIR         seqgrad build directory (default build)
+#   --results FILE      CSV to append to (default bench/results.csv)
+#   --python EXE        Python with torch (default /usr/bin/python3)
+#   --rnn-reps R        repetitions of the RNN micro-benchmark (default 20)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+CONFIGS="dates-bahdanau enfr-bahdanau enfr-luong enfr-transformer"
+THREADS="1 2"
+PASSES=3
+MODES="train decode rnn"
+CKPT_DIR="$HERE/checkpoints"
+CKPT_BUDGET=300
+DATA_ROOT=${SEQGRAD_DATA:-/work/shared/data}
+PEER=/work/shared/reference/peer
+BUILD="$ROOT/build"
+RESULTS="$HERE/results.csv"
+PY=/usr/bin/python3
+RNN_REPS=20
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --configs) CONFIGS=$2; shift 2 ;;
+        --threads) THREADS=$2; shift 2 ;;
+        --passes) PASSES=$2; shift 2 ;;
+        --modes) MODES=$2; shift 2 ;;
+        --ckpt-dir) CKPT_DIR=$2; shift 2 ;;
+        --ckpt-budget) CKPT_BUDGET=$2; shift 2 ;;
+        --data-root) DATA_ROOT=$2; shift 2 ;;
+        --peer) PEER=$2; shift 2 ;;
+        --build) BUILD=$2; shift 2 ;;
+        --results) RESULTS=$2; shift 2 ;;
+        --python) PY=$2; shift 2 ;;
+        --rnn-reps) RNN_REPS=$2; shift 2 ;;
+        -h|--help) usage 0 ;;
+        *) echo "compare.sh: unknown option $1" >&2; usage 2 ;;
+    esac
+done
+
+for exe in bench_train bench_decode bench_rnn; do
+    [ -x "$BUILD/bench/$exe" ] || { echo "compare.sh: $BUILD/bench/$exe missing: ninja -C $BUILD" >&2; exit 1; }
+done
+[ -f "$PEER/bench_torch.py" ] || { echo "compare.sh: no $PEER/bench_torch.py" >&2; exit 1; }
+
+# Both sides: idle OpenMP workers sleep; no stray thread-count overrides.
+export OMP_WAIT_POLICY=PASSIVE
+unset SG_NUM_THREADS OMP_NUM_THREADS OPENBLAS_NUM_THREADS || true
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+CPU=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
+NCPU=$(nproc)
+[ -f "$RESULTS" ] || echo "date,config,threads,metric,seqgrad,pytorch,ratio" > "$RESULTS"
+ROWS="$WORK/rows"   # metric rows for the table: config threads metric sg pt better
+: > "$ROWS"
+N_MEAS=0
+
+data_of() { case "$1" in dates-*) echo "$DATA_ROOT/dates" ;; *) echo "$DATA_ROOT/gettext-en-fr" ;; esac; }
+
+# jget FILE PATH: a value of the JSON object on FILE's last non-empty line (PATH like
+# beam5.sent_per_s_median); empty if absent.
+jget() {
+    "$PY" - "$1" "$2" <<'EOF'
+import json, sys
+lines = [l for l in open(sys.argv[1]) if l.strip()]
+v = json.loads(lines[-1]) if lines else {}
+for k in sys.argv[2].split("."):
+    v = v.get(k) if isinstance(v, dict) else None
+print("" if v is None else v)
+EOF
+}
+
+# row CONFIG THREADS METRIC SG PT BETTER: one table row and one CSV row.
+row() {
+    local ratio
+    ratio=$(awk -v a="$4" -v b="$5" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print ""; else printf "%.3f", a / b }')
+    echo "$1 $2 $3 ${4:--} ${5:--} ${ratio:--} $6" >> "$ROWS"
+    echo "$DATE,$1,$2,$3,$4,$5,$ratio" >> "$RESULTS"
+}
+
+# run_pair NAME SG_CMD... -- PT_CMD...: runs both, in alternating order; outputs
+# land in $WORK/NAME.sg and $WORK/NAME.pt (stderr beside them).
+run_pair() {
+    local name=$1; shift
+    local sg=() pt=()
+    while [ "$1" != "--" ]; do sg+=("$1"); shift; done
+    shift
+    pt=("$@")
+    local order="sg pt"
+    [ $((N_MEAS % 2)) -eq 1 ] && order="pt sg"
+    N_MEAS=$((N_MEAS + 1))
+    for who in $order; do
+        echo "  [$(date -u +%H:%M:%S)] $name: $who (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+        if [ "$who" = sg ]; then
+            "${sg[@]}" > "$WORK/$name.sg" 2> "$WORK/$name.sg.err" || { echo "seqgrad failed:" >&2; tail -5 "$WORK/$name.sg.err" >&2; }
+        else
+            "${pt[@]}" > "$WORK/$name.pt" 2> "$WORK/$name.pt.err" || { echo "pytorch failed:" >&2; tail -5 "$WORK/$name.pt.err" >&2; }
+        fi
+    done
+}
+
+ensure_ckpt() {
+    local cfg=$1 ck="$CKPT_DIR/$1.h5"
+    [ -f "$ck" ] && return 0
+    mkdir -p "$CKPT_DIR"
+    echo "  training a checkpoint for $cfg ($CKPT_BUDGET s): $ck" >&2
+    SG_NUM_THREADS=2 "$BUILD/examples/train_seq2seq" --config "$cfg" --data "$(data_of "$cfg")" \
+        --time-budget "$CKPT_BUDGET" --save "$ck" --log "" --attention "" --show 0 --quiet \
+        --threads 2 > "$WORK/ckpt-$cfg.log" 2>&1 || { echo "  training $cfg failed:" >&2; tail -5 "$WORK/ckpt-$cfg.log" >&2; return 1; }
+}
+
+echo "seqgrad vs PyTorch, $DATE; CPU: $CPU; $NCPU logical CPUs; $(uname -r)"
+echo "configs: $CONFIGS; threads: $THREADS; passes: $PASSES; modes: $MODES"
+for cfg in $CONFIGS; do
+    data=$(data_of "$cfg")
+    for th in $THREADS; do
+        for mode in $MODES; do
+            name="$cfg-$th-$mode"
+            case "$mode" in
+            train)
+                run_pair "$name" "$BUILD/bench/bench_train" --config "$cfg" --threads "$th" --data "$data" --passes "$PASSES" \
+                    -- "$PY" "$PEER/bench_torch.py" train --config "$cfg" --threads "$th" --data-dir "$data" --passes "$PASSES"
+                for k in tok_per_s_median tok_per_s_min; do
+                    row "$cfg" "$th" "train.$k" "$(jget "$WORK/$name.sg" $k)" "$(jget "$WORK/$name.pt" $k)" higher
+                done
+                row "$cfg" "$th" train.peak_rss_mb "$(jget "$WORK/$name.sg" peak_rss_mb)" "$(jget "$WORK/$name.pt" peak_rss_mb)" lower
+                ;;
+            decode)
+                ensure_ckpt "$cfg" || continue
+                ck="$CKPT_DIR/$cfg.h5"
+                run_pair "$name" "$BUILD/bench/bench_decode" --config "$cfg" --threads "$th" --data "$data" --passes "$PASSES" --checkpoint "$ck" \
+                    -- "$PY" "$PEER/bench_torch.py" decode --config "$cfg" --threads "$th" --data-dir "$data" --passes "$PASSES" --ckpt "$ck"
+                for s in greedy beam5; do
+                    for k in sent_per_s_median sent_per_s_min; do
+                        row "$cfg" "$th" "$s.$k" "$(jget "$WORK/$name.sg" $s.$k)" "$(jget "$WORK/$name.pt" $s.$k)" higher
+                    done
+                    row "$cfg" "$th" "$s.output_tokens" "$(jget "$WORK/$name.sg" $s.output_tokens)" "$(jget "$WORK/$name.pt" $s.output_tokens)" equal
+                    a=$(jget "$WORK/$name.sg" $s.sha1_of_ids); b=$(jget "$WORK/$name.pt" $s.sha1_of_ids)
+                    [ -n "$a" ] && [ "$a" != "$b" ] && echo "  note: $cfg $th $s decoded different ids (sha1 $a vs $b)" >&2
+                done
+                ;;
+            rnn) ;; # below, once per thread count
+            *) echo "compare.sh: unknown mode $mode" >&2; exit 2 ;;
+            esac
+        done
+    done
+done
+
+# The RNN micro-benchmark (GRU and LSTM layer, forward + backward): not per configuration.
+if [[ " $MODES " == *" rnn "* ]]; then
+    for th in $THREADS; do
+        name="rnn-$th"
+        run_pair "$name" bash -c "'$BUILD/bench/bench_rnn' --cell gru --threads $th --reps $RNN_REPS && '$BUILD/bench/bench_rnn' --cell lstm --threads $th --reps $RNN_REPS" \
+            -- "$PY" "$PEER/bench_rnn_micro.py" --threads "$th" --reps "$RNN_REPS"
+        for cell in gru lstm; do
+            a=$(grep " $cell " "$WORK/$name.sg" | sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' | head -1)
+            b=$(grep " $cell " "$WORK/$name.pt" | sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' | head -1)
+            row "rnn-micro-$cell" "$th" fwd_bwd_ms_median "$a" "$b" lower
+        done
+    done
+fi
+
+echo
+echo "Ratio = seqgrad / PyTorch (higher is better for throughput, lower for ms and memory;"
+echo "output_tokens must be equal). Machine: $CPU, $NCPU CPUs, $DATE."
+printf '%-18s %3s %-28s %12s %12s %8s %s\n' config thr metric seqgrad pytorch ratio better
+while read -r c t m a b r w; do
+    printf '%-18s %3s %-28s %12s %12s %8s %s\n' "$c" "$t" "$m" "$a" "$b" "$r" "$w"
+done < "$ROWS"
+echo "appended to $RESULTS"
