@@ -6,6 +6,9 @@
 #include <stdlib.h>
 
 static int num_threads = 0; /* 0: not initialised yet */
+
+/* multiply-adds (m n k) from which a product is worth BLIS's threads */
+#define SMALL_GEMM (96.0 * 96.0 * 96.0)
 /* 2 m n k of every product so far, all threads (mha.c calls sg__gemm in parallel loops). */
 static uint64_t gemm_flops = 0;
 
@@ -88,13 +91,21 @@ void sg__gemm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha, const 
         csa = csa ? csa : 1;
         rsb = rsb ? rsb : 1;
     }
+    /* Waking BLIS's threads costs more than a small product gains from them (and
+     * under load a parallel region can stall for a whole time slice): products below
+     * SMALL_GEMM multiply-adds run on the calling thread. The result is the same. */
+    rntm_t rntm;
+    bli_rntm_init(&rntm);
+    bli_rntm_set_num_threads(
+        num_threads > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM ? num_threads : 1,
+        &rntm);
     if (dt == SG_F32) {
         float a = (float)alpha, b = (float)beta;
-        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &a, (float *)A, rsa, csa,
-                  (float *)B, rsb, csb, &b, (float *)C, rsc, csc);
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &a, (float *)A, rsa, csa,
+                     (float *)B, rsb, csb, &b, (float *)C, rsc, csc, NULL, &rntm);
     } else {
         double a = alpha, b = beta;
-        bli_dgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &a, (double *)A, rsa, csa,
-                  (double *)B, rsb, csb, &b, (double *)C, rsc, csc);
+        bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &a, (double *)A, rsa, csa,
+                     (double *)B, rsb, csb, &b, (double *)C, rsc, csc, NULL, &rntm);
     }
 }
