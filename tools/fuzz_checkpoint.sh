@@ -34,7 +34,7 @@ cp tests/fixtures/checkpoint_*.h5 fuzz/regressions/*.h5 "$B/fuzz-corpus/" 2>/dev
 echo "fuzz: running $SECS s on $(ls "$B/fuzz-corpus" | wc -l) corpus files"
 status=0
 SG_NUM_THREADS=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$B/fuzz_checkpoint" \
-    ${FUZZ_SEED:+-seed=$FUZZ_SEED} -max_total_time="$SECS" -timeout=20 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+    ${FUZZ_SEED:+-seed=$FUZZ_SEED} -max_total_time="$SECS" -timeout=20 -rss_limit_mb=2048 -max_len=262144 -print_final_stats=1 \
     -artifact_prefix="$B/fuzz-artifacts/" "$B/fuzz-corpus" > "$B/fuzz.log" 2>&1 || status=$?
 grep -E "^#[0-9]+.*(DONE|pulse)|stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY" "$B/fuzz.log" | grep -v "infinite loop" | tail -8
 if [ "$status" -ne 0 ]; then
