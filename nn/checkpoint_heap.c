@@ -90,7 +90,8 @@ static bool parse_collection(FILE *fp, uint64_t base, uint64_t fsize, uint64_t a
 
 int sg__ckpt_check_heaps(const char *fn, const char *path)
 {
-    static const unsigned char sig[8] = {'G', 'C', 'O', 'L', 1, 0, 0, 0};
+    /* HDF5 checks the signature and version only, not the 3 reserved bytes */
+    static const unsigned char sig[5] = {'G', 'C', 'O', 'L', 1};
     FILE *fp = fopen(path, "rb");
     struct stat st;
     if (!fp || fstat(fileno(fp), &st) != 0) {
@@ -100,21 +101,26 @@ int sg__ckpt_check_heaps(const char *fn, const char *path)
     }
     uint64_t fsize = (uint64_t)st.st_size;
     enum { CHUNK = 1 << 20 };
-    unsigned char *buf = malloc(CHUNK + 8);
+    unsigned char *buf = malloc(CHUNK + 16);
     int rc = buf ? SG_OK : sg__error(SG_ENOMEM, "%s: out of memory", fn);
-    /* chunks overlap by 7 bytes so that a signature across a boundary is seen once */
+    /* chunks overlap by 15 bytes so that a header across a boundary is seen once */
     for (uint64_t off = 0; rc == SG_OK && off < fsize; off += CHUNK) {
-        size_t n = (size_t)(fsize - off < CHUNK + 7 ? fsize - off : CHUNK + 7);
+        size_t n = (size_t)(fsize - off < CHUNK + 15 ? fsize - off : CHUNK + 15);
         if (!read_at(fp, off, buf, n)) {
             rc = sg__error(SG_EIO, "%s: cannot read '%s'", fn, path);
             break;
         }
-        for (size_t i = 0; rc == SG_OK && i + 8 <= n && i < CHUNK; i++) {
+        for (size_t i = 0; rc == SG_OK && i + 5 <= n && i < CHUNK; i++) {
             unsigned char *q = memchr(buf + i, 'G', (n < CHUNK ? n : CHUNK) - i);
             if (!q)
                 break;
             i = (size_t)(q - buf);
-            if (i + 8 > n || memcmp(q, sig, 8) != 0)
+            if (i + 16 > n || memcmp(q, sig, sizeof sig) != 0)
+                continue;
+            /* A declared size beyond the end of the file cannot be loaded by HDF5 either;
+             * skipping those also keeps a random "GCOL\1" in float data from being taken
+             * for a collection (the 8 size bytes would have to fit too). */
+            if (le(q + 8, 8) > fsize - (off + i))
                 continue;
             heap h = {0};
             if (!parse_collection(fp, 0, fsize, off + i, &h, false))
