@@ -6,27 +6,69 @@
 #include <stdlib.h>
 
 static int num_threads = 0; /* 0: not initialised yet */
+/* the active kernels have no unpacked path for skinny products (skx) */
+static bool skinny_by_rows = false;
 
 /* multiply-adds (m n k) from which a product is worth BLIS's threads */
 #define SMALL_GEMM (96.0 * 96.0 * 96.0)
 /* 2 m n k of every product so far, all threads (mha.c calls sg__gemm in parallel loops). */
 static uint64_t gemm_flops = 0;
 
-/* Debian's BLIS 0.9 picks AVX2 kernels (haswell; zen3 on AMD) on AVX-512 CPUs; its skx
- * kernels are up to ~1.5x faster on Intel AVX-512 (about equal on AMD Zen 4). Choose
- * them when the CPU has AVX-512 and the user did not pick an arch. Must run before BLIS
- * initialises. BLIS 0.9 parses BLIS_ARCH_TYPE as a number (strtol), so the value is
- * the arch_t id, not a name. */
+/* Debian's BLIS 0.9 picks its AVX2 kernels (haswell) on Intel AVX-512 CPUs, where its
+ * skx kernels are up to ~1.5x faster for large products: choose them there, unless the
+ * user picked an arch. On AMD it picks zen3 kernels, which measured better than skx on
+ * this project's AMD EPYC (Zen 4): equal on large products, and their unpacked path for
+ * skinny ones (a decoder's [rows, 1024] x [1024, 8000] generator) is up to 8x faster, so
+ * AMD keeps BLIS's choice. Must run before BLIS initialises; BLIS 0.9 parses
+ * BLIS_ARCH_TYPE as a number (the arch_t id). */
+static void pick_arch(void);
+
 static void choose_kernels(void)
+{
+    static bool done;
+    if (done)
+        return;
+    done = true;
+    pick_arch();
+    bli_init(); /* after the arch is chosen: BLIS reads BLIS_ARCH_TYPE here */
+    skinny_by_rows = bli_arch_query_id() == BLIS_ARCH_SKX;
+}
+
+static void pick_arch(void)
 {
     if (getenv("BLIS_ARCH_TYPE"))
         return;
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+    if (__builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl")) {
         char id[16];
         snprintf(id, sizeof id, "%d", (int)BLIS_ARCH_SKX);
         setenv("BLIS_ARCH_TYPE", id, 0);
+    }
+}
+
+/* C[r, :] += alpha A[r, :] B row by row through gemv, which does not pack B: for a
+ * product with very few rows, packing the whole of B costs more than the product (the
+ * skx configuration has no unpacked path for skinny products). */
+static void gemm_by_rows(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha,
+                         const void *A, int64_t rsa, int64_t csa, const void *B, int64_t rsb,
+                         int64_t csb, double beta, void *C, int64_t rsc, int64_t csc,
+                         rntm_t *rntm)
+{
+    size_t es = sg_dtype_size(dt);
+    for (int64_t r = 0; r < m; r++) {
+        const char *a = (const char *)A + (size_t)(r * rsa) * es;
+        char *c = (char *)C + (size_t)(r * rsc) * es;
+        /* c^T (n) = B^T (n x k, strides csb, rsb) a^T (k) */
+        if (dt == SG_F32) {
+            float al = (float)alpha, be = (float)beta;
+            bli_sgemv_ex(BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, n, k, &al, (float *)B, csb, rsb,
+                         (float *)a, csa, &be, (float *)c, csc, NULL, rntm);
+        } else {
+            bli_dgemv_ex(BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, n, k, &alpha, (double *)B, csb,
+                         rsb, (double *)a, csa, &beta, (double *)c, csc, NULL, rntm);
+        }
     }
 }
 
@@ -99,6 +141,10 @@ void sg__gemm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha, const 
     bli_rntm_set_num_threads(
         num_threads > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM ? num_threads : 1,
         &rntm);
+    if (m <= 4 && n >= 256 && k >= 256 && skinny_by_rows) {
+        gemm_by_rows(dt, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc, &rntm);
+        return;
+    }
     if (dt == SG_F32) {
         float a = (float)alpha, b = (float)beta;
         bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &a, (float *)A, rsa, csa,
