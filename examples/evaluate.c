@@ -69,6 +69,8 @@ static int eval_files(const args *a)
     if (nh != nr) {
         fprintf(stderr, "error: %s has %lld lines but %s has %lld\n", a->hyp, (long long)nh,
                 a->ref, (long long)nr);
+        sgx_strings_free(hyp, nh);
+        sgx_strings_free(ref, nr);
         return 1;
     }
     sg_bleu_stats st = {0};
