@@ -472,6 +472,7 @@ int main(int argc, char **argv)
     sg_model_free(m);
     sg_optim_free(opt);
     CHECK_HINT(m = sg_model_load(a.save, SG_F32, NULL), "no checkpoint was saved");
+    mc = sg_model_get_config(m); /* the old model's config went with it */
     printf("best checkpoint: %s (validation %s %.2f)\n", a.save,
            level == SG_LEVEL_CHAR ? "exact match %" : "BLEU", best);
     const sg_text_pairs *vr = &corpus.raw[SG_SPLIT_VALID];
