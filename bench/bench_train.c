@@ -90,16 +90,8 @@ static opts parse(int argc, char **argv)
  * clipping and schedule (label smoothing carried along). */
 static sg_optim *make_optim(sg_model *m, const sg_named_config *nc)
 {
-    sg_optim_config oc = sg_optim_config_default(SG_OPTIM_ADAM);
-    oc.lr = nc->lr;
-    oc.beta1 = nc->beta1;
-    oc.beta2 = nc->beta2;
-    oc.eps = nc->eps;
-    oc.weight_decay = nc->weight_decay;
-    oc.clip_norm = nc->clip_norm;
-    oc.label_smoothing = nc->label_smoothing;
-    BCHECK(sg_lr_schedule_parse(nc->schedule, &oc.schedule.kind) == SG_OK);
-    oc.schedule.warmup_steps = nc->warmup_steps > 0 ? nc->warmup_steps : 1;
+    sg_optim_config oc;
+    BCHECK(sg_named_config_optim(nc, &oc) == SG_OK);
     sg_optim *opt = sg_optim_new(sg_model_params(m), &oc);
     BCHECK(opt);
     return opt;

@@ -344,14 +344,11 @@ int main(int argc, char **argv)
     sg_optim_kind kind;
     CHECK(sg_optim_kind_parse(a.optim, &kind) == SG_OK);
     sg_optim_config oc = sg_optim_config_default(kind);
-    oc.lr = a.lr;
+    if (nc && kind == SG_OPTIM_ADAM) /* the configuration's betas, eps, weight decay */
+        CHECK(sg_named_config_optim(nc, &oc) == SG_OK);
+    oc.lr = a.lr; /* these hold the configuration's values unless given */
     oc.clip_norm = a.clip;
     oc.label_smoothing = a.label_smoothing;
-    if (nc) {
-        oc.beta1 = nc->beta1;
-        oc.beta2 = nc->beta2;
-        oc.eps = nc->eps;
-    }
     CHECK(sg_lr_schedule_parse(a.schedule, &oc.schedule.kind) == SG_OK);
     oc.schedule.warmup_steps = a.warmup > 0 ? a.warmup : 1;
     sg_optim *opt = sg_optim_new(sg_model_params(m), &oc);

@@ -291,3 +291,23 @@ int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
     sg_model_decoder_free(d);
     return rc;
 }
+
+int sg_named_config_optim(const sg_named_config *nc, sg_optim_config *out)
+{
+    if (!nc || !out)
+        return sg__error(SG_EINVAL, "sg_named_config_optim: NULL argument");
+    sg_optim_config oc = sg_optim_config_default(SG_OPTIM_ADAM);
+    oc.lr = nc->lr;
+    oc.beta1 = nc->beta1;
+    oc.beta2 = nc->beta2;
+    oc.eps = nc->eps;
+    oc.weight_decay = nc->weight_decay;
+    oc.clip_norm = nc->clip_norm;
+    oc.label_smoothing = nc->label_smoothing;
+    int rc = sg_lr_schedule_parse(nc->schedule, &oc.schedule.kind);
+    if (rc != SG_OK)
+        return rc;
+    oc.schedule.warmup_steps = nc->warmup_steps > 0 ? nc->warmup_steps : 1;
+    *out = oc;
+    return SG_OK;
+}

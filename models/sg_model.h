@@ -81,6 +81,11 @@ SG_API void *sg_model_decoder_state(sg_model_decoder *d);
 /* Frees the state and restores the model's training flag. Accepts NULL. */
 SG_API void sg_model_decoder_free(sg_model_decoder *d);
 
+/* The optimiser of a named configuration (MODELS.md 10.1): Adam with its learning rate,
+ * betas, eps, weight decay, clipping norm and schedule (label smoothing carried along for
+ * the checkpoint). SG_EINVAL for NULL arguments or a schedule it does not know. */
+SG_API int sg_named_config_optim(const sg_named_config *nc, sg_optim_config *out);
+
 /* ---- checkpoints (MODELS.md 11) --------------------------------------------------- */
 
 /* Hyperparameters <-> /model attributes (arch and every MODELS.md 3.1 entry). from_attrs
