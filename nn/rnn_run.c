@@ -9,6 +9,7 @@
 #pragma GCC optimize("no-trapping-math")
 
 #include "rnn_internal.h"
+#include "../tensor/fastmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -28,41 +29,14 @@ typedef struct rnn_saved {
     void *rh;       /* [N, H] Cho GRU: r * h_prev */
 } rnn_saved;
 
-/* e^x for float without a libm call, so the gate loops vectorise: 2^k e^r with
- * k = round(x / ln 2), |r| <= ln2 / 2 and a degree-6 Taylor polynomial (relative
- * error ~2e-7). x is clamped to [-87, 88] (no overflow, no denormals); NaN stays NaN. */
-static inline float exp_f32(float x)
-{
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float t = x * 1.44269504f + shifter;
-    float k = t - shifter;
-    float r = x - k * 0.693145752f - k * 1.42860677e-6f; /* ln 2 split hi + lo */
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666672e-1f +
-              r * (4.16666679e-2f + r * (8.33333377e-3f + r * 1.38888892e-3f)))));
-    union { float f; uint32_t u; } u = {t}, v;
-    v.u = (u.u - 0x4B400000u + 127u) << 23; /* 2^k from the integer bits of t */
-    return p * v.f;
-}
-static inline float sigm_f32(float v) { return 1.0f / (1.0f + exp_f32(-v)); }
-/* tanh = (e^2v - 1) / (e^2v + 1): about 1e-7 absolute error */
-static inline float tanh_f32(float v)
-{
-    v = v < -9.0f ? -9.0f : v;
-    v = v > 9.0f ? 9.0f : v;
-    float e = exp_f32(2.0f * v);
-    return (e - 1.0f) / (e + 1.0f);
-}
+/* The gate loops use the vectorisable float exp/tanh/sigmoid of fastmath.h (libm
+ * calls would keep them from vectorising). */
+static inline float sigm_f32(float v) { return sg__sigmoidf(v); }
+static inline float tanh_f32(float v) { return sg__tanhf(v); }
 static inline double sigm_f64(double v) { return 1.0 / (1.0 + exp(-v)); }
 
 /* the fused loops get an AVX2+FMA clone chosen at load time */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                     \
-    !defined(__SANITIZE_ADDRESS__)
-#define KERNEL __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define KERNEL
-#endif
+#define KERNEL SG_HOT
 
 /* The row loops of a step run on the library's threads when a step is big enough
  * to pay for waking them (rows * H elements). */
