@@ -133,6 +133,48 @@ int sg__ckpt_check_heaps(const char *fn, const char *path)
     return rc;
 }
 
+int sg__ckpt_check_vlen_elems(const char *fn, const char *path, FILE *fp, uint64_t ub,
+                              uint64_t fsize, const unsigned char *raw, uint64_t n,
+                              const char *what)
+{
+    int rc = SG_OK;
+    heap heaps[8] = {{0}};
+    int nh = 0;
+    for (uint64_t i = 0; rc == SG_OK && i < n; i++) {
+        const unsigned char *e = raw + 16 * i;
+        uint64_t len = le(e, 4), addr = le(e + 4, 8), idx = le(e + 12, 4);
+        if (len == 0 && addr == 0)
+            continue; /* an empty string needs no heap object */
+        heap *h = NULL;
+        for (int k = 0; k < nh && !h; k++)
+            if (heaps[k].addr == addr)
+                h = &heaps[k];
+        if (!h) {
+            if (nh == 8) { /* keep at most 8 parsed collections: drop the oldest */
+                free(heaps[0].size);
+                memmove(heaps, heaps + 1, sizeof heaps[0] * 7);
+                nh = 7;
+            }
+            h = &heaps[nh];
+            *h = (heap){0};
+            if (!parse_collection(fp, ub, fsize, addr, h, true)) {
+                free(h->size);
+                rc = sg__error(SG_EFORMAT, "%s: '%s': %s entry %llu points to a corrupt "
+                                           "global heap",
+                               fn, path, what, (unsigned long long)i);
+                break;
+            }
+            nh++;
+        }
+        if (idx == 0 || idx > 65535 || h->size[idx] != len + 1)
+            rc = sg__error(SG_EFORMAT, "%s: '%s': %s entry %llu has a bad heap reference",
+                           fn, path, what, (unsigned long long)i);
+    }
+    for (int k = 0; k < nh; k++)
+        free(heaps[k].size);
+    return rc;
+}
+
 int sg__ckpt_check_vlen(const char *fn, const char *path, hid_t f, hid_t d, const char *full,
                         uint64_t n)
 {
@@ -168,40 +210,11 @@ int sg__ckpt_check_vlen(const char *fn, const char *path, hid_t f, hid_t d, cons
     if (!raw || off > fsize || ub > fsize || !read_at(fp, ub + off, raw, (size_t)n * 16))
         rc = sg__error(SG_EFORMAT, "%s: '%s': dataset %s: raw data lies outside the file", fn, path,
                        full);
-    heap heaps[8] = {{0}};
-    int nh = 0;
-    for (uint64_t i = 0; rc == SG_OK && i < n; i++) {
-        const unsigned char *e = raw + 16 * i;
-        uint64_t len = le(e, 4), addr = le(e + 4, 8), idx = le(e + 12, 4);
-        if (len == 0 && addr == 0)
-            continue; /* an empty string needs no heap object */
-        heap *h = NULL;
-        for (int k = 0; k < nh && !h; k++)
-            if (heaps[k].addr == addr)
-                h = &heaps[k];
-        if (!h) {
-            if (nh == 8) { /* keep at most 8 parsed collections: drop the oldest */
-                free(heaps[0].size);
-                memmove(heaps, heaps + 1, sizeof heaps[0] * 7);
-                nh = 7;
-            }
-            h = &heaps[nh];
-            *h = (heap){0};
-            if (!parse_collection(fp, ub, fsize, addr, h, true)) {
-                free(h->size);
-                rc = sg__error(SG_EFORMAT, "%s: '%s': dataset %s entry %llu points to a corrupt "
-                                           "global heap",
-                               fn, path, full, (unsigned long long)i);
-                break;
-            }
-            nh++;
-        }
-        if (idx == 0 || idx > 65535 || h->size[idx] != len + 1)
-            rc = sg__error(SG_EFORMAT, "%s: '%s': dataset %s entry %llu has a bad heap reference",
-                           fn, path, full, (unsigned long long)i);
+    if (rc == SG_OK) {
+        char what[SG__CKPT_PATH_MAX + 16];
+        snprintf(what, sizeof what, "dataset %s", full);
+        rc = sg__ckpt_check_vlen_elems(fn, path, fp, ub, fsize, raw, n, what);
     }
-    for (int k = 0; k < nh; k++)
-        free(heaps[k].size);
     free(raw);
     fclose(fp);
     return rc;

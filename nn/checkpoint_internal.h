@@ -3,6 +3,7 @@
 #define SG_CHECKPOINT_INTERNAL_H
 
 #include <hdf5.h>
+#include <stdio.h>
 
 #include "nn_internal.h"
 
@@ -27,6 +28,14 @@ SG_INTERNAL int sg__ckpt_param_path(const char *fn, const char *prefix, const ch
 SG_INTERNAL int sg__ckpt_check_vlen(const char *fn, const char *path, hid_t f, hid_t d,
                                     const char *full, uint64_t n);
 
+/* Checks n raw variable-length elements (16 bytes each) against the global heap
+ * collections of the file fp (user block ub, fsize bytes) they name; what names them in
+ * messages ("dataset /vocab/src"). SG_EFORMAT naming the entry. */
+SG_INTERNAL int sg__ckpt_check_vlen_elems(const char *fn, const char *path, FILE *fp,
+                                          uint64_t ub, uint64_t fsize,
+                                          const unsigned char *raw, uint64_t n,
+                                          const char *what);
+
 /* Finds every global heap collection of the file by its signature and checks its
  * structure (checkpoint_heap.c). SG_EFORMAT naming the byte offset, SG_EIO. */
 SG_INTERNAL int sg__ckpt_check_heaps(const char *fn, const char *path);
@@ -49,6 +58,12 @@ SG_INTERNAL void sg__ckpt_close(rctx *r);
 SG_INTERNAL int sg__ckpt_open_group(const rctx *r, const char *name, bool required, hid_t *g);
 /* Every scalar integer, real or string attribute of obj into out. */
 SG_INTERNAL int sg__ckpt_read_attrs(const rctx *r, hid_t obj, const char *objname, sg_attrs *out);
+
+/* Checks the object header of name (below loc; full is its absolute name) when it is of
+ * version 1, which has no checksum, before HDF5 decodes its messages (checkpoint_ohdr.c).
+ * SG_EFORMAT naming full and the fault, SG_EIO. */
+SG_INTERNAL int sg__ckpt_check_ohdr(const rctx *r, hid_t loc, const char *name,
+                                    const char *full);
 
 /* Number of distinct (non-alias) parameters of p. */
 SG_INTERNAL int sg__ckpt_distinct(const sg_params *p);

@@ -115,6 +115,10 @@ static herr_t visit_cb(hid_t g, const char *name, const H5L_info_t *info, void *
         c->rc = sg__ckpt_h5err(r, SG_EFORMAT, "cannot look up", full);
         return -1;
     }
+    char full[SG__CKPT_PATH_MAX + 16];
+    snprintf(full, sizeof full, "%s/%.200s", c->gname, name);
+    if ((c->rc = sg__ckpt_check_ohdr(r, g, name, full)) != SG_OK)
+        return -1;
     if (oi.type != H5O_TYPE_DATASET)
         return 0;
     if (c->n >= MAX_LINKS) {

@@ -153,6 +153,12 @@ int sg__ckpt_read_attrs(const rctx *r, hid_t obj, const char *objname, sg_attrs 
 {
     actx c = {r, objname, out, SG_OK, 0};
     snprintf(out->where, sizeof out->where, "%s: '%s':%s", r->fn, r->path, objname);
+    /* HDF5 1.10.8's H5Aiterate2 crashes (H5A__close on an unfilled table) when an attribute
+     * message fails to decode part-way through building its table. Looking up a name that
+     * cannot exist decodes every attribute message first and fails cleanly instead, and the
+     * decoded messages are cached for the iteration that follows. */
+    if (H5Aexists(obj, "\x01") < 0)
+        return sg__ckpt_h5err(r, SG_EFORMAT, "cannot list the attributes of", objname);
     hsize_t idx = 0;
     herr_t st = H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, attr_cb, &c);
     if (c.rc != SG_OK)
@@ -191,6 +197,9 @@ static int child_kind(const rctx *r, hid_t loc, const char *name, const char *fu
     H5O_info_t oi;
     if (H5Oget_info_by_name2(loc, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
         return sg__ckpt_h5err(r, SG_EFORMAT, "cannot look up", full);
+    int rc = sg__ckpt_check_ohdr(r, loc, name, full);
+    if (rc != SG_OK)
+        return rc;
     if (oi.type == H5O_TYPE_GROUP)
         return 1;
     if (oi.type == H5O_TYPE_DATASET)
@@ -235,7 +244,9 @@ int sg__ckpt_open(rctx *r)
     if (r->f < 0)
         return sg__ckpt_h5err(r, SG_EFORMAT, "corrupt or truncated HDF5 file,", "cannot open it");
     sg_attrs root = {0};
-    int rc = sg__ckpt_read_attrs(r, r->f, "/", &root);
+    int rc = sg__ckpt_check_ohdr(r, r->f, "/", "/");
+    if (rc == SG_OK)
+        rc = sg__ckpt_read_attrs(r, r->f, "/", &root);
     const char *fmt = NULL;
     int64_t ver = 0;
     if (rc == SG_OK)
@@ -352,11 +363,15 @@ static int read_vocab(const rctx *r, hid_t g, const char *name, sg_ckpt_vocab *v
 static int read_rng(const rctx *r, hid_t g, sg_rng *rng)
 {
     const char *full = "/train/rng_state";
+    int rc = child_kind(r, g, "rng_state", full);
+    if (rc != 2)
+        return rc < 0 ? rc : sg__error(SG_EFORMAT, "%s: '%s': %s is %s", r->fn, r->path, full,
+                                       rc == 0 ? "missing" : "not a dataset");
     hid_t d = H5Dopen2(g, "rng_state", H5P_DEFAULT);
     hid_t ft = d < 0 ? -1 : H5Dget_type(d);
     hid_t sp = d < 0 ? -1 : H5Dget_space(d);
     hsize_t n = 0;
-    int rc = SG_OK;
+    rc = SG_OK;
     if (d < 0 || ft < 0 || sp < 0)
         rc = sg__ckpt_h5err(r, SG_EFORMAT, "cannot open dataset", full);
     else if (H5Tget_class(ft) != H5T_INTEGER || H5Tget_size(ft) != 8)

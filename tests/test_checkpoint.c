@@ -1009,3 +1009,70 @@ Test(checkpoint, rejects_bad_vocabulary_heap_reference)
     cr_assert_eq(sg_checkpoint_read_meta(path, &ck), SG_EFORMAT);
     assert_msg_has("/vocab/tgt entry 2", "bad heap reference");
 }
+
+/* The reference's file with n bytes replaced at off from the start of the first
+ * occurrence of the NUL-terminated text anchor (from the file's start if NULL), to path. */
+static void write_corrupt_reference(const char *anchor, long off, const void *bytes, size_t n)
+{
+    const char *fxdir = getenv("SG_FIXTURES");
+    char fx[512];
+    snprintf(fx, sizeof fx, "%s/checkpoint_ref.h5", fxdir ? fxdir : "tests/fixtures");
+    FILE *in = fopen(fx, "rb");
+    cr_assert(in, "cannot open %s", fx);
+    static unsigned char file[1 << 18];
+    size_t len = fread(file, 1, sizeof file, in);
+    fclose(in);
+    if (anchor) {
+        unsigned char *at = memmem(file, len, anchor, strlen(anchor) + 1);
+        cr_assert(at, "the fixture changed: '%s' not found", anchor);
+        off += at - file;
+    }
+    cr_assert_leq(off + (long)n, (long)len);
+    if (n)
+        memcpy(file + off, bytes, n);
+    FILE *out = fopen(path, "wb");
+    cr_assert_eq(fwrite(file, 1, len, out), len);
+    fclose(out);
+}
+
+/* Fuzzer finds in the reference's format (version-1 object headers, no checksums), where
+ * HDF5 1.10.8 trusts the sizes inside attribute messages: a dataspace of version 0 made
+ * H5Aiterate2 dereference NULL; a datatype larger than its message made it copy past its
+ * buffer. The loader must report both. */
+Test(checkpoint, rejects_corrupt_attribute_in_reference_format)
+{
+    sg_checkpoint ck = {0};
+    const unsigned char zero = 0;
+    const long version_byte = 6408; /* the dataspace message of an attribute of /model */
+    write_corrupt_reference(NULL, version_byte, &zero, 1);
+    cr_assert_eq(sg_checkpoint_read_meta(path, &ck), SG_EFORMAT);
+    assert_msg_has(path, "corrupt object header of /model");
+    assert_msg_has(path, "malformed attribute message");
+    /* v1 attribute: name padded to 16 bytes, then the datatype with its u32 size at +4 */
+    const uint32_t big = 4096;
+    write_corrupt_reference("src_vocab_size", 16 + 4, &big, 4);
+    cr_assert_eq(sg_checkpoint_read_meta(path, &ck), SG_EFORMAT);
+    assert_msg_has(path, "corrupt object header of /model");
+    sg_params *p = sg_params_new(SG_F32);
+    cr_assert_eq(sg_checkpoint_load_params(path, p), SG_EFORMAT);
+    sg_params_free(p);
+    /* a variable-length string attribute longer than its global heap object: HDF5 copied
+     * past the object. Its data follows the padded name, datatype and dataspace. */
+    unsigned char sizes[6];
+    write_corrupt_reference(NULL, 0, NULL, 0);
+    FILE *f = fopen(path, "rb");
+    static unsigned char file[1 << 18];
+    size_t len = fread(file, 1, sizeof file, f);
+    fclose(f);
+    unsigned char *at = memmem(file, len, "format", 7);
+    cr_assert(at && at - file >= 6);
+    memcpy(sizes, at - 6, 6);
+    long data = 0;
+    for (int k = 0; k < 3; k++)
+        data += ((sizes[2 * k] | sizes[2 * k + 1] << 8) + 7) & ~7;
+    const uint32_t longer = 200;
+    write_corrupt_reference("format", data, &longer, 4);
+    cr_assert_eq(sg_checkpoint_read_meta(path, &ck), SG_EFORMAT);
+    assert_msg_has(path, "an attribute of /");
+    assert_msg_has(path, "bad heap reference");
+}
