@@ -5,8 +5,25 @@
 #include "../tensor/tensor_internal.h"
 #include "sg_autograd.h"
 
+/* Free lists of gradient buffers by size class (grad_pool.c). */
+#define SG__POOL_CLASSES 192
+typedef struct sg_grad_pool {
+    void *free[SG__POOL_CLASSES];
+    bool used[SG__POOL_CLASSES]; /* handed out since the last trim */
+} sg_grad_pool;
+
+/* A zeroed buffer of at least bytes (64-byte aligned); NULL when out of memory. */
+SG_INTERNAL void *sg__grad_pool_get(sg_grad_pool *p, size_t bytes);
+/* Returns a buffer that sg__grad_pool_get gave. */
+SG_INTERNAL void sg__grad_pool_put(sg_grad_pool *p, void *buf);
+/* Frees the cached buffers of classes not handed out since the previous trim. */
+SG_INTERNAL void sg__grad_pool_trim(sg_grad_pool *p);
+/* Frees every cached buffer. */
+SG_INTERNAL void sg__grad_pool_clear(sg_grad_pool *p);
+
 struct sg_graph {
     sg_arena *arena;
+    sg_grad_pool pool; /* gradients of op outputs, released as backward passes them */
     sg_node *tape;      /* last recorded node */
     int64_t n_nodes;
     int status;

@@ -22,16 +22,45 @@ sg_graph *sg_graph_new(void)
     return g;
 }
 
+/* Gradient bytes of t. */
+static size_t grad_bytes(const sg_tensor *t)
+{
+    return (size_t)sg_tensor_numel(t) * sg_dtype_size(t->dtype);
+}
+
+/* Returns the pooled gradients of n's outputs. */
+static void release_out_grads(sg_graph *g, sg_node *n)
+{
+    for (int k = 0; k < n->n_out; k++) {
+        sg_tensor *t = n->out[k];
+        if (t->grad && t->node == n) {
+            sg__grad_pool_put(&g->pool, t->grad);
+            t->grad = NULL;
+        }
+    }
+}
+
+/* Gradients that backward did not reach (it failed, or never ran) go back to the pool. */
+static void release_all_grads(sg_graph *g)
+{
+    for (sg_node *n = g->tape; n; n = n->prev)
+        release_out_grads(g, n);
+}
+
 void sg_graph_free(sg_graph *g)
 {
     if (!g)
         return;
+    release_all_grads(g);
+    sg__grad_pool_clear(&g->pool);
     sg_arena_free(g->arena);
     free(g);
 }
 
 void sg_graph_reset(sg_graph *g)
 {
+    release_all_grads(g);
+    sg__grad_pool_trim(&g->pool);
     sg_arena_reset(g->arena);
     g->tape = NULL;
     g->n_nodes = 0;
@@ -176,8 +205,9 @@ void *sg_grad_of(sg_graph *g, sg_tensor *t)
     if (!t || !t->requires_grad)
         return NULL;
     if (!t->grad) {
-        size_t bytes = (size_t)sg_tensor_numel(t) * sg_dtype_size(t->dtype);
-        t->grad = sg_arena_calloc(g->arena, bytes);
+        size_t bytes = grad_bytes(t);
+        /* an op's output: pooled, released once its node's backward has run */
+        t->grad = t->node ? sg__grad_pool_get(&g->pool, bytes) : sg_arena_calloc(g->arena, bytes);
         if (!t->grad)
             sg_graph_fail(g, SG_ENOMEM, "backward: cannot allocate a gradient of %zu bytes",
                           bytes);
@@ -208,6 +238,7 @@ static int run_backward(sg_graph *g)
                 has_grad = true;
         if (has_grad)
             n->backward(g, n);
+        release_out_grads(g, n);
         if (g->status != SG_OK)
             return g->status;
     }

@@ -6,9 +6,10 @@
  * records a node with its backward. sg_backward() walks the recorded nodes in
  * reverse creation order (a valid reverse topological order for define-by-run) and
  * accumulates gradients: into t->grad of leaves (heap tensors such as parameters,
- * whose grad buffers persist) and of intermediates (arena buffers, released with
- * the graph). sg_graph_reset() releases every tensor, node and gradient made in
- * the graph in O(1); parameters and optimiser state live outside it.
+ * whose grad buffers persist) and of intermediates. The gradient of an op's output is
+ * released (t->grad back to NULL) as soon as that op's backward has run, so backward
+ * never holds more than the live gradients. sg_graph_reset() releases every tensor,
+ * node and gradient made in the graph; parameters and optimiser state live outside it.
  *
  *     sg_graph *g = sg_graph_new();
  *     for (step...) {

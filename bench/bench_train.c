@@ -171,10 +171,11 @@ int main(int argc, char **argv)
     sg_batches idx;
     BCHECK(sg_batches_bench(&idx, train, nc->batch_size, N_BENCH) == SG_OK);
     sg_batch bs[N_BENCH];
-    int64_t n_tok = 0, n_src = 0;
+    int64_t n_tok = 0, n_src = 0, n_slots = 0;
     for (int k = 0; k < N_BENCH; k++) {
         BCHECK(sg_batch_make_at(&bs[k], train, &idx, k) == SG_OK);
         n_tok += bs[k].n_tgt_tokens;
+        n_slots += bs[k].B * bs[k].T;
         const int64_t *len = bs[k].src_len->data;
         for (int64_t b = 0; b < bs[k].B; b++)
             n_src += len[b];
@@ -221,6 +222,7 @@ int main(int argc, char **argv)
         bench_json_int(&j, "batches", N_BENCH);
         bench_json_int(&j, "tgt_tokens_per_pass", n_tok);
         bench_json_int(&j, "src_tokens_per_pass", n_src);
+        bench_json_int(&j, "tgt_positions_per_pass", n_slots); /* with padding */
         bench_json_nums(&j, "pass_seconds", secs, o.passes, 3);
         bench_json_num(&j, "tok_per_s_min", bench_min(tps, o.passes), 1);
         bench_json_num(&j, "tok_per_s_median", bench_median(tps, o.passes), 1);

@@ -93,6 +93,54 @@ Test(backward, mlp_weight_gradient_flows_to_heap_leaf)
     sg_graph_free(g);
 }
 
+/* Gradients of op outputs are released as backward passes their op and reused by later
+ * ones: a chain of 200 ops on 1 MB tensors must not hold 200 gradients at once, must
+ * still give the exact leaf gradient, and must leave no intermediate gradient behind. */
+Test(backward, releases_intermediate_gradients_as_it_goes)
+{
+    sg_graph *g = sg_graph_new();
+    int64_t n = 1 << 18;
+    sg_tensor *x = sg_tensor_new(SG_F32, 1, &n);
+    sg_tensor_fill_(x, 1.0);
+    sg_tensor_set_requires_grad(x, true);
+    for (int rep = 0; rep < 3; rep++) {
+        sg_tensor *chain[200], *y = x;
+        for (int k = 0; k < 200; k++)
+            y = chain[k] = sg_mul_scalar(g, y, 1.0);
+        sg_tensor *loss = sg_sum_all(g, y);
+        cr_assert_eq(sg_backward(g, loss), SG_OK, "%s", sg_last_error());
+        for (int k = 0; k < 200; k++)
+            cr_assert_null(chain[k]->grad, "op %d kept its gradient", k);
+        cr_assert_null(loss->grad);
+        cr_assert_float_eq(sg_tensor_grad_get(x, 12345), (double)(rep + 1), 1e-6);
+        sg_graph_reset(g);
+    }
+    sg_tensor_free(x);
+    sg_graph_free(g); /* LeakSanitizer: cached buffers go with the graph */
+}
+
+/* A backward that fails part-way and a graph reset before backward release every
+ * gradient they made (checked by LeakSanitizer in the sanitizer suite). */
+Test(backward, failed_or_skipped_backward_releases_gradients)
+{
+    sg_graph *g = sg_graph_new();
+    sg_tensor *x = sg_tensor_new(SG_F32, 1, (int64_t[]){1000});
+    sg_tensor_fill_(x, 1.0);
+    sg_tensor_set_requires_grad(x, true);
+    sg_tensor *y = sg_mul_scalar(g, sg_exp(g, x), 2.0);
+    cr_assert_not_null(sg_grad_of(g, y)); /* a gradient made before backward */
+    sg_graph_reset(g);
+    y = sg_mul_scalar(g, sg_exp(g, x), 2.0);
+    sg_tensor *bad = sg_sum_all(g, y);
+    cr_assert_not_null(sg_grad_of(g, y));
+    /* backward from an output that is not a scalar fails */
+    cr_assert_neq(sg_backward(g, y), SG_OK);
+    cr_assert_eq(sg_backward(g, bad), SG_OK, "%s", sg_last_error());
+    cr_assert_float_eq(sg_tensor_grad_get(x, 0), 2.0 * exp(1.0), 1e-5);
+    sg_tensor_free(x);
+    sg_graph_free(g);
+}
+
 /* ---- gradchecks ---------------------------------------------------------------- */
 
 static sg_tensor *f_broadcast_arith(sg_graph *g, sg_tensor *const *in, void *u)
