@@ -4,7 +4,7 @@
 # Prints "fuzz: skipped" and exits 0 when clang is not installed. Crashing inputs are
 # saved in <builddir>/fuzz-artifacts/; the corpus grows in <builddir>/fuzz-corpus/.
 # Longer runs: tools/fuzz_checkpoint.sh 3600   (or run the binary with -jobs=N).
-# FUZZ_SEED=n makes a run reproducible (CI uses FUZZ_SEED=1 FUZZ_H5PY=0, see below).
+# FUZZ_SEED=n makes a run reproducible (CI runs FUZZ_SEED=1 with FUZZ_H5PY=0, then =1).
 set -eu
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
@@ -31,9 +31,10 @@ BABS="$(cd "$B" && pwd)"
 mkdir -p "$B/fuzz-corpus" "$B/fuzz-artifacts"
 SG_FUZZ_WRITE_SEED="$B/fuzz-corpus/seed.h5" "$B/fuzz_checkpoint"
 cp fuzz/regressions/*.h5 "$B/fuzz-corpus/" 2>/dev/null || true
-# FUZZ_H5PY=1 (default) also seeds files in the reference's (h5py, earliest HDF5) format. They
-# have no metadata checksums and HDF5 1.10.8 itself can crash on corrupt ones (see
-# fuzz/hdf5-crashes/); CI sets FUZZ_H5PY=0 and fuzzes the checksummed format seqgrad writes.
+# FUZZ_H5PY=1 (default) also seeds files in the reference's (h5py, earliest HDF5) format,
+# whose object headers have no checksums: HDF5 1.10.8 crashed on corrupt ones until the
+# loader checked them itself (nn/checkpoint_ohdr.c; crashers in fuzz/regressions-h5py/).
+# FUZZ_H5PY=0 fuzzes only the checksummed format seqgrad writes.
 if [ "${FUZZ_H5PY:-1}" = 1 ]; then
     FUZZ_MAXLEN=262144
     cp tests/fixtures/checkpoint_*.h5 fuzz/regressions-h5py/*.h5 "$B/fuzz-corpus/" 2>/dev/null || true
