@@ -8,6 +8,11 @@
  *     build/bench/bench_gemm [reps]        (default 5)
  *
  * seqgrad's overhead over raw BLIS should stay under 5% at the large sizes.
+ *
+ * It also times raw bli_sgemm on the generator of enfr-bahdanau (640 rows, 1024 inputs,
+ * 8000 words) in the three orientations a training step runs it: forward y = x W^T (NT),
+ * dx = dy W (NN, k = 8000) and dW = dy^T x (TN, k = 640). That is the hardware reference
+ * of the performance issue ("the GFLOP/s raw BLIS reaches at 640x1024x8000").
  */
 #include <blis.h>
 #include <math.h>
@@ -88,6 +93,72 @@ static void raw_nt(void *p) /* c = a w^T, w^T given as strides */
     float one = 1, zero = 0;
     bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, c->m, c->n, c->k, &one, c->a->data, c->k, 1,
               c->w->data, 1, c->k, &zero, c->c, c->n, 1);
+}
+
+/* the generator's three products, raw BLIS; a [m,k] x, b [m,n] dy, w [n,k] W */
+typedef struct {
+    int64_t m, k, n;
+    float *x, *dy, *w, *y, *dx, *dw;
+} gen_ctx;
+
+static void gen_fwd(void *p)
+{
+    gen_ctx *c = p;
+    float one = 1, zero = 0;
+    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, c->m, c->n, c->k, &one, c->x, c->k, 1, c->w,
+              1, c->k, &zero, c->y, c->n, 1);
+}
+
+static void gen_dx(void *p)
+{
+    gen_ctx *c = p;
+    float one = 1, zero = 0;
+    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, c->m, c->k, c->n, &one, c->dy, c->n, 1, c->w,
+              c->k, 1, &zero, c->dx, c->k, 1);
+}
+
+static void gen_dw(void *p)
+{
+    gen_ctx *c = p;
+    float one = 1;
+    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, c->n, c->k, c->m, &one, c->dy, 1, c->n, c->x,
+              c->k, 1, &one, c->dw, c->k, 1);
+}
+
+static float *randn_buf(sg_rng *r, int64_t n)
+{
+    float *b = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        b[i] = (float)sg_rng_normal(r);
+    return b;
+}
+
+/* Raw BLIS GFLOP/s on the generator's products at 1 and 2 threads. */
+static void bench_generator(sg_rng *r, int reps)
+{
+    gen_ctx c = {.m = 640, .k = 1024, .n = 8000};
+    c.x = randn_buf(r, c.m * c.k);
+    c.dy = randn_buf(r, c.m * c.n);
+    c.w = randn_buf(r, c.n * c.k);
+    c.y = randn_buf(r, c.m * c.n);
+    c.dx = randn_buf(r, c.m * c.k);
+    c.dw = randn_buf(r, c.n * c.k);
+    double flop = 2.0 * (double)c.m * (double)c.k * (double)c.n;
+    printf("\n%-24s %3s %10s %10s %10s %10s   (raw bli_sgemm, GFLOP/s)\n", "generator 640x1024x8000",
+           "thr", "y=xW^T", "dx=dyW", "dW=dy^Tx", "all three");
+    for (int t = 1; t <= 2; t++) {
+        sg_set_num_threads(t);
+        pair_times a = time_pair(gen_fwd, gen_dx, &c, reps);
+        pair_times b = time_pair(gen_dw, gen_fwd, &c, reps);
+        printf("%-24s %3d %10.1f %10.1f %10.1f %10.1f\n", "", t, flop / a.base * 1e-9,
+               flop / a.f * 1e-9, flop / b.base * 1e-9, 3 * flop / (a.base + a.f + b.base) * 1e-9);
+    }
+    free(c.x);
+    free(c.dy);
+    free(c.w);
+    free(c.y);
+    free(c.dx);
+    free(c.dw);
 }
 
 static void sg_mm(void *p)
@@ -205,6 +276,8 @@ int main(int argc, char **argv)
         sg_tensor_free(c.b);
         sg_tensor_free(c.w);
     }
+
+    bench_generator(&r, reps);
 
     sg_set_num_threads(1);
     ew_ctx e = {.n = INT64_C(1) << 22};

@@ -202,6 +202,7 @@ int main(int argc, char **argv)
             train_step(m, opt, g, &bs[k], ls);
         double secs[MAX_PASSES], tps[MAX_PASSES], loss = 0;
         uint64_t f0 = sg_gemm_flops();
+        long faults0 = bench_minor_faults();
         for (int p = 0; p < o.passes; p++) {
             double t0 = bench_now();
             for (int k = 0; k < N_BENCH; k++)
@@ -210,6 +211,7 @@ int main(int argc, char **argv)
             tps[p] = (double)n_tok / secs[p];
         }
         double flops = (double)(sg_gemm_flops() - f0), total = 0;
+        double faults = (double)(bench_minor_faults() - faults0) / (o.passes * N_BENCH);
         for (int p = 0; p < o.passes; p++)
             total += secs[p];
         double med = bench_median(secs, o.passes);
@@ -234,6 +236,7 @@ int main(int argc, char **argv)
         /* our extras */
         bench_json_num(&j, "ms_per_step_median", 1000 * med / N_BENCH, 2);
         bench_json_num(&j, "ms_per_step_min", 1000 * bench_min(secs, o.passes) / N_BENCH, 2);
+        bench_json_num(&j, "page_faults_per_step", faults, 0); /* fresh memory touched */
         bench_json_num(&j, "gflop_per_step", flops / (1e9 * o.passes * N_BENCH), 4);
         bench_json_num(&j, "gflops", flops / (1e9 * total), 2);
         bench_json_num(&j, "final_loss", loss, 4);

@@ -55,6 +55,14 @@ static inline double bench_peak_rss_mb(void)
     return (double)ru.ru_maxrss / 1024.0;
 }
 
+/* Minor page faults of this process so far (fresh memory being touched). */
+static inline long bench_minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
 /* Current resident set size in MiB (/proc/self/statm), -1 if unreadable. */
 static inline double bench_rss_mb(void)
 {
