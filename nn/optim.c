@@ -4,6 +4,7 @@
  * rounded to the parameter dtype first, as torch does with Python-float arguments.
  */
 #include "nn_internal.h"
+#include "fastmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -163,6 +164,8 @@ oom:
 #define SG_OMP_ELEMS(n)
 #endif
 
+#define ADAM_SPAN 16384
+
 static int elem_threads(int64_t n)
 {
     return n >= (1 << 18) ? sg__threads() : 1;
@@ -172,12 +175,11 @@ static int elem_threads(int64_t n)
     /* torch _single_tensor_adam(w): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g g;          \
      * theta -= step_size m / (sqrt(v) / bc2_sqrt + eps)                                  \
      * decay: coupled g += wd theta (Adam) or theta *= 1 - lr wd first (AdamW). */         \
-    static void adam_##SUF(int64_t n, T *restrict th, const T *restrict g, T *restrict m,   \
-                           T *restrict v, T b1, T b2, T eps, T wd, T decoupled, T step_size, \
-                           T bc2_sqrt)                                                      \
+    SG_HOT static void adam_span_##SUF(int64_t n, T *restrict th, const T *restrict g,       \
+                                       T *restrict m, T *restrict v, T b1, T b2, T eps, T wd, \
+                                       T decoupled, T step_size, T bc2_sqrt)                  \
     {                                                                                       \
         const T c1 = (T)1 - b1, c2 = (T)1 - b2;                                             \
-        SG_OMP_ELEMS(n)                                                                     \
         for (int64_t i = 0; i < n; i++) {                                                   \
             T p = th[i] * decoupled;                                                        \
             T gi = g[i] + wd * p;                                                           \
@@ -186,6 +188,19 @@ static int elem_threads(int64_t n)
             m[i] = mi;                                                                      \
             v[i] = vi;                                                                      \
             th[i] = p - step_size * (mi / (SQRT(vi) / bc2_sqrt + eps));                     \
+        }                                                                                   \
+    }                                                                                       \
+    /* spans of ADAM_SPAN elements split across threads; each runs the vector clone */      \
+    static void adam_##SUF(int64_t n, T *restrict th, const T *restrict g, T *restrict m,   \
+                           T *restrict v, T b1, T b2, T eps, T wd, T decoupled, T step_size, \
+                           T bc2_sqrt)                                                      \
+    {                                                                                       \
+        int64_t spans = (n + ADAM_SPAN - 1) / ADAM_SPAN;                                    \
+        SG_OMP_ELEMS(n)                                                                     \
+        for (int64_t s = 0; s < spans; s++) {                                               \
+            int64_t i = s * ADAM_SPAN, k = n - i < ADAM_SPAN ? n - i : ADAM_SPAN;           \
+            adam_span_##SUF(k, th + i, g + i, m + i, v + i, b1, b2, eps, wd, decoupled,     \
+                            step_size, bc2_sqrt);                                           \
         }                                                                                   \
     }                                                                                       \
     /* torch _single_tensor_sgd: d = g + wd theta; buf = first ? d : mu buf + (1-damp) d; \
