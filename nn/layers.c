@@ -198,8 +198,7 @@ sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng
     if (!keep || !y)
         return sg_graph_fail(g, SG_ENOMEM, "sg_dropout: out of memory");
     double s = 1.0 / (1.0 - p);
-    for (int64_t i = 0; i < N; i++)
-        keep[i] = sg_rng_uniform(rng) >= p;
+    sg_rng_keep_mask(rng, keep, N, p);
     if (x->dtype == SG_F32) {
         const float *a = x->data;
         float *b = y->data, fs = (float)s;

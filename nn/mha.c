@@ -200,8 +200,8 @@ sg_tensor *sg_scaled_dot_attention(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_t
             if (drop) {
                 uint8_t *km = sv->keep + bh;
                 char *D = (char *)sv->Pd + bh * (int64_t)es;
+                sg_rng_keep_mask(opts->rng, km, Lq * Lk, dropout);
                 for (int64_t x = 0; x < Lq * Lk; x++) {
-                    km[x] = sg_rng_uniform(opts->rng) >= dropout;
                     if (dt == SG_F32)
                         ((float *)D)[x] = km[x] ? ((float *)S)[x] * (float)sv->drop_scale : 0;
                     else

@@ -19,9 +19,8 @@ void sg_rng_seed(sg_rng *r, uint64_t seed)
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-uint64_t sg_rng_next(sg_rng *r)
+static inline uint64_t next_of(uint64_t *s)
 {
-    uint64_t *s = r->s;
     uint64_t result = rotl(s[1] * 5, 7) * 9;
     uint64_t t = s[1] << 17;
     s[2] ^= s[0];
@@ -31,6 +30,25 @@ uint64_t sg_rng_next(sg_rng *r)
     s[2] ^= t;
     s[3] = rotl(s[3], 45);
     return result;
+}
+
+uint64_t sg_rng_next(sg_rng *r) { return next_of(r->s); }
+
+void sg_rng_keep_mask(sg_rng *r, uint8_t *keep, int64_t n, double p_drop)
+{
+    /* two draws per 64-bit number: keep when a 32-bit half is >= p_drop 2^32 */
+    uint64_t t = p_drop <= 0 ? 0 : p_drop >= 1 ? UINT64_C(1) << 32 : (uint64_t)(p_drop * 0x1p32);
+    uint64_t s[4] = {r->s[0], r->s[1], r->s[2], r->s[3]};
+    int64_t i = 0;
+    for (; i + 1 < n; i += 2) {
+        uint64_t x = next_of(s);
+        keep[i] = (x & 0xffffffffu) >= t;
+        keep[i + 1] = (x >> 32) >= t;
+    }
+    if (i < n)
+        keep[i] = (next_of(s) & 0xffffffffu) >= t;
+    for (int k = 0; k < 4; k++)
+        r->s[k] = s[k];
 }
 
 double sg_rng_uniform(sg_rng *r) { return (double)(sg_rng_next(r) >> 11) * 0x1.0p-53; }

@@ -27,6 +27,9 @@ SG_API uint64_t sg_rng_next(sg_rng *r);
 SG_API double sg_rng_uniform(sg_rng *r);
 /* Standard normal (Box-Muller, one value per call). */
 SG_API double sg_rng_normal(sg_rng *r);
+/* keep[i] = 1 with probability 1 - p_drop (p_drop in steps of 2^-32), else 0, for the n
+ * entries of keep: a dropout mask, two entries per 64-bit draw. */
+SG_API void sg_rng_keep_mask(sg_rng *r, uint8_t *keep, int64_t n, double p_drop);
 /* Uniform integer in [0, n) without modulo bias; n > 0. */
 SG_API uint64_t sg_rng_below(sg_rng *r, uint64_t n);
 

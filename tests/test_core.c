@@ -277,3 +277,28 @@ Test(gradcheck, detects_a_wrong_gradient)
     cr_assert_eq(rc, SG_EINVAL);
     sg_tensor_free(x);
 }
+
+/* Dropout masks: the kept fraction is 1 - p, a seed gives the same mask, an odd length
+ * is filled to its end, and p = 0 keeps everything. */
+Test(rng, keep_mask_has_the_asked_rate_and_is_reproducible)
+{
+    enum { N = 200001 };
+    static uint8_t a[N], b[N];
+    sg_rng r1, r2;
+    sg_rng_seed(&r1, 7);
+    sg_rng_seed(&r2, 7);
+    memset(a, 2, N);
+    sg_rng_keep_mask(&r1, a, N, 0.1);
+    sg_rng_keep_mask(&r2, b, N, 0.1);
+    int64_t kept = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert(a[i] <= 1, "entry %d not written", i);
+        kept += a[i];
+    }
+    cr_assert_arr_eq(a, b, N);
+    cr_assert_float_eq((double)kept / N, 0.9, 0.003); /* 4.5 standard deviations */
+    cr_assert_neq(sg_rng_next(&r1), 0u); /* the state moved on */
+    sg_rng_keep_mask(&r1, a, N, 0.0);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(a[i], 1);
+}
