@@ -62,7 +62,11 @@ static void sift_up(cand *hp, int64_t i)
         const T *x = (const T *)row;                                               \
         const int64_t sx = logits->stride[1], i0 = (r - r0) * V;                   \
         const double base = ws.score[r];                                           \
+        /* logits below cut cannot enter the full heap (a margin far above rounding) */ \
+        double cut = nh < 2 * k ? -INFINITY : ws.heap[0].s - base + lse - 1e-6;    \
         for (int64_t v = 0; v < V; v++) {                                          \
+            if ((double)x[v * sx] < cut)                                           \
+                continue;                                                          \
             cand c = {base + ((double)x[v * sx] - lse), i0 + v};                   \
             if (!(c.s > -INFINITY) || v == SG_TOK_PAD || v == SG_TOK_BOS)          \
                 continue;   /* probability 0 */                                    \
@@ -72,7 +76,11 @@ static void sift_up(cand *hp, int64_t i)
             } else if (c.s > ws.heap[0].s) { /* equal: the later index loses */    \
                 ws.heap[0] = c;                                                    \
                 sift_down(ws.heap, nh, 0);                                         \
+            } else {                                                               \
+                continue;                                                          \
             }                                                                      \
+            if (nh == 2 * k)                                                       \
+                cut = ws.heap[0].s - base + lse - 1e-6;                            \
         }                                                                          \
     } while (0)
 

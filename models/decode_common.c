@@ -1,5 +1,6 @@
 /* decode_common.c - what greedy and beam search share: checks, step graphs, log-probs. */
 #include "decode_internal.h"
+#include "fastmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -144,12 +145,63 @@ int sg__decode_step(const char *fn, const sg_decoder_ops *ops, void *model, sg__
         *lse = (double)m + log(sum);                                               \
     } while (0)
 
+/* A contiguous f32 row in 8 independent lanes (a fixed order, so the result does not
+ * depend on the vector width): max, then sum of exp(x - max) in double. false on NaN or
+ * +inf; *lse = +inf when every logit is -inf. */
+SG_HOT static bool lse_f32_contiguous(const float *x, int64_t V, double *lse)
+{
+    float mx[8], chk[8] = {0}; /* chk stays 0 unless some x is NaN or inf (x * 0) */
+    for (int l = 0; l < 8; l++)
+        mx[l] = -INFINITY;
+    int64_t v = 0;
+    for (; v + 8 <= V; v += 8)
+        for (int l = 0; l < 8; l++) {
+            float xv = x[v + l];
+            chk[l] += xv * 0.0f;
+            mx[l] = xv > mx[l] ? xv : mx[l];
+        }
+    for (; v < V; v++) {
+        chk[0] += x[v] * 0.0f;
+        mx[0] = x[v] > mx[0] ? x[v] : mx[0];
+    }
+    float m = -INFINITY;
+    bool inf_or_nan = false;
+    for (int l = 0; l < 8; l++) {
+        inf_or_nan |= chk[l] != 0.0f;
+        m = mx[l] > m ? mx[l] : m;
+    }
+    if (inf_or_nan) { /* -inf logits are allowed (probability 0), NaN and +inf are not */
+        for (v = 0; v < V; v++)
+            if (x[v] != x[v] || x[v] == INFINITY)
+                return false;
+    }
+    if (m == -INFINITY) { /* every logit -inf: probability 0 everywhere */
+        *lse = INFINITY;
+        return true;
+    }
+    double acc[8] = {0};
+    for (v = 0; v + 8 <= V; v += 8)
+        for (int l = 0; l < 8; l++)
+            acc[l] += (double)sg__exp_nonposf(x[v + l] - m);
+    for (; v < V; v++)
+        acc[0] += (double)sg__exp_nonposf(x[v] - m);
+    double sum = 0;
+    for (int l = 0; l < 8; l++)
+        sum += acc[l];
+    *lse = (double)m + log(sum);
+    return true;
+}
+
 int sg__decode_row_lse(const char *fn, const sg_tensor *logits, int64_t r, int64_t t,
                        double *lse)
 {
     int64_t V = logits->shape[1], s = logits->stride[1];
     const void *row = sg__decode_row(logits, r);
-    if (logits->dtype == SG_F32)
+    if (logits->dtype == SG_F32 && s == 1) {
+        if (!lse_f32_contiguous(row, V, lse))
+            return sg__error(SG_ENUMERIC, "%s: step %lld row %lld has NaN or +inf logits", fn,
+                             (long long)t, (long long)r);
+    } else if (logits->dtype == SG_F32)
         LSE_ROW(float, expf);
     else
         LSE_ROW(double, exp);

@@ -10,6 +10,7 @@
  * Only lse (R doubles) is saved; softmax is recomputed from x in the backward.
  */
 #include "nn_internal.h"
+#include "fastmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -120,44 +121,10 @@ static int row_threads(int64_t R, int64_t V)
         }                                                                                   \
     }
 
-/* The comparisons below must not count as possibly trapping, or GCC will not turn them
- * into vector selects; sqrt/log errno is irrelevant here too. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC push_options
-#pragma GCC optimize("no-trapping-math", "no-math-errno")
-#endif
-
-/* exp(x) for x <= 0 in f32, branch-free so the row loops vectorise (libm's expf is an
- * opaque call). x = n ln2 + r with |r| <= ln2/2; exp(r) by its degree-6 Taylor
- * polynomial (truncation < 2e-7 relative, about 1 ulp); 2^n built in the exponent bits.
- * Results below FLT_MIN flush to 0; NaN gives NaN. Checked against expf in the tests. */
-static inline float exp_nonpos_f32(float x)
-{
-    const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-06f;
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float xc = x < -87.0f ? -87.0f : x; /* also keeps the bit tricks below in range */
-    float k = xc * log2e + shifter;
-    uint32_t kb;
-    memcpy(&kb, &k, sizeof kb);
-    float n = k - shifter;
-    float r = (xc - n * ln2_hi) - n * ln2_lo;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 +
-                                      r * (1.0f / 120 + r * (1.0f / 720))))));
-    uint32_t sb = (kb - 0x4B400000u + 127u) << 23; /* (n + 127) << 23 */
-    float scale;
-    memcpy(&scale, &sb, sizeof scale);
-    float e = p * scale;
-    return x >= -87.0f ? e : x < -87.0f ? 0.0f : x; /* the last case is NaN */
-}
-
-ROW_HELPERS(float, f32, exp_nonpos_f32)
+ROW_HELPERS(float, f32, sg__exp_nonposf)
 ROW_HELPERS(double, f64, exp)
-CE_KERNELS(float, f32, exp_nonpos_f32, logf)
+CE_KERNELS(float, f32, sg__exp_nonposf, logf)
 CE_KERNELS(double, f64, exp, log)
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
 
 static void ce_bwd(sg_graph *g, sg_node *n)
 {

@@ -27,6 +27,30 @@ static inline float sg__expf(float x)
     return p * scale;
 }
 
+/* exp(x) for x <= 0 in f32, branch-free so the row loops vectorise (libm's expf is an
+ * opaque call). x = n ln2 + r with |r| <= ln2/2; exp(r) by its degree-6 Taylor
+ * polynomial (truncation < 2e-7 relative, about 1 ulp); 2^n built in the exponent bits.
+ * Results below FLT_MIN flush to 0; NaN gives NaN. Checked against expf in
+ * test_loss. */
+static inline float sg__exp_nonposf(float x)
+{
+    const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-06f;
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float xc = x < -87.0f ? -87.0f : x; /* also keeps the bit tricks below in range */
+    float k = xc * log2e + shifter;
+    uint32_t kb;
+    memcpy(&kb, &k, sizeof kb);
+    float n = k - shifter;
+    float r = (xc - n * ln2_hi) - n * ln2_lo;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 +
+                                      r * (1.0f / 120 + r * (1.0f / 720))))));
+    uint32_t sb = (kb - 0x4B400000u + 127u) << 23; /* (n + 127) << 23 */
+    float scale;
+    memcpy(&scale, &sb, sizeof scale);
+    float e = p * scale;
+    return x >= -87.0f ? e : x < -87.0f ? 0.0f : x; /* the last case is NaN */
+}
+
 /* tanh x = (e^2x - 1) / (e^2x + 1), x clamped to [-9, 9] where tanh is +-1 in float. */
 static inline float sg__tanhf(float x)
 {
