@@ -133,30 +133,6 @@ bool sg__attn_check_query(sg_graph *g, const char *op, const sg_attn_memory *mem
 
 /* ---- kernels ----------------------------------------------------------------------- */
 
-/* tanh in float without libm calls, so loops over it vectorise:
- *   |x| < 0.55:  x + x^3 P(x^2)           (least-squares fit, ~1 ulp)
- *   otherwise:   1 - 2 / (exp(2|x|) + 1)   with exp = 2^k exp(r), |r| <= ln2/2
- * Max relative error vs tanh in double ~2e-7. NaN propagates. */
-static inline float fast_tanhf(float x)
-{
-    float a = fabsf(x);
-    a = a > 9.0f ? 9.0f : a; /* tanh(9) rounds to 1 in float */
-    float t = x * x;
-    float p = (((-0.0066575417f * t + 0.021339813f) * t - 0.053915758f) * t + 0.13333160f) * t -
-              0.33333331f;
-    float small = x + x * t * p;
-    float y = a == a ? 2.0f * a : 0.0f;
-    int k = (int)(y * 1.44269504f + 0.5f);
-    float kf = (float)k;
-    float r = (y - kf * 0.693359375f) + kf * 2.12194442e-4f;
-    float e = (((((0.0013948585f * r + 0.0083751315f) * r + 0.041666217f) * r + 0.16666415f) * r +
-                0.5f) * r + 1.0f) * r + 1.0f;
-    union { uint32_t u; float f; } s = {.u = (uint32_t)(k + 127) << 23};
-    float big = 1.0f - 2.0f / (e * s.f + 1.0f);
-    big = x < 0 ? -big : big;
-    float res = a < 0.55f ? small : big;
-    return x == x ? res : x;
-}
 
 /* out = tanh(a + b) over n floats. GCC only if-converts (and so vectorises) the selects
  * above without trapping-math, which the build turns off. */
@@ -164,7 +140,7 @@ static void tanh_add_f32(int64_t n, const float *restrict a, const float *restri
                          float *restrict out)
 {
     for (int64_t i = 0; i < n; i++)
-        out[i] = fast_tanhf(a[i] + b[i]);
+        out[i] = sg__tanhf(a[i] + b[i]);
 }
 
 /* x . y in 8 lanes summed in a fixed order: vectorises, and does not depend on the
