@@ -136,8 +136,8 @@ bool sg__attn_check_query(sg_graph *g, const char *op, const sg_attn_memory *mem
 
 /* out = tanh(a + b) over n floats. GCC only if-converts (and so vectorises) the selects
  * above without trapping-math, which the build turns off. */
-static void tanh_add_f32(int64_t n, const float *restrict a, const float *restrict b,
-                         float *restrict out)
+SG_HOT static void tanh_add_f32(int64_t n, const float *restrict a, const float *restrict b,
+                                float *restrict out)
 {
     for (int64_t i = 0; i < n; i++)
         out[i] = sg__tanhf(a[i] + b[i]);

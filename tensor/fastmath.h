@@ -65,13 +65,18 @@ static inline float sg__tanhf(float x)
               0.33333331f;
     float small = x + x * t * p;
     float y = a == a ? 2.0f * a : 0.0f;
-    int k = (int)(y * 1.44269504f + 0.5f);
-    float kf = (float)k;
+    /* k = round(y / ln 2) by the 1.5 * 2^23 shifter, as in sg__expf: an (int) conversion
+     * kept GCC's AVX2 clones from vectorising */
+    float kt = y * 1.44269504f + 12582912.0f, kf = kt - 12582912.0f;
+    uint32_t kb;
+    memcpy(&kb, &kt, sizeof kb);
     float r = (y - kf * 0.693359375f) + kf * 2.12194442e-4f;
     float e = (((((0.0013948585f * r + 0.0083751315f) * r + 0.041666217f) * r + 0.16666415f) * r +
                 0.5f) * r + 1.0f) * r + 1.0f;
-    union { uint32_t u; float f; } s = {.u = (uint32_t)(k + 127) << 23};
-    float big = 1.0f - 2.0f / (e * s.f + 1.0f);
+    uint32_t sb = (kb - 0x4B400000u + 127u) << 23; /* 2^k */
+    float scale;
+    memcpy(&scale, &sb, sizeof scale);
+    float big = 1.0f - 2.0f / (e * scale + 1.0f);
     big = x < 0 ? -big : big;
     float res = a < 0.55f ? small : big;
     return x == x ? res : x;
