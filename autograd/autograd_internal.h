@@ -41,6 +41,8 @@ struct sg_graph {
 
 /* Normalises a possibly negative dim for ndim dims; -1 if out of range. */
 SG_INTERNAL int sg__dim(int dim, int ndim);
+/* The node recorded last in g (NULL if none): no op has consumed its outputs yet. */
+SG_INTERNAL const sg_node *sg__graph_last_node(const sg_graph *g);
 
 /* A graph tensor header sharing data (for views); copies dtype from x. */
 SG_INTERNAL sg_tensor *sg__view_header(sg_graph *g, const sg_tensor *x);

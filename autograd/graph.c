@@ -33,7 +33,7 @@ static void release_out_grads(sg_graph *g, sg_node *n)
 {
     for (int k = 0; k < n->n_out; k++) {
         sg_tensor *t = n->out[k];
-        if (t->grad && t->node == n) {
+        if (t->grad && t->node == n && t->grad != t->data) { /* not one written over data */
             sg__grad_pool_put(&g->pool, t->grad);
             t->grad = NULL;
         }
@@ -81,6 +81,8 @@ bool sg_graph_grad_enabled(const sg_graph *g) { return g->grad_enabled; }
 sg_arena *sg_graph_arena(sg_graph *g) { return g->arena; }
 
 int64_t sg_graph_node_count(const sg_graph *g) { return g->n_nodes; }
+
+const sg_node *sg__graph_last_node(const sg_graph *g) { return g->tape; }
 
 void *sg_graph_fail(sg_graph *g, int code, const char *fmt, ...)
 {

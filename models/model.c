@@ -182,8 +182,9 @@ sg_tensor *sg_model_loss(sg_model *m, sg_graph *g, const sg_batch *b, double lab
         return sg_graph_fail(g, SG_EINVAL, "sg_model_loss: batch has no tgt_out");
     sg_tensor *logits = sg_model_forward(m, g, b, NULL);
     SG_NEED(logits);
+    /* the logits stay inside this function: backward may write their gradient over them */
     sg_cross_entropy_opts o = {.ignore_index = SG_TOK_PAD, .label_smoothing = label_smoothing,
-                               .reduction = SG_REDUCTION_MEAN};
+                               .reduction = SG_REDUCTION_MEAN, .overwrite_logits = true};
     sg_cross_entropy_stats st = {0};
     sg_tensor *loss = sg_cross_entropy_ex(g, logits, b->tgt_out, &o, &st);
     if (n_tokens)

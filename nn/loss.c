@@ -103,6 +103,25 @@ static int row_threads(int64_t R, int64_t V)
             lrow[r] = (1 - eps) * nll + (eps > 0 ? eps / (double)V * ((double)V * l - sx) : 0); \
         }                                                                                   \
     }                                                                                       \
+    /* x [R, V] := s (softmax - target distribution) on counted rows, 0 on the others:   \
+     * the gradient written over the logits it is computed from. */                         \
+    static void ce_bwd_inplace_##SUF(T *x, const int64_t *y, const double *lse, int64_t R,   \
+                                     int64_t V, int64_t ignore, double eps, double s, int nt) \
+    {                                                                                       \
+        const T ts = (T)s, off = (T)(s * eps / (double)V), hit = (T)(s * (1 - eps));        \
+        SG_OMP_ROWS(nt)                                                                     \
+        for (int64_t r = 0; r < R; r++) {                                                   \
+            T *xr = x + r * V;                                                              \
+            if (y[r] == ignore) {                                                           \
+                memset(xr, 0, sizeof(T) * (size_t)V);                                       \
+                continue;                                                                   \
+            }                                                                               \
+            const T l = (T)lse[r];                                                          \
+            for (int64_t v = 0; v < V; v++)                                                 \
+                xr[v] = ts * EXP(xr[v] - l) - off;                                          \
+            xr[y[r]] -= hit;                                                                \
+        }                                                                                   \
+    }                                                                                       \
     /* dx [R, V] += s (softmax - target distribution) on counted rows. */                   \
     static void ce_bwd_##SUF(const T *x, const int64_t *y, const double *lse, int64_t R,    \
                              int64_t V, int64_t ignore, double eps, double s, int nt, T *dx) \
@@ -126,11 +145,31 @@ ROW_HELPERS(double, f64, exp)
 CE_KERNELS(float, f32, sg__exp_nonposf, logf)
 CE_KERNELS(double, f64, exp, log)
 
+/* Backward writing the gradient over the logits x (sg_cross_entropy_opts
+ * .overwrite_logits): later consumers of x have already run their backward and
+ * accumulated into x->grad, which is added in and released; x's producer, sg_linear,
+ * does not read its output. */
+static void ce_bwd_overwrite(sg_graph *g, sg_node *n, double s, int nt)
+{
+    sg_tensor *x = n->in[0], *y = n->in[1];
+    int64_t V = n->i[1], R = n->i[2], ignore = n->i[0];
+    if (x->dtype == SG_F32)
+        ce_bwd_inplace_f32(x->data, y->data, n->saved, R, V, ignore, n->f[0], s, nt);
+    else
+        ce_bwd_inplace_f64(x->data, y->data, n->saved, R, V, ignore, n->f[0], s, nt);
+    if (x->grad) {
+        int64_t st[SG_MAX_DIMS];
+        sg__contig_strides(x->ndim, x->shape, st);
+        sg__accumulate(x->dtype, x->data, st, x->ndim, x->shape, x->grad, st);
+        sg__grad_pool_put(&g->pool, x->grad);
+    }
+    x->grad = x->data; /* graph.c does not pool a gradient that is the tensor's data */
+}
+
 static void ce_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *x = n->in[0], *y = n->in[1], *out = n->out[0];
-    void *dx = sg_grad_of(g, x);
-    if (!dx || !out->grad)
+    if (!x->requires_grad || !out->grad)
         return;
     int64_t V = n->i[1], R = n->i[2], ignore = n->i[0];
     double eps = n->f[0];
@@ -138,6 +177,13 @@ static void ce_bwd(sg_graph *g, sg_node *n)
                                    : *(const double *)out->grad;
     double s = dL * n->f[1];
     int nt = row_threads(R, V);
+    if (n->i[3]) {
+        ce_bwd_overwrite(g, n, s, nt);
+        return;
+    }
+    void *dx = sg_grad_of(g, x);
+    if (!dx)
+        return;
     if (x->dtype == SG_F32)
         ce_bwd_f32(x->data, y->data, n->saved, R, V, ignore, eps, s, nt, dx);
     else
@@ -214,6 +260,10 @@ sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *target
         *(float *)loss->data = (float)value;
     else
         *(double *)loss->data = value;
+    /* logits straight from sg_linear that nothing has consumed yet (see the option) */
+    const sg_node *made = logits->node;
+    bool overwrite = o.overwrite_logits && made && made == sg__graph_last_node(g) &&
+                     made->n_out == 1 && strcmp(made->name, "sg_linear") == 0;
     sg_tensor *ins[2] = {logits, targets};
     sg_node *n = sg_record(g, op, ce_bwd, 2, ins, 1, &loss);
     if (n) {
@@ -223,6 +273,7 @@ sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *target
         n->i[0] = o.ignore_index;
         n->i[1] = V;
         n->i[2] = R;
+        n->i[3] = overwrite;
     } else if (sg_graph_status(g) != status0) { /* recording failed (ENOMEM) */
         return NULL;
     }

@@ -45,6 +45,10 @@ typedef struct sg_cross_entropy_opts {
     int64_t ignore_index;   /* targets equal to it are skipped (any value, e.g. -100) */
     double label_smoothing; /* eps in [0, 1] */
     sg_reduction reduction;
+    /* The caller will not read the logits after backward: when they come straight from
+     * sg_linear (the op recorded just before), backward writes their gradient over them
+     * instead of into a second [..., V] buffer (a vocabulary-sized saving per step). */
+    bool overwrite_logits;
 } sg_cross_entropy_opts;
 
 /* Reporting numbers of one call (written only on success). */

@@ -337,3 +337,76 @@ Test(cross_entropy, f32_fast_exp_path_agrees_with_f64)
     sg_tensor_free(x64);
     sg_tensor_free(y);
 }
+
+/* ---- overwrite_logits: the gradient written over logits made by sg_linear ---------- */
+
+typedef struct {
+    sg_tensor *targets, *w, *b;
+    bool overwrite, later_use; /* later_use: a second loss term reads the logits too */
+    sg_tensor *logits;         /* last logits made, to look at after backward */
+} lin_ce_case;
+
+static sg_tensor *f_lin_ce(sg_graph *g, sg_tensor *const *in, void *u)
+{
+    lin_ce_case *c = u;
+    sg_cross_entropy_opts o = {.label_smoothing = 0.1, .overwrite_logits = c->overwrite};
+    sg_tensor *logits = c->logits = sg_linear(g, in[0], c->w, c->b);
+    sg_tensor *loss = sg_cross_entropy_ex(g, logits, c->targets, &o, NULL);
+    if (c->later_use)
+        loss = sg_add(g, loss, sg_sum_all(g, sg_mul_scalar(g, sg_tanh(g, logits), 0.3)));
+    return loss;
+}
+
+Test(cross_entropy, overwrite_logits_gives_the_same_gradients)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 11);
+    sg_tensor *x = tu_rand64(&r, -1, 1, 3, (int64_t)2, (int64_t)3, (int64_t)4);
+    lin_ce_case c = {small_targets(), tu_rand64(&r, -1, 1, 2, (int64_t)5, (int64_t)4),
+                     tu_rand64(&r, -1, 1, 1, (int64_t)5), true, false, NULL};
+    for (int later = 0; later < 2; later++) {
+        c.later_use = later;
+        c.overwrite = true;
+        TU_GRADCHECK(f_lin_ce, &c, 1, &x);
+        /* against the ordinary backward: same gradients, and the logits really were
+         * written over */
+        double gx[2][24], gw[2][20], gb[2][5];
+        for (int ow = 0; ow < 2; ow++) {
+            c.overwrite = ow;
+            sg_tensor *ts[3] = {x, c.w, c.b};
+            for (int k = 0; k < 3; k++)
+                sg_tensor_zero_grad(ts[k]);
+            sg_graph *g = sg_graph_new();
+            sg_tensor *loss = f_lin_ce(g, (sg_tensor *[]){x}, &c);
+            cr_assert_eq(sg_backward(g, loss), SG_OK, "%s", sg_last_error());
+            if (ow)
+                cr_assert_eq(c.logits->grad, c.logits->data, "the overwrite path was not taken");
+            for (int i = 0; i < 24; i++)
+                gx[ow][i] = sg_tensor_grad_get(x, i);
+            for (int i = 0; i < 20; i++)
+                gw[ow][i] = sg_tensor_grad_get(c.w, i);
+            for (int i = 0; i < 5; i++)
+                gb[ow][i] = sg_tensor_grad_get(c.b, i);
+            sg_graph_free(g);
+        }
+        for (int i = 0; i < 24; i++)
+            cr_assert_float_eq(gx[1][i], gx[0][i], 1e-12, "dx[%d]", i);
+        for (int i = 0; i < 20; i++)
+            cr_assert_float_eq(gw[1][i], gw[0][i], 1e-12, "dW[%d]", i);
+        for (int i = 0; i < 5; i++)
+            cr_assert_float_eq(gb[1][i], gb[0][i], 1e-12, "db[%d]", i);
+    }
+    /* logits not made by sg_linear just before: the ordinary backward (their values stay) */
+    sg_graph *g = sg_graph_new();
+    sg_tensor *logits = sg_tanh(g, sg_linear(g, x, c.w, c.b));
+    sg_cross_entropy_opts o = {.overwrite_logits = true};
+    sg_tensor *loss = sg_cross_entropy_ex(g, logits, c.targets, &o, NULL);
+    double before = sg_tensor_get(logits, 3);
+    cr_assert_eq(sg_backward(g, loss), SG_OK);
+    cr_assert_float_eq(sg_tensor_get(logits, 3), before, 0);
+    sg_graph_free(g);
+    sg_tensor_free(x);
+    sg_tensor_free(c.w);
+    sg_tensor_free(c.b);
+    sg_tensor_free(c.targets);
+}
