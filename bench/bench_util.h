@@ -34,15 +34,19 @@ static inline double bench_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* libgomp (BLIS's threads) reads OMP_WAIT_POLICY once, when it is loaded, so it has to
- * be in the environment before the process starts: re-run ourselves with it set (idle
- * BLIS threads then sleep instead of spinning; the PyTorch reference does the same). */
+/* libgomp (BLIS's threads) reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, when it is
+ * loaded, so they have to be in the environment before the process starts: re-run
+ * ourselves with them set (idle threads then sleep after a short spin instead of spinning
+ * on; the PyTorch reference sets PASSIVE too). Without a spin count PASSIVE means sleeping
+ * at once, and every parallel region pays a futex wake-up (dates-bahdanau at 2 threads:
+ * 12k instead of 31k tok/s). */
 static inline void bench_reexec_passive(char **argv)
 {
     const char *v = getenv("OMP_WAIT_POLICY");
     if (v && *v)
         return;
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    setenv("GOMP_SPINCOUNT", "10000", 0);
     execv("/proc/self/exe", argv);
     /* exec failed: go on, the numbers may suffer with more than one thread */
 }

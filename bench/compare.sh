@@ -68,7 +68,10 @@ done
 [ -f "$PEER/bench_torch.py" ] || { echo "compare.sh: no $PEER/bench_torch.py" >&2; exit 1; }
 
 # Both sides: idle OpenMP workers sleep; no stray thread-count overrides.
-export OMP_WAIT_POLICY=PASSIVE
+# Both sides run with the same OpenMP environment: sleeping idle threads (MODELS.md 10.2)
+# after a short spin, as seqgrad's programs set it (a spin of 0, libgomp's default under
+# PASSIVE, costs a futex wake-up per parallel region).
+export OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
 unset SG_NUM_THREADS OMP_NUM_THREADS OPENBLAS_NUM_THREADS || true
 
 WORK=$(mktemp -d)
