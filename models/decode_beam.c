@@ -250,7 +250,8 @@ int sg_decode_beam(const sg_decoder_ops *ops, void *model, int64_t batch, const 
         const int64_t n = t + 1;   /* tokens per hypothesis after this step */
         const double lp_n = sg_length_penalty(o.penalty, o.alpha, n);
         sg_tensor *logits;
-        rc = sg__decode_step(fn, ops, model, &w, ws.tok, R, t, &logits, &V);
+        const double *lse_all = NULL;
+        rc = sg__decode_step(fn, ops, model, &w, ws.tok, R, t, &logits, &V, &lse_all);
         if (rc != SG_OK)
             goto done;
         int64_t R2 = 0;
@@ -263,10 +264,7 @@ int sg_decode_beam(const sg_decoder_ops *ops, void *model, int64_t batch, const 
             /* the 2k best candidates (h, w) of sentence b by raw score, partial selection */
             int64_t nh = 0;
             for (int64_t r = r0; r < r1; r++) {
-                double lse;
-                rc = sg__decode_row_lse(fn, logits, r, t, &lse);
-                if (rc != SG_OK)
-                    goto done;
+                const double lse = lse_all[r];
                 const void *row = sg__decode_row(logits, r);
                 if (logits->dtype == SG_F32)
                     SCAN_ROW(float);

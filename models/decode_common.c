@@ -94,8 +94,38 @@ void sg__decode_work_free(sg__decode_work *w)
     }
 }
 
+static bool row_lse_ok(const sg_tensor *logits, int64_t r, double *lse);
+
+/* lse of every row of logits [R, V] into an array of g's arena; rows are independent,
+ * so they split across threads (the result does not depend on the split). Errors are
+ * reported for the first bad row, from the calling thread. */
+static int rows_lse(const char *fn, sg_graph *g, const sg_tensor *logits, int64_t t,
+                    const double **out)
+{
+    int64_t R = logits->shape[0], V = logits->shape[1];
+    double *lse = sg_arena_alloc(sg_graph_arena(g), sizeof(double) * (size_t)(R ? R : 1));
+    if (!lse)
+        return sg__error(SG_ENOMEM, "%s: out of memory at step %lld", fn, (long long)t);
+    int nt = R > 1 && R * V >= (1 << 16) ? sg__threads() : 1;
+    int bad = 0;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) if(nt > 1) schedule(static) reduction(| : bad)
+#endif
+    for (int64_t r = 0; r < R; r++)
+        bad |= !row_lse_ok(logits, r, &lse[r]);
+    (void)nt;
+    for (int64_t r = 0; bad && r < R; r++) {
+        int rc = sg__decode_row_lse(fn, logits, r, t, &lse[r]); /* makes the message */
+        if (rc != SG_OK)
+            return rc;
+    }
+    *out = lse;
+    return SG_OK;
+}
+
 int sg__decode_step(const char *fn, const sg_decoder_ops *ops, void *model, sg__decode_work *w,
-                    const int64_t *prev_tok, int64_t R, int64_t t, sg_tensor **logits, int64_t *V)
+                    const int64_t *prev_tok, int64_t R, int64_t t, sg_tensor **logits, int64_t *V,
+                    const double **lse_out)
 {
     sg_graph *g = w->g[t & 1];
     sg_graph_reset(g);   /* frees step t-2's tensors; step t-1's stay for the model */
@@ -118,12 +148,12 @@ int sg__decode_step(const char *fn, const sg_decoder_ops *ops, void *model, sg__
                          t > 0 ? " and V as at step 0" : "");
     *V = x->shape[1];
     *logits = x;
-    return SG_OK;
+    return rows_lse(fn, g, x, t, lse_out);
 }
 
 /* Row of V values of type T with element stride s -> *lse (double). f32 rows use expf:
  * the reference's log_softmax is f32 too, and exp dominates the decoder's own cost. */
-#define LSE_ROW(T, EXP)                                                            \
+#define LSE_ROW(T, EXP, ON_BAD)                                                    \
     do {                                                                           \
         const T *x = (const T *)row;                                               \
         T m = -INFINITY;                                                           \
@@ -133,11 +163,10 @@ int sg__decode_step(const char *fn, const sg_decoder_ops *ops, void *model, sg__
             m = x[v * s] > m ? x[v * s] : m;                                       \
         }                                                                          \
         if (nan || m == (T)INFINITY)                                               \
-            return sg__error(SG_ENUMERIC, "%s: step %lld row %lld has NaN or +inf logits", \
-                             fn, (long long)t, (long long)r);                      \
+            ON_BAD;                                                                \
         if (m == -(T)INFINITY) { /* every logit -inf: probability 0 everywhere */  \
             *lse = INFINITY;                                                       \
-            return SG_OK;                                                          \
+            break;                                                                 \
         }                                                                          \
         double sum = 0.0;                                                          \
         for (int64_t v = 0; v < V; v++)                                            \
@@ -192,6 +221,26 @@ SG_HOT static bool lse_f32_contiguous(const float *x, int64_t V, double *lse)
     return true;
 }
 
+static int bad_row(const char *fn, int64_t r, int64_t t)
+{
+    return sg__error(SG_ENUMERIC, "%s: step %lld row %lld has NaN or +inf logits", fn,
+                     (long long)t, (long long)r);
+}
+
+/* sg__decode_row_lse without a message (safe on any thread): false on NaN/+inf. */
+static bool row_lse_ok(const sg_tensor *logits, int64_t r, double *lse)
+{
+    if (logits->dtype == SG_F32 && logits->stride[1] == 1)
+        return lse_f32_contiguous(sg__decode_row(logits, r), logits->shape[1], lse);
+    int64_t V = logits->shape[1], s = logits->stride[1];
+    const void *row = sg__decode_row(logits, r);
+    if (logits->dtype == SG_F32)
+        LSE_ROW(float, expf, return false);
+    else
+        LSE_ROW(double, exp, return false);
+    return true;
+}
+
 int sg__decode_row_lse(const char *fn, const sg_tensor *logits, int64_t r, int64_t t,
                        double *lse)
 {
@@ -199,12 +248,12 @@ int sg__decode_row_lse(const char *fn, const sg_tensor *logits, int64_t r, int64
     const void *row = sg__decode_row(logits, r);
     if (logits->dtype == SG_F32 && s == 1) {
         if (!lse_f32_contiguous(row, V, lse))
-            return sg__error(SG_ENUMERIC, "%s: step %lld row %lld has NaN or +inf logits", fn,
-                             (long long)t, (long long)r);
-    } else if (logits->dtype == SG_F32)
-        LSE_ROW(float, expf);
-    else
-        LSE_ROW(double, exp);
+            return bad_row(fn, r, t);
+    } else if (logits->dtype == SG_F32) {
+        LSE_ROW(float, expf, return bad_row(fn, r, t));
+    } else {
+        LSE_ROW(double, exp, return bad_row(fn, r, t));
+    }
     return SG_OK;
 }
 

@@ -65,17 +65,15 @@ int sg_decode_greedy(const sg_decoder_ops *ops, void *model, int64_t batch,
     int64_t R = batch, V = 0;
     for (int64_t t = 0; R > 0; t++) {
         sg_tensor *logits;
-        rc = sg__decode_step(fn, ops, model, &w, prev, R, t, &logits, &V);
+        const double *lse_all = NULL;
+        rc = sg__decode_step(fn, ops, model, &w, prev, R, t, &logits, &V, &lse_all);
         if (rc != SG_OK)
             goto done;
         const int64_t sx = logits->stride[1];
         int64_t R2 = 0;
         for (int64_t r = 0; r < R; r++) {
             int64_t b = row_sent[r], y;
-            double lse, xy;
-            rc = sg__decode_row_lse(fn, logits, r, t, &lse);
-            if (rc != SG_OK)
-                goto done;
+            double lse = lse_all[r], xy;
             const void *row = sg__decode_row(logits, r);
             if (logits->dtype == SG_F32)
                 ARGMAX_ROW(float);

@@ -20,10 +20,13 @@ SG_INTERNAL int sg__decode_work_init(sg__decode_work *w, const sg_decode_opts *o
 SG_INTERNAL void sg__decode_work_free(sg__decode_work *w);
 
 /* Resets the graph of step t and runs the model on prev_tok [R]; on success *logits
- * is a validated [R, V] float tensor and *V its width (set at t = 0, checked after). */
+ * is a validated [R, V] float tensor, *V its width (set at t = 0, checked after) and
+ * *lse [R] (step t's graph arena) the log-sum-exp of each row (sg__decode_row_lse),
+ * computed with the rows split across threads. */
 SG_INTERNAL int sg__decode_step(const char *fn, const sg_decoder_ops *ops, void *model,
                                 sg__decode_work *w, const int64_t *prev_tok, int64_t R,
-                                int64_t t, sg_tensor **logits, int64_t *V);
+                                int64_t t, sg_tensor **logits, int64_t *V,
+                                const double **lse);
 
 /* Output tokens allowed for a sentence of n_b source positions: opts->max_len when
  * set (> 0), else MODELS.md 8.3's rule. */
