@@ -6,6 +6,7 @@
  * per-pair time ratios.
  *
  *     build/bench/bench_gemm [reps]        (default 5)
+ *     build/bench/bench_gemm --generator [reps]   only the generator's products
  *
  * seqgrad's overhead over raw BLIS should stay under 5% at the large sizes.
  *
@@ -15,6 +16,7 @@
  * of the performance issue ("the GFLOP/s raw BLIS reaches at 640x1024x8000").
  */
 #include <blis.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,7 +136,7 @@ static float *randn_buf(sg_rng *r, int64_t n)
 }
 
 /* Raw BLIS GFLOP/s on the generator's products at 1 and 2 threads. */
-static void bench_generator(sg_rng *r, int reps)
+static void bench_generator(sg_rng *r, int reps, bool machine_lines)
 {
     gen_ctx c = {.m = 640, .k = 1024, .n = 8000};
     c.x = randn_buf(r, c.m * c.k);
@@ -150,8 +152,11 @@ static void bench_generator(sg_rng *r, int reps)
         sg_set_num_threads(t);
         pair_times a = time_pair(gen_fwd, gen_dx, &c, reps);
         pair_times b = time_pair(gen_dw, gen_fwd, &c, reps);
+        double all = 3 * flop / (a.base + a.f + b.base) * 1e-9;
         printf("%-24s %3d %10.1f %10.1f %10.1f %10.1f\n", "", t, flop / a.base * 1e-9,
-               flop / a.f * 1e-9, flop / b.base * 1e-9, 3 * flop / (a.base + a.f + b.base) * 1e-9);
+               flop / a.f * 1e-9, flop / b.base * 1e-9, all);
+        if (machine_lines)
+            printf("generator_gflops threads=%d all=%.1f\n", t, all);
     }
     free(c.x);
     free(c.dy);
@@ -237,6 +242,13 @@ int main(int argc, char **argv)
         setenv("GOMP_SPINCOUNT", "10000", 0);
         execv("/proc/self/exe", argv);
     }
+    /* --generator: only the generator's products, then a last line per thread count
+     * "generator_gflops threads=N all=G" for scripts (bench/compare.sh) */
+    bool gen_only = argc > 1 && strcmp(argv[1], "--generator") == 0;
+    if (gen_only) {
+        argv++;
+        argc--;
+    }
     int reps = argc > 1 ? atoi(argv[1]) : 5;
     if (reps < 1)
         reps = 1;
@@ -249,6 +261,10 @@ int main(int argc, char **argv)
     static const int64_t sizes[][3] = {{64, 256, 768}, {256, 256, 256}, {1024, 1024, 1024}};
     sg_rng r;
     sg_rng_seed(&r, 1);
+    if (gen_only) {
+        bench_generator(&r, reps, true);
+        return 0;
+    }
     printf("\n%-16s %3s %10s %10s %8s %10s %10s %8s\n", "GEMM MxKxN", "thr", "raw NN", "matmul",
            "ovh%", "raw NT", "linear", "ovh%");
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
@@ -277,7 +293,7 @@ int main(int argc, char **argv)
         sg_tensor_free(c.w);
     }
 
-    bench_generator(&r, reps);
+    bench_generator(&r, reps, false);
 
     sg_set_num_threads(1);
     ew_ctx e = {.n = INT64_C(1) << 22};

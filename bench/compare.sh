@@ -62,7 +62,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-for exe in bench_train bench_decode bench_rnn; do
+for exe in bench_train bench_decode bench_rnn bench_gemm; do
     [ -x "$BUILD/bench/$exe" ] || { echo "compare.sh: $BUILD/bench/$exe missing: ninja -C $BUILD" >&2; exit 1; }
 done
 [ -f "$PEER/bench_torch.py" ] || { echo "compare.sh: no $PEER/bench_torch.py" >&2; exit 1; }
@@ -138,6 +138,13 @@ ensure_ckpt() {
         --threads 2 > "$WORK/ckpt-$cfg.log" 2>&1 || { echo "  training $cfg failed:" >&2; tail -5 "$WORK/ckpt-$cfg.log" >&2; return 1; }
 }
 
+# raw BLIS sgemm GFLOP/s on the enfr generator's products, per thread count (once)
+BLIS_OUT="$WORK/blis-generator.txt"
+if [[ " $MODES " == *" train "* ]]; then
+    "$BUILD/bench/bench_gemm" --generator 5 > "$BLIS_OUT" 2>&1 || true
+fi
+blis_gflops() { sed -n "s/^generator_gflops threads=$1 all=\([0-9.]*\)$/\1/p" "$BLIS_OUT" 2>/dev/null | head -1; }
+
 echo "seqgrad vs PyTorch, $DATE; CPU: $CPU; $NCPU logical CPUs; $(uname -r)"
 echo "configs: $CONFIGS; threads: $THREADS; passes: $PASSES; modes: $MODES"
 for cfg in $CONFIGS; do
@@ -153,6 +160,9 @@ for cfg in $CONFIGS; do
                     row "$cfg" "$th" "train.$k" "$(jget "$WORK/$name.sg" $k)" "$(jget "$WORK/$name.pt" $k)" higher
                 done
                 row "$cfg" "$th" train.peak_rss_mb "$(jget "$WORK/$name.sg" peak_rss_mb)" "$(jget "$WORK/$name.pt" peak_rss_mb)" lower
+                # seqgrad's GEMM GFLOP/s in training against raw BLIS sgemm on the generator
+                # (640x1024x8000, same threads): the ratio is the fraction of BLIS reached
+                row "$cfg" "$th" train.gflops_vs_blis_sgemm "$(jget "$WORK/$name.sg" gflops)" "$(blis_gflops "$th")" higher
                 ;;
             decode)
                 ensure_ckpt "$cfg" || continue
@@ -191,7 +201,9 @@ fi
 
 echo
 echo "Ratio = seqgrad / PyTorch (higher is better for throughput, lower for ms and memory;"
-echo "output_tokens must be equal). Machine: $CPU, $NCPU CPUs, $DATE."
+echo "output_tokens must be equal). train.gflops_vs_blis_sgemm: seqgrad's GEMM GFLOP/s in"
+echo "training against raw BLIS sgemm at 640x1024x8000 (second column; not PyTorch)."
+echo "Machine: $CPU, $NCPU CPUs, $DATE."
 printf '%-18s %3s %-28s %12s %12s %8s %s\n' config thr metric seqgrad pytorch ratio better
 while read -r c t m a b r w; do
     printf '%-18s %3s %-28s %12s %12s %8s %s\n' "$c" "$t" "$m" "$a" "$b" "$r" "$w"
