@@ -21,8 +21,18 @@ SG_INTERNAL void sg__grad_pool_trim(sg_grad_pool *p);
 /* Frees every cached buffer. */
 SG_INTERNAL void sg__grad_pool_clear(sg_grad_pool *p);
 
+/* Transposed copies of weights made in this graph (sg__weight_t). */
+#define SG_WT_CACHE 32
+typedef struct sg_wt_entry {
+    const void *data; /* the weight's data */
+    int64_t rows, cols, rs, cs;
+    void *t;          /* [cols, rows] row-major, in the arena */
+} sg_wt_entry;
+
 struct sg_graph {
     sg_arena *arena;
+    sg_wt_entry wt[SG_WT_CACHE];
+    int n_wt;
     sg_grad_pool pool; /* gradients of op outputs, released as backward passes them */
     sg_node *tape;      /* last recorded node */
     int64_t n_nodes;
@@ -43,6 +53,15 @@ struct sg_graph {
 SG_INTERNAL int sg__dim(int dim, int ndim);
 /* The node recorded last in g (NULL if none): no op has consumed its outputs yet. */
 SG_INTERNAL const sg_node *sg__graph_last_node(const sg_graph *g);
+
+/* The transpose [cols, rows] (row-major) of the 2-D tensor w [rows, cols], which must be
+ * a weight or a view of one, made once per graph and reused until sg_graph_reset or a
+ * backward (after which an optimiser may change w): a step that multiplies by W^T at
+ * every time step then gives the small-product kernels two row-major operands. The
+ * caller must not change w's data in between. NULL if grad mode is off (a decoding
+ * step's graph lives for one step), if w does not qualify, or on SG_ENOMEM (no error
+ * recorded): the caller then uses w as it is. */
+SG_INTERNAL const void *sg__weight_t(sg_graph *g, const sg_tensor *w);
 
 /* A graph tensor header sharing data (for views); copies dtype from x. */
 SG_INTERNAL sg_tensor *sg__view_header(sg_graph *g, const sg_tensor *x);

@@ -62,6 +62,7 @@ void sg_graph_reset(sg_graph *g)
     release_all_grads(g);
     sg__grad_pool_trim(&g->pool);
     sg_arena_reset(g->arena);
+    g->n_wt = 0;
     g->tape = NULL;
     g->n_nodes = 0;
     g->status = SG_OK;
@@ -231,8 +232,42 @@ sg_tensor *sg_grad_tensor(sg_graph *g, sg_tensor *t)
     return h;
 }
 
+const void *sg__weight_t(sg_graph *g, const sg_tensor *w)
+{
+    /* without grad (decoding) a graph lives for one step: no reuse to pay for the copy */
+    if (!g || !g->grad_enabled || !w || w->ndim != 2 || !sg_dtype_is_float(w->dtype))
+        return NULL;
+    int64_t r = w->shape[0], c = w->shape[1], rs = w->stride[0], cs = w->stride[1];
+    for (int i = 0; i < g->n_wt; i++) {
+        const sg_wt_entry *e = &g->wt[i];
+        if (e->data == w->data && e->rows == r && e->cols == c && e->rs == rs && e->cs == cs)
+            return e->t;
+    }
+    if (g->n_wt == SG_WT_CACHE)
+        return NULL;
+    size_t es = sg_dtype_size(w->dtype);
+    char *t = sg_arena_alloc(g->arena, es * (size_t)(r * c));
+    if (!t)
+        return NULL;
+    /* in tiles of 16 x 16, so that reads and writes both stay within a few cache lines */
+#define SG_TRANSPOSE(T)                                                                     \
+    for (int64_t i0 = 0; i0 < r; i0 += 16)                                                  \
+        for (int64_t j0 = 0; j0 < c; j0 += 16)                                              \
+            for (int64_t i = i0; i < r && i < i0 + 16; i++)                                 \
+                for (int64_t j = j0; j < c && j < j0 + 16; j++)                             \
+                    ((T *)t)[j * r + i] = ((const T *)w->data)[i * rs + j * cs];
+    if (w->dtype == SG_F32)
+        SG_TRANSPOSE(float)
+    else
+        SG_TRANSPOSE(double)
+#undef SG_TRANSPOSE
+    g->wt[g->n_wt++] = (sg_wt_entry){w->data, r, c, rs, cs, t};
+    return t;
+}
+
 static int run_backward(sg_graph *g)
 {
+    g->n_wt = 0; /* an optimiser may change the weights after this backward */
     for (sg_node *n = g->tape; n; n = n->prev) {
         bool has_grad = false;
         for (int k = 0; k < n->n_out; k++)

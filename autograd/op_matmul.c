@@ -189,9 +189,16 @@ sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias)
             memcpy(Y.p + r * out * (int64_t)es, bias->data, (size_t)out * es);
     }
     mat X = {(char *)x->data, rows, in, row_stride(x), 1};
-    mat W = {(char *)w->data, out, in, w->stride[0], w->stride[1]};
+    mat Wt = mat_t((mat){(char *)w->data, out, in, w->stride[0], w->stride[1]});
+    /* A small product by a weight (a decoder's per-step projection) reads W^T made once
+     * per graph: blas.c's kernels for small products need row-major operands. */
+    const void *wt = !w->node && rows >= 8 && (double)rows * (double)out * (double)in <= SG_SMALL_GEMM_MNK
+                         ? sg__weight_t(g, w)
+                         : NULL;
+    if (wt)
+        Wt = (mat){(char *)wt, in, out, out, 1};
     if (in > 0)
-        gemm(x->dtype, X, mat_t(W), Y, bias ? 1.0 : 0.0);
+        gemm(x->dtype, X, Wt, Y, bias ? 1.0 : 0.0);
     else if (!bias)
         memset(Y.p, 0, (size_t)(rows * out) * es);
     sg_tensor *ins[3] = {x, w, bias};

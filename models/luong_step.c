@@ -143,10 +143,19 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *feed, sg_t
     for (int64_t b = 0; b < B; b++) /* a = gx_t (rows of the [B, T, 4H] precompute) */
         memcpy((char *)act + (size_t)(b * G) * es,
                (const char *)gx->data + (size_t)(b * gx->stride[0]) * es, (size_t)G * es);
-    sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, Wf->data, Wf->stride[1], Wf->stride[0], 1.0,
-             act, G, 1);
-    sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, Whh->data, Whh->stride[1], Whh->stride[0], 1.0,
-             act, G, 1);
+    /* W_f^T and W_hh^T made once per graph (all steps of a training step share them) give
+     * the small-product kernels row-major operands; else the weights are read transposed */
+    const void *wft = sg__weight_t(g, Wf), *whht = sg__weight_t(g, Whh);
+    if (wft)
+        sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, wft, G, 1, 1.0, act, G, 1);
+    else
+        sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, Wf->data, Wf->stride[1], Wf->stride[0],
+                 1.0, act, G, 1);
+    if (whht)
+        sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, whht, G, 1, 1.0, act, G, 1);
+    else
+        sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, Whh->data, Whh->stride[1], Whh->stride[0],
+                 1.0, act, G, 1);
     if (dt == SG_F32)
         gates_fwd_f32(B, H, act, c->data, c2->data, h2->data, tc);
     else

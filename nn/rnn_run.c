@@ -159,6 +159,8 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     sv->rh = sv->cho ? sg_arena_alloc(a, NH) : NULL;
     void *gh = sg_arena_alloc(a, (size_t)(B * sv->G * H) * es);
     void *zeros = sg_arena_calloc(a, (size_t)(sv->G * H) * es);
+    /* W^T made once per graph: the decoder's cell steps of a training step share them */
+    const void *wih_t = sg__weight_t(g, w->weight_ih), *whh_t = sg__weight_t(g, w->weight_hh);
     sg_tensor *ty = sg_empty(g, dt, 3, (int64_t[]){B, T, H});
     sg_tensor *thn = sg_empty(g, dt, 2, (int64_t[]){B, H});
     sg_tensor *tcn = lstm ? sg_empty(g, dt, 2, (int64_t[]){B, H}) : NULL;
@@ -168,11 +170,13 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     if (dt == SG_F32)
         rnn_fwd_f32(sv, x->data, w->weight_ih->data, w->weight_hh->data,
                     data_or_null(w->bias_ih), data_or_null(w->bias_hh), data_or_null(h0),
-                    data_or_null(c0), ty->data, thn->data, tcn ? tcn->data : NULL, gh, zeros);
+                    data_or_null(c0), ty->data, thn->data, tcn ? tcn->data : NULL, gh, zeros,
+                    wih_t, whh_t);
     else
         rnn_fwd_f64(sv, x->data, w->weight_ih->data, w->weight_hh->data,
                     data_or_null(w->bias_ih), data_or_null(w->bias_hh), data_or_null(h0),
-                    data_or_null(c0), ty->data, thn->data, tcn ? tcn->data : NULL, gh, zeros);
+                    data_or_null(c0), ty->data, thn->data, tcn ? tcn->data : NULL, gh, zeros,
+                    wih_t, whh_t);
     sg_tensor *ins[IN_COUNT] = {x, w->weight_ih, w->weight_hh, w->bias_ih, w->bias_hh, h0, c0};
     sg_tensor *outs[3] = {ty, thn, tcn};
     sg_node *n = sg_record(g, lstm ? "sg_lstm" : "sg_gru", rnn_bwd, IN_COUNT, ins, lstm ? 3 : 2,

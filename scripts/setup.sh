@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 [ $# -gt 0 ] && shift
 
-PKGS="gcc libc6-dev meson ninja-build pkg-config libblis-dev libhdf5-dev libcriterion-dev libutf8proc-dev"
+PKGS="gcc libc6-dev meson ninja-build pkg-config libblis-dev libxsmm-dev libhdf5-dev libcriterion-dev libutf8proc-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

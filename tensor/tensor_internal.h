@@ -48,6 +48,9 @@ SG_INTERNAL void sg__iter_init(sg__iter *it, int ndim, const int64_t *shape);
 SG_INTERNAL void sg__iter_add(sg__iter *it, void *data, size_t esize, const int64_t *strides);
 SG_INTERNAL void sg__iter_run(sg__iter *it, sg__iter_fn fn, void *user);
 
+/* Products up to this many multiply-adds count as small: blas.c sends them to LIBXSMM
+ * (when built with it) if both operands are row-major. */
+#define SG_SMALL_GEMM_MNK (256.0 * 256.0 * 256.0)
 /* C = alpha * op(A) * op(B) + beta * C with arbitrary element strides (rs, cs) on
  * every matrix, through BLIS; dt is SG_F32 or SG_F64. A is m x k, B is k x n after
  * the strides (transposition is expressed by swapping rs/cs). */

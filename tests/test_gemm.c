@@ -1,0 +1,153 @@
+/* test_gemm.c - matrix products in every operand layout against a naive product: the
+ * small ones take LIBXSMM's kernels (when built with it), the others BLIS; and the
+ * transposed weights sg_linear keeps per graph follow changes of the weight. */
+#include <string.h>
+
+#include "test_util.h"
+
+/* A [r, c] operand laid out as asked: contiguous, a transposed view of a [c, r] tensor,
+ * or a slice of a wider [r, c + 3] tensor (row stride larger than the row). The base
+ * is a heap tensor that requires grad (freed by the caller); layout() makes the view. */
+enum layout { PLAIN, TRANSPOSED, PADDED, N_LAYOUTS };
+
+static sg_tensor *base(sg_dtype dt, int64_t r, int64_t c, enum layout l, sg_rng *rng)
+{
+    int64_t shape[2] = {l == TRANSPOSED ? c : r, l == TRANSPOSED ? r : l == PADDED ? c + 3 : c};
+    sg_tensor *t = sg_tensor_new(dt, 2, shape);
+    cr_assert(t, "%s", sg_last_error());
+    sg_tensor_uniform_(t, rng, -1, 1);
+    cr_assert_eq(sg_tensor_set_requires_grad(t, true), SG_OK);
+    return t;
+}
+
+static sg_tensor *layout(sg_graph *g, sg_tensor *t, enum layout l, int64_t c)
+{
+    sg_tensor *v = l == PLAIN        ? t
+                   : l == TRANSPOSED ? sg_transpose(g, t, 0, 1)
+                                     : sg_slice(g, t, 1, 1, c + 1, 1);
+    cr_assert(v, "%s", sg_last_error());
+    return v;
+}
+
+/* out[i, j] = sum_k a[i, k] b[k, j] in double, from element reads (any layout) */
+static void naive(const sg_tensor *a, const sg_tensor *b, double *out)
+{
+    int64_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < k; p++)
+                s += sg_tensor_get(a, i * k + p) * sg_tensor_get(b, p * n + j);
+            out[i * n + j] = s;
+        }
+}
+
+static void assert_matches(const sg_tensor *y, const double *want, int64_t n, double tol,
+                           const char *what, int64_t m, int64_t nn, int64_t k, int la, int lb)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double got = sg_tensor_get(y, i);
+        cr_assert(fabs(got - want[i]) <= tol * (1 + fabs(want[i])),
+                  "%s of %lldx%lldx%lld (layouts %d, %d) element %lld: %.9g, want %.9g", what,
+                  (long long)m, (long long)nn, (long long)k, la, lb, (long long)i, got, want[i]);
+    }
+}
+
+/* y = a b, and the gradients of sum(y * G): da = G b^T, db = a^T G (accumulating
+ * products, beta 1, in the transposed layouts) for every pair of operand layouts. */
+Test(gemm, every_layout_matches_naive_product)
+{
+    static const int64_t shapes[][3] = {{1, 1, 1},  {1, 7, 5},   {5, 1, 3},    {3, 4, 1},
+                                        {7, 13, 9}, {64, 48, 33}, {17, 130, 65}, {40, 300, 70}};
+    sg_rng rng;
+    sg_rng_seed(&rng, 7);
+    for (int d = 0; d < 2; d++) {
+        sg_dtype dt = d ? SG_F64 : SG_F32;
+        double tol = d ? 1e-12 : 2e-5;
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+            for (int la = 0; la < N_LAYOUTS; la++)
+                for (int lb = 0; lb < N_LAYOUTS; lb++) {
+                    sg_graph *g = sg_graph_new();
+                    sg_tensor *A = base(dt, m, k, (enum layout)la, &rng);
+                    sg_tensor *B = base(dt, k, n, (enum layout)lb, &rng);
+                    sg_tensor *a = layout(g, A, (enum layout)la, k);
+                    sg_tensor *b = layout(g, B, (enum layout)lb, n);
+                    sg_tensor *G = sg_randn(g, dt, 2, (int64_t[]){m, n}, &rng);
+                    sg_tensor *y = sg_matmul(g, a, b);
+                    cr_assert(y, "%s", sg_last_error());
+                    int64_t most = m * n > m * k ? m * n : m * k;
+                    double *want = malloc(sizeof(double) * (size_t)(most > k * n ? most : k * n));
+                    naive(a, b, want);
+                    assert_matches(y, want, m * n, tol, "product", m, n, k, la, lb);
+                    sg_tensor *loss = sg_sum_all(g, sg_mul(g, y, G));
+                    cr_assert_eq(sg_backward(g, loss), SG_OK, "%s", sg_last_error());
+                    /* the bases' gradients seen through the operands' layouts */
+                    sg_tensor *da = layout(g, sg_grad_tensor(g, A), (enum layout)la, k);
+                    sg_tensor *db = layout(g, sg_grad_tensor(g, B), (enum layout)lb, n);
+                    naive(G, sg_transpose(g, b, 0, 1), want); /* [m, k] */
+                    assert_matches(da, want, m * k, tol, "dA", m, n, k, la, lb);
+                    naive(sg_transpose(g, a, 0, 1), G, want); /* [k, n] */
+                    assert_matches(db, want, k * n, tol, "dB", m, n, k, la, lb);
+                    free(want);
+                    sg_graph_free(g);
+                    sg_tensor_free(A);
+                    sg_tensor_free(B);
+                }
+        }
+    }
+}
+
+/* y = x W^T + b the naive way */
+static void naive_linear(const sg_tensor *x, const sg_tensor *w, double *out)
+{
+    int64_t rows = x->shape[0], in = x->shape[1], o = w->shape[0];
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < o; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < in; p++)
+                s += sg_tensor_get(x, r * in + p) * sg_tensor_get(w, j * in + p);
+            out[r * o + j] = s;
+        }
+}
+
+/* sg_linear multiplies small products by a transposed copy of the weight made once per
+ * graph; a backward (after which an optimiser changes the weight) or a reset must drop
+ * it, so the next forward in the same graph sees the new values. */
+static void check_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, const char *what)
+{
+    double want[32 * 24];
+    sg_tensor *y = sg_linear(g, x, w, NULL);
+    naive_linear(x, w, want);
+    assert_matches(y, want, 32 * 24, 2e-5, what, 32, 24, 40, 0, 0);
+}
+
+/* what an optimiser step does: new values in the same buffer */
+static void update(sg_tensor *w)
+{
+    for (int64_t i = 0; i < sg_tensor_numel(w); i++)
+        sg_tensor_set(w, i, sg_tensor_get(w, i) * 0.5 + 0.25);
+}
+
+Test(gemm, linear_sees_weight_updates_after_backward_and_reset)
+{
+    sg_rng rng;
+    sg_rng_seed(&rng, 3);
+    sg_tensor *w = sg_tensor_new(SG_F32, 2, (int64_t[]){24, 40});
+    sg_tensor_uniform_(w, &rng, -1, 1);
+    sg_tensor_set_requires_grad(w, true);
+    sg_graph *g = sg_graph_new();
+    sg_tensor *x = sg_randn(g, SG_F32, 2, (int64_t[]){32, 40}, &rng);
+    check_linear(g, x, w, "first use");
+    check_linear(g, x, w, "second use of the same copy");
+    sg_tensor *y = sg_linear(g, x, w, NULL);
+    cr_assert_eq(sg_backward(g, sg_sum_all(g, y)), SG_OK, "%s", sg_last_error());
+    update(w);
+    check_linear(g, x, w, "after backward and an update");
+    sg_graph_reset(g);
+    update(w);
+    x = sg_randn(g, SG_F32, 2, (int64_t[]){32, 40}, &rng);
+    check_linear(g, x, w, "after a reset and an update");
+    sg_graph_free(g);
+    sg_tensor_free(w);
+}
