@@ -33,6 +33,7 @@ struct sg_graph {
     sg_arena *arena;
     sg_wt_entry wt[SG_WT_CACHE];
     int n_wt;
+    sg_graph *wt_home; /* where sg__weight_t keeps copies, if not here */
     sg_grad_pool pool; /* gradients of op outputs, released as backward passes them */
     sg_node *tape;      /* last recorded node */
     int64_t n_nodes;
@@ -58,10 +59,16 @@ SG_INTERNAL const sg_node *sg__graph_last_node(const sg_graph *g);
  * a weight or a view of one, made once per graph and reused until sg_graph_reset or a
  * backward (after which an optimiser may change w): a step that multiplies by W^T at
  * every time step then gives the small-product kernels two row-major operands. The
- * caller must not change w's data in between. NULL if grad mode is off (a decoding
- * step's graph lives for one step), if w does not qualify, or on SG_ENOMEM (no error
- * recorded): the caller then uses w as it is. */
-SG_INTERNAL const void *sg__weight_t(sg_graph *g, const sg_tensor *w);
+ * caller must not change w's data in between. `uses`: products the caller is about to
+ * make with it; a copy is made only when it will be reused (uses > 1, grad mode on: a
+ * training step's decoder runs every step in the same graph, or g keeps its copies in
+ * a longer-lived graph, sg__graph_set_weight_home). NULL if not, if w does not qualify,
+ * or on SG_ENOMEM (no error recorded): the caller then uses w as it is. */
+SG_INTERNAL const void *sg__weight_t(sg_graph *g, const sg_tensor *w, int64_t uses);
+/* Makes g keep its transposed weights in home (NULL: in g itself), which must outlive
+ * g's use and see no weight change meanwhile: a decoder's per-step graphs, reset every
+ * step, share the copies of a graph that lives for the whole decode. */
+SG_INTERNAL void sg__graph_set_weight_home(sg_graph *g, sg_graph *home);
 
 /* A graph tensor header sharing data (for views); copies dtype from x. */
 SG_INTERNAL sg_tensor *sg__view_header(sg_graph *g, const sg_tensor *x);

@@ -232,10 +232,15 @@ sg_tensor *sg_grad_tensor(sg_graph *g, sg_tensor *t)
     return h;
 }
 
-const void *sg__weight_t(sg_graph *g, const sg_tensor *w)
+void sg__graph_set_weight_home(sg_graph *g, sg_graph *home) { g->wt_home = home; }
+
+const void *sg__weight_t(sg_graph *g, const sg_tensor *w, int64_t uses)
 {
-    /* without grad (decoding) a graph lives for one step: no reuse to pay for the copy */
-    if (!g || !g->grad_enabled || !w || w->ndim != 2 || !sg_dtype_is_float(w->dtype))
+    if (!g || !w || w->ndim != 2 || !sg_dtype_is_float(w->dtype))
+        return NULL;
+    if (g->wt_home)
+        g = g->wt_home;
+    else if (uses < 2 && !g->grad_enabled) /* e.g. a decoding step: no reuse */
         return NULL;
     int64_t r = w->shape[0], c = w->shape[1], rs = w->stride[0], cs = w->stride[1];
     for (int i = 0; i < g->n_wt; i++) {

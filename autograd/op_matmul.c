@@ -190,10 +190,11 @@ sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias)
     }
     mat X = {(char *)x->data, rows, in, row_stride(x), 1};
     mat Wt = mat_t((mat){(char *)w->data, out, in, w->stride[0], w->stride[1]});
-    /* A small product by a weight (a decoder's per-step projection) reads W^T made once
-     * per graph: blas.c's kernels for small products need row-major operands. */
-    const void *wt = !w->node && rows >= 8 && (double)rows * (double)out * (double)in <= SG_SMALL_GEMM_MNK
-                         ? sg__weight_t(g, w)
+    /* A small product by a weight (a heap tensor: a decoder's per-step projection) reads
+     * W^T made once per graph: blas.c's kernels for small products need row-major
+     * operands. */
+    const void *wt = w->owns_data && rows >= 8 && (double)rows * (double)out * (double)in <= SG_SMALL_GEMM_MNK
+                         ? sg__weight_t(g, w, 1)
                          : NULL;
     if (wt)
         Wt = (mat){(char *)wt, in, out, out, 1};

@@ -1,5 +1,6 @@
 /* decode_common.c - what greedy and beam search share: checks, step graphs, log-probs. */
 #include "decode_internal.h"
+#include "../autograd/autograd_internal.h"
 #include "fastmath.h"
 
 #include <math.h>
@@ -72,9 +73,14 @@ int sg__decode_work_init(sg__decode_work *w, const sg_decode_opts *opts)
             return sg__error(SG_ENOMEM, "sg_decode: cannot allocate the step graphs");
         }
     }
+    if (!(w->weights = sg_graph_new())) {
+        sg__decode_work_free(w);
+        return sg__error(SG_ENOMEM, "sg_decode: cannot allocate the step graphs");
+    }
     for (int i = 0; i < 2; i++) {
         sg_graph_reset(w->g[i]);
         w->grad_was[i] = sg_graph_set_grad_enabled(w->g[i], false);
+        sg__graph_set_weight_home(w->g[i], w->weights);
     }
     return SG_OK;
 }
@@ -84,6 +90,7 @@ void sg__decode_work_free(sg__decode_work *w)
     for (int i = 0; i < 2; i++) {
         if (!w->g[i])
             continue;
+        sg__graph_set_weight_home(w->g[i], NULL);
         if (w->owned) {
             sg_graph_free(w->g[i]);
         } else {
@@ -92,6 +99,8 @@ void sg__decode_work_free(sg__decode_work *w)
         }
         w->g[i] = NULL;
     }
+    sg_graph_free(w->weights);
+    w->weights = NULL;
 }
 
 static bool row_lse_ok(const sg_tensor *logits, int64_t r, double *lse);

@@ -8,6 +8,7 @@
 /* The two alternating step graphs (MODELS.md-independent plumbing). */
 typedef struct sg__decode_work {
     sg_graph *g[2];
+    sg_graph *weights; /* lives for the whole decode: the steps' transposed weights */
     bool owned;
     bool grad_was[2];
 } sg__decode_work;

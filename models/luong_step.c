@@ -145,7 +145,7 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *feed, sg_t
                (const char *)gx->data + (size_t)(b * gx->stride[0]) * es, (size_t)G * es);
     /* W_f^T and W_hh^T made once per graph (all steps of a training step share them) give
      * the small-product kernels row-major operands; else the weights are read transposed */
-    const void *wft = sg__weight_t(g, Wf), *whht = sg__weight_t(g, Whh);
+    const void *wft = sg__weight_t(g, Wf, 1), *whht = sg__weight_t(g, Whh, 1);
     if (wft)
         sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, wft, G, 1, 1.0, act, G, 1);
     else

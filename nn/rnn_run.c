@@ -159,8 +159,10 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     sv->rh = sv->cho ? sg_arena_alloc(a, NH) : NULL;
     void *gh = sg_arena_alloc(a, (size_t)(B * sv->G * H) * es);
     void *zeros = sg_arena_calloc(a, (size_t)(sv->G * H) * es);
-    /* W^T made once per graph: the decoder's cell steps of a training step share them */
-    const void *wih_t = sg__weight_t(g, w->weight_ih), *whh_t = sg__weight_t(g, w->weight_hh);
+    /* W^T of the weights (heap tensors, not copies made in g) made once per graph: the
+     * decoder's cell steps of a training step or of a decode share them */
+    const void *wih_t = w->weight_ih->owns_data ? sg__weight_t(g, w->weight_ih, 1) : NULL;
+    const void *whh_t = w->weight_hh->owns_data ? sg__weight_t(g, w->weight_hh, T) : NULL;
     sg_tensor *ty = sg_empty(g, dt, 3, (int64_t[]){B, T, H});
     sg_tensor *thn = sg_empty(g, dt, 2, (int64_t[]){B, H});
     sg_tensor *tcn = lstm ? sg_empty(g, dt, 2, (int64_t[]){B, H}) : NULL;
