@@ -34,7 +34,7 @@ static int row_threads(int64_t R, int64_t V)
  * rounding stays ~1e-7 relative even for an 8000-word vocabulary. */
 #define LANES 8
 #define ROW_HELPERS(T, SUF, EXP)                                                            \
-    static T row_max_##SUF(const T *x, int64_t V)                                           \
+    SG_HOT static T row_max_##SUF(const T *x, int64_t V)                                    \
     {                                                                                       \
         T m[LANES];                                                                         \
         for (int u = 0; u < LANES; u++)                                                     \
@@ -51,7 +51,7 @@ static int row_threads(int64_t R, int64_t V)
         return mx;                                                                          \
     }                                                                                       \
     /* sum_v exp(x_v - mx) (arguments <= 0) */                                              \
-    static double row_sumexp_##SUF(const T *x, int64_t V, T mx)                             \
+    SG_HOT static double row_sumexp_##SUF(const T *x, int64_t V, T mx)                      \
     {                                                                                       \
         double s = 0;                                                                       \
         for (int64_t b = 0; b < V; b += 256) {                                              \
@@ -67,7 +67,7 @@ static int row_threads(int64_t R, int64_t V)
         }                                                                                   \
         return s;                                                                           \
     }                                                                                       \
-    static double row_sum_##SUF(const T *x, int64_t V)                                      \
+    SG_HOT static double row_sum_##SUF(const T *x, int64_t V)                               \
     {                                                                                       \
         double s = 0;                                                                       \
         for (int64_t b = 0; b < V; b += 256) {                                              \
@@ -86,6 +86,16 @@ static int row_threads(int64_t R, int64_t V)
 
 /* Forward over contiguous x [R, V]: lse and the row loss l_r of counted rows. */
 #define CE_KERNELS(T, SUF, EXP, LOG)                                                        \
+    /* d[v] = ts exp(x[v] - l) - off (+ d[v] when acc): one row of the gradient */          \
+    SG_HOT static void row_grad_##SUF(T *d, const T *x, int64_t V, T l, T ts, T off, bool acc) \
+    {                                                                                       \
+        if (acc)                                                                            \
+            for (int64_t v = 0; v < V; v++)                                                 \
+                d[v] += ts * EXP(x[v] - l) - off;                                           \
+        else                                                                                \
+            for (int64_t v = 0; v < V; v++)                                                 \
+                d[v] = ts * EXP(x[v] - l) - off;                                            \
+    }                                                                                       \
     static void ce_fwd_##SUF(const T *x, const int64_t *y, int64_t R, int64_t V,            \
                              int64_t ignore, double eps, int nt, double *lse, double *lrow) \
     {                                                                                       \
@@ -116,9 +126,7 @@ static int row_threads(int64_t R, int64_t V)
                 memset(xr, 0, sizeof(T) * (size_t)V);                                       \
                 continue;                                                                   \
             }                                                                               \
-            const T l = (T)lse[r];                                                          \
-            for (int64_t v = 0; v < V; v++)                                                 \
-                xr[v] = ts * EXP(xr[v] - l) - off;                                          \
+            row_grad_##SUF(xr, xr, V, (T)lse[r], ts, off, false);                           \
             xr[y[r]] -= hit;                                                                \
         }                                                                                   \
     }                                                                                       \
@@ -133,9 +141,7 @@ static int row_threads(int64_t R, int64_t V)
                 continue;                                                                   \
             const T *xr = x + r * V;                                                        \
             T *dr = dx + r * V;                                                             \
-            const T l = (T)lse[r];                                                          \
-            for (int64_t v = 0; v < V; v++)                                                 \
-                dr[v] += ts * EXP(xr[v] - l) - off;                                         \
+            row_grad_##SUF(dr, xr, V, (T)lse[r], ts, off, true);                            \
             dr[y[r]] -= hit;                                                                \
         }                                                                                   \
     }
