@@ -13,6 +13,11 @@ static int num_threads = 0; /* 0: not initialised yet */
 static bool skinny_by_rows = false;
 /* LIBXSMM for small products (SG_XSMM=0 in the environment turns it off, for comparisons) */
 static bool use_xsmm = false;
+/* LIBXSMM's JIT kernels leave the upper halves of the vector registers dirty (no
+ * vzeroupper); SSE code run after them, such as libm or any loop not compiled for AVX,
+ * then pays a state-transition penalty on every instruction (the Luong step's gates ran
+ * 3x slower). We clear them after each kernel when the CPU has AVX. */
+static bool has_avx = false;
 
 /* multiply-adds (m n k) from which a product is worth BLIS's threads */
 #define SMALL_GEMM (96.0 * 96.0 * 96.0)
@@ -39,6 +44,8 @@ static void choose_kernels(void)
 #ifdef SG_HAVE_XSMM
     const char *x = getenv("SG_XSMM");
     use_xsmm = !(x && x[0] == '0');
+    __builtin_cpu_init();
+    has_avx = __builtin_cpu_supports("avx");
     if (use_xsmm)
         libxsmm_init();
 #endif
@@ -91,6 +98,41 @@ static void gemm_by_rows(sg_dtype dt, int64_t m, int64_t n, int64_t k, double al
  * BLIS's there on one core, which also beats BLIS on two cores for these sizes. */
 #define XSMM_MAX_MNK SG_SMALL_GEMM_MNK
 
+typedef union {
+    libxsmm_smmfunction s;
+    libxsmm_dmmfunction d;
+} xsmm_fn;
+
+/* The kernel of column-major C (M x N, ldc) = A' (M x K, lda) B' (K x N, ldb, or its
+ * transpose) + beta C; false if LIBXSMM has none. */
+static bool xsmm_kernel(sg_dtype dt, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
+                        int64_t ldc, double beta, bool b_trans, xsmm_fn *f)
+{
+    libxsmm_blasint m = (libxsmm_blasint)M, n = (libxsmm_blasint)N, k = (libxsmm_blasint)K,
+                    la = (libxsmm_blasint)lda, lb = (libxsmm_blasint)ldb,
+                    lc = (libxsmm_blasint)ldc;
+    int flags = b_trans ? LIBXSMM_GEMM_FLAG_TRANS_B : LIBXSMM_GEMM_FLAG_NONE,
+        prefetch = LIBXSMM_GEMM_PREFETCH_NONE;
+    if (dt == SG_F32) {
+        float al = 1.0f, be = (float)beta;
+        f->s = libxsmm_smmdispatch(m, n, k, &la, &lb, &lc, &al, &be, &flags, &prefetch);
+        return f->s != NULL;
+    }
+    double al = 1.0, be = beta;
+    f->d = libxsmm_dmmdispatch(m, n, k, &la, &lb, &lc, &al, &be, &flags, &prefetch);
+    return f->d != NULL;
+}
+
+static void xsmm_run(sg_dtype dt, xsmm_fn f, const void *a, const void *b, void *c)
+{
+    if (dt == SG_F32)
+        f.s((const float *)a, (const float *)b, (float *)c);
+    else
+        f.d((const double *)a, (const double *)b, (double *)c);
+    if (has_avx)
+        __asm__ volatile("vzeroupper" ::: "memory");
+}
+
 /* C = A B + beta C through LIBXSMM if it has a kernel: B and C row-major (unit column
  * strides), A row-major or transposed (a weight gradient's dY^T), alpha 1, beta 0 or 1.
  * LIBXSMM is column-major, so it computes C^T = B^T A^T, which reads the very same
@@ -117,26 +159,25 @@ static bool gemm_xsmm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
     if ((a_trans ? lda_ < m : lda_ < k) || rsb < n || rsc < n || lda_ > INT32_MAX ||
         rsb > INT32_MAX || rsc > INT32_MAX)
         return false;
-    libxsmm_blasint M = (libxsmm_blasint)n, N = (libxsmm_blasint)m, K = (libxsmm_blasint)k;
-    libxsmm_blasint lda = (libxsmm_blasint)rsb, ldb = (libxsmm_blasint)lda_,
-                    ldc = (libxsmm_blasint)rsc;
-    int flags = a_trans ? LIBXSMM_GEMM_FLAG_TRANS_B : LIBXSMM_GEMM_FLAG_NONE,
-        prefetch = LIBXSMM_GEMM_PREFETCH_NONE;
-    if (dt == SG_F32) {
-        float al = 1.0f, be = (float)beta;
-        libxsmm_smmfunction f =
-            libxsmm_smmdispatch(M, N, K, &lda, &ldb, &ldc, &al, &be, &flags, &prefetch);
-        if (!f)
-            return false;
-        f((const float *)B, (const float *)A, (float *)C);
-    } else {
-        double al = 1.0, be = beta;
-        libxsmm_dmmfunction f =
-            libxsmm_dmmdispatch(M, N, K, &lda, &ldb, &ldc, &al, &be, &flags, &prefetch);
-        if (!f)
-            return false;
-        f((const double *)B, (const double *)A, (double *)C);
-    }
+    /* at more than one thread a product BLIS would have split is split by rows of C */
+    int nt = num_threads > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM && m >= 16
+                 ? num_threads
+                 : 1;
+    int64_t rows = (m + nt - 1) / nt;
+    nt = (int)((m + rows - 1) / rows);
+    int64_t last = m - rows * (nt - 1);
+    xsmm_fn f, fl;
+    if (!xsmm_kernel(dt, n, rows, k, rsb, lda_, rsc, beta, a_trans, &f) ||
+        !xsmm_kernel(dt, n, last, k, rsb, lda_, rsc, beta, a_trans, &fl))
+        return false;
+    size_t es = sg_dtype_size(dt);
+    int64_t a_row = a_trans ? 1 : rsa; /* elements between rows of A */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) if(nt > 1) schedule(static)
+#endif
+    for (int t = 0; t < nt; t++)
+        xsmm_run(dt, t == nt - 1 ? fl : f, B, (const char *)A + (size_t)(t * rows * a_row) * es,
+                 (char *)C + (size_t)(t * rows * rsc) * es);
     return true;
 }
 #endif

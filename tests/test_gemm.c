@@ -54,16 +54,22 @@ static void assert_matches(const sg_tensor *y, const double *want, int64_t n, do
 }
 
 /* y = a b, and the gradients of sum(y * G): da = G b^T, db = a^T G (accumulating
- * products, beta 1, in the transposed layouts) for every pair of operand layouts. */
+ * products, beta 1, in the transposed layouts) for every pair of operand layouts, f32
+ * and f64, at 1 and 2 threads. */
 Test(gemm, every_layout_matches_naive_product)
 {
-    static const int64_t shapes[][3] = {{1, 1, 1},  {1, 7, 5},   {5, 1, 3},    {3, 4, 1},
-                                        {7, 13, 9}, {64, 48, 33}, {17, 130, 65}, {40, 300, 70}};
+    /* the last two are large enough to be split across threads (odd rows: unequal parts) */
+    static const int64_t shapes[][3] = {{1, 1, 1},    {1, 7, 5},     {5, 1, 3},
+                                        {3, 4, 1},    {7, 13, 9},    {64, 48, 33},
+                                        {17, 130, 65}, {40, 300, 70}, {64, 200, 100},
+                                        {33, 257, 130}};
     sg_rng rng;
     sg_rng_seed(&rng, 7);
-    for (int d = 0; d < 2; d++) {
-        sg_dtype dt = d ? SG_F64 : SG_F32;
-        double tol = d ? 1e-12 : 2e-5;
+    int threads_before = sg_get_num_threads();
+    for (int d = 0; d < 4; d++) {
+        cr_assert_eq(sg_set_num_threads(d < 2 ? 1 : 2), SG_OK);
+        sg_dtype dt = d % 2 ? SG_F64 : SG_F32;
+        double tol = d % 2 ? 1e-12 : 2e-5;
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
             int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
             for (int la = 0; la < N_LAYOUTS; la++)
@@ -96,6 +102,7 @@ Test(gemm, every_layout_matches_naive_product)
                 }
         }
     }
+    sg_set_num_threads(threads_before);
 }
 
 /* y = x W^T + b the naive way */
