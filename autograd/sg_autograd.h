@@ -205,7 +205,10 @@ SG_API sg_tensor *sg_log_softmax(sg_graph *g, sg_tensor *x, int dim, sg_tensor *
 /* a [M,K] @ b [K,N] -> [M,N]; a [B,M,K] @ b [B,K,N] -> [B,M,N], a batch dim of 1 (or a
  * 2-D operand) broadcasts. Transposed views go to BLIS as strides. */
 SG_API sg_tensor *sg_matmul(sg_graph *g, sg_tensor *a, sg_tensor *b);
-/* x [..., in] @ w^T [out, in] + bias [out] (bias may be NULL): PyTorch's F.linear. */
+/* x [..., in] @ w^T [out, in] + bias [out] (bias may be NULL): PyTorch's F.linear.
+ * For a small product by a heap tensor w (a parameter), g keeps a transposed copy of w
+ * for its later products until sg_backward or sg_graph_reset: do not write into w's
+ * data in between (an optimiser steps after backward; gradcheck resets). */
 SG_API sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias);
 
 /* ---- joining, splitting, indexing -------------------------------------------- */
