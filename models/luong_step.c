@@ -12,6 +12,7 @@
  * One node, two GEMMs forward, four backward, hand-written gate derivatives.
  */
 #include "luong_internal.h"
+#include "fastmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -21,8 +22,8 @@ typedef struct step_saved {
     void *tc;  /* [B, H] tanh(c') */
 } step_saved;
 
-#define STEP_KERNELS(T, SUF, EXP, TANH)                                                      \
-    static void gates_fwd_##SUF(int64_t B, int64_t H, T *a, const T *c, T *c2, T *h2,       \
+#define STEP_KERNELS(T, SUF, EXP, TANH, HOT)                                                 \
+    HOT static void gates_fwd_##SUF(int64_t B, int64_t H, T *a, const T *c, T *c2, T *h2,       \
                                 T *tc)                                                       \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++) {                                                    \
@@ -40,7 +41,7 @@ typedef struct step_saved {
         }                                                                                    \
     }                                                                                        \
     /* da [B, 4H] from dh', dc' (either may be NULL); dc (may be NULL) += dc' f. */          \
-    static void gates_bwd_##SUF(int64_t B, int64_t H, const T *act, const T *tc, const T *c, \
+    HOT static void gates_bwd_##SUF(int64_t B, int64_t H, const T *act, const T *tc, const T *c, \
                                 const T *dh2, const T *dc2, T *da, T *dc)                    \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++) {                                                    \
@@ -67,8 +68,9 @@ typedef struct step_saved {
                 dst[b * n + k] += src[b * rs + k];                                           \
     }
 
-STEP_KERNELS(float, f32, expf, tanhf)
-STEP_KERNELS(double, f64, exp, tanh)
+/* f32: the vectorisable exp and tanh of fastmath.h, as the fused LSTM cells use */
+STEP_KERNELS(float, f32, sg__expf, sg__tanhf, SG_HOT)
+STEP_KERNELS(double, f64, exp, tanh, )
 
 /* in: gx [B, 4H] (unit column stride), feed [B, F], h, c [B, H] contiguous, W_f [4H, F]
  * and W_hh [4H, H] with any strides. */

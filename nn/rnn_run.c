@@ -161,7 +161,11 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     void *zeros = sg_arena_calloc(a, (size_t)(sv->G * H) * es);
     /* W^T of the weights (heap tensors, not copies made in g) made once per graph: the
      * decoder's cell steps of a training step or of a decode share them */
-    const void *wih_t = w->weight_ih->owns_data ? sg__weight_t(g, w->weight_ih, 1) : NULL;
+    /* (the input projection of all steps is a large product unless there is one step:
+     * BLIS reads W_ih transposed as well as a copy, which would cost a pass over W_ih) */
+    bool ih_small = (double)(B * T) * (double)(sv->G * H) * (double)I <= SG_SMALL_GEMM_MNK;
+    const void *wih_t =
+        ih_small && w->weight_ih->owns_data ? sg__weight_t(g, w->weight_ih, 1) : NULL;
     const void *whh_t = w->weight_hh->owns_data ? sg__weight_t(g, w->weight_hh, T) : NULL;
     sg_tensor *ty = sg_empty(g, dt, 3, (int64_t[]){B, T, H});
     sg_tensor *thn = sg_empty(g, dt, 2, (int64_t[]){B, H});
