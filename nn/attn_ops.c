@@ -134,15 +134,6 @@ bool sg__attn_check_query(sg_graph *g, const char *op, const sg_attn_memory *mem
 /* ---- kernels ----------------------------------------------------------------------- */
 
 
-/* out = tanh(a + b) over n floats. GCC only if-converts (and so vectorises) the selects
- * above without trapping-math, which the build turns off. */
-SG_HOT static void tanh_add_f32(int64_t n, const float *restrict a, const float *restrict b,
-                                float *restrict out)
-{
-    for (int64_t i = 0; i < n; i++)
-        out[i] = sg__tanhf(a[i] + b[i]);
-}
-
 /* x . y in 8 lanes summed in a fixed order: vectorises, and does not depend on the
  * vector width or the thread count (a plain serial sum is one long dependency chain). */
 SG_HOT static float dot_f32(int64_t n, const float *restrict x, const float *restrict y)
@@ -159,6 +150,64 @@ SG_HOT static float dot_f32(int64_t n, const float *restrict x, const float *res
            tail;
 }
 
+/* One batch row of the additive scores: t_j = tanh(q + K_j), e_j = v . t_j for its S
+ * keys (0 where invalid). One clone for the whole row, so tanh and the dot inline (a
+ * call per key to clone-dispatched helpers cost two indirect calls per 128 floats); the
+ * dot sums in dot_f32's order. GCC only if-converts (and so vectorises) the selects of
+ * sg__tanhf without trapping-math, which the build turns off. */
+SG_HOT static void additive_row_f32(int64_t S, int64_t A, const float *restrict q,
+                                    const float *restrict K, const float *restrict v,
+                                    const uint8_t *valid, float *restrict t, float *restrict e)
+{
+    for (int64_t j = 0; j < S; j++) {
+        e[j] = 0;
+        if (valid && !valid[j])
+            continue;
+        const float *kj = K + j * A;
+        float *tj = t + j * A, acc[8] = {0}, tail = 0;
+        int64_t a = 0;
+        for (; a + 8 <= A; a += 8)
+            for (int l = 0; l < 8; l++) {
+                float x = sg__tanhf(q[a + l] + kj[a + l]);
+                tj[a + l] = x;
+                acc[l] += v[a + l] * x;
+            }
+        for (; a < A; a++) {
+            float x = sg__tanhf(q[a] + kj[a]);
+            tj[a] = x;
+            tail += v[a] * x;
+        }
+        e[j] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) +
+               tail;
+    }
+}
+
+/* One batch row of the additive backward: du = de_j v (1 - t_j^2) into dq and dK_j. */
+SG_HOT static void additive_bwd_row_f32(int64_t S, int64_t A, const float *restrict v,
+                                        const float *restrict t, const uint8_t *valid,
+                                        const float *restrict de, float *restrict dq,
+                                        float *restrict dK)
+{
+    for (int64_t j = 0; j < S; j++) {
+        if ((valid && !valid[j]) || de[j] == 0)
+            continue;
+        const float *tj = t + j * A;
+        float g = de[j];
+        if (dq && dK)
+            for (int64_t a = 0; a < A; a++) {
+                float du = g * v[a] * (1 - tj[a] * tj[a]);
+                dq[a] += du;
+                dK[j * A + a] += du;
+            }
+        else if (dq)
+            for (int64_t a = 0; a < A; a++)
+                dq[a] += g * v[a] * (1 - tj[a] * tj[a]);
+        else
+            for (int64_t a = 0; a < A; a++)
+                dK[j * A + a] += g * v[a] * (1 - tj[a] * tj[a]);
+    }
+}
+
 static double dot_f64(int64_t n, const double *x, const double *y)
 {
     double acc = 0;
@@ -172,6 +221,35 @@ static void tanh_add_f64(int64_t n, const double *restrict a, const double *rest
 {
     for (int64_t i = 0; i < n; i++)
         out[i] = tanh(a[i] + b[i]);
+}
+
+static void additive_row_f64(int64_t S, int64_t A, const double *q, const double *K,
+                             const double *v, const uint8_t *valid, double *t, double *e)
+{
+    for (int64_t j = 0; j < S; j++) {
+        e[j] = 0;
+        if (valid && !valid[j])
+            continue;
+        tanh_add_f64(A, q, K + j * A, t + j * A);
+        e[j] = dot_f64(A, v, t + j * A);
+    }
+}
+
+static void additive_bwd_row_f64(int64_t S, int64_t A, const double *v, const double *t,
+                                 const uint8_t *valid, const double *de, double *dq, double *dK)
+{
+    for (int64_t j = 0; j < S; j++) {
+        if ((valid && !valid[j]) || de[j] == 0)
+            continue;
+        const double *tj = t + j * A;
+        for (int64_t a = 0; a < A; a++) {
+            double du = de[j] * v[a] * (1 - tj[a] * tj[a]);
+            if (dq)
+                dq[a] += du;
+            if (dK)
+                dK[j * A + a] += du;
+        }
+    }
 }
 
 /* Rows b are independent in every kernel below, so they split across threads (results
@@ -194,16 +272,8 @@ static void tanh_add_f64(int64_t n, const double *restrict a, const double *rest
         PAR_SETUP(B * S * A);                                                                \
         PAR_FOR                                                                              \
         for (int64_t b = 0; b < B; b++)                                                      \
-            for (int64_t j = 0; j < S; j++) {                                                \
-                int64_t bj = b * S + j;                                                      \
-                e[bj] = 0;                                                                   \
-                if (valid && !valid[bj])                                                     \
-                    continue;                                                                \
-                const T *qb = q + b * A, *kj = K + bj * A;                                   \
-                T *tj = t + bj * A;                                                          \
-                tanh_add_##SUF(A, qb, kj, tj);                                               \
-                e[bj] = dot_##SUF(A, v, tj);                                                 \
-            }                                                                                \
+            additive_row_##SUF(S, A, q + b * A, K + b * S * A, v, valid ? valid + b * S : NULL, \
+                               t + b * S * A, e + b * S);                                    \
     }                                                                                        \
     /* e = v . t, t = tanh(q + K):  dv += de t;  du = de v (1 - t^2);  dq += du;  dK += du */ \
     static void additive_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *v, const T *t,   \
@@ -212,20 +282,10 @@ static void tanh_add_f64(int64_t n, const double *restrict a, const double *rest
         PAR_SETUP(B * S * A);                                                                \
         PAR_FOR                                                                              \
         for (int64_t b = 0; b < B; b++)                                                      \
-            for (int64_t j = 0; j < S; j++) {                                                \
-                int64_t bj = b * S + j;                                                      \
-                if ((valid && !valid[bj]) || de[bj] == 0 || (!dq && !dK))                    \
-                    continue;                                                                \
-                const T *tj = t + bj * A;                                                    \
-                T g = de[bj];                                                                \
-                for (int64_t a = 0; a < A; a++) {                                            \
-                    T du = g * v[a] * (1 - tj[a] * tj[a]);                                   \
-                    if (dq)                                                                  \
-                        dq[b * A + a] += du;                                                 \
-                    if (dK)                                                                  \
-                        dK[bj * A + a] += du;                                                \
-                }                                                                            \
-            }                                                                                \
+            if (dq || dK)                                                                    \
+                additive_bwd_row_##SUF(S, A, v, t + b * S * A, valid ? valid + b * S : NULL,   \
+                                       de + b * S, dq ? dq + b * A : NULL,                   \
+                                       dK ? dK + b * S * A : NULL);                          \
         if (dv) /* shared by all rows: serial, in a fixed order */                           \
             for (int64_t bj = 0; bj < B * S; bj++) {                                         \
                 if ((valid && !valid[bj]) || de[bj] == 0)                                    \
