@@ -3,6 +3,7 @@
 #include "models_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,7 +239,8 @@ void sg_model_decoder_free(sg_model_decoder *d)
         return;
     if (d->state)
         d->m->vt->decoder_free(d->state);
-    d->m->training = d->was_training;
+    if (d->was_training) /* written only if it changed: halves of a split decode share m */
+        d->m->training = true;
     sg_graph_free(d->enc);
     free(d);
 }
@@ -257,7 +259,8 @@ sg_model_decoder *sg_model_decoder_new(sg_model *m, const sg_tensor *src, const 
     }
     d->m = m;
     d->was_training = m->training;
-    m->training = false;
+    if (m->training)
+        m->training = false;
     sg_graph_set_grad_enabled(d->enc, false);
     sg_batch b = {.src = (sg_tensor *)src, .src_len = (sg_tensor *)src_len};
     if (sg__check_batch(d->enc, m, &b) == SG_OK)
@@ -276,11 +279,9 @@ const sg_decoder_ops *sg_model_decoder_ops(const sg_model_decoder *d) { return &
 
 void *sg_model_decoder_state(sg_model_decoder *d) { return d->state; }
 
-int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
-                    const sg_decode_opts *opts, sg_decode_result *out)
+static int decode_whole(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
+                        const sg_decode_opts *opts, sg_decode_result *out)
 {
-    if (!m || !src || !src_len || !out)
-        return sg__error(SG_EINVAL, "sg_model_decode: NULL argument");
     sg_model_decoder *d = sg_model_decoder_new(m, src, src_len);
     if (!d)
         return decoder_new_rc;
@@ -291,6 +292,108 @@ int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
                  : sg_decode_beam(&m->vt->ops, d->state, B, len, opts, out);
     sg_model_decoder_free(d);
     return rc;
+}
+
+/* Sentences of a half below which a batch is decoded whole. */
+#define SPLIT_MIN 16
+
+/* Rows [r0, r0 + n) of t (a header over t's data; nothing is copied). */
+static sg_tensor rows_of(const sg_tensor *t, int64_t r0, int64_t n)
+{
+    sg_tensor h = *t;
+    h.shape[0] = n;
+    h.data = (char *)t->data + (size_t)(r0 * t->stride[0]) * sg_dtype_size(t->dtype);
+    h.grad = NULL;
+    h.node = NULL;
+    h.requires_grad = h.owns_data = false;
+    return h;
+}
+
+/* One result holding a's sentences then b's; frees a and b. */
+static int join_results(sg_decode_result *a, sg_decode_result *b, sg_decode_result *out)
+{
+    int64_t Ba = a->batch, Bb = b->batch, Ha = a->offset[Ba], Hb = b->offset[Bb];
+    int64_t Ta = 0, Tb = 0;
+    for (int64_t i = 0; i < Ha; i++)
+        Ta += a->hyps[i].len;
+    for (int64_t i = 0; i < Hb; i++)
+        Tb += b->hyps[i].len;
+    sg_decode_result r = {.batch = Ba + Bb};
+    r.offset = malloc((size_t)(Ba + Bb + 1) * sizeof *r.offset);
+    r.hyps = malloc((size_t)(Ha + Hb > 0 ? Ha + Hb : 1) * sizeof *r.hyps);
+    r.tokens_ = malloc((size_t)(Ta + Tb > 0 ? Ta + Tb : 1) * sizeof *r.tokens_);
+    if (!r.offset || !r.hyps || !r.tokens_) {
+        sg_decode_result_free(&r);
+        sg_decode_result_free(a);
+        sg_decode_result_free(b);
+        return sg__error(SG_ENOMEM, "sg_model_decode: out of memory joining the halves");
+    }
+    int64_t t = 0;
+    for (int half = 0; half < 2; half++) {
+        const sg_decode_result *x = half ? b : a;
+        int64_t base = half ? Ba : 0, hbase = half ? Ha : 0;
+        for (int64_t s = 0; s <= x->batch - (half ? 0 : 1); s++)
+            r.offset[base + s] = hbase + x->offset[s];
+        for (int64_t i = 0; i < x->offset[x->batch]; i++) {
+            sg_hypothesis h = x->hyps[i];
+            memcpy(r.tokens_ + t, h.tokens, (size_t)h.len * sizeof *r.tokens_);
+            h.tokens = r.tokens_ + t;
+            t += h.len;
+            r.hyps[hbase + i] = h;
+        }
+    }
+    sg_decode_result_free(a);
+    sg_decode_result_free(b);
+    *out = r;
+    return SG_OK;
+}
+
+/* At 2+ threads the two halves of a batch are decoded side by side, each on one thread
+ * (its operations capped at 1 thread): a decoding step's operations are too small to
+ * split well (the threads wait for each other at the end of every one of them), whole
+ * sentences are not. Every sentence is decoded as in the whole batch. */
+static int decode_halves(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
+                         const sg_decode_opts *opts, sg_decode_result *out)
+{
+    int64_t B = src->shape[0], B0 = (B + 1) / 2;
+    sg_tensor srcs[2] = {rows_of(src, 0, B0), rows_of(src, B0, B - B0)};
+    sg_tensor lens[2] = {rows_of(src_len, 0, B0), rows_of(src_len, B0, B - B0)};
+    sg_decode_result res[2] = {{0}, {0}};
+    int rc[2] = {SG_OK, SG_OK};
+    char msg[2][512] = {"", ""};
+    bool was = m->training;
+    m->training = false; /* before the threads: each half's decoder then leaves it alone */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(2) schedule(static)
+#endif
+    for (int h = 0; h < 2; h++) {
+        sg__set_thread_cap(1);
+        rc[h] = decode_whole(m, &srcs[h], &lens[h], opts, &res[h]);
+        if (rc[h] != SG_OK)
+            snprintf(msg[h], sizeof msg[h], "%s", sg_last_error());
+        sg__set_thread_cap(0);
+    }
+    m->training = was;
+    for (int h = 0; h < 2; h++)
+        if (rc[h] != SG_OK) {
+            sg_decode_result_free(&res[0]);
+            sg_decode_result_free(&res[1]);
+            return sg__error(rc[h], "%s", msg[h]); /* the worker's message, on this thread */
+        }
+    return join_results(&res[0], &res[1], out);
+}
+
+int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
+                    const sg_decode_opts *opts, sg_decode_result *out)
+{
+    if (!m || !src || !src_len || !out)
+        return sg__error(SG_EINVAL, "sg_model_decode: NULL argument");
+    /* a batch that the checks would reject is decoded whole, for their message */
+    bool split = sg__threads() >= 2 && src->ndim == 2 && src_len->ndim == 1 &&
+                 src_len->shape[0] == src->shape[0] && src->shape[0] >= 2 * SPLIT_MIN &&
+                 (!opts || !opts->work[0]);
+    return split ? decode_halves(m, src, src_len, opts, out)
+                 : decode_whole(m, src, src_len, opts, out);
 }
 
 int sg_named_config_optim(const sg_named_config *nc, sg_optim_config *out)

@@ -160,9 +160,8 @@ static bool gemm_xsmm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
         rsb > INT32_MAX || rsc > INT32_MAX)
         return false;
     /* at more than one thread a product BLIS would have split is split by rows of C */
-    int nt = num_threads > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM && m >= 16
-                 ? num_threads
-                 : 1;
+    int nthr = sg__threads();
+    int nt = nthr > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM && m >= 16 ? nthr : 1;
     int64_t rows = (m + nt - 1) / nt;
     nt = (int)((m + rows - 1) / rows);
     int64_t last = m - rows * (nt - 1);
@@ -211,10 +210,15 @@ int sg_get_num_threads(void)
     return num_threads;
 }
 
+/* A calling thread's own limit (sg__set_thread_cap): 0 = none. */
+static _Thread_local int thread_cap = 0;
+
+void sg__set_thread_cap(int n) { thread_cap = n > 0 ? n : 0; }
+
 int sg__threads(void)
 {
     init_once();
-    return num_threads;
+    return thread_cap && thread_cap < num_threads ? thread_cap : num_threads;
 }
 
 uint64_t sg_gemm_flops(void)
@@ -252,9 +256,9 @@ void sg__gemm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha, const 
      * SMALL_GEMM multiply-adds run on the calling thread. The result is the same. */
     rntm_t rntm;
     bli_rntm_init(&rntm);
+    int nthr = sg__threads();
     bli_rntm_set_num_threads(
-        num_threads > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM ? num_threads : 1,
-        &rntm);
+        nthr > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM ? nthr : 1, &rntm);
     if (m <= 4 && n >= 256 && k >= 256 && skinny_by_rows) {
         gemm_by_rows(dt, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc, &rntm);
         return;

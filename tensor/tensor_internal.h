@@ -58,7 +58,11 @@ SG_INTERNAL void sg__gemm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double a
                           const void *A, int64_t rsa, int64_t csa, const void *B, int64_t rsb,
                           int64_t csb, double beta, void *C, int64_t rsc, int64_t csc);
 
-/* Threads for seqgrad's own loops (<= the configured count). */
+/* Threads for seqgrad's own loops and BLIS (<= the configured count, and <= the calling
+ * thread's cap). */
 SG_INTERNAL int sg__threads(void);
+/* Caps the threads the calling thread's operations use (0: no cap): a thread that is
+ * itself one of several workers runs its operations on 1. */
+SG_INTERNAL void sg__set_thread_cap(int n);
 
 #endif

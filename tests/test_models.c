@@ -119,9 +119,67 @@ static void check_decodes(const char *variant)
     golden_close(&gd);
 }
 
+/* At 2 threads sg_model_decode decodes a batch of 32 or more sentences as two halves
+ * side by side: every sentence must come out as from the whole batch at 1 thread (the
+ * same tokens; log-probabilities to f32 rounding, as products of other shapes round
+ * differently). */
+static void check_split_decode(const char *variant)
+{
+    golden gd;
+    golden_open(&gd, variant);
+    int64_t B = 37, S = gd.b.S; /* odd: halves of 19 and 18 */
+    sg_tensor *src = sg_tensor_new(SG_I64, 2, (int64_t[]){B, S});
+    sg_tensor *len = sg_tensor_new(SG_I64, 1, &B);
+    cr_assert(src && len);
+    for (int64_t i = 0; i < B; i++) {
+        int64_t r = (i * 7) % gd.b.B;
+        memcpy((int64_t *)src->data + i * S, (int64_t *)gd.b.src->data + r * S,
+               (size_t)S * sizeof(int64_t));
+        ((int64_t *)len->data)[i] = ((int64_t *)gd.b.src_len->data)[r];
+    }
+    int before = sg_get_num_threads();
+    for (int beam = 0; beam <= 3; beam += 3) {
+        sg_decode_opts o = sg_decode_opts_default();
+        o.beam = beam;
+        o.alpha = 0.7;
+        sg_decode_result r[2];
+        for (int t = 0; t < 2; t++) {
+            cr_assert_eq(sg_set_num_threads(t + 1), SG_OK);
+            cr_assert_eq(sg_model_decode(gd.m, src, len, &o, &r[t]), SG_OK, "%s: %s", variant,
+                         sg_last_error());
+        }
+        cr_assert_eq(r[1].batch, B);
+        for (int64_t b = 0; b < B; b++) {
+            cr_assert_eq(sg_decode_count(&r[0], b), sg_decode_count(&r[1], b), "row %lld",
+                         (long long)b);
+            for (int64_t k = 0; k < sg_decode_count(&r[0], b); k++) {
+                const sg_hypothesis *x = &r[0].hyps[r[0].offset[b] + k];
+                const sg_hypothesis *y = &r[1].hyps[r[1].offset[b] + k];
+                cr_assert(x->len == y->len && x->n == y->n && x->eos == y->eos &&
+                              fabs(x->logp - y->logp) <= 1e-5 * (1 + fabs(x->logp)) &&
+                              fabs(x->score - y->score) <= 1e-5 * (1 + fabs(x->score)),
+                          "%s beam %d row %lld hypothesis %lld: length %lld / %lld, log-prob "
+                          "%.9g / %.9g",
+                          variant, beam, (long long)b, (long long)k, (long long)x->len,
+                          (long long)y->len, x->logp, y->logp);
+                cr_assert(!memcmp(x->tokens, y->tokens, (size_t)x->len * sizeof *x->tokens),
+                          "%s beam %d row %lld hypothesis %lld: tokens differ", variant, beam,
+                          (long long)b, (long long)k);
+            }
+        }
+        sg_decode_result_free(&r[0]);
+        sg_decode_result_free(&r[1]);
+    }
+    sg_set_num_threads(before);
+    sg_tensor_free(src);
+    sg_tensor_free(len);
+    golden_close(&gd);
+}
+
 #define GOLDEN_TESTS(id, variant)                                                           \
     Test(id, matches_torch_logits_loss_and_gradients) { check_forward_backward(variant); } \
-    Test(id, greedy_and_beam_match_torch) { check_decodes(variant); }
+    Test(id, greedy_and_beam_match_torch) { check_decodes(variant); }                      \
+    Test(id, split_decode_matches_whole_batch) { check_split_decode(variant); }
 
 GOLDEN_TESTS(bahdanau, "bahdanau")
 GOLDEN_TESTS(seq2seq_lstm, "seq2seq-lstm")
