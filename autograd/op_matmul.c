@@ -193,9 +193,8 @@ sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias)
     /* A small product by a weight (a heap tensor: a decoder's per-step projection) reads
      * W^T made once per graph: blas.c's kernels for small products need row-major
      * operands. */
-    const void *wt = w->owns_data && rows >= 8 && (double)rows * (double)out * (double)in <= SG_SMALL_GEMM_MNK
-                         ? sg__weight_t(g, w, 1)
-                         : NULL;
+    bool small = (double)rows * (double)out * (double)in <= SG_SMALL_GEMM_MNK;
+    const void *wt = w->owns_data && rows >= 8 && small ? sg__weight_t(g, w, 1) : NULL;
     if (wt)
         Wt = (mat){(char *)wt, in, out, out, 1};
     if (in > 0)

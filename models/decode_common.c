@@ -75,7 +75,7 @@ int sg__decode_work_init(sg__decode_work *w, const sg_decode_opts *opts)
     }
     if (!(w->weights = sg_graph_new())) {
         sg__decode_work_free(w);
-        return sg__error(SG_ENOMEM, "sg_decode: cannot allocate the step graphs");
+        return sg__error(SG_ENOMEM, "sg_decode: cannot allocate the weights graph");
     }
     for (int i = 0; i < 2; i++) {
         sg_graph_reset(w->g[i]);

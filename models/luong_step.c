@@ -23,8 +23,8 @@ typedef struct step_saved {
 } step_saved;
 
 #define STEP_KERNELS(T, SUF, EXP, TANH, HOT)                                                 \
-    HOT static void gates_fwd_##SUF(int64_t B, int64_t H, T *a, const T *c, T *c2, T *h2,       \
-                                T *tc)                                                       \
+    HOT static void gates_fwd_##SUF(int64_t B, int64_t H, T *a, const T *c, T *c2, T *h2,   \
+                                    T *tc)                                                   \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++) {                                                    \
             T *ab = a + b * 4 * H;                                                           \
@@ -41,8 +41,8 @@ typedef struct step_saved {
         }                                                                                    \
     }                                                                                        \
     /* da [B, 4H] from dh', dc' (either may be NULL); dc (may be NULL) += dc' f. */          \
-    HOT static void gates_bwd_##SUF(int64_t B, int64_t H, const T *act, const T *tc, const T *c, \
-                                const T *dh2, const T *dc2, T *da, T *dc)                    \
+    HOT static void gates_bwd_##SUF(int64_t B, int64_t H, const T *act, const T *tc,        \
+                                    const T *c, const T *dh2, const T *dc2, T *da, T *dc)    \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++) {                                                    \
             const T *ab = act + b * 4 * H;                                                   \
@@ -148,16 +148,10 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *feed, sg_t
     /* W_f^T and W_hh^T made once per graph (all steps of a training step share them) give
      * the small-product kernels row-major operands; else the weights are read transposed */
     const void *wft = sg__weight_t(g, Wf, 1), *whht = sg__weight_t(g, Whh, 1);
-    if (wft)
-        sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, wft, G, 1, 1.0, act, G, 1);
-    else
-        sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, Wf->data, Wf->stride[1], Wf->stride[0],
-                 1.0, act, G, 1);
-    if (whht)
-        sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, whht, G, 1, 1.0, act, G, 1);
-    else
-        sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, Whh->data, Whh->stride[1], Whh->stride[0],
-                 1.0, act, G, 1);
+    sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, wft ? wft : Wf->data,
+             wft ? G : Wf->stride[1], wft ? 1 : Wf->stride[0], 1.0, act, G, 1);
+    sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, whht ? whht : Whh->data,
+             whht ? G : Whh->stride[1], whht ? 1 : Whh->stride[0], 1.0, act, G, 1);
     if (dt == SG_F32)
         gates_fwd_f32(B, H, act, c->data, c2->data, h2->data, tc);
     else

@@ -338,7 +338,7 @@ static int join_results(sg_decode_result *a, sg_decode_result *b, sg_decode_resu
     for (int half = 0; half < 2; half++) {
         const sg_decode_result *x = half ? b : a;
         int64_t base = half ? Ba : 0, hbase = half ? Ha : 0;
-        for (int64_t s = 0; s <= x->batch - (half ? 0 : 1); s++)
+        for (int64_t s = 0; s < x->batch; s++)
             r.offset[base + s] = hbase + x->offset[s];
         for (int64_t i = 0; i < x->offset[x->batch]; i++) {
             sg_hypothesis h = x->hyps[i];
@@ -348,6 +348,7 @@ static int join_results(sg_decode_result *a, sg_decode_result *b, sg_decode_resu
             r.hyps[hbase + i] = h;
         }
     }
+    r.offset[Ba + Bb] = Ha + Hb;
     sg_decode_result_free(a);
     sg_decode_result_free(b);
     *out = r;

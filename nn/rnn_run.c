@@ -160,9 +160,9 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     void *gh = sg_arena_alloc(a, (size_t)(B * sv->G * H) * es);
     void *zeros = sg_arena_calloc(a, (size_t)(sv->G * H) * es);
     /* W^T of the weights (heap tensors, not copies made in g) made once per graph: the
-     * decoder's cell steps of a training step or of a decode share them */
-    /* (the input projection of all steps is a large product unless there is one step:
-     * BLIS reads W_ih transposed as well as a copy, which would cost a pass over W_ih) */
+     * decoder's cell steps of a training step or of a decode share them. W_ih only when
+     * the input projection is small (one step): BLIS reads a large one transposed as
+     * well as a copy, which would cost a pass over W_ih. */
     bool ih_small = (double)(B * T) * (double)(sv->G * H) * (double)I <= SG_SMALL_GEMM_MNK;
     const void *wih_t =
         ih_small && w->weight_ih->owns_data ? sg__weight_t(g, w->weight_ih, 1) : NULL;

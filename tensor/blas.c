@@ -166,8 +166,10 @@ static bool gemm_xsmm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
     nt = (int)((m + rows - 1) / rows);
     int64_t last = m - rows * (nt - 1);
     xsmm_fn f, fl;
-    if (!xsmm_kernel(dt, n, rows, k, rsb, lda_, rsc, beta, a_trans, &f) ||
-        !xsmm_kernel(dt, n, last, k, rsb, lda_, rsc, beta, a_trans, &fl))
+    if (!xsmm_kernel(dt, n, rows, k, rsb, lda_, rsc, beta, a_trans, &f))
+        return false;
+    fl = f; /* the last part's own kernel only when it has fewer rows */
+    if (last != rows && !xsmm_kernel(dt, n, last, k, rsb, lda_, rsc, beta, a_trans, &fl))
         return false;
     size_t es = sg_dtype_size(dt);
     int64_t a_row = a_trans ? 1 : rsa; /* elements between rows of A */
