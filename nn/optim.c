@@ -191,14 +191,18 @@ static int elem_threads(int64_t n)
         }                                                                                   \
     }                                                                                       \
     /* spans of ADAM_SPAN elements split across threads; each runs the vector clone */      \
-    static void adam_##SUF(int64_t n, T *restrict th, const T *restrict g, T *restrict m,   \
+    /* gs < 1: the clipping coefficient, applied to each span just before its update (while \
+     * the span is in cache) instead of in a pass of its own; same values as torch. */      \
+    static void adam_##SUF(int64_t n, T *restrict th, T *restrict g, T *restrict m,         \
                            T *restrict v, T b1, T b2, T eps, T wd, T decoupled, T step_size, \
-                           T bc2_sqrt)                                                      \
+                           T bc2_sqrt, double gs)                                           \
     {                                                                                       \
         int64_t spans = (n + ADAM_SPAN - 1) / ADAM_SPAN;                                    \
         SG_OMP_ELEMS(n)                                                                     \
         for (int64_t s = 0; s < spans; s++) {                                               \
             int64_t i = s * ADAM_SPAN, k = n - i < ADAM_SPAN ? n - i : ADAM_SPAN;           \
+            if (gs != 1)                                                                    \
+                sg__scale_grad(SG_DT_##SUF, g + i, k, gs);                                  \
             adam_span_##SUF(k, th + i, g + i, m + i, v + i, b1, b2, eps, wd, decoupled,     \
                             step_size, bc2_sqrt);                                           \
         }                                                                                   \
@@ -223,6 +227,8 @@ static int elem_threads(int64_t n)
         }                                                                                   \
     }
 
+#define SG_DT_f32 SG_F32
+#define SG_DT_f64 SG_F64
 OPTIM_KERNELS(float, f32, sqrtf)
 OPTIM_KERNELS(double, f64, sqrt)
 
@@ -240,8 +246,9 @@ int sg_optim_step(sg_optim *o, double *total_norm)
         return sg__error(SG_ESTATE, "sg_optim_step: the store has %d entries, the optimiser "
                                     "was made for %d", sg_params_count(o->params), o->n);
     const sg_optim_config *c = &o->cfg;
+    double coef = 1; /* the clipping coefficient (torch clip_grad_norm_), applied below */
     if (c->clip_norm > 0) {
-        int rc = sg_clip_grad_norm(o->params, c->clip_norm, total_norm);
+        int rc = sg__clip_coef(o->params, c->clip_norm, total_norm, &coef, "sg_optim_step");
         if (rc != SG_OK)
             return rc; /* NaN/Inf norm: nothing updated (documented in the header) */
     }
@@ -259,6 +266,8 @@ int sg_optim_step(sg_optim *o, double *total_norm)
             continue;
         int64_t n = sg_tensor_numel(t);
         if (c->kind == SG_OPTIM_SGD) {
+            if (coef != 1)
+                sg__scale_grad(t->dtype, t->grad, n, coef);
             if (t->dtype == SG_F32)
                 sgd_f32(n, t->data, t->grad, o->m[i] ? o->m[i]->data : NULL, (float)lr,
                         (float)wd, (float)c->momentum, (float)(1 - c->dampening), k == 1,
@@ -269,10 +278,10 @@ int sg_optim_step(sg_optim *o, double *total_norm)
         } else if (t->dtype == SG_F32) {
             adam_f32(n, t->data, t->grad, o->m[i]->data, o->v[i]->data, (float)c->beta1,
                      (float)c->beta2, (float)c->eps, (float)wd, (float)decoupled,
-                     (float)step_size, (float)bc2_sqrt);
+                     (float)step_size, (float)bc2_sqrt, coef);
         } else {
             adam_f64(n, t->data, t->grad, o->m[i]->data, o->v[i]->data, c->beta1, c->beta2,
-                     c->eps, wd, decoupled, step_size, bc2_sqrt);
+                     c->eps, wd, decoupled, step_size, bc2_sqrt, coef);
         }
     }
     o->step = k;

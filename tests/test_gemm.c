@@ -110,10 +110,13 @@ Test(gemm, every_layout_matches_naive_product)
  * it, so the next forward in the same graph sees the new values. */
 static void check_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, const char *what)
 {
-    double want[32 * 24];
+    int64_t m = x->shape[0], n = w->shape[0], k = w->shape[1];
+    double *want = malloc(sizeof *want * (size_t)(m * n));
+    cr_assert(want);
     sg_tensor *y = sg_linear(g, x, w, NULL);
     naive(x, sg_transpose(g, sg_detach(g, w), 0, 1), want); /* x w^T, recording nothing */
-    assert_matches(y, want, 32 * 24, 2e-5, what, 32, 24, 40, 0, 0);
+    assert_matches(y, want, m * n, x->dtype == SG_F32 ? 2e-5 : 1e-12, what, m, n, k, 0, 0);
+    free(want);
 }
 
 /* what an optimiser step does: new values in the same buffer */
@@ -123,25 +126,32 @@ static void update(sg_tensor *w)
         sg_tensor_set(w, i, sg_tensor_get(w, i) * 0.5 + 0.25);
 }
 
+/* f32 and f64; weight shapes with whole 16 x 16 tiles of the copy and edges in both dims */
 Test(gemm, linear_sees_weight_updates_after_backward_and_reset)
 {
-    sg_rng rng;
-    sg_rng_seed(&rng, 3);
-    sg_tensor *w = sg_tensor_new(SG_F32, 2, (int64_t[]){24, 40});
-    sg_tensor_uniform_(w, &rng, -1, 1);
-    sg_tensor_set_requires_grad(w, true);
-    sg_graph *g = sg_graph_new();
-    sg_tensor *x = sg_randn(g, SG_F32, 2, (int64_t[]){32, 40}, &rng);
-    check_linear(g, x, w, "first use");
-    check_linear(g, x, w, "second use of the same copy");
-    sg_tensor *y = sg_linear(g, x, w, NULL);
-    cr_assert_eq(sg_backward(g, sg_sum_all(g, y)), SG_OK, "%s", sg_last_error());
-    update(w);
-    check_linear(g, x, w, "after backward and an update");
-    sg_graph_reset(g);
-    update(w);
-    x = sg_randn(g, SG_F32, 2, (int64_t[]){32, 40}, &rng);
-    check_linear(g, x, w, "after a reset and an update");
-    sg_graph_free(g);
-    sg_tensor_free(w);
+    const int64_t shapes[][2] = {{24, 40}, {33, 17}, {48, 32}};
+    for (int d = 0; d < 2; d++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            sg_dtype dt = d ? SG_F64 : SG_F32;
+            int64_t out = shapes[s][0], in = shapes[s][1];
+            sg_rng rng;
+            sg_rng_seed(&rng, 3);
+            sg_tensor *w = sg_tensor_new(dt, 2, (int64_t[]){out, in});
+            sg_tensor_uniform_(w, &rng, -1, 1);
+            sg_tensor_set_requires_grad(w, true);
+            sg_graph *g = sg_graph_new();
+            sg_tensor *x = sg_randn(g, dt, 2, (int64_t[]){32, in}, &rng);
+            check_linear(g, x, w, "first use");
+            check_linear(g, x, w, "second use of the same copy");
+            sg_tensor *y = sg_linear(g, x, w, NULL);
+            cr_assert_eq(sg_backward(g, sg_sum_all(g, y)), SG_OK, "%s", sg_last_error());
+            update(w);
+            check_linear(g, x, w, "after backward and an update");
+            sg_graph_reset(g);
+            update(w);
+            x = sg_randn(g, dt, 2, (int64_t[]){32, in}, &rng);
+            check_linear(g, x, w, "after a reset and an update");
+            sg_graph_free(g);
+            sg_tensor_free(w);
+        }
 }
