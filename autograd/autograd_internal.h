@@ -70,6 +70,10 @@ SG_INTERNAL const void *sg__weight_t(sg_graph *g, const sg_tensor *w, int64_t us
  * step, share the copies of a graph that lives for the whole decode. */
 SG_INTERNAL void sg__graph_set_weight_home(sg_graph *g, sg_graph *home);
 
+/* Whether sg_record would record a node with these inputs (grad enabled and one of them
+ * requires grad): an op may skip saving what only its backward reads. */
+SG_INTERNAL bool sg__will_record(const sg_graph *g, int n_in, sg_tensor *const *ins);
+
 /* A graph tensor header sharing data (for views); copies dtype from x. */
 SG_INTERNAL sg_tensor *sg__view_header(sg_graph *g, const sg_tensor *x);
 

@@ -169,16 +169,20 @@ bool sg__check_same_float(sg_graph *g, const char *op, const sg_tensor *a, const
     return false;
 }
 
+bool sg__will_record(const sg_graph *g, int n_in, sg_tensor *const *ins)
+{
+    if (!g->grad_enabled)
+        return false;
+    for (int k = 0; k < n_in; k++)
+        if (ins[k] && ins[k]->requires_grad)
+            return true;
+    return false;
+}
+
 sg_node *sg_record(sg_graph *g, const char *name, sg_backward_fn backward, int n_in,
                    sg_tensor *const *ins, int n_out, sg_tensor *const *outs)
 {
-    if (!g->grad_enabled)
-        return NULL;
-    bool any = false;
-    for (int k = 0; k < n_in; k++)
-        if (ins[k] && ins[k]->requires_grad)
-            any = true;
-    if (!any)
+    if (!sg__will_record(g, n_in, ins))
         return NULL;
     sg_node *n = sg_arena_alloc(g->arena, sizeof *n);
     sg_tensor **in = sg_arena_alloc(g->arena, sizeof *in * (size_t)(n_in ? n_in : 1));

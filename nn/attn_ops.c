@@ -155,31 +155,46 @@ SG_HOT static float dot_f32(int64_t n, const float *restrict x, const float *res
  * call per key to clone-dispatched helpers cost two indirect calls per 128 floats); the
  * dot sums in dot_f32's order. GCC only if-converts (and so vectorises) the selects of
  * sg__tanhf without trapping-math, which the build turns off. */
-SG_HOT static void additive_row_f32(int64_t S, int64_t A, const float *restrict q,
-                                    const float *restrict K, const float *restrict v,
-                                    const uint8_t *valid, float *restrict t, float *restrict e)
+static inline __attribute__((always_inline)) void
+additive_keys_f32(int64_t S, int64_t A, const float *restrict q, const float *restrict K,
+                  const float *restrict v, const uint8_t *valid, float *restrict t,
+                  float *restrict e, const bool keep_t)
 {
     for (int64_t j = 0; j < S; j++) {
         e[j] = 0;
         if (valid && !valid[j])
             continue;
         const float *kj = K + j * A;
-        float *tj = t + j * A, acc[8] = {0}, tail = 0;
+        float *tj = keep_t ? t + j * A : NULL, acc[8] = {0}, tail = 0;
         int64_t a = 0;
         for (; a + 8 <= A; a += 8)
             for (int l = 0; l < 8; l++) {
                 float x = sg__tanhf(q[a + l] + kj[a + l]);
-                tj[a + l] = x;
+                if (keep_t)
+                    tj[a + l] = x;
                 acc[l] += v[a + l] * x;
             }
         for (; a < A; a++) {
             float x = sg__tanhf(q[a] + kj[a]);
-            tj[a] = x;
+            if (keep_t)
+                tj[a] = x;
             tail += v[a] * x;
         }
         e[j] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) +
                tail;
     }
+}
+
+/* t == NULL: no backward will read the tanh values (decoding), so they are not stored:
+ * for a beam of 320 rows that is megabytes of writes a step. */
+SG_HOT static void additive_row_f32(int64_t S, int64_t A, const float *restrict q,
+                                    const float *restrict K, const float *restrict v,
+                                    const uint8_t *valid, float *restrict t, float *restrict e)
+{
+    if (t)
+        additive_keys_f32(S, A, q, K, v, valid, t, e, true);
+    else
+        additive_keys_f32(S, A, q, K, v, valid, NULL, e, false);
 }
 
 /* One batch row of the additive backward: du = de_j v (1 - t_j^2) into dq and dK_j. */
@@ -273,7 +288,7 @@ static void additive_bwd_row_f64(int64_t S, int64_t A, const double *v, const do
         PAR_FOR                                                                              \
         for (int64_t b = 0; b < B; b++)                                                      \
             additive_row_##SUF(S, A, q + b * A, K + b * S * A, v, valid ? valid + b * S : NULL, \
-                               t + b * S * A, e + b * S);                                    \
+                               t ? t + b * S * A : NULL, e + b * S);                         \
     }                                                                                        \
     /* e = v . t, t = tanh(q + K):  dv += de t;  du = de v (1 - t^2);  dq += du;  dK += du */ \
     static void additive_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *v, const T *t,   \
@@ -468,14 +483,17 @@ sg_tensor *sg_attn_additive_scores(sg_graph *g, sg_tensor *q, sg_tensor *keys, s
     SG_NEED(q, keys, v);
     size_t es = sg_dtype_size(q->dtype);
     sg_tensor *e = sg_empty(g, q->dtype, 2, (int64_t[]){B, S});
-    void *t = sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * S * A > 0 ? B * S * A : 1));
-    if (!e || !t)
+    sg_tensor *ins[3] = {q, keys, v};
+    /* the tanh values, for the backward (the f64 kernel always writes them) */
+    bool keep_t = q->dtype != SG_F32 || sg__will_record(g, 3, ins);
+    void *t = keep_t ? sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * S * A > 0 ? B * S * A : 1))
+                     : NULL;
+    if (!e || (keep_t && !t))
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     if (q->dtype == SG_F32)
         additive_fwd_f32(B, S, A, q->data, keys->data, v->data, valid, t, e->data);
     else
         additive_fwd_f64(B, S, A, q->data, keys->data, v->data, valid, t, e->data);
-    sg_tensor *ins[3] = {q, keys, v};
     sg_node *n = sg_record(g, op, additive_bwd, 3, ins, 1, &e);
     if (n) {
         n->saved = t;

@@ -24,7 +24,9 @@ typedef struct sg_arena sg_arena;
  * Returns NULL (SG_ENOMEM) on allocation failure. Free with sg_arena_free. */
 SG_API sg_arena *sg_arena_new(size_t chunk_bytes);
 
-/* Frees the arena and every block it handed out. Accepts NULL. */
+/* Frees the arena and every block it handed out. Accepts NULL. Its memory may be kept
+ * (at most 8 chunks, 256 MiB in all, process-wide) for the next arenas made, so that
+ * graphs made per call do not fault in fresh pages each time. */
 SG_API void sg_arena_free(sg_arena *a);
 
 /* bytes of uninitialised memory aligned to 64 bytes, owned by the arena and valid
@@ -36,6 +38,9 @@ SG_API void *sg_arena_calloc(sg_arena *a, size_t bytes);
 
 /* Releases every block at once; the memory is kept for reuse. */
 SG_API void sg_arena_reset(sg_arena *a);
+
+/* Returns the memory kept by freed arenas to the system (thread-safe). */
+SG_API void sg_arena_release_cache(void);
 
 /* Bytes handed out since the last reset, and bytes reserved from the system. */
 SG_API size_t sg_arena_used(const sg_arena *a);

@@ -20,6 +20,38 @@ Test(arena, merges_chunks_and_resets)
     sg_arena_free(a);
 }
 
+/* A freed arena's chunk serves the next arena (no fresh pages), once, with nothing of its
+ * old state; a much larger cached chunk is not handed to a small arena. */
+Test(arena, freed_chunks_serve_the_next_arena)
+{
+    sg_arena_release_cache();
+    sg_arena *a = sg_arena_new(1 << 20);
+    char *p = sg_arena_alloc(a, 1000);
+    cr_assert(p);
+    memset(p, 7, 1000);
+    sg_arena_free(a);
+    sg_arena *b = sg_arena_new(1 << 20), *c = sg_arena_new(1 << 20);
+    cr_assert(b && c);
+    cr_assert_eq(sg_arena_used(b), 0);
+    char *pb = sg_arena_alloc(b, 1000), *pc = sg_arena_alloc(c, 1000);
+    cr_assert_eq(pb, p, "the cached chunk was not reused");
+    cr_assert(pc && (pc + 1000 <= pb || pb + 1000 <= pc), "two arenas share a chunk");
+    cr_assert_eq(sg_arena_reserved(b), (size_t)1 << 20);
+    sg_arena_free(b);
+    sg_arena_free(c);
+    sg_arena *big = sg_arena_new((size_t)64 << 20);
+    cr_assert(big);
+    sg_arena_free(big);
+    sg_arena *small = sg_arena_new(1 << 20);
+    cr_assert_lt(sg_arena_reserved(small), (size_t)4 << 20, "a 64 MiB chunk for a 1 MiB arena");
+    sg_arena_free(small);
+    sg_arena_release_cache();
+    sg_arena *d = sg_arena_new(1 << 20);
+    cr_assert(d && sg_arena_alloc(d, 1 << 21), "%s", sg_last_error());
+    sg_arena_free(d);
+    sg_arena_release_cache();
+}
+
 Test(tensor, new_rejects_bad_shape)
 {
     int64_t shape[] = {2, -3};
