@@ -129,7 +129,10 @@ void sg_arena_free(sg_arena *a)
         n = c->next;
         cache_put(c);
     }
-    chunk_list_free(a->full);
+    for (chunk *c = a->full, *n; c; c = n) { /* an arena that grew: its next use grows alike */
+        n = c->next;
+        cache_put(c);
+    }
     free(a);
 }
 
