@@ -65,6 +65,16 @@ SG_INTERNAL const sg_node *sg__graph_last_node(const sg_graph *g);
  * a longer-lived graph, sg__graph_set_weight_home). NULL if not, if w does not qualify,
  * or on SG_ENOMEM (no error recorded): the caller then uses w as it is. */
 SG_INTERNAL const void *sg__weight_t(sg_graph *g, const sg_tensor *w, int64_t uses);
+
+/* A matrix operand of sg__gemm: data, row stride, column stride. */
+typedef struct sg__operand {
+    const void *p;
+    int64_t rs, cs;
+} sg__operand;
+/* W^T for a product x W^T: sg__weight_t's row-major copy when `copy` asks for one and
+ * it is made, else w's own data read transposed. */
+SG_INTERNAL sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, int64_t uses,
+                                             bool copy);
 /* Makes g keep its transposed weights in home (NULL: in g itself), which must outlive
  * g's use and see no weight change meanwhile: a decoder's per-step graphs, reset every
  * step, share the copies of a graph that lives for the whole decode. */

@@ -298,6 +298,14 @@ const void *sg__weight_t(sg_graph *g, const sg_tensor *w, int64_t uses)
     return t;
 }
 
+sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, int64_t uses, bool copy)
+{
+    const void *t = copy ? sg__weight_t(g, w, uses) : NULL;
+    if (t)
+        return (sg__operand){t, w->shape[0], 1};
+    return (sg__operand){w->data, w->stride[1], w->stride[0]};
+}
+
 static int run_backward(sg_graph *g)
 {
     g->n_wt = 0; /* an optimiser may change the weights after this backward */

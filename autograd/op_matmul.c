@@ -189,14 +189,12 @@ sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias)
             memcpy(Y.p + r * out * (int64_t)es, bias->data, (size_t)out * es);
     }
     mat X = {(char *)x->data, rows, in, row_stride(x), 1};
-    mat Wt = mat_t((mat){(char *)w->data, out, in, w->stride[0], w->stride[1]});
     /* A small product by a weight (a heap tensor: a decoder's per-step projection) reads
      * W^T made once per graph: blas.c's kernels for small products need row-major
      * operands. */
     bool small = (double)rows * (double)out * (double)in <= SG_SMALL_GEMM_MNK;
-    const void *wt = w->owns_data && rows >= 8 && small ? sg__weight_t(g, w, 1) : NULL;
-    if (wt)
-        Wt = (mat){(char *)wt, in, out, out, 1};
+    sg__operand wt = sg__weight_t_operand(g, w, 1, w->owns_data && rows >= 8 && small);
+    mat Wt = {(char *)wt.p, in, out, wt.rs, wt.cs};
     if (in > 0)
         gemm(x->dtype, X, Wt, Y, bias ? 1.0 : 0.0);
     else if (!bias)

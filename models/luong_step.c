@@ -147,11 +147,10 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *feed, sg_t
                (const char *)gx->data + (size_t)(b * gx->stride[0]) * es, (size_t)G * es);
     /* W_f^T and W_hh^T made once per graph (all steps of a training step share them) give
      * the small-product kernels row-major operands; else the weights are read transposed */
-    const void *wft = sg__weight_t(g, Wf, 1), *whht = sg__weight_t(g, Whh, 1);
-    sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, wft ? wft : Wf->data,
-             wft ? G : Wf->stride[1], wft ? 1 : Wf->stride[0], 1.0, act, G, 1);
-    sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, whht ? whht : Whh->data,
-             whht ? G : Whh->stride[1], whht ? 1 : Whh->stride[0], 1.0, act, G, 1);
+    sg__operand wft = sg__weight_t_operand(g, Wf, 1, true);
+    sg__operand whht = sg__weight_t_operand(g, Whh, 1, true);
+    sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, wft.p, wft.rs, wft.cs, 1.0, act, G, 1);
+    sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, whht.p, whht.rs, whht.cs, 1.0, act, G, 1);
     if (dt == SG_F32)
         gates_fwd_f32(B, H, act, c->data, c2->data, h2->data, tc);
     else

@@ -164,9 +164,9 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
      * the input projection is small (one step): BLIS reads a large one transposed as
      * well as a copy, which would cost a pass over W_ih. */
     bool ih_small = (double)(B * T) * (double)(sv->G * H) * (double)I <= SG_SMALL_GEMM_MNK;
-    const void *wih_t =
-        ih_small && w->weight_ih->owns_data ? sg__weight_t(g, w->weight_ih, 1) : NULL;
-    const void *whh_t = w->weight_hh->owns_data ? sg__weight_t(g, w->weight_hh, T) : NULL;
+    sg__operand wih_t =
+        sg__weight_t_operand(g, w->weight_ih, 1, ih_small && w->weight_ih->owns_data);
+    sg__operand whh_t = sg__weight_t_operand(g, w->weight_hh, T, w->weight_hh->owns_data);
     sg_tensor *ty = sg_empty(g, dt, 3, (int64_t[]){B, T, H});
     sg_tensor *thn = sg_empty(g, dt, 2, (int64_t[]){B, H});
     sg_tensor *tcn = lstm ? sg_empty(g, dt, 2, (int64_t[]){B, H}) : NULL;
@@ -174,15 +174,13 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
         !ty || !thn || (lstm && !tcn))
         goto oom;
     if (dt == SG_F32)
-        rnn_fwd_f32(sv, x->data, w->weight_ih->data, w->weight_hh->data,
-                    data_or_null(w->bias_ih), data_or_null(w->bias_hh), data_or_null(h0),
-                    data_or_null(c0), ty->data, thn->data, tcn ? tcn->data : NULL, gh, zeros,
-                    wih_t, whh_t);
+        rnn_fwd_f32(sv, x->data, wih_t, whh_t, data_or_null(w->bias_ih),
+                    data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
+                    thn->data, tcn ? tcn->data : NULL, gh, zeros);
     else
-        rnn_fwd_f64(sv, x->data, w->weight_ih->data, w->weight_hh->data,
-                    data_or_null(w->bias_ih), data_or_null(w->bias_hh), data_or_null(h0),
-                    data_or_null(c0), ty->data, thn->data, tcn ? tcn->data : NULL, gh, zeros,
-                    wih_t, whh_t);
+        rnn_fwd_f64(sv, x->data, wih_t, whh_t, data_or_null(w->bias_ih),
+                    data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
+                    thn->data, tcn ? tcn->data : NULL, gh, zeros);
     sg_tensor *ins[IN_COUNT] = {x, w->weight_ih, w->weight_hh, w->bias_ih, w->bias_hh, h0, c0};
     sg_tensor *outs[3] = {ty, thn, tcn};
     sg_node *n = sg_record(g, lstm ? "sg_lstm" : "sg_gru", rnn_bwd, IN_COUNT, ins, lstm ? 3 : 2,
