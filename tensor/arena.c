@@ -26,8 +26,10 @@ struct sg_arena {
  * batch) otherwise gets fresh pages from the system every time and faults on each of
  * them: dates greedy decoding took 42k page faults and ran 10% slower. Bounded in count
  * and bytes; only whole freed arenas land here, not the chunks a reset merges (a training
- * loop's peak memory stays what it was). sg_arena_release_cache empties it. */
+ * loop's peak memory stays what it was), and no chunk over 64 MiB (a freed training
+ * graph's memory goes back to the system). sg_arena_release_cache empties it. */
 #define CACHE_SLOTS 8
+#define CACHE_MAX_CHUNK ((size_t)64 << 20)
 #define CACHE_MAX_BYTES ((size_t)256 << 20)
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static chunk *cache[CACHE_SLOTS];
@@ -55,6 +57,10 @@ static chunk *cache_take(size_t size)
 /* keeps c for a later arena if there is room, else frees it */
 static void cache_put(chunk *c)
 {
+    if (c->size > CACHE_MAX_CHUNK) {
+        free(c);
+        return;
+    }
     pthread_mutex_lock(&cache_lock);
     for (int i = 0; i < CACHE_SLOTS && c; i++)
         if (!cache[i] && cache_bytes + c->size <= CACHE_MAX_BYTES) {

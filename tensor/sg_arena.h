@@ -25,8 +25,8 @@ typedef struct sg_arena sg_arena;
 SG_API sg_arena *sg_arena_new(size_t chunk_bytes);
 
 /* Frees the arena and every block it handed out. Accepts NULL. Its memory may be kept
- * (at most 8 chunks, 256 MiB in all, process-wide) for the next arenas made, so that
- * graphs made per call do not fault in fresh pages each time. */
+ * for the next arenas made (chunks up to 64 MiB; at most 8 chunks, 256 MiB in all,
+ * process-wide), so that graphs made per call do not fault in fresh pages each time. */
 SG_API void sg_arena_free(sg_arena *a);
 
 /* bytes of uninitialised memory aligned to 64 bytes, owned by the arena and valid
