@@ -18,7 +18,7 @@ typedef struct {
     double param;
 } ew_ctx;
 
-/* f32 tanh without libm, so that its loops vectorise (fastmath.h: 2e-7 relative) */
+/* f32 tanh without libm, so that its loops vectorise (fastmath.h: 4e-7 relative) */
 #define T float
 #define SUF f32
 #define TANH sg__tanhf

@@ -393,6 +393,36 @@ Test(ops, f32_kernels_match_f64)
     sg_graph_free(g);
 }
 
+/* The f32 tanh is a rational approximation (fastmath.h), used by sg_tanh, the RNN cells and
+ * the additive attention: a few ulp of the true value everywhere, never outside [-1, 1],
+ * odd, and NaN in -> NaN out. */
+Test(ops, f32_tanh_is_accurate_bounded_and_odd)
+{
+    sg_graph *g = sg_graph_new();
+    const int64_t n = 400001;
+    sg_tensor *x = sg_empty(g, SG_F32, 1, (int64_t[]){n + 4});
+    float *xv = x->data;
+    for (int64_t i = 0; i < n; i++) /* [-20, 20], denser near 0 */
+        xv[i] = (float)(20.0 * pow((double)(i - n / 2) / (double)(n / 2), 3));
+    xv[n] = 1e-30f, xv[n + 1] = -INFINITY, xv[n + 2] = INFINITY, xv[n + 3] = NAN;
+    sg_tensor *y = sg_tanh(g, x), *ym = sg_tanh(g, sg_neg(g, x));
+    cr_assert(y && ym, "%s", sg_last_error());
+    const float *yv = y->data, *ymv = ym->data;
+    double worst = 0;
+    for (int64_t i = 0; i < n + 3; i++) {
+        double want = tanh((double)xv[i]), err = fabs((double)yv[i] - want);
+        double rel = want != 0 ? err / fabs(want) : err;
+        worst = rel > worst ? rel : worst;
+        cr_assert(fabsf(yv[i]) <= 1.0f, "tanh(%.9g) = %.9g is outside [-1, 1]", xv[i], yv[i]);
+        cr_assert_eq(ymv[i], -yv[i], "tanh(-x) != -tanh(x) at x = %.9g", xv[i]);
+    }
+    cr_assert(worst <= 5e-7, "largest relative error %.3g", worst);
+    cr_assert(isnan(yv[n + 3]), "tanh(NaN) = %g", yv[n + 3]);
+    cr_assert_eq(yv[n + 1], -1.0f);
+    cr_assert_eq(yv[n + 2], 1.0f);
+    sg_graph_free(g);
+}
+
 /* ---- sums, linear without bias, contiguous ------------------------------------------ */
 
 static sg_tensor *f_sums(sg_graph *g, sg_tensor *const *in, void *u)
