@@ -267,6 +267,52 @@ static void additive_bwd_row_f64(int64_t S, int64_t A, const double *v, const do
     }
 }
 
+/* One batch row of the context: a = softmax(e) over the valid keys (all 0 if none), the
+ * weights w = a (times the local-p Gaussian G when has_pos), c = sum_j w_j V_j. A clone
+ * per row (f32), like the additive scores: the weighted sum of the value rows is the
+ * step's longest loop in decoding. */
+#define CONTEXT_ROW(T, SUF, EXP, ATTR)                                                       \
+    ATTR static void context_row_##SUF(int64_t S, int64_t D, const T *restrict eb,           \
+                                       const T *restrict Vb, const uint8_t *vb, T pos,       \
+                                       bool has_pos, T inv2s2, T *restrict ab,               \
+                                       T *restrict Gb, T *restrict wb, T *restrict cb)       \
+    {                                                                                        \
+        T mx = -INFINITY;                                                                    \
+        for (int64_t j = 0; j < S; j++)                                                      \
+            if ((!vb || vb[j]) && eb[j] > mx)                                                \
+                mx = eb[j];                                                                  \
+        for (int64_t k = 0; k < D; k++)                                                      \
+            cb[k] = 0;                                                                       \
+        if (mx == -INFINITY) {                                                               \
+            for (int64_t j = 0; j < S; j++)                                                  \
+                ab[j] = wb[j] = 0;                                                           \
+            return;                                                                          \
+        }                                                                                    \
+        T sum = 0;                                                                           \
+        for (int64_t j = 0; j < S; j++) {                                                    \
+            ab[j] = (!vb || vb[j]) ? EXP(eb[j] - mx) : 0;                                    \
+            sum += ab[j];                                                                    \
+        }                                                                                    \
+        T inv = 1 / sum;                                                                     \
+        for (int64_t j = 0; j < S; j++) {                                                    \
+            ab[j] *= inv;                                                                    \
+            wb[j] = ab[j];                                                                   \
+            if (has_pos) {                                                                   \
+                T dist = (T)j - pos;                                                         \
+                Gb[j] = EXP(-(dist * dist) * inv2s2);                                        \
+                wb[j] = ab[j] * Gb[j];                                                       \
+            }                                                                                \
+            if (wb[j] == 0)                                                                  \
+                continue;                                                                    \
+            const T *vj = Vb + j * D, wj = wb[j];                                            \
+            for (int64_t k = 0; k < D; k++)                                                  \
+                cb[k] += wj * vj[k];                                                         \
+        }                                                                                    \
+    }
+CONTEXT_ROW(float, f32, expf, SG_HOT)
+CONTEXT_ROW(double, f64, exp, )
+#undef CONTEXT_ROW
+
 /* Rows b are independent in every kernel below, so they split across threads (results
  * do not depend on the thread count). Small problems stay serial. */
 #ifdef _OPENMP
@@ -349,41 +395,10 @@ static void additive_bwd_row_f64(int64_t S, int64_t A, const double *v, const do
     {                                                                                        \
         PAR_SETUP(B * S * D);                                                                \
         PAR_FOR                                                                              \
-        for (int64_t b = 0; b < B; b++) {                                                    \
-            const T *eb = e + b * S;                                                         \
-            const uint8_t *vb = valid ? valid + b * S : NULL;                                \
-            T *ab = a + b * S, *wb = w + b * S, *cb = c + b * D;                             \
-            T mx = -INFINITY;                                                                \
-            for (int64_t j = 0; j < S; j++)                                                  \
-                if ((!vb || vb[j]) && eb[j] > mx)                                            \
-                    mx = eb[j];                                                              \
-            memset(cb, 0, sizeof(T) * (size_t)D);                                            \
-            if (mx == -INFINITY) {                                                           \
-                memset(ab, 0, sizeof(T) * (size_t)S);                                        \
-                memset(wb, 0, sizeof(T) * (size_t)S);                                        \
-                continue;                                                                    \
-            }                                                                                \
-            T sum = 0;                                                                       \
-            for (int64_t j = 0; j < S; j++) {                                                \
-                ab[j] = (!vb || vb[j]) ? EXP(eb[j] - mx) : 0;                                \
-                sum += ab[j];                                                                \
-            }                                                                                \
-            T inv = 1 / sum;                                                                 \
-            for (int64_t j = 0; j < S; j++) {                                                \
-                ab[j] *= inv;                                                                \
-                wb[j] = ab[j];                                                               \
-                if (pos) {                                                                   \
-                    T dist = (T)j - pos[b];                                                  \
-                    G[b * S + j] = EXP(-(dist * dist) * inv2s2);                             \
-                    wb[j] = ab[j] * G[b * S + j];                                            \
-                }                                                                            \
-                if (wb[j] == 0)                                                              \
-                    continue;                                                                \
-                const T *vj = V + (b * S + j) * D;                                           \
-                for (int64_t k = 0; k < D; k++)                                              \
-                    cb[k] += wb[j] * vj[k];                                                  \
-            }                                                                                \
-        }                                                                                    \
+        for (int64_t b = 0; b < B; b++)                                                      \
+            context_row_##SUF(S, D, e + b * S, V + b * S * D, valid ? valid + b * S : NULL,  \
+                              pos ? pos[b] : 0, pos != NULL, inv2s2, a + b * S,              \
+                              pos ? G + b * S : NULL, w + b * S, c + b * D);                 \
     }                                                                                        \
     /* dw_j = dalpha_j + dc . V_j;  dV_j += w_j dc;  da_j = dw_j G_j;                         \
      * dpos += sum_j dw_j a_j G_j (j - pos) / sigma^2;  de_j += a_j (da_j - sum a da) */     \
