@@ -25,7 +25,7 @@ typedef struct sg_arena sg_arena;
 SG_API sg_arena *sg_arena_new(size_t chunk_bytes);
 
 /* Frees the arena and every block it handed out. Accepts NULL. Its memory may be kept
- * for the next arenas made (chunks up to 64 MiB; at most 8 chunks, 256 MiB in all,
+ * for the next arenas made (chunks up to 64 MiB; at most 32 chunks, 256 MiB in all,
  * process-wide), so that graphs made per call do not fault in fresh pages each time. */
 SG_API void sg_arena_free(sg_arena *a);
 
