@@ -159,26 +159,42 @@ static bool gemm_xsmm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
     if ((a_trans ? lda_ < m : lda_ < k) || rsb < n || rsc < n || lda_ > INT32_MAX ||
         rsb > INT32_MAX || rsc > INT32_MAX)
         return false;
-    /* at more than one thread a product BLIS would have split is split by rows of C */
+    /* At more than one thread a product BLIS would have split is split into row blocks of
+     * C, or into column blocks when C is wider than tall: each thread then reads only its
+     * columns of B (a weight [k, n] of a decoder step with 64 rows is most of the
+     * traffic). Blocks are multiples of 16 columns (one AVX-512 vector). */
     int nthr = sg__threads();
-    int nt = nthr > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM && m >= 16 ? nthr : 1;
-    int64_t rows = (m + nt - 1) / nt;
-    nt = (int)((m + rows - 1) / rows);
-    int64_t last = m - rows * (nt - 1);
+    int nt = nthr > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM && (m >= 16 || n >= 32)
+                 ? nthr
+                 : 1;
+    bool by_cols = nt > 1 && n > m;
+    int64_t len = by_cols ? n : m, part = (len + nt - 1) / nt;
+    if (by_cols)
+        part = (part + 15) / 16 * 16;
+    nt = (int)((len + part - 1) / part);
+    int64_t last = len - part * (nt - 1);
     xsmm_fn f, fl;
-    if (!xsmm_kernel(dt, n, rows, k, rsb, lda_, rsc, beta, a_trans, &f))
+    int64_t rows = by_cols ? m : part, cols = by_cols ? part : n;
+    if (!xsmm_kernel(dt, cols, rows, k, rsb, lda_, rsc, beta, a_trans, &f))
         return false;
-    fl = f; /* the last part's own kernel only when it has fewer rows */
-    if (last != rows && !xsmm_kernel(dt, n, last, k, rsb, lda_, rsc, beta, a_trans, &fl))
+    fl = f; /* the last part's own kernel only when it is smaller */
+    if (last != part && !xsmm_kernel(dt, by_cols ? last : n, by_cols ? m : last, k, rsb, lda_,
+                                     rsc, beta, a_trans, &fl))
         return false;
     size_t es = sg_dtype_size(dt);
     int64_t a_row = a_trans ? 1 : rsa; /* elements between rows of A */
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) if(nt > 1) schedule(static)
 #endif
-    for (int t = 0; t < nt; t++)
-        xsmm_run(dt, t == nt - 1 ? fl : f, B, (const char *)A + (size_t)(t * rows * a_row) * es,
-                 (char *)C + (size_t)(t * rows * rsc) * es);
+    for (int t = 0; t < nt; t++) {
+        xsmm_fn ft = t == nt - 1 ? fl : f;
+        if (by_cols) /* columns [t part, ...) of B and C; all of A */
+            xsmm_run(dt, ft, (const char *)B + (size_t)(t * part) * es, A,
+                     (char *)C + (size_t)(t * part) * es);
+        else /* rows [t part, ...) of A and C; all of B */
+            xsmm_run(dt, ft, B, (const char *)A + (size_t)(t * part * a_row) * es,
+                     (char *)C + (size_t)(t * part * rsc) * es);
+    }
     return true;
 }
 #endif

@@ -58,11 +58,12 @@ static void assert_matches(const sg_tensor *y, const double *want, int64_t n, do
  * and f64, at 1 and 2 threads. */
 Test(gemm, every_layout_matches_naive_product)
 {
-    /* the last two are large enough to be split across threads (odd rows: unequal parts) */
-    static const int64_t shapes[][3] = {{1, 1, 1},    {1, 7, 5},     {5, 1, 3},
-                                        {3, 4, 1},    {7, 13, 9},    {64, 48, 33},
-                                        {17, 130, 65}, {40, 300, 70}, {64, 200, 100},
-                                        {33, 257, 130}};
+    /* the last three are large enough to be split across threads, in unequal parts: by
+     * columns of C (wider than tall) and by rows (taller than wide) */
+    static const int64_t shapes[][3] = {{1, 1, 1},      {1, 7, 5},     {5, 1, 3},
+                                        {3, 4, 1},      {7, 13, 9},    {64, 48, 33},
+                                        {17, 130, 65},  {40, 300, 70}, {64, 200, 100},
+                                        {33, 257, 130}, {131, 64, 120}};
     sg_rng rng;
     sg_rng_seed(&rng, 7);
     int threads_before = sg_get_num_threads();
