@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-int sg__attn_rows_init(sg__attn_rows *r, sg_graph *enc, const sg_attn_memory *base)
+int sg__attn_rows_init(sg__attn_rows *r, sg_graph *enc, const sg_attn_memory *base,
+                       bool share)
 {
     memset(r, 0, sizeof *r);
+    r->share = share;
     r->base = *base;
     r->base.values = sg_contiguous(enc, base->values);
     r->base.keys = sg_contiguous(enc, base->keys);
@@ -20,6 +22,7 @@ int sg__attn_rows_init(sg__attn_rows *r, sg_graph *enc, const sg_attn_memory *ba
     }
     for (int64_t b = 0; b < base->B; b++)
         r->sent[b] = b;
+    r->sent_cap = base->B;
     r->cur = r->base;
     r->n = base->B;
     return SG_OK;
@@ -41,6 +44,21 @@ int sg__attn_rows_select(sg__attn_rows *r, const int64_t *sent, int64_t R)
 {
     if (R == r->n && !memcmp(sent, r->sent, sizeof *sent * (size_t)R))
         return SG_OK;
+    if (r->share) { /* only the map changes */
+        if (R > r->sent_cap) {
+            int64_t *st = realloc(r->sent, sizeof *st * (size_t)R);
+            if (!st)
+                return sg__error(SG_ENOMEM, "decoder: out of memory for %lld rows", (long long)R);
+            r->sent = st;
+            r->sent_cap = R;
+        }
+        memcpy(r->sent, sent, sizeof *sent * (size_t)R);
+        r->n = R;
+        r->cur = r->base;
+        r->cur.B = R;
+        r->cur.rows = r->sent;
+        return SG_OK;
+    }
     const sg_attn_memory *b = &r->base;
     int64_t S = b->S, Dv = b->values->shape[2], Dk = b->keys->shape[2];
     if (R > r->cap) { /* grow once; later selections reuse the buffers */

@@ -140,7 +140,7 @@ static void *decoder_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *
     d->m = m;
     sg_attn_memory base;
     if (encode(m, enc, src, src_len, &base, &d->s) != SG_OK ||
-        sg__attn_rows_init(&d->mem, enc, &base) != SG_OK) {
+        sg__attn_rows_init(&d->mem, enc, &base, true) != SG_OK) {
         decoder_free(d);
         return NULL;
     }

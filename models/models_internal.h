@@ -55,10 +55,15 @@ typedef struct sg__attn_rows {
     uint8_t *valid;
     int64_t *len, *sent;        /* per row: n_b and sentence */
     int64_t n, cap;
+    bool share;                 /* no copies: cur reads base through the row map `sent` */
+    int64_t sent_cap;           /* rows `sent` has room for (share) */
 } sg__attn_rows;
 
-/* Starts with one row per sentence of base (made contiguous in enc if needed). */
-SG_INTERNAL int sg__attn_rows_init(sg__attn_rows *r, sg_graph *enc, const sg_attn_memory *base);
+/* Starts with one row per sentence of base (made contiguous in enc if needed). share:
+ * rows read base through sg_attn_memory.rows instead of copies (for decoders whose
+ * attention takes a row map: the additive one). */
+SG_INTERNAL int sg__attn_rows_init(sg__attn_rows *r, sg_graph *enc, const sg_attn_memory *base,
+                                   bool share);
 /* Row i := the memory of sentence sent[i], for R rows. SG_ENOMEM. */
 SG_INTERNAL int sg__attn_rows_select(sg__attn_rows *r, const int64_t *sent, int64_t R);
 SG_INTERNAL void sg__attn_rows_free(sg__attn_rows *r);

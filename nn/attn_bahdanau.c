@@ -73,6 +73,8 @@ sg_tensor *sg_additive_attention_step(sg_graph *g, const sg_additive_attention *
     if (!sg__attn_check_query(g, op, mem, s, m->query_dim))
         return NULL;
     sg_tensor *q = sg_linear(g, s, m->query_proj.weight, NULL);                   /* [B, A] */
-    sg_tensor *e = sg_attn_additive_scores(g, q, mem->keys, m->energy.weight, mem->valid);
-    return sg_attn_context(g, e, mem->values, mem->valid, NULL, 0, weights); /* [B, Hk] */
+    sg_tensor *e =
+        sg__attn_additive_scores_rows(g, q, mem->keys, m->energy.weight, mem->valid, mem->rows);
+    return sg__attn_context_rows(g, e, mem->values, mem->valid, mem->rows, NULL, 0,
+                                 weights); /* [B, Hk] */
 }

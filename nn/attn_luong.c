@@ -126,6 +126,9 @@ sg_tensor *sg_luong_attention_step(sg_graph *g, const sg_luong_attention *m,
         return sg_graph_fail(g, SG_EINVAL, "%s: module or precomputed memory is missing", op);
     if (t < 0)
         return sg_graph_fail(g, SG_EINVAL, "%s: step t = %lld must be >= 0", op, (long long)t);
+    if (mem->rows)
+        return sg_graph_fail(g, SG_EINVAL, "%s: the memory has a row map (additive attention "
+                                           "only)", op);
     int64_t H = m->hidden, B = mem->B;
     if (!sg__attn_check_query(g, op, mem, h_t, H))
         return NULL;

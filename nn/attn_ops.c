@@ -327,14 +327,19 @@ CONTEXT_ROW(double, f64, exp, )
     (void)par_
 
 #define ATTN_KERNELS(T, SUF, EXP)                                                      \
+    /* rows (may be NULL): the key row of each query row (a beam's hypotheses share their \
+     * sentence's keys, which then stay in cache while its rows run) */                     \
     static void additive_fwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,   \
-                                   const T *v, const uint8_t *valid, T *t, T *e)              \
+                                   const T *v, const uint8_t *valid, const int64_t *rows,    \
+                                   T *t, T *e)                                               \
     {                                                                                        \
         PAR_SETUP(B * S * A);                                                                \
         PAR_FOR                                                                              \
-        for (int64_t b = 0; b < B; b++)                                                      \
-            additive_row_##SUF(S, A, q + b * A, K + b * S * A, v, valid ? valid + b * S : NULL, \
+        for (int64_t b = 0; b < B; b++) {                                                    \
+            int64_t r = rows ? rows[b] : b;                                                  \
+            additive_row_##SUF(S, A, q + b * A, K + r * S * A, v, valid ? valid + r * S : NULL, \
                                t ? t + b * S * A : NULL, e + b * S);                         \
+        }                                                                                    \
     }                                                                                        \
     /* e = v . t, t = tanh(q + K):  dv += de t;  du = de v (1 - t^2);  dq += du;  dK += du */ \
     static void additive_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *v, const T *t,   \
@@ -390,15 +395,17 @@ CONTEXT_ROW(double, f64, exp, )
     }                                                                                        \
     /* a = softmax over valid j; w = a G (G = Gaussian around pos, or 1); c = sum_j w_j V_j */ \
     static void context_fwd_##SUF(int64_t B, int64_t S, int64_t D, const T *e, const T *V,    \
-                                  const uint8_t *valid, const T *pos, T inv2s2, T *a, T *G,   \
-                                  T *w, T *c)                                                \
+                                  const uint8_t *valid, const int64_t *rows, const T *pos,   \
+                                  T inv2s2, T *a, T *G, T *w, T *c)                          \
     {                                                                                        \
         PAR_SETUP(B * S * D);                                                                \
         PAR_FOR                                                                              \
-        for (int64_t b = 0; b < B; b++)                                                      \
-            context_row_##SUF(S, D, e + b * S, V + b * S * D, valid ? valid + b * S : NULL,  \
+        for (int64_t b = 0; b < B; b++) {                                                    \
+            int64_t r = rows ? rows[b] : b; /* the value row, as in additive_fwd */          \
+            context_row_##SUF(S, D, e + b * S, V + r * S * D, valid ? valid + r * S : NULL,  \
                               pos ? pos[b] : 0, pos != NULL, inv2s2, a + b * S,              \
                               pos ? G + b * S : NULL, w + b * S, c + b * D);                 \
+        }                                                                                    \
     }                                                                                        \
     /* dw_j = dalpha_j + dc . V_j;  dV_j += w_j dc;  da_j = dw_j G_j;                         \
      * dpos += sum_j dw_j a_j G_j (j - pos) / sigma^2;  de_j += a_j (da_j - sum a da) */     \
@@ -481,14 +488,36 @@ static bool check_qk(sg_graph *g, const char *op, const sg_tensor *q, const sg_t
     return true;
 }
 
-sg_tensor *sg_attn_additive_scores(sg_graph *g, sg_tensor *q, sg_tensor *keys, sg_tensor *v,
-                                   const uint8_t *valid)
+/* A row map: query q [B, A] row b reads memory row rows[b] of keys [Bm, S, A]. */
+static bool check_rows(sg_graph *g, const char *op, const sg_tensor *q, const sg_tensor *K,
+                       const int64_t *rows)
+{
+    if (!sg__check_same_float(g, op, q, K))
+        return false;
+    if (K->ndim != 3 || q->ndim != 2 || q->shape[1] != K->shape[2]) {
+        sg_graph_fail(g, SG_ESHAPE, "%s: query %s does not match keys %s (want [B, A] and "
+                                    "[Bm, S, A])",
+                      op, SG_SHAPE(q), SG_SHAPE(K));
+        return false;
+    }
+    for (int64_t b = 0; b < q->shape[0]; b++)
+        if (rows[b] < 0 || rows[b] >= K->shape[0]) {
+            sg_graph_fail(g, SG_ERANGE, "%s: row %lld reads memory row %lld of %lld", op,
+                          (long long)b, (long long)rows[b], (long long)K->shape[0]);
+            return false;
+        }
+    return true;
+}
+
+sg_tensor *sg__attn_additive_scores_rows(sg_graph *g, sg_tensor *q, sg_tensor *keys,
+                                         sg_tensor *v, const uint8_t *valid, const int64_t *rows)
 {
     const char *op = "sg_attn_additive_scores";
     SG_NEED(g, q, keys, v);
-    if (!check_qk(g, op, q, keys) || !sg__check_same_float(g, op, q, v))
+    if (!(rows ? check_rows(g, op, q, keys, rows) : check_qk(g, op, q, keys)) ||
+        !sg__check_same_float(g, op, q, v))
         return NULL;
-    int64_t B = keys->shape[0], S = keys->shape[1], A = keys->shape[2];
+    int64_t B = q->shape[0], S = keys->shape[1], A = keys->shape[2];
     if (sg_tensor_numel(v) != A || v->ndim > 2 || (v->ndim == 2 && v->shape[0] != 1))
         return sg_graph_fail(g, SG_ESHAPE, "%s: energy weight %s must be [1, %lld]", op,
                              SG_SHAPE(v), (long long)A);
@@ -500,21 +529,29 @@ sg_tensor *sg_attn_additive_scores(sg_graph *g, sg_tensor *q, sg_tensor *keys, s
     sg_tensor *e = sg_empty(g, q->dtype, 2, (int64_t[]){B, S});
     sg_tensor *ins[3] = {q, keys, v};
     /* the tanh values, for the backward (the f64 kernel always writes them) */
+    if (rows && sg__will_record(g, 3, ins))
+        return sg_graph_fail(g, SG_EINVAL, "%s: a row map is for decoding without gradients", op);
     bool keep_t = q->dtype != SG_F32 || sg__will_record(g, 3, ins);
     void *t = keep_t ? sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * S * A > 0 ? B * S * A : 1))
                      : NULL;
     if (!e || (keep_t && !t))
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     if (q->dtype == SG_F32)
-        additive_fwd_f32(B, S, A, q->data, keys->data, v->data, valid, t, e->data);
+        additive_fwd_f32(B, S, A, q->data, keys->data, v->data, valid, rows, t, e->data);
     else
-        additive_fwd_f64(B, S, A, q->data, keys->data, v->data, valid, t, e->data);
+        additive_fwd_f64(B, S, A, q->data, keys->data, v->data, valid, rows, t, e->data);
     sg_node *n = sg_record(g, op, additive_bwd, 3, ins, 1, &e);
     if (n) {
         n->saved = t;
         n->i[0] = (int64_t)(intptr_t)valid;
     }
     return e;
+}
+
+sg_tensor *sg_attn_additive_scores(sg_graph *g, sg_tensor *q, sg_tensor *keys, sg_tensor *v,
+                                   const uint8_t *valid)
+{
+    return sg__attn_additive_scores_rows(g, q, keys, v, valid, NULL);
 }
 
 /* ---- dot scores --------------------------------------------------------------------- */
@@ -585,20 +622,32 @@ static void context_bwd(sg_graph *g, sg_node *n)
                         sv->G, w->data, c->grad, w->grad, scratch, de, dV, dpos);
 }
 
-sg_tensor *sg_attn_context(sg_graph *g, sg_tensor *scores, sg_tensor *values, const uint8_t *valid,
-                           sg_tensor *pos, double sigma, sg_tensor **weights)
+sg_tensor *sg__attn_context_rows(sg_graph *g, sg_tensor *scores, sg_tensor *values,
+                                 const uint8_t *valid, const int64_t *rows, sg_tensor *pos,
+                                 double sigma, sg_tensor **weights)
 {
     const char *op = "sg_attn_context";
     SG_NEED(g, scores, values);
     if (!sg__check_same_float(g, op, scores, values) ||
         (pos && !sg__check_same_float(g, op, scores, pos)))
         return NULL;
-    if (values->ndim != 3 || scores->ndim != 2 || scores->shape[0] != values->shape[0] ||
-        scores->shape[1] != values->shape[1])
+    if (values->ndim != 3 || scores->ndim != 2 ||
+        (!rows && scores->shape[0] != values->shape[0]) || scores->shape[1] != values->shape[1])
         return sg_graph_fail(g, SG_ESHAPE, "%s: scores %s do not match values %s (want [B, S] "
                                            "and [B, S, D])",
                              op, SG_SHAPE(scores), SG_SHAPE(values));
-    int64_t B = values->shape[0], S = values->shape[1], D = values->shape[2];
+    int64_t B = scores->shape[0], S = values->shape[1], D = values->shape[2];
+    if (rows) {
+        sg_tensor *rin[2] = {scores, values};
+        if (pos || sg__will_record(g, 2, rin))
+            return sg_graph_fail(g, SG_EINVAL, "%s: a row map is for decoding without "
+                                               "gradients or positions", op);
+        for (int64_t b = 0; b < B; b++)
+            if (rows[b] < 0 || rows[b] >= values->shape[0])
+                return sg_graph_fail(g, SG_ERANGE, "%s: row %lld reads memory row %lld of %lld",
+                                     op, (long long)b, (long long)rows[b],
+                                     (long long)values->shape[0]);
+    }
     if (pos && sg_tensor_numel(pos) != B)
         return sg_graph_fail(g, SG_ESHAPE, "%s: positions %s must have %lld elements", op,
                              SG_SHAPE(pos), (long long)B);
@@ -625,11 +674,11 @@ sg_tensor *sg_attn_context(sg_graph *g, sg_tensor *scores, sg_tensor *values, co
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     double inv2s2 = pos ? 1.0 / (2.0 * sigma * sigma) : 0;
     if (scores->dtype == SG_F32)
-        context_fwd_f32(B, S, D, scores->data, values->data, valid, pos ? pos->data : NULL,
-                        (float)inv2s2, sv->a, sv->G, w->data, c->data);
+        context_fwd_f32(B, S, D, scores->data, values->data, valid, rows,
+                        pos ? pos->data : NULL, (float)inv2s2, sv->a, sv->G, w->data, c->data);
     else
-        context_fwd_f64(B, S, D, scores->data, values->data, valid, pos ? pos->data : NULL,
-                        inv2s2, sv->a, sv->G, w->data, c->data);
+        context_fwd_f64(B, S, D, scores->data, values->data, valid, rows,
+                        pos ? pos->data : NULL, inv2s2, sv->a, sv->G, w->data, c->data);
     sg_tensor *ins[3] = {scores, values, pos};
     sg_tensor *outs[2] = {c, w};
     sg_node *n = sg_record(g, op, context_bwd, pos ? 3 : 2, ins, 2, outs);
@@ -640,4 +689,10 @@ sg_tensor *sg_attn_context(sg_graph *g, sg_tensor *scores, sg_tensor *values, co
     if (weights)
         *weights = w;
     return c;
+}
+
+sg_tensor *sg_attn_context(sg_graph *g, sg_tensor *scores, sg_tensor *values, const uint8_t *valid,
+                           sg_tensor *pos, double sigma, sg_tensor **weights)
+{
+    return sg__attn_context_rows(g, scores, values, valid, NULL, pos, sigma, weights);
 }

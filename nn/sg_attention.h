@@ -52,6 +52,11 @@ typedef struct sg_attn_memory {
     const uint8_t *valid;  /* [B, S] 1 = real source position */
     const int64_t *len;    /* [B] n_b (number of real positions) */
     int64_t B, S;
+    /* Optional, for decoding without gradients (additive attention only): B query rows
+     * where row b reads memory row rows[b] of values, keys, valid and len, so that a
+     * beam's hypotheses share their sentence's memory instead of a copy each. NULL: row
+     * b reads row b. The Luong step rejects it (SG_EINVAL). */
+    const int64_t *rows;
 } sg_attn_memory;
 
 /* ---- Bahdanau additive attention (MODELS.md 5) --------------------------------- */

@@ -1215,3 +1215,73 @@ Test(bahdanau, threaded_kernels_match_single_thread_bitwise)
         sg_tensor_free(res[1][k]);
     }
 }
+
+/* Decoding's row map (sg_attn_memory.rows): query rows that read their sentence's memory
+ * row give what copies of those rows give; with gradients it is refused, a row outside
+ * the memory is an error, and the Luong step rejects a map. */
+Test(bahdanau, row_map_equals_copied_rows)
+{
+    enum { BM = 3, S = 7, R = 5, HQ = 6, HK = 8, A = 5 };
+    const int64_t rows[R] = {2, 0, 0, 1, 2}, bad[R] = {2, 0, 3, 1, 2};
+    for (int d = 0; d < 2; d++) {
+        sg_dtype dt = d ? SG_F64 : SG_F32;
+        sg_rng r;
+        sg_rng_seed(&r, 91);
+        sg_params *p = sg_params_new(dt);
+        sg_additive_attention m;
+        cr_assert_eq(sg_additive_attention_init(&m, p, "a", HQ, HK, A, &r), SG_OK);
+        sg_tensor *h = sg_tensor_new(dt, 3, (int64_t[]){BM, S, HK});
+        sg_tensor *hc = sg_tensor_new(dt, 3, (int64_t[]){R, S, HK});
+        sg_tensor *s = sg_tensor_new(dt, 2, (int64_t[]){R, HQ});
+        sg_tensor_normal_(h, &r, 0, 1);
+        sg_tensor_normal_(s, &r, 0, 1);
+        for (int64_t i = 0; i < R * S * HK; i++) /* row i of hc = row rows[i] of h */
+            sg_tensor_set(hc, i, sg_tensor_get(h, rows[i / (S * HK)] * S * HK + i % (S * HK)));
+        sg_tensor *len = lengths_of(BM, (int64_t[]){7, 3, 5});
+        sg_tensor *lenc = lengths_of(R, (int64_t[]){5, 7, 7, 3, 5});
+        sg_graph *g = sg_graph_new();
+        sg_graph_set_grad_enabled(g, false);
+        sg_attn_memory mem, memc;
+        cr_assert_eq(sg_additive_attention_precompute(g, &m, h, len, NULL, &mem), SG_OK);
+        cr_assert_eq(sg_additive_attention_precompute(g, &m, hc, lenc, NULL, &memc), SG_OK);
+        mem.rows = rows;
+        mem.B = R;
+        sg_tensor *a1, *c1 = sg_additive_attention_step(g, &m, &mem, s, &a1);
+        sg_tensor *a2, *c2 = sg_additive_attention_step(g, &m, &memc, s, &a2);
+        cr_assert(c1 && c2, "%s", sg_last_error());
+        double tol = d ? 1e-12 : 1e-6;
+        tu_assert_close(c1, c2, tol, tol, "context with a row map vs copied rows");
+        tu_assert_close(a1, a2, tol, tol, "weights with a row map vs copied rows");
+        mem.rows = bad; /* memory row 3 of 3 */
+        cr_assert_null(sg_additive_attention_step(g, &m, &mem, s, NULL));
+        cr_assert_eq(sg_graph_status(g), SG_ERANGE, "%s", sg_last_error());
+        sg_graph_free(g);
+
+        g = sg_graph_new(); /* gradients on: the map is refused */
+        cr_assert_eq(sg_additive_attention_precompute(g, &m, h, len, NULL, &mem), SG_OK);
+        mem.rows = rows;
+        mem.B = R;
+        cr_assert_null(sg_additive_attention_step(g, &m, &mem, s, NULL));
+        cr_assert_eq(sg_graph_status(g), SG_EINVAL);
+        cr_assert(strstr(sg_last_error(), "row map"), "%s", sg_last_error());
+        sg_graph_free(g);
+
+        sg_luong_attention lm; /* the Luong step takes no map */
+        cr_assert_eq(sg_luong_attention_init(&lm, p, "l", SG_LUONG_GENERAL, SG_LUONG_GLOBAL, HK,
+                                             A, 2, &r),
+                     SG_OK);
+        g = sg_graph_new();
+        sg_graph_set_grad_enabled(g, false);
+        cr_assert_eq(sg_luong_attention_precompute(g, &lm, h, len, NULL, &mem), SG_OK);
+        mem.rows = rows;
+        mem.B = R;
+        sg_tensor *hq = sg_tensor_new(dt, 2, (int64_t[]){R, HK});
+        cr_assert_null(sg_luong_attention_step(g, &lm, &mem, hq, 0, NULL));
+        cr_assert_eq(sg_graph_status(g), SG_EINVAL);
+        sg_graph_free(g);
+        sg_tensor_free(hq);
+        sg_tensor_free(h), sg_tensor_free(hc), sg_tensor_free(s);
+        sg_tensor_free(len), sg_tensor_free(lenc);
+        sg_params_free(p);
+    }
+}
