@@ -474,11 +474,32 @@ static sg_tensor *contig(sg_graph *g, sg_tensor *x)
     return sg_tensor_is_contiguous(x) ? x : sg_contiguous(g, x);
 }
 
-static bool check_qk(sg_graph *g, const char *op, const sg_tensor *q, const sg_tensor *K)
+/* A decoding row map (sg_attn_memory.rows): B query rows reading rows of a memory of Bm;
+ * only for an op that records nothing (SG_EINVAL), every row in [0, Bm) (SG_ERANGE). */
+static bool check_row_map(sg_graph *g, const char *op, const int64_t *rows, int64_t B,
+                          int64_t Bm, int n_in, sg_tensor *const *ins)
+{
+    if (sg__will_record(g, n_in, ins)) {
+        sg_graph_fail(g, SG_EINVAL, "%s: a row map is for decoding without gradients", op);
+        return false;
+    }
+    for (int64_t b = 0; b < B; b++)
+        if (rows[b] < 0 || rows[b] >= Bm) {
+            sg_graph_fail(g, SG_ERANGE, "%s: row %lld reads memory row %lld of %lld", op,
+                          (long long)b, (long long)rows[b], (long long)Bm);
+            return false;
+        }
+    return true;
+}
+
+/* q [B, A] against keys [B, S, A], or keys [Bm, S, A] when mapped (read through a row map,
+ * checked by check_row_map). */
+static bool check_qk(sg_graph *g, const char *op, const sg_tensor *q, const sg_tensor *K,
+                     bool mapped)
 {
     if (!sg__check_same_float(g, op, q, K))
         return false;
-    if (K->ndim != 3 || q->ndim != 2 || q->shape[0] != K->shape[0] ||
+    if (K->ndim != 3 || q->ndim != 2 || (!mapped && q->shape[0] != K->shape[0]) ||
         q->shape[1] != K->shape[2]) {
         sg_graph_fail(g, SG_ESHAPE, "%s: query %s does not match keys %s (want [B, A] and "
                                     "[B, S, A])",
@@ -488,34 +509,14 @@ static bool check_qk(sg_graph *g, const char *op, const sg_tensor *q, const sg_t
     return true;
 }
 
-/* A row map: query q [B, A] row b reads memory row rows[b] of keys [Bm, S, A]. */
-static bool check_rows(sg_graph *g, const char *op, const sg_tensor *q, const sg_tensor *K,
-                       const int64_t *rows)
-{
-    if (!sg__check_same_float(g, op, q, K))
-        return false;
-    if (K->ndim != 3 || q->ndim != 2 || q->shape[1] != K->shape[2]) {
-        sg_graph_fail(g, SG_ESHAPE, "%s: query %s does not match keys %s (want [B, A] and "
-                                    "[Bm, S, A])",
-                      op, SG_SHAPE(q), SG_SHAPE(K));
-        return false;
-    }
-    for (int64_t b = 0; b < q->shape[0]; b++)
-        if (rows[b] < 0 || rows[b] >= K->shape[0]) {
-            sg_graph_fail(g, SG_ERANGE, "%s: row %lld reads memory row %lld of %lld", op,
-                          (long long)b, (long long)rows[b], (long long)K->shape[0]);
-            return false;
-        }
-    return true;
-}
-
 sg_tensor *sg__attn_additive_scores_rows(sg_graph *g, sg_tensor *q, sg_tensor *keys,
                                          sg_tensor *v, const uint8_t *valid, const int64_t *rows)
 {
     const char *op = "sg_attn_additive_scores";
     SG_NEED(g, q, keys, v);
-    if (!(rows ? check_rows(g, op, q, keys, rows) : check_qk(g, op, q, keys)) ||
-        !sg__check_same_float(g, op, q, v))
+    if (!check_qk(g, op, q, keys, rows != NULL) || !sg__check_same_float(g, op, q, v) ||
+        (rows && !check_row_map(g, op, rows, q->shape[0], keys->shape[0], 3,
+                                (sg_tensor *[]){q, keys, v})))
         return NULL;
     int64_t B = q->shape[0], S = keys->shape[1], A = keys->shape[2];
     if (sg_tensor_numel(v) != A || v->ndim > 2 || (v->ndim == 2 && v->shape[0] != 1))
@@ -529,8 +530,6 @@ sg_tensor *sg__attn_additive_scores_rows(sg_graph *g, sg_tensor *q, sg_tensor *k
     sg_tensor *e = sg_empty(g, q->dtype, 2, (int64_t[]){B, S});
     sg_tensor *ins[3] = {q, keys, v};
     /* the tanh values, for the backward (the f64 kernel always writes them) */
-    if (rows && sg__will_record(g, 3, ins))
-        return sg_graph_fail(g, SG_EINVAL, "%s: a row map is for decoding without gradients", op);
     bool keep_t = q->dtype != SG_F32 || sg__will_record(g, 3, ins);
     void *t = keep_t ? sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * S * A > 0 ? B * S * A : 1))
                      : NULL;
@@ -572,7 +571,7 @@ sg_tensor *sg_attn_dot_scores(sg_graph *g, sg_tensor *q, sg_tensor *keys, const 
 {
     const char *op = "sg_attn_dot_scores";
     SG_NEED(g, q, keys);
-    if (!check_qk(g, op, q, keys))
+    if (!check_qk(g, op, q, keys, false))
         return NULL;
     int64_t B = keys->shape[0], S = keys->shape[1], A = keys->shape[2];
     q = contig(g, q);
@@ -637,17 +636,11 @@ sg_tensor *sg__attn_context_rows(sg_graph *g, sg_tensor *scores, sg_tensor *valu
                                            "and [B, S, D])",
                              op, SG_SHAPE(scores), SG_SHAPE(values));
     int64_t B = scores->shape[0], S = values->shape[1], D = values->shape[2];
-    if (rows) {
-        sg_tensor *rin[2] = {scores, values};
-        if (pos || sg__will_record(g, 2, rin))
-            return sg_graph_fail(g, SG_EINVAL, "%s: a row map is for decoding without "
-                                               "gradients or positions", op);
-        for (int64_t b = 0; b < B; b++)
-            if (rows[b] < 0 || rows[b] >= values->shape[0])
-                return sg_graph_fail(g, SG_ERANGE, "%s: row %lld reads memory row %lld of %lld",
-                                     op, (long long)b, (long long)rows[b],
-                                     (long long)values->shape[0]);
-    }
+    if (rows && pos)
+        return sg_graph_fail(g, SG_EINVAL, "%s: a row map takes no positions", op);
+    if (rows && !check_row_map(g, op, rows, B, values->shape[0], 2,
+                               (sg_tensor *[]){scores, values}))
+        return NULL;
     if (pos && sg_tensor_numel(pos) != B)
         return sg_graph_fail(g, SG_ESHAPE, "%s: positions %s must have %lld elements", op,
                              SG_SHAPE(pos), (long long)B);
