@@ -171,7 +171,7 @@ static int elem_threads(int64_t n)
     return n >= (1 << 18) ? sg__threads() : 1;
 }
 
-#define OPTIM_KERNELS(T, SUF, SQRT)                                                          \
+#define OPTIM_KERNELS(T, SUF, DT, SQRT)                                                      \
     /* torch _single_tensor_adam(w): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g g;          \
      * theta -= step_size m / (sqrt(v) / bc2_sqrt + eps)                                  \
      * decay: coupled g += wd theta (Adam) or theta *= 1 - lr wd first (AdamW). */         \
@@ -202,7 +202,7 @@ static int elem_threads(int64_t n)
         for (int64_t s = 0; s < spans; s++) {                                               \
             int64_t i = s * ADAM_SPAN, k = n - i < ADAM_SPAN ? n - i : ADAM_SPAN;           \
             if (gs != 1)                                                                    \
-                sg__scale_grad(SG_DT_##SUF, g + i, k, gs);                                  \
+                sg__scale_grad(DT, g + i, k, gs);                                           \
             adam_span_##SUF(k, th + i, g + i, m + i, v + i, b1, b2, eps, wd, decoupled,     \
                             step_size, bc2_sqrt);                                           \
         }                                                                                   \
@@ -227,10 +227,8 @@ static int elem_threads(int64_t n)
         }                                                                                   \
     }
 
-#define SG_DT_f32 SG_F32
-#define SG_DT_f64 SG_F64
-OPTIM_KERNELS(float, f32, sqrtf)
-OPTIM_KERNELS(double, f64, sqrt)
+OPTIM_KERNELS(float, f32, SG_F32, sqrtf)
+OPTIM_KERNELS(double, f64, SG_F64, sqrt)
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options

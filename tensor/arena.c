@@ -129,18 +129,22 @@ static void chunk_list_free(chunk *c)
     }
 }
 
+/* cache_put of every chunk of a list */
+static void chunk_list_cache(chunk *c)
+{
+    while (c) {
+        chunk *n = c->next;
+        cache_put(c);
+        c = n;
+    }
+}
+
 void sg_arena_free(sg_arena *a)
 {
     if (!a)
         return;
-    for (chunk *c = a->head, *n; c; c = n) {
-        n = c->next;
-        cache_put(c);
-    }
-    for (chunk *c = a->full, *n; c; c = n) { /* an arena that grew: its next use grows alike */
-        n = c->next;
-        cache_put(c);
-    }
+    chunk_list_cache(a->head);
+    chunk_list_cache(a->full); /* an arena that grew: its next use grows alike */
     free(a);
 }
 

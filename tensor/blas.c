@@ -173,11 +173,12 @@ static bool gemm_xsmm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
         part = (part + 15) / 16 * 16;
     nt = (int)((len + part - 1) / part);
     int64_t last = len - part * (nt - 1);
+    /* the kernel of a part (rows x cols of C), and the last part's own when it is smaller */
     xsmm_fn f, fl;
-    int64_t rows = by_cols ? m : part, cols = by_cols ? part : n;
-    if (!xsmm_kernel(dt, cols, rows, k, rsb, lda_, rsc, beta, a_trans, &f))
+    if (!xsmm_kernel(dt, by_cols ? part : n, by_cols ? m : part, k, rsb, lda_, rsc, beta, a_trans,
+                     &f))
         return false;
-    fl = f; /* the last part's own kernel only when it is smaller */
+    fl = f;
     if (last != part && !xsmm_kernel(dt, by_cols ? last : n, by_cols ? m : last, k, rsb, lda_,
                                      rsc, beta, a_trans, &fl))
         return false;
