@@ -1,6 +1,7 @@
 /* test_data.c - tokenisers, vocabularies, batches, BLEU, generators and the TSV reader
  * (MODELS.md 2, 9, 10.2). Expected values come from the reference seqdata.py through
- * tests/fixtures/data_expected.h (tools/gen_fixtures_data.py) or are worked by hand. */
+ * tests/fixtures/data_{tokens,vocab,batches,bleu}.h (tools/gen_fixtures_data.py) or are
+ * worked by hand. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,7 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fixtures/data_expected.h"
+#include "fixtures/data_batches.h"
+#include "fixtures/data_bleu.h"
+#include "fixtures/data_tokens.h"
+#include "fixtures/data_vocab.h"
 #include "sg_data.h"
 
 /* ------------------------------------------------------------ helpers */
