@@ -31,4 +31,13 @@ SG_INTERNAL void sg__strmap_free(sg__strmap *m);
 /* Grows *p (elements of size es) to hold at least need; false on overflow/ENOMEM. */
 SG_INTERNAL int sg__grow(void **p, int64_t *cap, int64_t need, size_t es);
 
+/* Vocabulary building in two halves, so a corpus can be counted one sentence at a
+ * time (sg_vocab_build keeps a token list per sentence otherwise): adds the tokens
+ * of t to counts (value = count); SG_ENOMEM. */
+SG_INTERNAL int sg__vocab_count(sg__strmap *counts, const sg_tokens *t);
+/* The vocabulary of sg_vocab_build from the counts (arguments already checked);
+ * NULL with SG_ENOMEM. The caller frees counts. */
+SG_INTERNAL sg_vocab *sg__vocab_from_counts(const sg__strmap *counts, int64_t min_freq,
+                                            int64_t max_size);
+
 #endif

@@ -99,6 +99,51 @@ static int cmp_counted(const void *pa, const void *pb)
     return strcmp(a->tok, b->tok);
 }
 
+int sg__vocab_count(sg__strmap *counts, const sg_tokens *t)
+{
+    for (int64_t i = 0; i < t->n; i++) {
+        const char *s = sg_tokens_at(t, i);
+        int added;
+        int64_t e = sg__strmap_insert(counts, s, (int64_t)strlen(s), 0, &added);
+        if (e < 0)
+            return sg__error(SG_ENOMEM, "sg_vocab_build: out of memory");
+        counts->vals[e]++;
+    }
+    return SG_OK;
+}
+
+sg_vocab *sg__vocab_from_counts(const sg__strmap *counts, int64_t min_freq, int64_t max_size)
+{
+    int64_t nk = counts->keys.n, m = 0;
+    counted *items = malloc((size_t)(nk > 0 ? nk : 1) * sizeof *items);
+    const char **strs = malloc((size_t)(nk + SG_N_SPECIALS) * sizeof *strs);
+    sg_vocab *v = NULL;
+    if (!items || !strs) {
+        sg__error(SG_ENOMEM, "sg_vocab_build: out of memory");
+        goto done;
+    }
+    for (int64_t e = 0; e < nk; e++) {
+        const char *s = sg_tokens_at(&counts->keys, e);
+        int special = 0;
+        for (int k = 0; k < SG_N_SPECIALS; k++)
+            special |= strcmp(s, specials[k]) == 0;
+        if (counts->vals[e] >= min_freq && !special)
+            items[m++] = (counted){s, counts->vals[e]};
+    }
+    qsort(items, (size_t)m, sizeof *items, cmp_counted);
+    int64_t n = SG_N_SPECIALS;
+    for (int k = 0; k < SG_N_SPECIALS; k++)
+        strs[k] = specials[k];
+    for (int64_t i = 0; i < m && n < max_size; i++)
+        strs[n++] = items[i].tok;
+    int64_t dup;
+    v = vocab_from("sg_vocab_build", strs, n, &dup);
+done:
+    free(items);
+    free(strs);
+    return v;
+}
+
 sg_vocab *sg_vocab_build(const sg_tokens *lists, int64_t n_lists, int64_t min_freq,
                          int64_t max_size)
 {
@@ -111,51 +156,14 @@ sg_vocab *sg_vocab_build(const sg_tokens *lists, int64_t n_lists, int64_t min_fr
         return NULL;
     }
     sg__strmap counts = {0};
-    counted *items = NULL;
-    const char **strs = NULL;
     sg_vocab *v = NULL;
-    for (int64_t l = 0; l < n_lists; l++) {
-        const sg_tokens *t = &lists[l];
-        for (int64_t i = 0; i < t->n; i++) {
-            const char *s = sg_tokens_at(t, i);
-            int added;
-            int64_t e = sg__strmap_insert(&counts, s, (int64_t)strlen(s), 0, &added);
-            if (e < 0)
-                goto oom;
-            counts.vals[e]++;
-        }
-    }
-    int64_t nk = counts.keys.n, m = 0;
-    items = malloc((size_t)(nk > 0 ? nk : 1) * sizeof *items);
-    strs = malloc((size_t)(nk + SG_N_SPECIALS) * sizeof *strs);
-    if (!items || !strs)
-        goto oom;
-    for (int64_t e = 0; e < nk; e++) {
-        const char *s = sg_tokens_at(&counts.keys, e);
-        int special = 0;
-        for (int k = 0; k < SG_N_SPECIALS; k++)
-            special |= strcmp(s, specials[k]) == 0;
-        if (counts.vals[e] >= min_freq && !special)
-            items[m++] = (counted){s, counts.vals[e]};
-    }
-    qsort(items, (size_t)m, sizeof *items, cmp_counted);
-    int64_t n = SG_N_SPECIALS;
-    for (int k = 0; k < SG_N_SPECIALS; k++)
-        strs[k] = specials[k];
-    for (int64_t i = 0; i < m && n < max_size; i++)
-        strs[n++] = items[i].tok;
-    int64_t dup;
-    v = vocab_from("sg_vocab_build", strs, n, &dup);
+    int rc = SG_OK;
+    for (int64_t l = 0; l < n_lists && rc == SG_OK; l++)
+        rc = sg__vocab_count(&counts, &lists[l]);
+    if (rc == SG_OK)
+        v = sg__vocab_from_counts(&counts, min_freq, max_size);
     sg__strmap_free(&counts);
-    free(items);
-    free(strs);
     return v;
-oom:
-    sg__strmap_free(&counts);
-    free(items);
-    free(strs);
-    sg__error(SG_ENOMEM, "sg_vocab_build: out of memory");
-    return NULL;
 }
 
 int64_t sg_vocab_size(const sg_vocab *v)
