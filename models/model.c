@@ -262,6 +262,9 @@ sg_model_decoder *sg_model_decoder_new(sg_model *m, const sg_tensor *src, const 
     if (m->training)
         m->training = false;
     sg_graph_set_grad_enabled(d->enc, false);
+    /* The encoder's graph lives for the whole decode, so W^T copies for its small
+     * products pay off even for one use (LIBXSMM instead of BLIS packing W each call). */
+    sg__graph_set_weight_home(d->enc, d->enc);
     sg_batch b = {.src = (sg_tensor *)src, .src_len = (sg_tensor *)src_len};
     if (sg__check_batch(d->enc, m, &b) == SG_OK)
         d->state = m->vt->decoder_new(m, d->enc, (sg_tensor *)src, (sg_tensor *)src_len);
