@@ -313,6 +313,67 @@ CONTEXT_ROW(float, f32, expf, SG_HOT)
 CONTEXT_ROW(double, f64, exp, )
 #undef CONTEXT_ROW
 
+/* x . y for the f32 context backward in 32 lanes summed in a fixed order: two AVX-512
+ * (four AVX2) accumulators, where dot_f32's single one waits on the FMA latency; inlined
+ * into the row's clone (a clone-dispatched call per key cost as much as the dot). */
+static inline __attribute__((always_inline)) float dot32_f32(int64_t n, const float *restrict x,
+                                                             const float *restrict y)
+{
+    float acc[32] = {0};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int l = 0; l < 32; l++)
+            acc[l] += x[i + l] * y[i + l];
+    float tail = 0;
+    for (; i < n; i++)
+        tail += x[i] * y[i];
+    for (int w = 16; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            acc[l] += acc[l + w];
+    return acc[0] + tail;
+}
+
+/* One batch row of the context backward (see context_bwd below for the formulas). */
+#define CONTEXT_BWD_ROW(T, SUF, DOT, ATTR)                                                   \
+    ATTR static void context_bwd_row_##SUF(                                                  \
+        int64_t S, int64_t D, const T *restrict Vb, const uint8_t *vb, T pos, bool has_pos,  \
+        T inv2s2, const T *restrict ab, const T *restrict Gb, const T *restrict wb,          \
+        const T *restrict dcb, const T *restrict dwb, T *restrict scratch, T *restrict deb,  \
+        T *restrict dVb, T *restrict dposb)                                                  \
+    {                                                                                        \
+        T s = 0;                                                                             \
+        for (int64_t j = 0; j < S; j++) {                                                    \
+            scratch[j] = 0;                                                                  \
+            if ((vb && !vb[j]) || ab[j] == 0)                                                \
+                continue;                                                                    \
+            T dwj = dwb ? dwb[j] : 0;                                                        \
+            if (dcb) {                                                                       \
+                dwj += DOT(D, dcb, Vb + j * D);                                              \
+                if (dVb) {                                                                   \
+                    T *dvj = dVb + j * D, wj = wb[j];                                        \
+                    for (int64_t k = 0; k < D; k++)                                          \
+                        dvj[k] += wj * dcb[k];                                               \
+                }                                                                            \
+            }                                                                                \
+            T daj = dwj;                                                                     \
+            if (has_pos) {                                                                   \
+                T gj = Gb[j];                                                                \
+                daj = dwj * gj;                                                              \
+                if (dposb)                                                                   \
+                    *dposb += dwj * ab[j] * gj * ((T)j - pos) * 2 * inv2s2;                  \
+            }                                                                                \
+            scratch[j] = daj;                                                                \
+            s += ab[j] * daj;                                                                \
+        }                                                                                    \
+        if (deb)                                                                             \
+            for (int64_t j = 0; j < S; j++)                                                  \
+                if (ab[j] != 0)                                                              \
+                    deb[j] += ab[j] * (scratch[j] - s);                                      \
+    }
+CONTEXT_BWD_ROW(float, f32, dot32_f32, SG_HOT)
+CONTEXT_BWD_ROW(double, f64, dot_f64, )
+#undef CONTEXT_BWD_ROW
+
 /* Rows b are independent in every kernel below, so they split across threads (results
  * do not depend on the thread count). Small problems stay serial. */
 #ifdef _OPENMP
@@ -416,39 +477,13 @@ CONTEXT_ROW(double, f64, exp, )
     {                                                                                        \
         PAR_SETUP(B * S * D);                                                                \
         PAR_FOR                                                                              \
-        for (int64_t b = 0; b < B; b++) {                                                    \
-            const uint8_t *vb = valid ? valid + b * S : NULL;                                \
-            T *scratch = scratch_all + b * S;                                                \
-            const T *ab = a + b * S, *wb = w + b * S, *dcb = dc ? dc + b * D : NULL;         \
-            T s = 0;                                                                         \
-            for (int64_t j = 0; j < S; j++) {                                                \
-                scratch[j] = 0;                                                              \
-                if ((vb && !vb[j]) || ab[j] == 0)                                            \
-                    continue;                                                                \
-                T dwj = dw_out ? dw_out[b * S + j] : 0;                                      \
-                if (dcb) {                                                                   \
-                    dwj += dot_##SUF(D, dcb, V + (b * S + j) * D);                           \
-                    if (dV) {                                                                \
-                        T *dvj = dV + (b * S + j) * D;                                       \
-                        for (int64_t k = 0; k < D; k++)                                      \
-                            dvj[k] += wb[j] * dcb[k];                                        \
-                    }                                                                        \
-                }                                                                            \
-                T daj = dwj;                                                                 \
-                if (pos) {                                                                   \
-                    T gj = G[b * S + j];                                                     \
-                    daj = dwj * gj;                                                          \
-                    if (dpos)                                                                \
-                        dpos[b] += dwj * ab[j] * gj * ((T)j - pos[b]) * 2 * inv2s2;          \
-                }                                                                            \
-                scratch[j] = daj;                                                            \
-                s += ab[j] * daj;                                                            \
-            }                                                                                \
-            if (de)                                                                          \
-                for (int64_t j = 0; j < S; j++)                                              \
-                    if (ab[j] != 0)                                                          \
-                        de[b * S + j] += ab[j] * (scratch[j] - s);                           \
-        }                                                                                    \
+        for (int64_t b = 0; b < B; b++)                                                      \
+            context_bwd_row_##SUF(S, D, V + b * S * D, valid ? valid + b * S : NULL,          \
+                                  pos ? pos[b] : 0, pos != NULL, inv2s2, a + b * S,          \
+                                  pos ? G + b * S : NULL, w + b * S, dc ? dc + b * D : NULL, \
+                                  dw_out ? dw_out + b * S : NULL, scratch_all + b * S,       \
+                                  de ? de + b * S : NULL, dV ? dV + b * S * D : NULL,        \
+                                  dpos ? dpos + b : NULL);                                   \
     }
 
 ATTN_KERNELS(float, f32, expf)

@@ -1285,3 +1285,64 @@ Test(bahdanau, row_map_equals_copied_rows)
         sg_params_free(p);
     }
 }
+
+/* f32 context backward (a clone per row with a 32-lane dot) against f64 on the same
+ * rounded inputs, wide enough (D = 75) for the dot's whole blocks and its tail, with a
+ * masked key, with and without the local-p Gaussian. */
+static sg_tensor *leaf_like(const sg_tensor *src, sg_dtype dt)
+{
+    sg_tensor *t = sg_tensor_new(dt, src->ndim, src->shape);
+    sg_tensor_copy_(t, src);
+    sg_tensor_set_requires_grad(t, true);
+    return t;
+}
+
+static void context_f32_vs_f64(bool with_pos)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 11);
+    int64_t B = 3, S = 7, D = 75;
+    sg_graph *g = sg_graph_new();
+    sg_tensor *e0 = sg_rand(g, SG_F32, 2, (int64_t[]){B, S}, &r);
+    sg_tensor *v0 = sg_rand(g, SG_F32, 3, (int64_t[]){B, S, D}, &r);
+    sg_tensor *gc0 = sg_rand(g, SG_F32, 2, (int64_t[]){B, D}, &r);
+    sg_tensor *p0 = sg_rand(g, SG_F32, 1, (int64_t[]){B}, &r);
+    for (int64_t i = 0; i < B * S * D; i++)
+        sg_tensor_set(v0, i, sg_tensor_get(v0, i) * 4 - 2);
+    for (int64_t i = 0; i < B; i++)
+        sg_tensor_set(p0, i, sg_tensor_get(p0, i) * (double)(S - 1));
+    uint8_t valid[3 * 7];
+    for (int i = 0; i < 3 * 7; i++)
+        valid[i] = i % 7 != 5; /* key 5 of every row is padding */
+    sg_tensor *out[2][4]; /* [dtype][e, V, pos, context] */
+    for (int k = 0; k < 2; k++) {
+        sg_dtype dt = k ? SG_F64 : SG_F32;
+        sg_tensor *e = leaf_like(e0, dt), *v = leaf_like(v0, dt), *gc = leaf_like(gc0, dt);
+        sg_tensor *pos = with_pos ? leaf_like(p0, dt) : NULL;
+        sg_tensor *c = sg_attn_context(g, e, v, valid, pos, 2.0, NULL);
+        cr_assert(c, "%s", sg_last_error());
+        cr_assert_eq(sg_backward(g, probe_loss(g, c, gc, NULL, NULL)), SG_OK, "%s",
+                     sg_last_error());
+        out[k][0] = e, out[k][1] = v, out[k][2] = pos, out[k][3] = c;
+        sg_tensor_free(gc);
+    }
+    static const char *what[] = {"d scores", "d values", "d pos"};
+    for (int i = 0; i < 3; i++) {
+        if (!out[0][i])
+            continue;
+        int64_t n = sg_tensor_numel(out[0][i]);
+        for (int64_t j = 0; j < n; j++) {
+            double a = sg_tensor_grad_get(out[0][i], j), b = sg_tensor_grad_get(out[1][i], j);
+            cr_assert(fabs(a - b) <= 2e-5 + 2e-5 * fabs(b), "%s[%lld]: f32 %.9g vs f64 %.9g",
+                      what[i], (long long)j, a, b);
+        }
+    }
+    tu_assert_close(out[0][3], out[1][3], 1e-5, 1e-5, "f32 vs f64 context");
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 3; i++)
+            sg_tensor_free(out[k][i]);
+    sg_graph_free(g);
+}
+
+Test(attention, f32_context_gradients_match_f64) { context_f32_vs_f64(false); }
+Test(attention, f32_local_p_context_gradients_match_f64) { context_f32_vs_f64(true); }
