@@ -374,6 +374,25 @@ CONTEXT_BWD_ROW(float, f32, dot32_f32, SG_HOT)
 CONTEXT_BWD_ROW(double, f64, dot_f64, )
 #undef CONTEXT_BWD_ROW
 
+/* out[a] += sum over rows j (in order) of w_j x[j, a], skipping masked rows and w_j = 0:
+ * the additive energy vector's gradient, sum_j de_j t_j over every key of the batch. */
+#define WEIGHTED_ROW_SUM(T, SUF, ATTR)                                                       \
+    ATTR static void weighted_row_sum_##SUF(int64_t n, int64_t A, const T *restrict x,       \
+                                            const uint8_t *valid, const T *restrict w,       \
+                                            T *restrict out)                                 \
+    {                                                                                        \
+        for (int64_t j = 0; j < n; j++) {                                                    \
+            if ((valid && !valid[j]) || w[j] == 0)                                           \
+                continue;                                                                    \
+            const T *xj = x + j * A, wj = w[j];                                              \
+            for (int64_t a = 0; a < A; a++)                                                  \
+                out[a] += wj * xj[a];                                                        \
+        }                                                                                    \
+    }
+WEIGHTED_ROW_SUM(float, f32, SG_HOT)
+WEIGHTED_ROW_SUM(double, f64, )
+#undef WEIGHTED_ROW_SUM
+
 /* Rows b are independent in every kernel below, so they split across threads (results
  * do not depend on the thread count). Small problems stay serial. */
 #ifdef _OPENMP
@@ -414,13 +433,7 @@ CONTEXT_BWD_ROW(double, f64, dot_f64, )
                                        de + b * S, dq ? dq + b * A : NULL,                   \
                                        dK ? dK + b * S * A : NULL);                          \
         if (dv) /* shared by all rows: serial, in a fixed order */                           \
-            for (int64_t bj = 0; bj < B * S; bj++) {                                         \
-                if ((valid && !valid[bj]) || de[bj] == 0)                                    \
-                    continue;                                                                \
-                const T *tj = t + bj * A;                                                    \
-                for (int64_t a = 0; a < A; a++)                                              \
-                    dv[a] += de[bj] * tj[a];                                                 \
-            }                                                                                \
+            weighted_row_sum_##SUF(B * S, A, t, valid, de, dv);                              \
     }                                                                                        \
     static void dot_fwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,        \
                               const uint8_t *valid, T *e)                                    \
