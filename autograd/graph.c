@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -337,14 +338,31 @@ static bool transpose_f32_avx512(const float *src, int64_t r, int64_t c, int64_t
 
 void sg__graph_set_weight_home(sg_graph *g, sg_graph *home) { g->wt_home = home; }
 
+/* A weight home may serve graphs on several threads (the halves of a split decode, a
+ * caller's sg_decode_opts.weights): its lookups and insertions take this lock. */
+static pthread_mutex_t wt_home_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const void *weight_t_in(sg_graph *g, const sg_tensor *w);
+
 const void *sg__weight_t(sg_graph *g, const sg_tensor *w, int64_t uses)
 {
     if (!g || !w || w->ndim != 2 || !sg_dtype_is_float(w->dtype))
         return NULL;
-    if (g->wt_home)
-        g = g->wt_home;
-    else if (uses < 2 && !g->grad_enabled) /* e.g. a decoding step: no reuse */
+    if (g->wt_home) {
+        pthread_mutex_lock(&wt_home_lock);
+        const void *t = weight_t_in(g->wt_home, w);
+        pthread_mutex_unlock(&wt_home_lock);
+        return t;
+    }
+    if (uses < 2 && !g->grad_enabled) /* e.g. a decoding step: no reuse */
         return NULL;
+    return weight_t_in(g, w);
+}
+
+/* W^T from g's copies, made there on a miss; NULL when g holds SG_WT_CACHE already or
+ * on ENOMEM (the caller then reads W with strides). */
+static const void *weight_t_in(sg_graph *g, const sg_tensor *w)
+{
     int64_t r = w->shape[0], c = w->shape[1], rs = w->stride[0], cs = w->stride[1];
     for (int i = 0; i < g->n_wt; i++) {
         const sg_wt_entry *e = &g->wt[i];

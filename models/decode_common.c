@@ -52,6 +52,8 @@ int sg__decode_check(const char *fn, const sg_decoder_ops *ops, int64_t batch,
                              fn, (long long)b, (long long)src_len[b]);
     if (opts && (!opts->work[0]) != (!opts->work[1]))
         return sg__error(SG_EINVAL, "%s: opts->work needs both graphs or none", fn);
+    if (opts && opts->weights && (opts->weights == opts->work[0] || opts->weights == opts->work[1]))
+        return sg__error(SG_EINVAL, "%s: opts->weights must not be one of opts->work", fn);
     if (opts && opts->max_len < 0)
         return sg__error(SG_EINVAL, "%s: opts->max_len must be >= 0 (0: MODELS.md rule; got %lld)",
                          fn, (long long)opts->max_len);
@@ -73,7 +75,11 @@ int sg__decode_work_init(sg__decode_work *w, const sg_decode_opts *opts)
             return sg__error(SG_ENOMEM, "sg_decode: cannot allocate the step graphs");
         }
     }
-    if (!(w->weights = sg_graph_new())) {
+    if (opts && opts->weights) {
+        w->weights = opts->weights;
+    } else if ((w->weights = sg_graph_new())) {
+        w->weights_owned = true;
+    } else {
         sg__decode_work_free(w);
         return sg__error(SG_ENOMEM, "sg_decode: cannot allocate the weights graph");
     }
@@ -99,7 +105,8 @@ void sg__decode_work_free(sg__decode_work *w)
         }
         w->g[i] = NULL;
     }
-    sg_graph_free(w->weights);
+    if (w->weights_owned)
+        sg_graph_free(w->weights);
     w->weights = NULL;
 }
 

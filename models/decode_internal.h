@@ -10,6 +10,7 @@ typedef struct sg__decode_work {
     sg_graph *g[2];
     sg_graph *weights; /* lives for the whole decode: the steps' transposed weights */
     bool owned;
+    bool weights_owned; /* weights made here (not the caller's opts->weights) */
     bool grad_was[2];
 } sg__decode_work;
 

@@ -245,7 +245,11 @@ void sg_model_decoder_free(sg_model_decoder *d)
     free(d);
 }
 
-sg_model_decoder *sg_model_decoder_new(sg_model *m, const sg_tensor *src, const sg_tensor *src_len)
+/* home: where the encoder keeps W^T copies (the caller's sg_decode_opts.weights);
+ * NULL: in its own graph, which lives for the whole decode, so copies for its small
+ * products pay off even for one use (LIBXSMM instead of BLIS packing W on each call). */
+static sg_model_decoder *decoder_new(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
+                                     sg_graph *home)
 {
     if (!m || !src || !src_len) {
         decoder_new_rc = sg__error(SG_EINVAL, "sg_model_decoder_new: NULL argument");
@@ -262,9 +266,7 @@ sg_model_decoder *sg_model_decoder_new(sg_model *m, const sg_tensor *src, const 
     if (m->training)
         m->training = false;
     sg_graph_set_grad_enabled(d->enc, false);
-    /* The encoder's graph lives for the whole decode, so W^T copies for its small
-     * products pay off even for one use (LIBXSMM instead of BLIS packing W each call). */
-    sg__graph_set_weight_home(d->enc, d->enc);
+    sg__graph_set_weight_home(d->enc, home ? home : d->enc);
     sg_batch b = {.src = (sg_tensor *)src, .src_len = (sg_tensor *)src_len};
     if (sg__check_batch(d->enc, m, &b) == SG_OK)
         d->state = m->vt->decoder_new(m, d->enc, (sg_tensor *)src, (sg_tensor *)src_len);
@@ -278,6 +280,11 @@ sg_model_decoder *sg_model_decoder_new(sg_model *m, const sg_tensor *src, const 
     return d;
 }
 
+sg_model_decoder *sg_model_decoder_new(sg_model *m, const sg_tensor *src, const sg_tensor *src_len)
+{
+    return decoder_new(m, src, src_len, NULL);
+}
+
 const sg_decoder_ops *sg_model_decoder_ops(const sg_model_decoder *d) { return &d->m->vt->ops; }
 
 void *sg_model_decoder_state(sg_model_decoder *d) { return d->state; }
@@ -285,7 +292,7 @@ void *sg_model_decoder_state(sg_model_decoder *d) { return d->state; }
 static int decode_whole(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
                         const sg_decode_opts *opts, sg_decode_result *out)
 {
-    sg_model_decoder *d = sg_model_decoder_new(m, src, src_len);
+    sg_model_decoder *d = decoder_new(m, src, src_len, opts ? opts->weights : NULL);
     if (!d)
         return decoder_new_rc;
     int64_t B = src->shape[0];
@@ -374,6 +381,13 @@ static int decode_halves(sg_model *m, const sg_tensor *src, const sg_tensor *src
     if (opts)
         o[0] = o[1] = *opts;
     o[1].work[0] = o[1].work[1] = NULL;
+    /* one set of W^T copies for both halves (the caller's, or made for this call) */
+    sg_graph *shared = NULL;
+    if (!o[0].weights) {
+        if (!(shared = sg_graph_new()))
+            return sg__error(SG_ENOMEM, "sg_model_decode: out of memory");
+        o[0].weights = o[1].weights = shared;
+    }
     sg_decode_result res[2] = {{0}, {0}};
     int rc[2] = {SG_OK, SG_OK};
     char msg[2][512] = {"", ""};
@@ -390,6 +404,7 @@ static int decode_halves(sg_model *m, const sg_tensor *src, const sg_tensor *src
         sg__set_thread_cap(0);
     }
     m->training = was;
+    sg_graph_free(shared);
     for (int h = 0; h < 2; h++)
         if (rc[h] != SG_OK) {
             sg_decode_result_free(&res[0]);
@@ -404,6 +419,8 @@ int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
 {
     if (!m || !src || !src_len || !out)
         return sg__error(SG_EINVAL, "sg_model_decode: NULL argument");
+    if (opts && opts->weights && (opts->weights == opts->work[0] || opts->weights == opts->work[1]))
+        return sg__error(SG_EINVAL, "sg_model_decode: opts->weights must not be one of opts->work");
     /* a batch that the checks would reject is decoded whole, for their message */
     bool split = sg__threads() >= 2 && (!opts || opts->beam == 0) &&
                  sg_params_numel(m->params) <= SPLIT_MAX_PARAMS && src->ndim == 2 &&

@@ -105,6 +105,13 @@ typedef struct sg_decode_opts {
     int64_t max_len;      /* output tokens allowed per sentence (</s> included), the same
                            * for every sentence; 0: MODELS.md 8.3's 2 (n_b - 1) + 10 */
     sg_graph *work[2];    /* optional step graphs (both or none); NULL: made per call */
+    /* Optional: a graph, kept by the caller between calls, that holds transposed copies
+     * of the model's weights for its small products (made on first use, then reused:
+     * repeated decoding skips re-making them). Copies are matched by the weight's
+     * address and shape, not its values: sg_graph_reset(weights) after the weights
+     * change (an optimiser step, a load, a write of your own) or before decoding with
+     * another model. NULL: copies are made per call. Not one of work[]. */
+    sg_graph *weights;
 } sg_decode_opts;
 
 /* beam 5, alpha 0.7, SG_LP_AVG, n_best 1, max_len 0 (MODELS.md rule), no work graphs. */

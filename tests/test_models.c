@@ -176,10 +176,93 @@ static void check_split_decode(const char *variant)
     golden_close(&gd);
 }
 
+/* Bitwise the same hypotheses (the same products run with or without kept copies). */
+static void assert_same_results(const sg_decode_result *x, const sg_decode_result *y,
+                                const char *what)
+{
+    cr_assert_eq(x->batch, y->batch, "%s", what);
+    for (int64_t b = 0; b <= x->batch; b++)
+        cr_assert_eq(x->offset[b], y->offset[b], "%s: sentence %lld", what, (long long)b);
+    for (int64_t i = 0; i < x->offset[x->batch]; i++) {
+        const sg_hypothesis *h = &x->hyps[i], *k = &y->hyps[i];
+        cr_assert(h->len == k->len && h->logp == k->logp && h->score == k->score &&
+                      !memcmp(h->tokens, k->tokens, (size_t)h->len * sizeof *h->tokens),
+                  "%s: hypothesis %lld differs (length %lld / %lld, log-prob %.9g / %.9g)",
+                  what, (long long)i, (long long)h->len, (long long)k->len, h->logp, k->logp);
+    }
+}
+
+/* sg_decode_opts.weights: W^T copies kept across calls (and shared by the halves of a
+ * split decode at 2 threads) decode exactly as copies made per call; after the weights
+ * change and the graph is reset, the results follow the new weights; the graph may not
+ * be one of the step graphs. */
+static void check_weights_graph(const char *variant)
+{
+    golden gd;
+    golden_open(&gd, variant);
+    int64_t B = 37, S = gd.b.S;
+    sg_tensor *src = sg_tensor_new(SG_I64, 2, (int64_t[]){B, S});
+    sg_tensor *len = sg_tensor_new(SG_I64, 1, &B);
+    cr_assert(src && len);
+    for (int64_t i = 0; i < B; i++) {
+        int64_t r = (i * 5) % gd.b.B;
+        memcpy((int64_t *)src->data + i * S, (int64_t *)gd.b.src->data + r * S,
+               (size_t)S * sizeof(int64_t));
+        ((int64_t *)len->data)[i] = ((int64_t *)gd.b.src_len->data)[r];
+    }
+    int before = sg_get_num_threads();
+    sg_graph *wg = sg_graph_new();
+    sg_params *p = sg_model_params(gd.m);
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) { /* new weights: halve every parameter, then forget the copies */
+            for (int i = 0; i < sg_params_count(p); i++) {
+                sg_tensor *t = sg_params_at(p, i)->value;
+                for (int64_t j = 0; j < sg_tensor_numel(t); j++)
+                    sg_tensor_set(t, j, 0.5 * sg_tensor_get(t, j));
+            }
+            sg_graph_reset(wg);
+        }
+        for (int t = 1; t <= 2; t++)
+            for (int beam = 0; beam <= 3; beam += 3) {
+                cr_assert_eq(sg_set_num_threads(t), SG_OK);
+                sg_decode_opts plain = sg_decode_opts_default(), kept = plain;
+                plain.beam = kept.beam = beam;
+                kept.weights = wg;
+                sg_decode_result r[3];
+                cr_assert_eq(sg_model_decode(gd.m, src, len, &plain, &r[0]), SG_OK, "%s: %s",
+                             variant, sg_last_error());
+                for (int k = 1; k < 3; k++) /* the second call reuses the first's copies */
+                    cr_assert_eq(sg_model_decode(gd.m, src, len, &kept, &r[k]), SG_OK, "%s: %s",
+                                 variant, sg_last_error());
+                char what[128];
+                snprintf(what, sizeof what, "%s round %d, %d threads, beam %d", variant, round,
+                         t, beam);
+                assert_same_results(&r[1], &r[0], what);
+                assert_same_results(&r[2], &r[0], what);
+                for (int k = 0; k < 3; k++)
+                    sg_decode_result_free(&r[k]);
+            }
+    }
+    sg_decode_opts bad = sg_decode_opts_default();
+    sg_graph *work[2] = {sg_graph_new(), sg_graph_new()};
+    bad.work[0] = work[0], bad.work[1] = work[1], bad.weights = work[1];
+    sg_decode_result r;
+    cr_assert_eq(sg_model_decode(gd.m, src, len, &bad, &r), SG_EINVAL);
+    cr_assert(strstr(sg_last_error(), "opts->weights"), "%s", sg_last_error());
+    sg_graph_free(work[0]);
+    sg_graph_free(work[1]);
+    sg_graph_free(wg);
+    sg_set_num_threads(before);
+    sg_tensor_free(src);
+    sg_tensor_free(len);
+    golden_close(&gd);
+}
+
 #define GOLDEN_TESTS(id, variant)                                                           \
     Test(id, matches_torch_logits_loss_and_gradients) { check_forward_backward(variant); } \
     Test(id, greedy_and_beam_match_torch) { check_decodes(variant); }                      \
-    Test(id, split_decode_matches_whole_batch) { check_split_decode(variant); }
+    Test(id, split_decode_matches_whole_batch) { check_split_decode(variant); }            \
+    Test(id, weights_graph_decodes_as_per_call_copies) { check_weights_graph(variant); }
 
 GOLDEN_TESTS(bahdanau, "bahdanau")
 GOLDEN_TESTS(seq2seq_lstm, "seq2seq-lstm")

@@ -47,6 +47,20 @@ int sgx_make_batch(sg_batch *b, const sg_vocab *sv, const sg_vocab *tv, sg_text_
     return rc;
 }
 
+/* dec (NULL: greedy) with a weights graph for one pass over many batches, during which
+ * the weights do not change: their W^T copies are made once (*own, for the caller to
+ * free; NULL if dec brought its own or the graph could not be made: per-call copies). */
+static sg_decode_opts decode_opts_for_pass(const sg_decode_opts *dec, sg_graph **own)
+{
+    sg_decode_opts o = sg_decode_opts_default();
+    o.beam = 0;
+    if (dec)
+        o = *dec;
+    if (!o.weights)
+        o.weights = *own = sg_graph_new();
+    return o;
+}
+
 int sgx_evaluate(sg_model *m, const sg_dataset *d, const sg_text_pairs *raw, const sg_vocab *tv,
                  sg_text_level level, int64_t batch_size, bool decode, const sg_decode_opts *dec,
                  bool keep_hyps, sgx_eval *out)
@@ -58,6 +72,8 @@ int sgx_evaluate(sg_model *m, const sg_dataset *d, const sg_text_pairs *raw, con
         return rc;
     bool was = sg_model_training(m);
     sg_model_set_training(m, false);
+    sg_graph *own = NULL;
+    sg_decode_opts o = decode_opts_for_pass(dec, &own);
     sg_graph *g = sg_graph_new();
     char **hyps = calloc((size_t)(d->n ? d->n : 1), sizeof *hyps);
     if (!g || !hyps)
@@ -81,7 +97,7 @@ int sgx_evaluate(sg_model *m, const sg_dataset *d, const sg_text_pairs *raw, con
         }
         if (rc == SG_OK && decode) {
             sg_decode_result r;
-            rc = sg_model_decode(m, b.src, b.src_len, dec, &r);
+            rc = sg_model_decode(m, b.src, b.src_len, &o, &r);
             int64_t count;
             const int64_t *idx = sg_batches_get(&bs, k, &count);
             for (int64_t i = 0; rc == SG_OK && i < count; i++) {
@@ -110,6 +126,7 @@ int sgx_evaluate(sg_model *m, const sg_dataset *d, const sg_text_pairs *raw, con
     else
         sgx_strings_free(hyps, d->n);
     sg_graph_free(g);
+    sg_graph_free(own);
     sg_batches_free(&bs);
     sg_model_set_training(m, was);
     return rc;
@@ -125,13 +142,15 @@ int sgx_translate(sg_model *m, const sg_vocab *sv, const sg_vocab *tv, sg_text_l
     if (!res)
         return sgx_error(SG_ENOMEM, "out of memory");
     int rc = SG_OK;
+    sg_graph *own = NULL;
+    sg_decode_opts o = decode_opts_for_pass(dec, &own);
     for (int64_t i0 = 0; rc == SG_OK && i0 < n; i0 += batch_size) {
         int64_t nb = n - i0 < batch_size ? n - i0 : batch_size;
         sg_batch b;
         if ((rc = sgx_make_batch(&b, sv, tv, level, lines + i0, NULL, nb)) != SG_OK)
             break;
         sg_decode_result r;
-        rc = sg_model_decode(m, b.src, b.src_len, dec, &r);
+        rc = sg_model_decode(m, b.src, b.src_len, &o, &r);
         for (int64_t i = 0; rc == SG_OK && i < nb; i++) {
             for (int64_t j = 0; rc == SG_OK && j < n_best; j++) {
                 int64_t at = (i0 + i) * n_best + j;
@@ -151,6 +170,7 @@ int sgx_translate(sg_model *m, const sg_vocab *sv, const sg_vocab *tv, sg_text_l
             sg_decode_result_free(&r);
         sg_batch_free(&b);
     }
+    sg_graph_free(own);
     if (rc != SG_OK) {
         sgx_strings_free(res, n * n_best);
         return rc;
