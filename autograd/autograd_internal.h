@@ -21,8 +21,9 @@ SG_INTERNAL void sg__grad_pool_trim(sg_grad_pool *p);
 /* Frees every cached buffer. */
 SG_INTERNAL void sg__grad_pool_clear(sg_grad_pool *p);
 
-/* Transposed copies of weights made in this graph (sg__weight_t). */
-#define SG_WT_CACHE 32
+/* Transposed copies of weights made in this graph (sg__weight_t); a decoding weight home
+ * holds the encoder's and the decoder's (a 3+3-layer transformer has ~35 weights). */
+#define SG_WT_CACHE 64
 typedef struct sg_wt_entry {
     const void *data; /* the weight's data */
     int64_t rows, cols, rs, cs;
