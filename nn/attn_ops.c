@@ -134,26 +134,37 @@ bool sg__attn_check_query(sg_graph *g, const char *op, const sg_attn_memory *mem
 /* ---- kernels ----------------------------------------------------------------------- */
 
 
-/* x . y in 8 lanes summed in a fixed order: vectorises, and does not depend on the
- * vector width or the thread count (a plain serial sum is one long dependency chain). */
-SG_HOT static float dot_f32(int64_t n, const float *restrict x, const float *restrict y)
+/* x . y in 32 lanes summed in a fixed order: it vectorises (two AVX-512 or four AVX2
+ * accumulators, so the FMAs do not wait on each other's latency) and does not depend on
+ * the vector width or the thread count. Inlined into the row kernels' clones; dot_f32 is
+ * the clone for callers that are not (a clone-dispatched call per key costs about as much
+ * as a 256-float dot). */
+static inline __attribute__((always_inline)) float dot32_f32(int64_t n, const float *restrict x,
+                                                             const float *restrict y)
 {
-    float acc[8] = {0};
+    float acc[32] = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++)
+    for (; i + 32 <= n; i += 32)
+        for (int l = 0; l < 32; l++)
             acc[l] += x[i + l] * y[i + l];
     float tail = 0;
     for (; i < n; i++)
         tail += x[i] * y[i];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) +
-           tail;
+    for (int w = 16; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            acc[l] += acc[l + w];
+    return acc[0] + tail;
+}
+
+SG_HOT static float dot_f32(int64_t n, const float *restrict x, const float *restrict y)
+{
+    return dot32_f32(n, x, y);
 }
 
 /* One batch row of the additive scores: t_j = tanh(q + K_j), e_j = v . t_j for its S
  * keys (0 where invalid). One clone for the whole row, so tanh and the dot inline (a
  * call per key to clone-dispatched helpers cost two indirect calls per 128 floats); the
- * dot sums in dot_f32's order. GCC only if-converts (and so vectorises) the selects of
+ * dot sums in 8 lanes. GCC only if-converts (and so vectorises) the selects of
  * sg__tanhf without trapping-math, which the build turns off. */
 static inline __attribute__((always_inline)) void
 additive_keys_f32(int64_t S, int64_t A, const float *restrict q, const float *restrict K,
@@ -312,26 +323,6 @@ static void additive_bwd_row_f64(int64_t S, int64_t A, const double *v, const do
 CONTEXT_ROW(float, f32, expf, SG_HOT)
 CONTEXT_ROW(double, f64, exp, )
 #undef CONTEXT_ROW
-
-/* x . y for the f32 context backward in 32 lanes summed in a fixed order: two AVX-512
- * (four AVX2) accumulators, where dot_f32's single one waits on the FMA latency; inlined
- * into the row's clone (a clone-dispatched call per key cost as much as the dot). */
-static inline __attribute__((always_inline)) float dot32_f32(int64_t n, const float *restrict x,
-                                                             const float *restrict y)
-{
-    float acc[32] = {0};
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32)
-        for (int l = 0; l < 32; l++)
-            acc[l] += x[i + l] * y[i + l];
-    float tail = 0;
-    for (; i < n; i++)
-        tail += x[i] * y[i];
-    for (int w = 16; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++)
-            acc[l] += acc[l + w];
-    return acc[0] + tail;
-}
 
 /* One batch row of the context backward (see context_bwd below for the formulas). */
 #define CONTEXT_BWD_ROW(T, SUF, DOT, ATTR)                                                   \

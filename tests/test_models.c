@@ -119,6 +119,23 @@ static void check_decodes(const char *variant)
     golden_close(&gd);
 }
 
+/* A batch of B source rows drawn from the golden batch (row i is golden row i * step mod
+ * its size), with their lengths; the caller frees both. */
+static void repeat_golden_rows(const golden *gd, int64_t B, int64_t step, sg_tensor **src,
+                               sg_tensor **len)
+{
+    int64_t S = gd->b.S;
+    *src = sg_tensor_new(SG_I64, 2, (int64_t[]){B, S});
+    *len = sg_tensor_new(SG_I64, 1, &B);
+    cr_assert(*src && *len);
+    for (int64_t i = 0; i < B; i++) {
+        int64_t r = (i * step) % gd->b.B;
+        memcpy((int64_t *)(*src)->data + i * S, (int64_t *)gd->b.src->data + r * S,
+               (size_t)S * sizeof(int64_t));
+        ((int64_t *)(*len)->data)[i] = ((int64_t *)gd->b.src_len->data)[r];
+    }
+}
+
 /* At 2 threads sg_model_decode decodes a batch of 32 or more sentences as two halves
  * side by side: every sentence must come out as from the whole batch at 1 thread (the
  * same tokens; log-probabilities to f32 rounding, as products of other shapes round
@@ -127,16 +144,9 @@ static void check_split_decode(const char *variant)
 {
     golden gd;
     golden_open(&gd, variant);
-    int64_t B = 37, S = gd.b.S; /* odd: halves of 19 and 18 */
-    sg_tensor *src = sg_tensor_new(SG_I64, 2, (int64_t[]){B, S});
-    sg_tensor *len = sg_tensor_new(SG_I64, 1, &B);
-    cr_assert(src && len);
-    for (int64_t i = 0; i < B; i++) {
-        int64_t r = (i * 7) % gd.b.B;
-        memcpy((int64_t *)src->data + i * S, (int64_t *)gd.b.src->data + r * S,
-               (size_t)S * sizeof(int64_t));
-        ((int64_t *)len->data)[i] = ((int64_t *)gd.b.src_len->data)[r];
-    }
+    int64_t B = 37; /* odd: halves of 19 and 18 */
+    sg_tensor *src, *len;
+    repeat_golden_rows(&gd, B, 7, &src, &len);
     int before = sg_get_num_threads();
     for (int beam = 0; beam <= 3; beam += 3) {
         sg_decode_opts o = sg_decode_opts_default();
@@ -200,16 +210,9 @@ static void check_weights_graph(const char *variant)
 {
     golden gd;
     golden_open(&gd, variant);
-    int64_t B = 37, S = gd.b.S;
-    sg_tensor *src = sg_tensor_new(SG_I64, 2, (int64_t[]){B, S});
-    sg_tensor *len = sg_tensor_new(SG_I64, 1, &B);
-    cr_assert(src && len);
-    for (int64_t i = 0; i < B; i++) {
-        int64_t r = (i * 5) % gd.b.B;
-        memcpy((int64_t *)src->data + i * S, (int64_t *)gd.b.src->data + r * S,
-               (size_t)S * sizeof(int64_t));
-        ((int64_t *)len->data)[i] = ((int64_t *)gd.b.src_len->data)[r];
-    }
+    int64_t B = 37;
+    sg_tensor *src, *len;
+    repeat_golden_rows(&gd, B, 5, &src, &len);
     int before = sg_get_num_threads();
     sg_graph *wg = sg_graph_new();
     sg_params *p = sg_model_params(gd.m);
