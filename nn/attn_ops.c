@@ -136,9 +136,8 @@ bool sg__attn_check_query(sg_graph *g, const char *op, const sg_attn_memory *mem
 
 /* x . y in 32 lanes summed in a fixed order: it vectorises (two AVX-512 or four AVX2
  * accumulators, so the FMAs do not wait on each other's latency) and does not depend on
- * the vector width or the thread count. Inlined into the row kernels' clones; dot_f32 is
- * the clone for callers that are not (a clone-dispatched call per key costs about as much
- * as a 256-float dot). */
+ * the vector width or the thread count. Inlined into the row kernels' clones (a
+ * clone-dispatched call per key costs about as much as a 256-float dot). */
 static inline __attribute__((always_inline)) float dot32_f32(int64_t n, const float *restrict x,
                                                              const float *restrict y)
 {
@@ -154,11 +153,6 @@ static inline __attribute__((always_inline)) float dot32_f32(int64_t n, const fl
         for (int l = 0; l < w; l++)
             acc[l] += acc[l + w];
     return acc[0] + tail;
-}
-
-SG_HOT static float dot_f32(int64_t n, const float *restrict x, const float *restrict y)
-{
-    return dot32_f32(n, x, y);
 }
 
 /* One batch row of the additive scores: t_j = tanh(q + K_j), e_j = v . t_j for its S
@@ -365,6 +359,37 @@ CONTEXT_BWD_ROW(float, f32, dot32_f32, SG_HOT)
 CONTEXT_BWD_ROW(double, f64, dot_f64, )
 #undef CONTEXT_BWD_ROW
 
+/* One batch row of the dot scores e_j = K_j . q and of their backward dq += de_j K_j,
+ * dK_j += de_j q: a clone per row (f32), the dot inlined. */
+#define DOT_ROWS(T, SUF, DOT, ATTR)                                                          \
+    ATTR static void dot_fwd_row_##SUF(int64_t S, int64_t A, const T *restrict qb,            \
+                                       const T *restrict Kb, const uint8_t *vb,              \
+                                       T *restrict eb)                                       \
+    {                                                                                        \
+        for (int64_t j = 0; j < S; j++)                                                      \
+            eb[j] = !vb || vb[j] ? DOT(A, Kb + j * A, qb) : 0;                               \
+    }                                                                                        \
+    ATTR static void dot_bwd_row_##SUF(int64_t S, int64_t A, const T *restrict qb,            \
+                                       const T *restrict Kb, const uint8_t *vb,              \
+                                       const T *restrict deb, T *restrict dqb,               \
+                                       T *restrict dKb)                                      \
+    {                                                                                        \
+        for (int64_t j = 0; j < S; j++) {                                                    \
+            if ((vb && !vb[j]) || deb[j] == 0)                                               \
+                continue;                                                                    \
+            const T g = deb[j], *kj = Kb + j * A;                                            \
+            if (dqb)                                                                         \
+                for (int64_t a = 0; a < A; a++)                                              \
+                    dqb[a] += g * kj[a];                                                     \
+            if (dKb)                                                                         \
+                for (int64_t a = 0; a < A; a++)                                              \
+                    dKb[j * A + a] += g * qb[a];                                             \
+        }                                                                                    \
+    }
+DOT_ROWS(float, f32, dot32_f32, SG_HOT)
+DOT_ROWS(double, f64, dot_f64, )
+#undef DOT_ROWS
+
 /* out[a] += sum over rows j (in order) of w_j x[j, a], skipping masked rows and w_j = 0:
  * the additive energy vector's gradient, sum_j de_j t_j over every key of the batch. */
 #define WEIGHTED_ROW_SUM(T, SUF, ATTR)                                                       \
@@ -432,10 +457,8 @@ WEIGHTED_ROW_SUM(double, f64, )
         PAR_SETUP(B * S * A);                                                                \
         PAR_FOR                                                                              \
         for (int64_t b = 0; b < B; b++)                                                      \
-            for (int64_t j = 0; j < S; j++) {                                                \
-                int64_t bj = b * S + j;                                                      \
-                e[bj] = !valid || valid[bj] ? dot_##SUF(A, K + bj * A, q + b * A) : 0;       \
-            }                                                                                \
+            dot_fwd_row_##SUF(S, A, q + b * A, K + b * S * A, valid ? valid + b * S : NULL,   \
+                              e + b * S);                                                    \
     }                                                                                        \
     /* e = K q:  dq += de K;  dK += de q */                                                  \
     static void dot_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,        \
@@ -444,19 +467,8 @@ WEIGHTED_ROW_SUM(double, f64, )
         PAR_SETUP(B * S * A);                                                                \
         PAR_FOR                                                                              \
         for (int64_t b = 0; b < B; b++)                                                      \
-            for (int64_t j = 0; j < S; j++) {                                                \
-                int64_t bj = b * S + j;                                                      \
-                if ((valid && !valid[bj]) || de[bj] == 0)                                    \
-                    continue;                                                                \
-                T g = de[bj];                                                                \
-                const T *qb = q + b * A, *kj = K + bj * A;                                   \
-                if (dq)                                                                      \
-                    for (int64_t a = 0; a < A; a++)                                          \
-                        dq[b * A + a] += g * kj[a];                                          \
-                if (dK)                                                                      \
-                    for (int64_t a = 0; a < A; a++)                                          \
-                        dK[bj * A + a] += g * qb[a];                                         \
-            }                                                                                \
+            dot_bwd_row_##SUF(S, A, q + b * A, K + b * S * A, valid ? valid + b * S : NULL,   \
+                              de + b * S, dq ? dq + b * A : NULL, dK ? dK + b * S * A : NULL); \
     }                                                                                        \
     /* a = softmax over valid j; w = a G (G = Gaussian around pos, or 1); c = sum_j w_j V_j */ \
     static void context_fwd_##SUF(int64_t B, int64_t S, int64_t D, const T *e, const T *V,    \
