@@ -224,7 +224,9 @@ static void *dec_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *src_
     sg_attn_memory base;
     if (sg_luong_attention_precompute(enc, &z->att, sg_contiguous(enc, hbar), src_len, NULL,
                                       &base) != SG_OK ||
-        sg__attn_rows_init(&d->mem, enc, &base, false) != SG_OK)
+        /* a beam's hypotheses read their sentence's memory through a row map; local
+         * windows need a copy per row (their positions are per row) */
+        sg__attn_rows_init(&d->mem, enc, &base, z->att.align == SG_LUONG_GLOBAL) != SG_OK)
         goto fail;
     d->feed = sg_zeros(enc, hbar->dtype, 2, (int64_t[]){B, z->H});
     if (!d->feed)

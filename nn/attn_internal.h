@@ -18,13 +18,16 @@ SG_INTERNAL bool sg__attn_check_query(sg_graph *g, const char *op, const sg_attn
 SG_INTERNAL uint8_t *sg__key_validity(sg_graph *g, const char *op, int64_t B, int64_t Lk,
                                       sg_tensor *lengths, sg_tensor *mask, bool *ok);
 
-/* sg_attn_additive_scores / sg_attn_context where query row b reads memory row rows[b]
+/* sg_attn_additive_scores / sg_attn_dot_scores / sg_attn_context where query row b reads
+ * memory row rows[b]
  * (keys / values [Bm, S, *], valid [Bm, S]); only without gradients (decoding): SG_EINVAL
  * if the op would be recorded, SG_ERANGE for a row outside [0, Bm). rows NULL: the public
  * ops. */
 SG_INTERNAL sg_tensor *sg__attn_additive_scores_rows(sg_graph *g, sg_tensor *q, sg_tensor *keys,
                                                      sg_tensor *v, const uint8_t *valid,
                                                      const int64_t *rows);
+SG_INTERNAL sg_tensor *sg__attn_dot_scores_rows(sg_graph *g, sg_tensor *q, sg_tensor *keys,
+                                                const uint8_t *valid, const int64_t *rows);
 SG_INTERNAL sg_tensor *sg__attn_context_rows(sg_graph *g, sg_tensor *scores, sg_tensor *values,
                                              const uint8_t *valid, const int64_t *rows,
                                              sg_tensor *pos, double sigma, sg_tensor **weights);

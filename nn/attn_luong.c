@@ -126,9 +126,9 @@ sg_tensor *sg_luong_attention_step(sg_graph *g, const sg_luong_attention *m,
         return sg_graph_fail(g, SG_EINVAL, "%s: module or precomputed memory is missing", op);
     if (t < 0)
         return sg_graph_fail(g, SG_EINVAL, "%s: step t = %lld must be >= 0", op, (long long)t);
-    if (mem->rows)
-        return sg_graph_fail(g, SG_EINVAL, "%s: the memory has a row map (additive attention "
-                                           "only)", op);
+    if (mem->rows && m->align != SG_LUONG_GLOBAL)
+        return sg_graph_fail(g, SG_EINVAL, "%s: the memory has a row map (global alignment "
+                                           "only: local windows need each row's length)", op);
     int64_t H = m->hidden, B = mem->B;
     if (!sg__attn_check_query(g, op, mem, h_t, H))
         return NULL;
@@ -158,9 +158,10 @@ sg_tensor *sg_luong_attention_step(sg_graph *g, const sg_luong_attention *m,
     sg_tensor *e;
     if (m->score == SG_LUONG_CONCAT) {
         sg_tensor *q = sg_linear(g, h_t, sg_narrow(g, m->W_a, 1, 0, H), NULL); /* [B, A] */
-        e = sg_attn_additive_scores(g, q, mem->keys, m->v, valid);
+        e = sg__attn_additive_scores_rows(g, q, mem->keys, m->v, valid, mem->rows);
     } else {
-        e = sg_attn_dot_scores(g, h_t, mem->keys, valid);
+        e = sg__attn_dot_scores_rows(g, h_t, mem->keys, valid, mem->rows);
     }
-    return sg_attn_context(g, e, mem->values, valid, pos, (double)m->window / 2.0, weights);
+    return sg__attn_context_rows(g, e, mem->values, valid, mem->rows, pos,
+                                 (double)m->window / 2.0, weights);
 }

@@ -452,13 +452,15 @@ WEIGHTED_ROW_SUM(double, f64, )
             weighted_row_sum_##SUF(B * S, A, t, valid, de, dv);                              \
     }                                                                                        \
     static void dot_fwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,        \
-                              const uint8_t *valid, T *e)                                    \
+                              const uint8_t *valid, const int64_t *rows, T *e)               \
     {                                                                                        \
         PAR_SETUP(B * S * A);                                                                \
         PAR_FOR                                                                              \
-        for (int64_t b = 0; b < B; b++)                                                      \
-            dot_fwd_row_##SUF(S, A, q + b * A, K + b * S * A, valid ? valid + b * S : NULL,   \
+        for (int64_t b = 0; b < B; b++) {                                                    \
+            int64_t r = rows ? rows[b] : b; /* the key row, as in additive_fwd */            \
+            dot_fwd_row_##SUF(S, A, q + b * A, K + r * S * A, valid ? valid + r * S : NULL,   \
                               e + b * S);                                                    \
+        }                                                                                    \
     }                                                                                        \
     /* e = K q:  dq += de K;  dK += de q */                                                  \
     static void dot_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,        \
@@ -618,13 +620,16 @@ static void dot_bwd(sg_graph *g, sg_node *n)
         dot_bwd_f64(B, S, A, q->data, K->data, valid, e->grad, dq, dK);
 }
 
-sg_tensor *sg_attn_dot_scores(sg_graph *g, sg_tensor *q, sg_tensor *keys, const uint8_t *valid)
+sg_tensor *sg__attn_dot_scores_rows(sg_graph *g, sg_tensor *q, sg_tensor *keys,
+                                    const uint8_t *valid, const int64_t *rows)
 {
     const char *op = "sg_attn_dot_scores";
     SG_NEED(g, q, keys);
-    if (!check_qk(g, op, q, keys, false))
+    if (!check_qk(g, op, q, keys, rows != NULL) ||
+        (rows && !check_row_map(g, op, rows, q->shape[0], keys->shape[0], 2,
+                                (sg_tensor *[]){q, keys})))
         return NULL;
-    int64_t B = keys->shape[0], S = keys->shape[1], A = keys->shape[2];
+    int64_t B = q->shape[0], S = keys->shape[1], A = keys->shape[2];
     q = contig(g, q);
     keys = contig(g, keys);
     SG_NEED(q, keys);
@@ -632,14 +637,19 @@ sg_tensor *sg_attn_dot_scores(sg_graph *g, sg_tensor *q, sg_tensor *keys, const 
     if (!e)
         return NULL;
     if (q->dtype == SG_F32)
-        dot_fwd_f32(B, S, A, q->data, keys->data, valid, e->data);
+        dot_fwd_f32(B, S, A, q->data, keys->data, valid, rows, e->data);
     else
-        dot_fwd_f64(B, S, A, q->data, keys->data, valid, e->data);
+        dot_fwd_f64(B, S, A, q->data, keys->data, valid, rows, e->data);
     sg_tensor *ins[2] = {q, keys};
     sg_node *n = sg_record(g, op, dot_bwd, 2, ins, 1, &e);
     if (n)
         n->i[0] = (int64_t)(intptr_t)valid;
     return e;
+}
+
+sg_tensor *sg_attn_dot_scores(sg_graph *g, sg_tensor *q, sg_tensor *keys, const uint8_t *valid)
+{
+    return sg__attn_dot_scores_rows(g, q, keys, valid, NULL);
 }
 
 /* ---- masked softmax + Gaussian + context ----------------------------------------------- */

@@ -52,10 +52,10 @@ typedef struct sg_attn_memory {
     const uint8_t *valid;  /* [B, S] 1 = real source position */
     const int64_t *len;    /* [B] n_b (number of real positions) */
     int64_t B, S;
-    /* Optional, for decoding without gradients (additive attention only): B query rows
-     * where row b reads memory row rows[b] of values, keys, valid and len, so that a
-     * beam's hypotheses share their sentence's memory instead of a copy each. NULL: row
-     * b reads row b. The Luong step rejects it (SG_EINVAL). */
+    /* Optional, for decoding without gradients: B query rows where row b reads memory
+     * row rows[b] of values, keys, valid and len, so that a beam's hypotheses share their
+     * sentence's memory instead of a copy each. NULL: row b reads row b. The Luong step
+     * takes it with global alignment only (SG_EINVAL for local-m/p). */
     const int64_t *rows;
 } sg_attn_memory;
 

@@ -1218,7 +1218,7 @@ Test(bahdanau, threaded_kernels_match_single_thread_bitwise)
 
 /* Decoding's row map (sg_attn_memory.rows): query rows that read their sentence's memory
  * row give what copies of those rows give; with gradients it is refused, a row outside
- * the memory is an error, and the Luong step rejects a map. */
+ * the memory is an error; the Luong step takes a map with global alignment only. */
 Test(bahdanau, row_map_equals_copied_rows)
 {
     enum { BM = 3, S = 7, R = 5, HQ = 6, HK = 8, A = 5 };
@@ -1266,19 +1266,38 @@ Test(bahdanau, row_map_equals_copied_rows)
         cr_assert(strstr(sg_last_error(), "row map"), "%s", sg_last_error());
         sg_graph_free(g);
 
-        sg_luong_attention lm; /* the Luong step takes no map */
-        cr_assert_eq(sg_luong_attention_init(&lm, p, "l", SG_LUONG_GENERAL, SG_LUONG_GLOBAL, HK,
-                                             A, 2, &r),
-                     SG_OK);
-        g = sg_graph_new();
-        sg_graph_set_grad_enabled(g, false);
-        cr_assert_eq(sg_luong_attention_precompute(g, &lm, h, len, NULL, &mem), SG_OK);
-        mem.rows = rows;
-        mem.B = R;
+        /* the Luong step: with global alignment (every score), the map gives what copied
+         * rows give; a local window needs per-row copies and rejects it */
         sg_tensor *hq = sg_tensor_new(dt, 2, (int64_t[]){R, HK});
-        cr_assert_null(sg_luong_attention_step(g, &lm, &mem, hq, 0, NULL));
-        cr_assert_eq(sg_graph_status(g), SG_EINVAL);
-        sg_graph_free(g);
+        sg_tensor_normal_(hq, &r, 0, 1);
+        const sg_luong_score scores[3] = {SG_LUONG_DOT, SG_LUONG_GENERAL, SG_LUONG_CONCAT};
+        for (int k = 0; k < 4; k++) {
+            sg_luong_attention lm;
+            char name[8];
+            snprintf(name, sizeof name, "l%d", k);
+            cr_assert_eq(sg_luong_attention_init(&lm, p, name, scores[k % 3],
+                                                 k < 3 ? SG_LUONG_GLOBAL : SG_LUONG_LOCAL_M, HK,
+                                                 A, 2, &r),
+                         SG_OK, "%s", sg_last_error());
+            g = sg_graph_new();
+            sg_graph_set_grad_enabled(g, false);
+            cr_assert_eq(sg_luong_attention_precompute(g, &lm, h, len, NULL, &mem), SG_OK);
+            cr_assert_eq(sg_luong_attention_precompute(g, &lm, hc, lenc, NULL, &memc), SG_OK);
+            mem.rows = rows;
+            mem.B = R;
+            sg_tensor *la1, *lc1 = sg_luong_attention_step(g, &lm, &mem, hq, 0, &la1);
+            if (k == 3) {
+                cr_assert_null(lc1);
+                cr_assert_eq(sg_graph_status(g), SG_EINVAL);
+                cr_assert(strstr(sg_last_error(), "global alignment"), "%s", sg_last_error());
+            } else {
+                sg_tensor *la2, *lc2 = sg_luong_attention_step(g, &lm, &memc, hq, 0, &la2);
+                cr_assert(lc1 && lc2, "%s", sg_last_error());
+                tu_assert_close(lc1, lc2, tol, tol, "Luong context with a row map vs copies");
+                tu_assert_close(la1, la2, tol, tol, "Luong weights with a row map vs copies");
+            }
+            sg_graph_free(g);
+        }
         sg_tensor_free(hq);
         sg_tensor_free(h), sg_tensor_free(hc), sg_tensor_free(s);
         sg_tensor_free(len), sg_tensor_free(lenc);
