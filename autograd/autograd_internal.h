@@ -14,6 +14,8 @@ typedef struct sg_grad_pool {
 
 /* A zeroed buffer of at least bytes (64-byte aligned); NULL when out of memory. */
 SG_INTERNAL void *sg__grad_pool_get(sg_grad_pool *p, size_t bytes);
+/* sg__grad_pool_get without the zeroing (for a caller that writes all of it). */
+SG_INTERNAL void *sg__grad_pool_get_raw(sg_grad_pool *p, size_t bytes);
 /* Returns a buffer that sg__grad_pool_get gave. */
 SG_INTERNAL void sg__grad_pool_put(sg_grad_pool *p, void *buf);
 /* Frees the cached buffers of classes not handed out since the previous trim. */
@@ -74,6 +76,11 @@ typedef struct sg__operand {
 } sg__operand;
 /* W^T for a product x W^T: sg__weight_t's row-major copy when `copy` asks for one and
  * it is made, else w's own data read transposed. */
+/* sg_grad_of for a backward that will write every element of t's gradient: when t has
+ * no gradient yet and is an op's output, the pooled buffer comes unzeroed and *fresh is
+ * true (the caller must then overwrite it all, e.g. a GEMM with beta = 0, instead of
+ * adding); otherwise the existing or zeroed buffer and *fresh false. NULL as sg_grad_of. */
+SG_INTERNAL void *sg__grad_for_write(sg_graph *g, sg_tensor *t, bool *fresh);
 SG_INTERNAL sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, int64_t uses,
                                              bool copy);
 /* Makes g keep its transposed weights in home (NULL: in g itself), which must outlive

@@ -63,6 +63,14 @@ static void free_class(sg_grad_pool *p, int c)
 
 void *sg__grad_pool_get(sg_grad_pool *p, size_t bytes)
 {
+    void *buf = sg__grad_pool_get_raw(p, bytes);
+    if (buf)
+        memset(buf, 0, bytes);
+    return buf;
+}
+
+void *sg__grad_pool_get_raw(sg_grad_pool *p, size_t bytes)
+{
     int c = class_of(bytes);
     if (c >= SG__POOL_CLASSES)
         return NULL;
@@ -83,7 +91,6 @@ void *sg__grad_pool_get(sg_grad_pool *p, size_t bytes)
         b->cls = c;
     }
     p->used[b->cls] = true;
-    memset(buf_of(b), 0, bytes);
     return buf_of(b);
 }
 

@@ -227,6 +227,20 @@ void *sg_grad_of(sg_graph *g, sg_tensor *t)
     return t->grad;
 }
 
+void *sg__grad_for_write(sg_graph *g, sg_tensor *t, bool *fresh)
+{
+    *fresh = false;
+    if (!t || !t->requires_grad || t->grad || !t->node)
+        return sg_grad_of(g, t);
+    size_t bytes = grad_bytes(t);
+    t->grad = sg__grad_pool_get_raw(&g->pool, bytes);
+    if (!t->grad)
+        sg_graph_fail(g, SG_ENOMEM, "backward: cannot allocate a gradient of %zu bytes", bytes);
+    else
+        *fresh = true;
+    return t->grad;
+}
+
 sg_tensor *sg_grad_tensor(sg_graph *g, sg_tensor *t)
 {
     void *gr = sg_grad_of(g, t);

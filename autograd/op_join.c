@@ -32,10 +32,20 @@ static void join_bwd(sg_graph *g, sg_node *n)
         memcpy(shape, y->shape, sizeof shape);
         shape[dim] = stack ? 1 : x->shape[dim];
         sg__contig_strides(y->ndim, shape, xs);
-        void *dx = sg_grad_of(g, x);
+        bool fresh;
+        void *dx = sg__grad_for_write(g, x, &fresh);
         const char *dy = (const char *)y->grad + off * ys[dim] * (int64_t)es;
-        if (dx)
+        if (dx && fresh) { /* the slice is all of x's gradient: copy it */
+            sg_tensor d = {.dtype = y->dtype, .ndim = y->ndim, .data = dx};
+            sg_tensor src = {.dtype = y->dtype, .ndim = y->ndim, .data = (void *)dy};
+            memcpy(d.shape, shape, sizeof shape);
+            memcpy(src.shape, shape, sizeof shape);
+            memcpy(d.stride, xs, sizeof xs);
+            memcpy(src.stride, ys, sizeof ys);
+            sg_tensor_copy_(&d, &src); /* same shape and dtype: cannot fail */
+        } else if (dx) {
             sg__accumulate(y->dtype, dx, xs, y->ndim, shape, dy, ys);
+        }
         off += shape[dim];
     }
 }

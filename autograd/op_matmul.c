@@ -141,9 +141,11 @@ static void linear_bwd(sg_graph *g, sg_node *n)
     mat dy = {(char *)y->grad, rows, out, out, 1};
     mat X = {(char *)x->data, rows, in, row_stride(x), 1};
     mat W = {(char *)w->data, out, in, w->stride[0], w->stride[1]};
-    void *dx = sg_grad_of(g, x), *dw = sg_grad_of(g, w);
-    if (dx) /* dX += dY W */
-        gemm(y->dtype, dy, W, (mat){dx, rows, in, in, 1}, 1.0);
+    bool fresh = false;
+    void *dx = out > 0 ? sg__grad_for_write(g, x, &fresh) : sg_grad_of(g, x);
+    void *dw = sg_grad_of(g, w);
+    if (dx) /* dX += dY W (dX = dY W into a fresh buffer: no zeroing, no read) */
+        gemm(y->dtype, dy, W, (mat){dx, rows, in, in, 1}, fresh ? 0.0 : 1.0);
     if (dw) /* dW += dY^T X */
         gemm(y->dtype, mat_t(dy), X, (mat){dw, out, in, in, 1}, 1.0);
     void *db = bias ? sg_grad_of(g, bias) : NULL;
