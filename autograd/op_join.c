@@ -16,7 +16,8 @@
 #define SG_OMP_ROWS(nt)
 #endif
 
-/* Adds the slice [off, off + x's size) along dim of the output gradient into dx. */
+/* Adds the slice [off, off + x's size) along dim of the output gradient into dx (copies
+ * it when dx is new: the slice is all of it). */
 static void join_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *y = n->out[0];
