@@ -28,13 +28,94 @@ int sg_feedforward_init(sg_feedforward *m, sg_params *p, const char *prefix, int
     return SG_OK;
 }
 
+/* ReLU then dropout as one node: y = max(h, 0) keep / (1 - p). Its backward needs only y:
+ * y != 0 exactly where h > 0 and the unit was kept, and there dy/dh = 1 / (1 - p) (0
+ * elsewhere), so neither the activation nor the mask is kept (unfused: two more [tokens x
+ * F] tensors a layer). The values and the mask's draws are those of sg_relu + sg_dropout. */
+static void relu_dropout_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *h = n->in[0], *y = n->out[0];
+    void *dh = sg_grad_of(g, h);
+    if (!dh)
+        return;
+    int64_t N = sg_tensor_numel(y);
+    if (y->dtype == SG_F32) {
+        const float *yv = y->data, *dy = y->grad;
+        float *d = dh, s = (float)n->f[0];
+        for (int64_t i = 0; i < N; i++)
+            d[i] += yv[i] != 0 ? dy[i] * s : 0.0f;
+    } else {
+        const double *yv = y->data, *dy = y->grad;
+        double *d = dh, s = n->f[0];
+        for (int64_t i = 0; i < N; i++)
+            d[i] += yv[i] != 0 ? dy[i] * s : 0.0;
+    }
+}
+
+/* Masks are drawn in chunks of this many (even: the same draws as one call). */
+#define MASK_CHUNK 4096
+
+/* h is linear1's output. It is overwritten when nothing else can read it (made by the
+ * node just recorded, an sg_linear, whose backward reads its inputs only), else y is
+ * new. */
+static sg_tensor *relu_dropout(sg_graph *g, sg_tensor *h, double p, bool training, sg_rng *rng)
+{
+    const char *op = "sg_feedforward_forward";
+    SG_NEED(h);
+    bool drop = training && p > 0;
+    if (drop && !rng)
+        return sg_graph_fail(g, SG_EINVAL, "%s: dropout in training needs an rng", op);
+    if (!sg_tensor_is_contiguous(h) && !(h = sg_contiguous(g, h)))
+        return NULL;
+    const sg_node *made = h->node;
+    bool in_place = made && made == sg__graph_last_node(g) && made->n_out == 1 &&
+                    strcmp(made->name, "sg_linear") == 0;
+    sg_tensor *y;
+    if (in_place) {
+        if (!(y = sg_arena_alloc(sg_graph_arena(g), sizeof *y)))
+            return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+        memset(y, 0, sizeof *y);
+        sg__init_contiguous(y, h->dtype, h->ndim, h->shape);
+        y->data = h->data;
+    } else if (!(y = sg_empty(g, h->dtype, h->ndim, h->shape))) {
+        return NULL;
+    }
+    int64_t N = sg_tensor_numel(h);
+    double s = drop ? 1.0 / (1.0 - p) : 1.0;
+    uint8_t keep[MASK_CHUNK];
+    for (int64_t i0 = 0; i0 < N; i0 += MASK_CHUNK) {
+        int64_t n = N - i0 < MASK_CHUNK ? N - i0 : MASK_CHUNK;
+        if (drop)
+            sg_rng_keep_mask(rng, keep, n, p);
+        else
+            memset(keep, 1, (size_t)n);
+        if (h->dtype == SG_F32) {
+            const float *a = (const float *)h->data + i0;
+            float *b = (float *)y->data + i0, fs = (float)s;
+            for (int64_t i = 0; i < n; i++)
+                b[i] = keep[i] ? (a[i] > 0 ? a[i] : 0.0f) * fs : 0.0f;
+        } else {
+            const double *a = (const double *)h->data + i0;
+            double *b = (double *)y->data + i0;
+            for (int64_t i = 0; i < n; i++)
+                b[i] = keep[i] ? (a[i] > 0 ? a[i] : 0.0) * s : 0.0;
+        }
+    }
+    sg_node *n = sg_record(g, "sg_relu_dropout", relu_dropout_bwd, 1, &h, 1, &y);
+    if (n)
+        n->f[0] = s;
+    return y;
+}
+
 sg_tensor *sg_feedforward_forward(sg_graph *g, const sg_feedforward *m, sg_tensor *x,
                                   bool training, sg_rng *rng)
 {
     SG_NEED(g, m, x);
     sg_tensor *h = sg_linear_layer_forward(g, &m->linear1, x);
-    h = m->act == SG_ACT_GELU ? sg_gelu(g, h) : sg_relu(g, h);
-    h = sg_dropout(g, h, m->dropout, training, rng);
+    if (m->act == SG_ACT_GELU)
+        h = sg_dropout(g, sg_gelu(g, h), m->dropout, training, rng);
+    else
+        h = relu_dropout(g, h, m->dropout, training, rng);
     return sg_linear_layer_forward(g, &m->linear2, h);
 }
 
