@@ -67,19 +67,8 @@ static sg_tensor *relu_dropout(sg_graph *g, sg_tensor *h, double p, bool trainin
         return sg_graph_fail(g, SG_EINVAL, "%s: dropout in training needs an rng", op);
     if (!sg_tensor_is_contiguous(h) && !(h = sg_contiguous(g, h)))
         return NULL;
-    const sg_node *made = h->node;
-    bool in_place = made && made == sg__graph_last_node(g) && made->n_out == 1 &&
-                    strcmp(made->name, "sg_linear") == 0;
-    sg_tensor *y;
-    if (in_place) {
-        if (!(y = sg_arena_alloc(sg_graph_arena(g), sizeof *y)))
-            return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-        memset(y, 0, sizeof *y);
-        sg__init_contiguous(y, h->dtype, h->ndim, h->shape);
-        y->data = h->data;
-    } else if (!(y = sg_empty(g, h->dtype, h->ndim, h->shape))) {
-        return NULL;
-    }
+    sg_tensor *y = sg__output_over(g, h, sg__fresh_linear_output(g, h));
+    SG_NEED(y);
     int64_t N = sg_tensor_numel(h);
     double s = drop ? 1.0 / (1.0 - p) : 1.0;
     uint8_t keep[MASK_CHUNK];

@@ -179,6 +179,26 @@ static void dropout_bwd(sg_graph *g, sg_node *n)
     }
 }
 
+bool sg__fresh_linear_output(sg_graph *g, const sg_tensor *t)
+{
+    const sg_node *made = t->node;
+    return made && made == sg__graph_last_node(g) && made->n_out == 1 &&
+           strcmp(made->name, "sg_linear") == 0;
+}
+
+sg_tensor *sg__output_over(sg_graph *g, sg_tensor *h, bool over)
+{
+    if (!over)
+        return sg_empty(g, h->dtype, h->ndim, h->shape);
+    sg_tensor *y = sg_arena_alloc(sg_graph_arena(g), sizeof *y);
+    if (!y)
+        return sg_graph_fail(g, SG_ENOMEM, "out of memory for a tensor header");
+    memset(y, 0, sizeof *y);
+    sg__init_contiguous(y, h->dtype, h->ndim, h->shape);
+    y->data = h->data;
+    return y;
+}
+
 sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng)
 {
     SG_NEED(g, x);

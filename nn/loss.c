@@ -267,9 +267,7 @@ sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *target
     else
         *(double *)loss->data = value;
     /* logits straight from sg_linear that nothing has consumed yet (see the option) */
-    const sg_node *made = logits->node;
-    bool overwrite = o.overwrite_logits && made && made == sg__graph_last_node(g) &&
-                     made->n_out == 1 && strcmp(made->name, "sg_linear") == 0;
+    bool overwrite = o.overwrite_logits && sg__fresh_linear_output(g, logits);
     sg_tensor *ins[2] = {logits, targets};
     sg_node *n = sg_record(g, op, ce_bwd, 2, ins, 1, &loss);
     if (n) {

@@ -13,4 +13,13 @@ int sg__clip_coef(const sg_params *p, double max_norm, double *total_norm, doubl
 /* g[0..n) *= coef, f32 by an f32 coefficient as torch does */
 void sg__scale_grad(sg_dtype dt, void *g, int64_t n, double coef);
 
+/* layers.c. True when t is the output of the node just recorded on g, an sg_linear: no
+ * other op has read it, and sg_linear's backward reads only its inputs, so the next op
+ * may write its own output over t (the logits' gradient, a fused activation). */
+bool sg__fresh_linear_output(sg_graph *g, const sg_tensor *t);
+/* The output tensor of an elementwise op on h: a header over h's data when `over` (see
+ * sg__fresh_linear_output; h contiguous), else a new tensor of h's shape and dtype.
+ * NULL with SG_ENOMEM recorded on g. */
+sg_tensor *sg__output_over(sg_graph *g, sg_tensor *h, bool over);
+
 #endif

@@ -1191,33 +1191,45 @@ Test(transformer_layer, cached_decoder_step_matches_full_forward_pre_ln)
 typedef struct {
     sg_transformer_layer *m;
     sg_tensor *len;
+    bool training; /* with the same dropout masks at every evaluation */
 } layer_user;
 
 static sg_tensor *enc_layer_fn(sg_graph *g, sg_tensor *const *in, void *user)
 {
     layer_user *u = user;
-    return sg_transformer_encoder_layer_forward(g, u->m, in[0], u->len, NULL, false, NULL);
+    sg_rng r;
+    sg_rng_seed(&r, 77);
+    return sg_transformer_encoder_layer_forward(g, u->m, in[0], u->len, NULL, u->training, &r);
 }
 
 static sg_tensor *dec_layer_fn(sg_graph *g, sg_tensor *const *in, void *user)
 {
     layer_user *u = user;
-    return sg_transformer_decoder_layer_forward(g, u->m, in[0], in[1], u->len, NULL, false, NULL);
+    sg_rng r;
+    sg_rng_seed(&r, 77);
+    return sg_transformer_decoder_layer_forward(g, u->m, in[0], in[1], u->len, NULL, u->training,
+                                                &r);
 }
 
+/* post-LN encoder and pre-LN decoder layers, without and with dropout in training (the
+ * fused residual dropout and ReLU dropout) */
 Test(transformer_layer, gradcheck_encoder_and_decoder_layers)
 {
-    for (int dec = 0; dec < 2; dec++) {
+    for (int k = 0; k < 4; k++) {
+        int dec = k % 2;
+        bool train = k >= 2;
         sg_rng r;
         sg_rng_seed(&r, 50 + (uint64_t)dec);
         sg_params *p = sg_params_new(SG_F64);
         sg_transformer_layer m;
-        cr_assert_eq(sg_transformer_layer_init(&m, p, "l", dec, 4, 2, 6, 0.0, dec == 1, &r), SG_OK);
+        cr_assert_eq(sg_transformer_layer_init(&m, p, "l", dec, 4, 2, 6, train ? 0.3 : 0.0,
+                                               dec == 1, &r),
+                     SG_OK);
         sg_params_uniform_(p, &r, -0.7, 0.7);
         sg_tensor *x = tu_rand64(&r, -1, 1, 3, (int64_t)2, (int64_t)3, (int64_t)4);
         sg_tensor *mem = tu_rand64(&r, -1, 1, 3, (int64_t)2, (int64_t)3, (int64_t)4);
         sg_tensor *len = lengths_of(2, (int64_t[]){3, 2});
-        layer_user u = {&m, len};
+        layer_user u = {&m, len, train};
         sg_tensor *in[40] = {x, mem};
         int n = dec ? 2 : 1;
         for (int i = 0; i < sg_params_count(p); i++)
