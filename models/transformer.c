@@ -185,7 +185,8 @@ static sg_tensor *sub_out(sg_graph *g, sg_model *m, const sg_layernorm *n, sg_te
                           sg_tensor *fx)
 {
     const transformer *net = m->impl;
-    sg_tensor *y = sg_add(g, x, drop(g, m, fx));
+    /* fx (out_proj's or linear2's output) is not read again: the sum may reuse it */
+    sg_tensor *y = sg_dropout_add(g, x, fx, m->cfg.dropout, m->training, &m->rng, true);
     return net->pre ? y : sg_layernorm_forward(g, n, y);
 }
 

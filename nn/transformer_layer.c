@@ -47,77 +47,6 @@ int sg_transformer_layer_init(sg_transformer_layer *m, sg_params *p, const char 
     return SG_OK;
 }
 
-/* s = x + dropout(z) as one node, written over z when z is a fresh sg_linear output (a
- * sub-layer's out_proj or linear2): neither z nor dropout(z) is kept, only the mask (a
- * byte an element) in training. The same values and draws as sg_dropout + sg_add. */
-static void dropout_add_bwd(sg_graph *g, sg_node *n)
-{
-    sg_tensor *x = n->in[0], *z = n->in[1], *s = n->out[0];
-    int64_t N = sg_tensor_numel(s);
-    void *dx = sg_grad_of(g, x), *dz = sg_grad_of(g, z);
-    const uint8_t *keep = n->saved;
-    double sc = n->f[0];
-    if (s->dtype == SG_F32) {
-        const float *ds = s->grad;
-        float *a = dx, *b = dz, fs = (float)sc;
-        for (int64_t i = 0; a && i < N; i++)
-            a[i] += ds[i];
-        for (int64_t i = 0; b && i < N; i++)
-            if (!keep || keep[i])
-                b[i] += keep ? ds[i] * fs : ds[i];
-    } else {
-        const double *ds = s->grad;
-        double *a = dx, *b = dz;
-        for (int64_t i = 0; a && i < N; i++)
-            a[i] += ds[i];
-        for (int64_t i = 0; b && i < N; i++)
-            if (!keep || keep[i])
-                b[i] += keep ? ds[i] * sc : ds[i];
-    }
-}
-
-static sg_tensor *dropout_add(sg_graph *g, sg_tensor *x, sg_tensor *z, double p, bool training,
-                              sg_rng *rng)
-{
-    const char *op = "sg_transformer_layer";
-    SG_NEED(g, x, z);
-    bool drop = training && p > 0;
-    if (drop && !rng)
-        return sg_graph_fail(g, SG_EINVAL, "%s: dropout in training needs an rng", op);
-    if (!sg_tensor_same_shape(x, z) || x->dtype != z->dtype)
-        return sg_graph_fail(g, SG_ESHAPE, "%s: residual %s and sub-layer output %s differ", op,
-                             SG_SHAPE(x), SG_SHAPE(z));
-    if ((!sg_tensor_is_contiguous(x) && !(x = sg_contiguous(g, x))) ||
-        (!sg_tensor_is_contiguous(z) && !(z = sg_contiguous(g, z))))
-        return NULL;
-    int64_t N = sg_tensor_numel(z);
-    uint8_t *keep = drop ? sg_arena_alloc(sg_graph_arena(g), (size_t)(N ? N : 1)) : NULL;
-    sg_tensor *s = sg__output_over(g, z, sg__fresh_linear_output(g, z));
-    if ((drop && !keep) || !s)
-        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-    double sc = drop ? 1.0 / (1.0 - p) : 1.0;
-    if (drop)
-        sg_rng_keep_mask(rng, keep, N, p);
-    if (z->dtype == SG_F32) {
-        const float *a = x->data, *b = z->data;
-        float *o = s->data, fs = (float)sc;
-        for (int64_t i = 0; i < N; i++)
-            o[i] = a[i] + (!keep ? b[i] : keep[i] ? b[i] * fs : 0.0f);
-    } else {
-        const double *a = x->data, *b = z->data;
-        double *o = s->data;
-        for (int64_t i = 0; i < N; i++)
-            o[i] = a[i] + (!keep ? b[i] : keep[i] ? b[i] * sc : 0.0);
-    }
-    sg_tensor *ins[2] = {x, z};
-    sg_node *n = sg_record(g, "sg_dropout_add", dropout_add_bwd, 2, ins, 1, &s);
-    if (n) {
-        n->saved = keep;
-        n->f[0] = sc;
-    }
-    return s;
-}
-
 /* One residual sub-layer: post-LN x = norm(x + drop(f(x))), pre-LN x = x + drop(f(norm(x))).
  * f is given as the sub-layer's output for input `in` computed by the caller. */
 typedef sg_tensor *(*sublayer_fn)(sg_graph *g, const void *ctx, sg_tensor *in);
@@ -127,7 +56,7 @@ static sg_tensor *residual(sg_graph *g, const sg_transformer_layer *m, const sg_
                            sg_rng *rng)
 {
     sg_tensor *in = m->norm_first ? sg_layernorm_forward(g, norm, x) : x;
-    sg_tensor *s = dropout_add(g, x, f(g, ctx, in), m->dropout, training, rng);
+    sg_tensor *s = sg_dropout_add(g, x, f(g, ctx, in), m->dropout, training, rng, true);
     return m->norm_first ? s : sg_layernorm_forward(g, norm, s);
 }
 

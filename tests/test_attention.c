@@ -980,6 +980,70 @@ Test(feedforward, fused_relu_dropout_equals_relu_then_dropout)
         }
 }
 
+/* sg_dropout_add = sg_add(x, sg_dropout(z)) exactly (values and gradients, f32 and f64,
+ * training and evaluation), with z straight from sg_linear written over (reuse_z) or not;
+ * bad probability, shapes and dtypes are errors. */
+Test(layers, dropout_add_equals_add_of_dropout)
+{
+    for (int k = 0; k < 8; k++) {
+        sg_dtype dt = k & 1 ? SG_F64 : SG_F32;
+        bool train = k & 2, reuse = k & 4;
+        sg_rng r;
+        sg_rng_seed(&r, 9);
+        sg_tensor *x = sg_tensor_new(dt, 2, (int64_t[]){33, 7});
+        sg_tensor *a = sg_tensor_new(dt, 2, (int64_t[]){33, 5});
+        sg_tensor *w = sg_tensor_new(dt, 2, (int64_t[]){7, 5});
+        sg_tensor *leaves[3] = {x, a, w}, *grads[2][3], *outs[2];
+        for (int i = 0; i < 3; i++) {
+            sg_tensor_normal_(leaves[i], &r, 0, 1);
+            sg_tensor_set_requires_grad(leaves[i], true);
+        }
+        sg_graph *gs[2];
+        for (int fused = 0; fused < 2; fused++) {
+            sg_graph *g = gs[fused] = sg_graph_new();
+            sg_rng dr;
+            sg_rng_seed(&dr, 3);
+            sg_tensor *z = sg_linear(g, a, w, NULL);
+            sg_tensor *s = fused ? sg_dropout_add(g, x, z, 0.4, train, &dr, reuse)
+                                 : sg_add(g, x, sg_dropout(g, z, 0.4, train, &dr));
+            cr_assert(s, "%s", sg_last_error());
+            outs[fused] = s;
+            cr_assert_eq(sg_backward(g, sg_sum_all(g, sg_mul(g, s, s))), SG_OK);
+            for (int i = 0; i < 3; i++) {
+                grads[fused][i] = sg_tensor_from_buffer(dt, 2, leaves[i]->shape, leaves[i]->grad);
+                sg_tensor_zero_grad(leaves[i]);
+            }
+        }
+        tu_assert_close(outs[1], outs[0], 0, 0, "sg_dropout_add output");
+        for (int i = 0; i < 3; i++) {
+            tu_assert_close(grads[1][i], grads[0][i], 0, 0, "sg_dropout_add gradient");
+            sg_tensor_free(grads[0][i]);
+            sg_tensor_free(grads[1][i]);
+        }
+        if (k == 0) { /* errors */
+            sg_graph *g = sg_graph_new();
+            sg_tensor *z5 = sg_linear(g, a, w, NULL);
+            cr_assert_null(sg_dropout_add(g, a, z5, 0.1, true, &r, false));
+            cr_assert_eq(sg_graph_status(g), SG_ESHAPE);
+            sg_graph_free(g);
+            g = sg_graph_new();
+            cr_assert_null(sg_dropout_add(g, x, x, 1.0, true, &r, false));
+            cr_assert_eq(sg_graph_status(g), SG_EINVAL);
+            sg_graph_free(g);
+            g = sg_graph_new();
+            sg_tensor *x64 = sg_tensor_new(SG_F64, 2, (int64_t[]){33, 7});
+            cr_assert_null(sg_dropout_add(g, x64, x, 0.1, true, &r, false));
+            cr_assert_eq(sg_graph_status(g), SG_EDTYPE);
+            sg_tensor_free(x64);
+            sg_graph_free(g);
+        }
+        sg_graph_free(gs[0]);
+        sg_graph_free(gs[1]);
+        for (int i = 0; i < 3; i++)
+            sg_tensor_free(leaves[i]);
+    }
+}
+
 /* ---- small shapes ------------------------------------------------------------------------- */
 
 Test(bahdanau, single_position_source_returns_that_vector)
