@@ -1,7 +1,9 @@
 /* feedforward.c - the transformer feed-forward block (MODELS.md 7.4) and GELU. */
 #include "attn_internal.h"
+#include "fastmath.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 int sg_feedforward_init(sg_feedforward *m, sg_params *p, const char *prefix, int64_t d,
@@ -31,33 +33,57 @@ int sg_feedforward_init(sg_feedforward *m, sg_params *p, const char *prefix, int
 /* ReLU then dropout as one node: y = max(h, 0) keep / (1 - p). Its backward needs only y:
  * y != 0 exactly where h > 0 and the unit was kept, and there dy/dh = 1 / (1 - p) (0
  * elsewhere), so neither the activation nor the mask is kept (unfused: two more [tokens x
- * F] tensors a layer). The values and the mask's draws are those of sg_relu + sg_dropout. */
+ * F] tensors a layer). The values and the mask's draws are those of sg_relu + sg_dropout.
+ * The kernels are CPU clones; the forward may write over its input (b == a), which ivdep
+ * lets the compiler vectorise anyway (each element is read before it is written). */
+#define RELU_DROP_KERNELS(T, SUF, ATTR)                                                      \
+    ATTR static void relu_drop_fwd_##SUF(int64_t n, const T *a, T *b, const uint8_t *keep,    \
+                                         T s)                                                \
+    {                                                                                        \
+        _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) b[i] =                          \
+            keep[i] ? (a[i] > 0 ? a[i] : (T)0) * s : (T)0;                                   \
+    }                                                                                        \
+    ATTR static void relu_drop_bwd_##SUF(int64_t n, const T *restrict y, const T *restrict dy, \
+                                         T *restrict d, T s)                                 \
+    {                                                                                        \
+        for (int64_t i = 0; i < n; i++)                                                      \
+            d[i] += y[i] != 0 ? dy[i] * s : (T)0;                                            \
+    }
+RELU_DROP_KERNELS(float, f32, SG_HOT)
+RELU_DROP_KERNELS(double, f64, )
+#undef RELU_DROP_KERNELS
+
+/* Elements are independent: ranges of them split over threads when there are many. */
+#ifdef _OPENMP
+#define PAR_RANGES(nt) _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
+#else
+#define PAR_RANGES(nt)
+#endif
+#define RANGE (1 << 15)
+
 static void relu_dropout_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *h = n->in[0], *y = n->out[0];
     void *dh = sg_grad_of(g, h);
     if (!dh)
         return;
-    int64_t N = sg_tensor_numel(y);
-    if (y->dtype == SG_F32) {
-        const float *yv = y->data, *dy = y->grad;
-        float *d = dh, s = (float)n->f[0];
-        for (int64_t i = 0; i < N; i++)
-            d[i] += yv[i] != 0 ? dy[i] * s : 0.0f;
-    } else {
-        const double *yv = y->data, *dy = y->grad;
-        double *d = dh, s = n->f[0];
-        for (int64_t i = 0; i < N; i++)
-            d[i] += yv[i] != 0 ? dy[i] * s : 0.0;
+    int64_t N = sg_tensor_numel(y), nr = (N + RANGE - 1) / RANGE;
+    int nt = nr > 1 ? sg__threads() : 1;
+    PAR_RANGES(nt)
+    for (int64_t r = 0; r < nr; r++) {
+        int64_t i0 = r * RANGE, m = N - i0 < RANGE ? N - i0 : RANGE;
+        if (y->dtype == SG_F32)
+            relu_drop_bwd_f32(m, (const float *)y->data + i0, (const float *)y->grad + i0,
+                              (float *)dh + i0, (float)n->f[0]);
+        else
+            relu_drop_bwd_f64(m, (const double *)y->data + i0, (const double *)y->grad + i0,
+                              (double *)dh + i0, n->f[0]);
     }
 }
 
-/* Masks are drawn in chunks of this many (even: the same draws as one call). */
-#define MASK_CHUNK 4096
-
 /* h is linear1's output. It is overwritten when nothing else can read it (made by the
  * node just recorded, an sg_linear, whose backward reads its inputs only), else y is
- * new. */
+ * new. The mask is drawn whole (serially, as sg_dropout does) into a temporary. */
 static sg_tensor *relu_dropout(sg_graph *g, sg_tensor *h, double p, bool training, sg_rng *rng)
 {
     const char *op = "sg_feedforward_forward";
@@ -69,27 +95,28 @@ static sg_tensor *relu_dropout(sg_graph *g, sg_tensor *h, double p, bool trainin
         return NULL;
     sg_tensor *y = sg__output_over(g, h, sg__fresh_linear_output(g, h));
     SG_NEED(y);
-    int64_t N = sg_tensor_numel(h);
+    int64_t N = sg_tensor_numel(h), nr = (N + RANGE - 1) / RANGE;
+    uint8_t *keep = malloc((size_t)(N ? N : 1));
+    if (!keep)
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory for a %lld-element mask", op,
+                             (long long)N);
+    if (drop)
+        sg_rng_keep_mask(rng, keep, N, p);
+    else
+        memset(keep, 1, (size_t)N);
     double s = drop ? 1.0 / (1.0 - p) : 1.0;
-    uint8_t keep[MASK_CHUNK];
-    for (int64_t i0 = 0; i0 < N; i0 += MASK_CHUNK) {
-        int64_t n = N - i0 < MASK_CHUNK ? N - i0 : MASK_CHUNK;
-        if (drop)
-            sg_rng_keep_mask(rng, keep, n, p);
+    int nt = nr > 1 ? sg__threads() : 1;
+    PAR_RANGES(nt)
+    for (int64_t r = 0; r < nr; r++) {
+        int64_t i0 = r * RANGE, m = N - i0 < RANGE ? N - i0 : RANGE;
+        if (h->dtype == SG_F32)
+            relu_drop_fwd_f32(m, (const float *)h->data + i0, (float *)y->data + i0, keep + i0,
+                              (float)s);
         else
-            memset(keep, 1, (size_t)n);
-        if (h->dtype == SG_F32) {
-            const float *a = (const float *)h->data + i0;
-            float *b = (float *)y->data + i0, fs = (float)s;
-            for (int64_t i = 0; i < n; i++)
-                b[i] = keep[i] ? (a[i] > 0 ? a[i] : 0.0f) * fs : 0.0f;
-        } else {
-            const double *a = (const double *)h->data + i0;
-            double *b = (double *)y->data + i0;
-            for (int64_t i = 0; i < n; i++)
-                b[i] = keep[i] ? (a[i] > 0 ? a[i] : 0.0) * s : 0.0;
-        }
+            relu_drop_fwd_f64(m, (const double *)h->data + i0, (double *)y->data + i0, keep + i0,
+                              s);
     }
+    free(keep);
     sg_node *n = sg_record(g, "sg_relu_dropout", relu_dropout_bwd, 1, &h, 1, &y);
     if (n)
         n->f[0] = s;

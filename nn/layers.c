@@ -1,5 +1,6 @@
 /* layers.c - Linear, Embedding, Dropout. */
 #include "nn_internal.h"
+#include "fastmath.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -238,30 +239,61 @@ sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng
     return y;
 }
 
-/* s = x + dropout(z): ds flows to x whole, to z through the mask (scaled) */
+/* s = x + dropout(z): ds flows to x whole, to z through the mask (scaled; keep NULL: no
+ * dropout). CPU clones; the forward may write over z (o == b), which ivdep lets the
+ * compiler vectorise (each element is read before it is written). */
+#define DROPOUT_ADD_KERNELS(T, SUF, ATTR)                                                    \
+    ATTR static void dropout_add_fwd_##SUF(int64_t n, const T *a, const T *b, T *o,           \
+                                           const uint8_t *keep, T s)                         \
+    {                                                                                        \
+        if (keep)                                                                            \
+            _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) o[i] =                      \
+                a[i] + (keep[i] ? b[i] * s : (T)0);                                          \
+        else                                                                                 \
+            _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) o[i] = a[i] + b[i];         \
+    }                                                                                        \
+    ATTR static void dropout_add_bwd_##SUF(int64_t n, const T *restrict ds, T *restrict dx,   \
+                                           T *restrict dz, const uint8_t *keep, T s)         \
+    {                                                                                        \
+        if (dx)                                                                              \
+            for (int64_t i = 0; i < n; i++)                                                  \
+                dx[i] += ds[i];                                                              \
+        if (dz && keep)                                                                      \
+            for (int64_t i = 0; i < n; i++)                                                  \
+                dz[i] += keep[i] ? ds[i] * s : (T)0;                                         \
+        else if (dz)                                                                         \
+            for (int64_t i = 0; i < n; i++)                                                  \
+                dz[i] += ds[i];                                                              \
+    }
+DROPOUT_ADD_KERNELS(float, f32, SG_HOT)
+DROPOUT_ADD_KERNELS(double, f64, )
+#undef DROPOUT_ADD_KERNELS
+
+/* Elements are independent: ranges of them split over threads when there are many. */
+#ifdef _OPENMP
+#define PAR_RANGES(nt) _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
+#else
+#define PAR_RANGES(nt)
+#endif
+#define RANGE (1 << 15)
+
 static void dropout_add_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *x = n->in[0], *z = n->in[1], *s = n->out[0];
-    int64_t N = sg_tensor_numel(s);
-    void *dx = sg_grad_of(g, x), *dz = sg_grad_of(g, z);
+    int64_t N = sg_tensor_numel(s), nr = (N + RANGE - 1) / RANGE;
+    char *dx = sg_grad_of(g, x), *dz = sg_grad_of(g, z);
     const uint8_t *keep = n->saved;
-    double sc = n->f[0];
-    if (s->dtype == SG_F32) {
-        const float *ds = s->grad;
-        float *a = dx, *b = dz, fs = (float)sc;
-        for (int64_t i = 0; a && i < N; i++)
-            a[i] += ds[i];
-        for (int64_t i = 0; b && i < N; i++)
-            if (!keep || keep[i])
-                b[i] += keep ? ds[i] * fs : ds[i];
-    } else {
-        const double *ds = s->grad;
-        double *a = dx, *b = dz;
-        for (int64_t i = 0; a && i < N; i++)
-            a[i] += ds[i];
-        for (int64_t i = 0; b && i < N; i++)
-            if (!keep || keep[i])
-                b[i] += keep ? ds[i] * sc : ds[i];
+    size_t es = sg_dtype_size(s->dtype);
+    int nt = nr > 1 ? sg__threads() : 1;
+    PAR_RANGES(nt)
+    for (int64_t r = 0; r < nr; r++) {
+        int64_t i0 = r * RANGE, m = N - i0 < RANGE ? N - i0 : RANGE;
+        void *a = dx ? dx + (size_t)i0 * es : NULL, *b = dz ? dz + (size_t)i0 * es : NULL;
+        const uint8_t *k = keep ? keep + i0 : NULL;
+        if (s->dtype == SG_F32)
+            dropout_add_bwd_f32(m, (const float *)s->grad + i0, a, b, k, (float)n->f[0]);
+        else
+            dropout_add_bwd_f64(m, (const double *)s->grad + i0, a, b, k, n->f[0]);
     }
 }
 
@@ -294,16 +326,18 @@ sg_tensor *sg_dropout_add(sg_graph *g, sg_tensor *x, sg_tensor *z, double p, boo
     double sc = drop ? 1.0 / (1.0 - p) : 1.0;
     if (drop)
         sg_rng_keep_mask(rng, keep, N, p);
-    if (z->dtype == SG_F32) {
-        const float *a = x->data, *b = z->data;
-        float *o = s->data, fs = (float)sc;
-        for (int64_t i = 0; i < N; i++)
-            o[i] = a[i] + (!keep ? b[i] : keep[i] ? b[i] * fs : 0.0f);
-    } else {
-        const double *a = x->data, *b = z->data;
-        double *o = s->data;
-        for (int64_t i = 0; i < N; i++)
-            o[i] = a[i] + (!keep ? b[i] : keep[i] ? b[i] * sc : 0.0);
+    int64_t nr = (N + RANGE - 1) / RANGE;
+    int nt = nr > 1 ? sg__threads() : 1;
+    PAR_RANGES(nt)
+    for (int64_t r = 0; r < nr; r++) {
+        int64_t i0 = r * RANGE, m = N - i0 < RANGE ? N - i0 : RANGE;
+        const uint8_t *k = keep ? keep + i0 : NULL;
+        if (z->dtype == SG_F32)
+            dropout_add_fwd_f32(m, (const float *)x->data + i0, (const float *)z->data + i0,
+                                (float *)s->data + i0, k, (float)sc);
+        else
+            dropout_add_fwd_f64(m, (const double *)x->data + i0, (const double *)z->data + i0,
+                                (double *)s->data + i0, k, sc);
     }
     sg_tensor *ins[2] = {x, z};
     sg_node *n = sg_record(g, "sg_dropout_add", dropout_add_bwd, 2, ins, 1, &s);

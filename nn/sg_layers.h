@@ -50,8 +50,9 @@ SG_API sg_tensor *sg_embedding_lookup(sg_graph *g, sg_tensor *table, sg_tensor *
  * from rng; identity (x itself) when !training or p == 0. SG_EINVAL for p outside
  * [0, 1). */
 SG_API sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng);
-/* x + sg_dropout(z) (a residual connection) as one node: the same values and draws, but
- * the backward keeps only the mask (a byte an element), not z's dropped copy. With
+/* x + sg_dropout(z) (a residual connection) as one node: the same draws and values (up
+ * to one rounding: x + z / (1 - p) is one multiply-add where the CPU has FMA), but the
+ * backward keeps only the mask (a byte an element), not z's dropped copy. With
  * reuse_z the caller promises not to read z afterwards: when z is the output of the op
  * recorded just before (an sg_linear, which nothing else has read), the result is
  * written over it. The result is owned by g. SG_EINVAL as sg_dropout, SG_ESHAPE /

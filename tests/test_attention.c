@@ -980,9 +980,9 @@ Test(feedforward, fused_relu_dropout_equals_relu_then_dropout)
         }
 }
 
-/* sg_dropout_add = sg_add(x, sg_dropout(z)) exactly (values and gradients, f32 and f64,
- * training and evaluation), with z straight from sg_linear written over (reuse_z) or not;
- * bad probability, shapes and dtypes are errors. */
+/* sg_dropout_add = sg_add(x, sg_dropout(z)) (values and gradients to one rounding, f32
+ * and f64, training and evaluation), with z straight from sg_linear written over
+ * (reuse_z) or not; bad probability, shapes and dtypes are errors. */
 Test(layers, dropout_add_equals_add_of_dropout)
 {
     for (int k = 0; k < 8; k++) {
@@ -1014,9 +1014,10 @@ Test(layers, dropout_add_equals_add_of_dropout)
                 sg_tensor_zero_grad(leaves[i]);
             }
         }
-        tu_assert_close(outs[1], outs[0], 0, 0, "sg_dropout_add output");
+        double tol = dt == SG_F32 ? 2e-7 : 1e-15; /* one rounding: a fused multiply-add */
+        tu_assert_close(outs[1], outs[0], tol, tol, "sg_dropout_add output");
         for (int i = 0; i < 3; i++) {
-            tu_assert_close(grads[1][i], grads[0][i], 0, 0, "sg_dropout_add gradient");
+            tu_assert_close(grads[1][i], grads[0][i], 4 * tol, 4 * tol, "sg_dropout_add gradient");
             sg_tensor_free(grads[0][i]);
             sg_tensor_free(grads[1][i]);
         }
