@@ -290,10 +290,17 @@ static void dropout_add_bwd(sg_graph *g, sg_node *n)
         int64_t i0 = r * RANGE, m = N - i0 < RANGE ? N - i0 : RANGE;
         void *a = dx ? dx + (size_t)i0 * es : NULL, *b = dz ? dz + (size_t)i0 * es : NULL;
         const uint8_t *k = keep ? keep + i0 : NULL;
-        if (s->dtype == SG_F32)
-            dropout_add_bwd_f32(m, (const float *)s->grad + i0, a, b, k, (float)n->f[0]);
-        else
-            dropout_add_bwd_f64(m, (const double *)s->grad + i0, a, b, k, n->f[0]);
+        /* x and z the same tensor: one gradient, taken in two calls (restrict) */
+        void *b1 = a == b ? NULL : b, *b2 = a == b ? b : NULL;
+        if (s->dtype == SG_F32) {
+            dropout_add_bwd_f32(m, (const float *)s->grad + i0, a, b1, k, (float)n->f[0]);
+            if (b2)
+                dropout_add_bwd_f32(m, (const float *)s->grad + i0, NULL, b2, k, (float)n->f[0]);
+        } else {
+            dropout_add_bwd_f64(m, (const double *)s->grad + i0, a, b1, k, n->f[0]);
+            if (b2)
+                dropout_add_bwd_f64(m, (const double *)s->grad + i0, NULL, b2, k, n->f[0]);
+        }
     }
 }
 

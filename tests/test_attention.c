@@ -1021,6 +1021,24 @@ Test(layers, dropout_add_equals_add_of_dropout)
             sg_tensor_free(grads[0][i]);
             sg_tensor_free(grads[1][i]);
         }
+        if (k == 3) { /* x + dropout(x): x and z one tensor, one gradient */
+            sg_tensor *gx[2];
+            for (int fused = 0; fused < 2; fused++) {
+                sg_graph *g = sg_graph_new();
+                sg_rng dr;
+                sg_rng_seed(&dr, 4);
+                sg_tensor *s2 = fused ? sg_dropout_add(g, x, x, 0.4, true, &dr, true)
+                                      : sg_add(g, x, sg_dropout(g, x, 0.4, true, &dr));
+                cr_assert(s2, "%s", sg_last_error());
+                cr_assert_eq(sg_backward(g, sg_sum_all(g, sg_mul(g, s2, s2))), SG_OK);
+                gx[fused] = sg_tensor_from_buffer(dt, 2, x->shape, x->grad);
+                sg_tensor_zero_grad(x);
+                sg_graph_free(g);
+            }
+            tu_assert_close(gx[1], gx[0], 1e-14, 1e-14, "x + dropout(x) gradient");
+            sg_tensor_free(gx[0]);
+            sg_tensor_free(gx[1]);
+        }
         if (k == 0) { /* errors */
             sg_graph *g = sg_graph_new();
             sg_tensor *z5 = sg_linear(g, a, w, NULL);
