@@ -53,25 +53,17 @@ RELU_DROP_KERNELS(float, f32, SG_HOT)
 RELU_DROP_KERNELS(double, f64, )
 #undef RELU_DROP_KERNELS
 
-/* Elements are independent: ranges of them split over threads when there are many. */
-#ifdef _OPENMP
-#define PAR_RANGES(nt) _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
-#else
-#define PAR_RANGES(nt)
-#endif
-#define RANGE (1 << 15)
-
 static void relu_dropout_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *h = n->in[0], *y = n->out[0];
     void *dh = sg_grad_of(g, h);
     if (!dh)
         return;
-    int64_t N = sg_tensor_numel(y), nr = (N + RANGE - 1) / RANGE;
+    int64_t N = sg_tensor_numel(y), nr = (N + SG_RANGE - 1) / SG_RANGE;
     int nt = nr > 1 ? sg__threads() : 1;
-    PAR_RANGES(nt)
+    SG_PAR_RANGES(nt)
     for (int64_t r = 0; r < nr; r++) {
-        int64_t i0 = r * RANGE, m = N - i0 < RANGE ? N - i0 : RANGE;
+        int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         if (y->dtype == SG_F32)
             relu_drop_bwd_f32(m, (const float *)y->data + i0, (const float *)y->grad + i0,
                               (float *)dh + i0, (float)n->f[0]);
@@ -95,7 +87,7 @@ static sg_tensor *relu_dropout(sg_graph *g, sg_tensor *h, double p, bool trainin
         return NULL;
     sg_tensor *y = sg__output_over(g, h, sg__fresh_linear_output(g, h));
     SG_NEED(y);
-    int64_t N = sg_tensor_numel(h), nr = (N + RANGE - 1) / RANGE;
+    int64_t N = sg_tensor_numel(h), nr = (N + SG_RANGE - 1) / SG_RANGE;
     uint8_t *keep = malloc((size_t)(N ? N : 1));
     if (!keep)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory for a %lld-element mask", op,
@@ -106,9 +98,9 @@ static sg_tensor *relu_dropout(sg_graph *g, sg_tensor *h, double p, bool trainin
         memset(keep, 1, (size_t)N);
     double s = drop ? 1.0 / (1.0 - p) : 1.0;
     int nt = nr > 1 ? sg__threads() : 1;
-    PAR_RANGES(nt)
+    SG_PAR_RANGES(nt)
     for (int64_t r = 0; r < nr; r++) {
-        int64_t i0 = r * RANGE, m = N - i0 < RANGE ? N - i0 : RANGE;
+        int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         if (h->dtype == SG_F32)
             relu_drop_fwd_f32(m, (const float *)h->data + i0, (float *)y->data + i0, keep + i0,
                               (float)s);

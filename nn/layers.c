@@ -269,25 +269,17 @@ DROPOUT_ADD_KERNELS(float, f32, SG_HOT)
 DROPOUT_ADD_KERNELS(double, f64, )
 #undef DROPOUT_ADD_KERNELS
 
-/* Elements are independent: ranges of them split over threads when there are many. */
-#ifdef _OPENMP
-#define PAR_RANGES(nt) _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
-#else
-#define PAR_RANGES(nt)
-#endif
-#define RANGE (1 << 15)
-
 static void dropout_add_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *x = n->in[0], *z = n->in[1], *s = n->out[0];
-    int64_t N = sg_tensor_numel(s), nr = (N + RANGE - 1) / RANGE;
+    int64_t N = sg_tensor_numel(s), nr = (N + SG_RANGE - 1) / SG_RANGE;
     char *dx = sg_grad_of(g, x), *dz = sg_grad_of(g, z);
     const uint8_t *keep = n->saved;
     size_t es = sg_dtype_size(s->dtype);
     int nt = nr > 1 ? sg__threads() : 1;
-    PAR_RANGES(nt)
+    SG_PAR_RANGES(nt)
     for (int64_t r = 0; r < nr; r++) {
-        int64_t i0 = r * RANGE, m = N - i0 < RANGE ? N - i0 : RANGE;
+        int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         void *a = dx ? dx + (size_t)i0 * es : NULL, *b = dz ? dz + (size_t)i0 * es : NULL;
         const uint8_t *k = keep ? keep + i0 : NULL;
         /* x and z the same tensor: one gradient, taken in two calls (restrict) */
@@ -333,11 +325,11 @@ sg_tensor *sg_dropout_add(sg_graph *g, sg_tensor *x, sg_tensor *z, double p, boo
     double sc = drop ? 1.0 / (1.0 - p) : 1.0;
     if (drop)
         sg_rng_keep_mask(rng, keep, N, p);
-    int64_t nr = (N + RANGE - 1) / RANGE;
+    int64_t nr = (N + SG_RANGE - 1) / SG_RANGE;
     int nt = nr > 1 ? sg__threads() : 1;
-    PAR_RANGES(nt)
+    SG_PAR_RANGES(nt)
     for (int64_t r = 0; r < nr; r++) {
-        int64_t i0 = r * RANGE, m = N - i0 < RANGE ? N - i0 : RANGE;
+        int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         const uint8_t *k = keep ? keep + i0 : NULL;
         if (z->dtype == SG_F32)
             dropout_add_fwd_f32(m, (const float *)x->data + i0, (const float *)z->data + i0,
