@@ -76,13 +76,13 @@ typedef struct sg__operand {
 } sg__operand;
 /* W^T for a product x W^T: sg__weight_t's row-major copy when `copy` asks for one and
  * it is made, else w's own data read transposed. */
+SG_INTERNAL sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, int64_t uses,
+                                             bool copy);
 /* sg_grad_of for a backward that will write every element of t's gradient: when t has
  * no gradient yet and is an op's output, the pooled buffer comes unzeroed and *fresh is
  * true (the caller must then overwrite it all, e.g. a GEMM with beta = 0, instead of
  * adding); otherwise the existing or zeroed buffer and *fresh false. NULL as sg_grad_of. */
 SG_INTERNAL void *sg__grad_for_write(sg_graph *g, sg_tensor *t, bool *fresh);
-SG_INTERNAL sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, int64_t uses,
-                                             bool copy);
 /* Makes g keep its transposed weights in home (NULL: in g itself), which must outlive
  * g's use and see no weight change meanwhile: a decoder's per-step graphs, reset every
  * step, share the copies of a graph that lives for the whole decode. */

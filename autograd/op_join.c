@@ -9,13 +9,6 @@
 
 #include <string.h>
 
-/* Rows are independent: split them over threads (nt > 1). */
-#ifdef _OPENMP
-#define SG_OMP_ROWS(nt) _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
-#else
-#define SG_OMP_ROWS(nt)
-#endif
-
 /* Adds the slice [off, off + x's size) along dim of the output gradient into dx (copies
  * it when dx is new: the slice is all of it). */
 static void join_bwd(sg_graph *g, sg_node *n)
@@ -69,7 +62,7 @@ static bool join_rows(sg_tensor *y, int n, const sg_tensor *hdrs, int d)
     for (int i = d; i < y->ndim; i++)
         run *= y->shape[i];
     int nt = R > 1 && R * run >= (256 << 10) ? sg__threads() : 1;
-    SG_OMP_ROWS(nt)
+    SG_OMP_FOR(nt)
     for (int64_t r = 0; r < R; r++) {
         char *dst = (char *)y->data + r * run;
         for (int k = 0; k < n; k++) {

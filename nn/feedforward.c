@@ -61,7 +61,7 @@ static void relu_dropout_bwd(sg_graph *g, sg_node *n)
         return;
     int64_t N = sg_tensor_numel(y), nr = (N + SG_RANGE - 1) / SG_RANGE;
     int nt = nr > 1 ? sg__threads() : 1;
-    SG_PAR_RANGES(nt)
+    SG_OMP_FOR(nt)
     for (int64_t r = 0; r < nr; r++) {
         int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         if (y->dtype == SG_F32)
@@ -98,7 +98,7 @@ static sg_tensor *relu_dropout(sg_graph *g, sg_tensor *h, double p, bool trainin
         memset(keep, 1, (size_t)N);
     double s = drop ? 1.0 / (1.0 - p) : 1.0;
     int nt = nr > 1 ? sg__threads() : 1;
-    SG_PAR_RANGES(nt)
+    SG_OMP_FOR(nt)
     for (int64_t r = 0; r < nr; r++) {
         int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         if (h->dtype == SG_F32)

@@ -277,7 +277,7 @@ static void dropout_add_bwd(sg_graph *g, sg_node *n)
     const uint8_t *keep = n->saved;
     size_t es = sg_dtype_size(s->dtype);
     int nt = nr > 1 ? sg__threads() : 1;
-    SG_PAR_RANGES(nt)
+    SG_OMP_FOR(nt)
     for (int64_t r = 0; r < nr; r++) {
         int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         void *a = dx ? dx + (size_t)i0 * es : NULL, *b = dz ? dz + (size_t)i0 * es : NULL;
@@ -327,7 +327,7 @@ sg_tensor *sg_dropout_add(sg_graph *g, sg_tensor *x, sg_tensor *z, double p, boo
         sg_rng_keep_mask(rng, keep, N, p);
     int64_t nr = (N + SG_RANGE - 1) / SG_RANGE;
     int nt = nr > 1 ? sg__threads() : 1;
-    SG_PAR_RANGES(nt)
+    SG_OMP_FOR(nt)
     for (int64_t r = 0; r < nr; r++) {
         int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         const uint8_t *k = keep ? keep + i0 : NULL;

@@ -15,14 +15,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Rows are independent: split them over threads when the work is large (nt > 1).
- * Each row writes only its own outputs, so results do not depend on the split. */
-#ifdef _OPENMP
-#define SG_OMP_ROWS(nt) _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
-#else
-#define SG_OMP_ROWS(nt)
-#endif
-
 /* Threads for R rows of V classes: 1 below ~64K elements (thread start-up dominates). */
 static int row_threads(int64_t R, int64_t V)
 {
@@ -99,7 +91,7 @@ static int row_threads(int64_t R, int64_t V)
     static void ce_fwd_##SUF(const T *x, const int64_t *y, int64_t R, int64_t V,            \
                              int64_t ignore, double eps, int nt, double *lse, double *lrow) \
     {                                                                                       \
-        SG_OMP_ROWS(nt)                                                                     \
+        SG_OMP_FOR(nt)                                                                     \
         for (int64_t r = 0; r < R; r++) {                                                   \
             if (y[r] == ignore)                                                             \
                 continue;                                                                   \
@@ -119,7 +111,7 @@ static int row_threads(int64_t R, int64_t V)
                                      int64_t V, int64_t ignore, double eps, double s, int nt) \
     {                                                                                       \
         const T ts = (T)s, off = (T)(s * eps / (double)V), hit = (T)(s * (1 - eps));        \
-        SG_OMP_ROWS(nt)                                                                     \
+        SG_OMP_FOR(nt)                                                                     \
         for (int64_t r = 0; r < R; r++) {                                                   \
             T *xr = x + r * V;                                                              \
             if (y[r] == ignore) {                                                           \
@@ -135,7 +127,7 @@ static int row_threads(int64_t R, int64_t V)
                              int64_t V, int64_t ignore, double eps, double s, int nt, T *dx) \
     {                                                                                       \
         const T ts = (T)s, off = (T)(s * eps / (double)V), hit = (T)(s * (1 - eps));        \
-        SG_OMP_ROWS(nt)                                                                     \
+        SG_OMP_FOR(nt)                                                                     \
         for (int64_t r = 0; r < R; r++) {                                                   \
             if (y[r] == ignore)                                                             \
                 continue;                                                                   \

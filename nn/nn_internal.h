@@ -22,13 +22,8 @@ bool sg__fresh_linear_output(sg_graph *g, const sg_tensor *t);
  * NULL with SG_ENOMEM recorded on g. */
 sg_tensor *sg__output_over(sg_graph *g, sg_tensor *h, bool over);
 
-/* Elementwise kernels over n elements run in ranges of SG_RANGE, split over nt threads
- * (nt > 1) when there is more than one: for (r = 0; r < nr; r++) under SG_PAR_RANGES(nt). */
-#ifdef _OPENMP
-#define SG_PAR_RANGES(nt) _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
-#else
-#define SG_PAR_RANGES(nt)
-#endif
+/* Elementwise kernels run over ranges of SG_RANGE elements, the ranges split over the
+ * threads (SG_OMP_FOR) when there is more than one. */
 #define SG_RANGE (1 << 15)
 
 #endif

@@ -41,11 +41,6 @@ static inline double sigm_f64(double v) { return 1.0 / (1.0 + exp(-v)); }
 /* The row loops of a step run on the library's threads when a step is big enough
  * to pay for waking them (rows * H elements). */
 #define PAR_MIN 8192
-#ifdef _OPENMP
-#define ROWS_PARALLEL _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
-#else
-#define ROWS_PARALLEL
-#endif
 
 #define R float
 #define FN(x) x##_f32

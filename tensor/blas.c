@@ -184,9 +184,7 @@ static bool gemm_xsmm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
         return false;
     size_t es = sg_dtype_size(dt);
     int64_t a_row = a_trans ? 1 : rsa; /* elements between rows of A */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) if(nt > 1) schedule(static)
-#endif
+    SG_OMP_FOR(nt)
     for (int t = 0; t < nt; t++) {
         xsmm_fn ft = t == nt - 1 ? fl : f;
         if (by_cols) /* columns [t part, ...) of B and C; all of A */

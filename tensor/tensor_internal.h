@@ -48,6 +48,14 @@ SG_INTERNAL void sg__iter_init(sg__iter *it, int ndim, const int64_t *shape);
 SG_INTERNAL void sg__iter_add(sg__iter *it, void *data, size_t esize, const int64_t *strides);
 SG_INTERNAL void sg__iter_run(sg__iter *it, sg__iter_fn fn, void *user);
 
+/* A loop whose iterations are independent, split over nt threads when nt > 1 (the
+ * threads then run equal static shares, so results do not depend on the split). */
+#ifdef _OPENMP
+#define SG_OMP_FOR(nt) _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
+#else
+#define SG_OMP_FOR(nt)
+#endif
+
 /* Products up to this many multiply-adds count as small: blas.c sends them to LIBXSMM
  * (when built with it) if both operands are row-major. Their operands fit in a core's L2
  * (e.g. a beam's 320 x 320 x 384 step projection), where LIBXSMM's unpacked kernels beat
