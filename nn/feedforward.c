@@ -40,8 +40,11 @@ int sg_feedforward_init(sg_feedforward *m, sg_params *p, const char *prefix, int
     ATTR static void relu_drop_fwd_##SUF(int64_t n, const T *a, T *b, const uint8_t *keep,    \
                                          T s)                                                \
     {                                                                                        \
-        _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) b[i] =                          \
-            keep[i] ? (a[i] > 0 ? a[i] : (T)0) * s : (T)0;                                   \
+        if (keep)                                                                            \
+            _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) b[i] =                      \
+                keep[i] ? (a[i] > 0 ? a[i] : (T)0) * s : (T)0;                               \
+        else /* no dropout: the ReLU alone */                                                \
+            _Pragma("GCC ivdep") for (int64_t i = 0; i < n; i++) b[i] = a[i] > 0 ? a[i] : (T)0; \
     }                                                                                        \
     ATTR static void relu_drop_bwd_##SUF(int64_t n, const T *restrict y, const T *restrict dy, \
                                          T *restrict d, T s)                                 \
@@ -75,38 +78,36 @@ static void relu_dropout_bwd(sg_graph *g, sg_node *n)
 
 /* h is linear1's output. It is overwritten when nothing else can read it (made by the
  * node just recorded, an sg_linear, whose backward reads its inputs only), else y is
- * new. The mask is drawn whole (serially, as sg_dropout does) into a temporary. */
+ * new. In training the mask is drawn whole (serially, as sg_dropout does) into a
+ * temporary. */
 static sg_tensor *relu_dropout(sg_graph *g, sg_tensor *h, double p, bool training, sg_rng *rng)
 {
     const char *op = "sg_feedforward_forward";
     SG_NEED(h);
-    bool drop = training && p > 0;
-    if (drop && !rng)
-        return sg_graph_fail(g, SG_EINVAL, "%s: dropout in training needs an rng", op);
+    bool drop;
+    double s;
+    if (!sg__dropout_args(g, op, p, training, rng, &drop, &s))
+        return NULL;
     if (!sg_tensor_is_contiguous(h) && !(h = sg_contiguous(g, h)))
         return NULL;
     sg_tensor *y = sg__output_over(g, h, sg__fresh_linear_output(g, h));
     SG_NEED(y);
     int64_t N = sg_tensor_numel(h), nr = (N + SG_RANGE - 1) / SG_RANGE;
-    uint8_t *keep = malloc((size_t)(N ? N : 1));
-    if (!keep)
+    uint8_t *keep = drop ? malloc((size_t)(N ? N : 1)) : NULL;
+    if (drop && !keep)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory for a %lld-element mask", op,
                              (long long)N);
     if (drop)
         sg_rng_keep_mask(rng, keep, N, p);
-    else
-        memset(keep, 1, (size_t)N);
-    double s = drop ? 1.0 / (1.0 - p) : 1.0;
     int nt = nr > 1 ? sg__threads() : 1;
     SG_OMP_FOR(nt)
     for (int64_t r = 0; r < nr; r++) {
         int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
+        const uint8_t *k = keep ? keep + i0 : NULL;
         if (h->dtype == SG_F32)
-            relu_drop_fwd_f32(m, (const float *)h->data + i0, (float *)y->data + i0, keep + i0,
-                              (float)s);
+            relu_drop_fwd_f32(m, (const float *)h->data + i0, (float *)y->data + i0, k, (float)s);
         else
-            relu_drop_fwd_f64(m, (const double *)h->data + i0, (double *)y->data + i0, keep + i0,
-                              s);
+            relu_drop_fwd_f64(m, (const double *)h->data + i0, (double *)y->data + i0, k, s);
     }
     free(keep);
     sg_node *n = sg_record(g, "sg_relu_dropout", relu_dropout_bwd, 1, &h, 1, &y);

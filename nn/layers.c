@@ -200,15 +200,31 @@ sg_tensor *sg__output_over(sg_graph *g, sg_tensor *h, bool over)
     return y;
 }
 
+bool sg__dropout_args(sg_graph *g, const char *op, double p, bool training, const sg_rng *rng,
+                      bool *drop, double *scale)
+{
+    if (!(p >= 0 && p < 1)) {
+        sg_graph_fail(g, SG_EINVAL, "%s: probability %g is outside [0, 1)", op, p);
+        return false;
+    }
+    *drop = training && p > 0;
+    if (*drop && !rng) {
+        sg_graph_fail(g, SG_EINVAL, "%s: training needs an rng", op);
+        return false;
+    }
+    *scale = *drop ? 1.0 / (1.0 - p) : 1.0;
+    return true;
+}
+
 sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng)
 {
     SG_NEED(g, x);
-    if (!(p >= 0 && p < 1))
-        return sg_graph_fail(g, SG_EINVAL, "sg_dropout: probability %g is outside [0, 1)", p);
-    if (!training || p == 0)
+    bool drop;
+    double s;
+    if (!sg__dropout_args(g, "sg_dropout", p, training, rng, &drop, &s))
+        return NULL;
+    if (!drop)
         return x;
-    if (!rng)
-        return sg_graph_fail(g, SG_EINVAL, "sg_dropout: training needs an rng");
     if (!sg__check_float(g, "sg_dropout", x))
         return NULL;
     x = sg_contiguous(g, x);
@@ -218,7 +234,6 @@ sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng
     sg_tensor *y = sg_empty(g, x->dtype, x->ndim, x->shape);
     if (!keep || !y)
         return sg_graph_fail(g, SG_ENOMEM, "sg_dropout: out of memory");
-    double s = 1.0 / (1.0 - p);
     sg_rng_keep_mask(rng, keep, N, p);
     if (x->dtype == SG_F32) {
         const float *a = x->data;
@@ -301,16 +316,11 @@ sg_tensor *sg_dropout_add(sg_graph *g, sg_tensor *x, sg_tensor *z, double p, boo
 {
     const char *op = "sg_dropout_add";
     SG_NEED(g, x, z);
-    if (!(p >= 0 && p < 1))
-        return sg_graph_fail(g, SG_EINVAL, "%s: probability %g is outside [0, 1)", op, p);
-    if (!sg__check_float(g, op, x))
+    bool drop;
+    double sc;
+    if (!sg__dropout_args(g, op, p, training, rng, &drop, &sc) ||
+        !sg__check_same_float(g, op, x, z))
         return NULL;
-    bool drop = training && p > 0;
-    if (drop && !rng)
-        return sg_graph_fail(g, SG_EINVAL, "%s: dropout in training needs an rng", op);
-    if (x->dtype != z->dtype)
-        return sg_graph_fail(g, SG_EDTYPE, "%s: x is %s, z is %s", op, sg_dtype_name(x->dtype),
-                             sg_dtype_name(z->dtype));
     if (!sg_tensor_same_shape(x, z))
         return sg_graph_fail(g, SG_ESHAPE, "%s: x %s and z %s differ", op, SG_SHAPE(x),
                              SG_SHAPE(z));
@@ -322,7 +332,6 @@ sg_tensor *sg_dropout_add(sg_graph *g, sg_tensor *x, sg_tensor *z, double p, boo
     sg_tensor *s = sg__output_over(g, z, reuse_z && sg__fresh_linear_output(g, z));
     if ((drop && !keep) || !s)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-    double sc = drop ? 1.0 / (1.0 - p) : 1.0;
     if (drop)
         sg_rng_keep_mask(rng, keep, N, p);
     int64_t nr = (N + SG_RANGE - 1) / SG_RANGE;

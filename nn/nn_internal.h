@@ -22,6 +22,11 @@ bool sg__fresh_linear_output(sg_graph *g, const sg_tensor *t);
  * NULL with SG_ENOMEM recorded on g. */
 sg_tensor *sg__output_over(sg_graph *g, sg_tensor *h, bool over);
 
+/* Checks a dropout's probability (in [0, 1)) and rng (needed when it drops: training
+ * and p > 0, *drop); *scale = 1 / (1 - p) when it drops, else 1. false with SG_EINVAL
+ * recorded on g (the message names op). */
+bool sg__dropout_args(sg_graph *g, const char *op, double p, bool training, const sg_rng *rng,
+                      bool *drop, double *scale);
 /* Elementwise kernels run over ranges of SG_RANGE elements, the ranges split over the
  * threads (SG_OMP_FOR) when there is more than one. */
 #define SG_RANGE (1 << 15)
