@@ -89,7 +89,8 @@ static sg_tensor *step(sg_model *m, sg_graph *g, const sg_attn_memory *mem, sg_t
     return s_new;
 }
 
-static sg_tensor *forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn)
+static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn,
+                          const sg_linear_layer **gen)
 {
     bahdanau *net = m->impl;
     int64_t T = b->tgt_in->shape[1];
@@ -110,7 +111,8 @@ static sg_tensor *forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor
     if (attn)
         *attn = sg_stack(g, (int)T, alphas, 1); /* [B, T, S] */
     sg_tensor *o = sg_stack(g, (int)T, outs, 1); /* [B, T, 3H+E] */
-    return sg_linear_layer_forward(g, &net->generator, drop(g, m, o));
+    *gen = &net->generator;
+    return drop(g, m, o);
 }
 
 /* ---- decoding ------------------------------------------------------------------- */
@@ -170,7 +172,7 @@ static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor 
 
 const sg_model_vt sg__bahdanau_vt = {
     .build = build,
-    .forward = forward,
+    .features = features,
     .decoder_new = decoder_new,
     .decoder_free = decoder_free,
     .ops = {.step = dec_step, .select_rows = select_rows},

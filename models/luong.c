@@ -165,7 +165,8 @@ static sg_tensor *decode_feed(sg_model *m, sg_graph *g, sg_tensor *emb, sg_tenso
     return sg_stack(g, (int)T, out, 1);
 }
 
-static sg_tensor *luong_forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn)
+static sg_tensor *luong_features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn,
+                                const sg_linear_layer **gen)
 {
     luong *z = m->impl;
     int64_t T = b->tgt_in->shape[1];
@@ -186,7 +187,8 @@ static sg_tensor *luong_forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_
     SG_NEED(ht);
     if (attn)
         *attn = sg_stack(g, (int)T, ws, 1); /* [B, T, S] */
-    return sg_linear_layer_forward(g, &z->generator, ht); /* [B, T, Vt] */
+    *gen = &z->generator;
+    return ht; /* [B, T, H] */
 }
 
 /* ---- decoding ---------------------------------------------------------------------- */
@@ -275,7 +277,7 @@ static int dec_select(void *u, sg_graph *g, sg_tensor *parent, sg_tensor *senten
 
 const sg_model_vt sg__luong_vt = {
     .build = luong_build,
-    .forward = luong_forward,
+    .features = luong_features,
     .decoder_new = dec_new,
     .decoder_free = dec_free,
     .ops = {.step = dec_step, .select_rows = dec_select},

@@ -163,16 +163,25 @@ sg_tensor *sg__column(sg_graph *g, sg_tensor *ids, int64_t t)
     return c;
 }
 
+/* The checked batch's generator input and generator (see sg_model_vt.features). */
+static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn,
+                           const sg_linear_layer **gen, const char *who)
+{
+    if (sg__check_batch(g, m, b) != SG_OK)
+        return NULL;
+    if (!b->tgt_in)
+        return sg_graph_fail(g, SG_EINVAL, "%s: batch has no tgt_in", who);
+    return m->vt->features(m, g, b, attn, gen);
+}
+
 sg_tensor *sg_model_forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn)
 {
     SG_NEED(m, g);
     if (attn)
         *attn = NULL;
-    if (sg__check_batch(g, m, b) != SG_OK)
-        return NULL;
-    if (!b->tgt_in)
-        return sg_graph_fail(g, SG_EINVAL, "sg_model_forward: batch has no tgt_in");
-    return m->vt->forward(m, g, b, attn);
+    const sg_linear_layer *gen = NULL;
+    sg_tensor *x = features(m, g, b, attn, &gen, "sg_model_forward");
+    return x ? sg_linear_layer_forward(g, gen, x) : NULL;
 }
 
 sg_tensor *sg_model_loss(sg_model *m, sg_graph *g, const sg_batch *b, double label_smoothing,
@@ -181,13 +190,15 @@ sg_tensor *sg_model_loss(sg_model *m, sg_graph *g, const sg_batch *b, double lab
     SG_NEED(m, g, b);
     if (!b->tgt_out)
         return sg_graph_fail(g, SG_EINVAL, "sg_model_loss: batch has no tgt_out");
-    sg_tensor *logits = sg_model_forward(m, g, b, NULL);
-    SG_NEED(logits);
-    /* the logits stay inside this function: backward may write their gradient over them */
+    const sg_linear_layer *gen = NULL;
+    sg_tensor *x = features(m, g, b, NULL, &gen, "sg_model_loss");
+    SG_NEED(x);
+    /* the generator and the loss as one node: the logits are never stored whole */
     sg_cross_entropy_opts o = {.ignore_index = SG_TOK_PAD, .label_smoothing = label_smoothing,
-                               .reduction = SG_REDUCTION_MEAN, .overwrite_logits = true};
+                               .reduction = SG_REDUCTION_MEAN};
     sg_cross_entropy_stats st = {0};
-    sg_tensor *loss = sg_cross_entropy_ex(g, logits, b->tgt_out, &o, &st);
+    sg_tensor *loss = sg_linear_cross_entropy_ex(g, x, gen->weight, gen->bias, b->tgt_out, &o,
+                                                 &st);
     if (n_tokens)
         *n_tokens = st.n_tokens;
     return loss;

@@ -11,8 +11,12 @@ typedef struct sg_model_vt {
      * (MODELS.md 12) WITHOUT initialising them (sg_model_new applies MODELS.md 3.5).
      * Stores its state in m->impl. SG_OK or an error code with message. */
     int (*build)(sg_model *m);
-    /* Teacher-forced logits [B, T, Vt]; *attn (if asked and supported) [B, T, S]. */
-    sg_tensor *(*forward)(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn);
+    /* Teacher-forced generator input [B, T, F] (dropout applied) and the generator
+     * (*gen) that makes the logits [B, T, Vt] of it; *attn (if asked and supported)
+     * [B, T, S]. The logits are made by the caller: sg_model_forward applies the
+     * generator, sg_model_loss fuses it with the loss. */
+    sg_tensor *(*features)(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn,
+                           const sg_linear_layer **gen);
     /* Encodes src in graph enc (which lives through the whole decode) and returns a
      * decoder state for ops (one row per sentence); NULL on error. */
     void *(*decoder_new)(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *src_len);

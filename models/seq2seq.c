@@ -114,7 +114,8 @@ static sg_tensor *ctx_over_steps(sg_graph *g, sg_tensor *ctx, int64_t T)
     return sg_expand(g, sg_unsqueeze(g, ctx, 1), 3, shape);
 }
 
-static sg_tensor *s2s_forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn)
+static sg_tensor *s2s_features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn,
+                              const sg_linear_layer **gen)
 {
     s2s *n = m->impl;
     if (attn)
@@ -134,8 +135,8 @@ static sg_tensor *s2s_forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_te
     if (n->feed)
         s = sg_concat(g, 2, (sg_tensor *[]){s, ctx}, 2); /* [B, T, 2H] */
     SG_NEED(s);
-    s = sg_dropout(g, s, m->cfg.dropout, m->training, &m->rng);
-    return sg_linear_layer_forward(g, &n->generator, s); /* [B, T, Vt] */
+    *gen = &n->generator;
+    return sg_dropout(g, s, m->cfg.dropout, m->training, &m->rng); /* [B, T, F] */
 }
 
 /* ---- decoding ------------------------------------------------------------------- */
@@ -207,7 +208,7 @@ static int s2s_select_rows(void *state, sg_graph *g, sg_tensor *parent, sg_tenso
 
 const sg_model_vt sg__seq2seq_vt = {
     .build = s2s_build,
-    .forward = s2s_forward,
+    .features = s2s_features,
     .decoder_new = s2s_decoder_new,
     .decoder_free = s2s_decoder_free,
     .ops = {s2s_step, s2s_select_rows},

@@ -212,7 +212,8 @@ static sg_tensor *encode(sg_model *m, sg_graph *g, sg_tensor *src, sg_tensor *sr
 
 /* ---- training forward --------------------------------------------------------- */
 
-static sg_tensor *forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn)
+static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn,
+                          const sg_linear_layer **gen)
 {
     transformer *net = m->impl;
     sg_tensor *mem = encode(m, g, b->src, b->src_len);
@@ -230,14 +231,14 @@ static sg_tensor *forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor
         y = sub_out(g, m, &L->norm2, y, sg_mha_forward(g, &L->cross_attn, h, mem, &cross));
         y = sub_out(g, m, &L->norm3, y, feedforward(g, m, &L->ff, sub_in(g, net, &L->norm3, y)));
     }
-    sg_tensor *logits = sg_linear_layer_forward(g, &net->generator,
-                                                sg_layernorm_forward(g, &net->dec_norm, y));
-    if (attn && logits && w) {
+    sg_tensor *out = sg_layernorm_forward(g, &net->dec_norm, y); /* [B, T, d] */
+    *gen = &net->generator;
+    if (attn && out && w) {
         bool was = sg_graph_set_grad_enabled(g, false);
         *attn = sg_mean(g, w, 1, (int[]){1}, false); /* [B, T, S], averaged over heads */
         sg_graph_set_grad_enabled(g, was);
     }
-    return logits;
+    return out;
 }
 
 /* ---- incremental decoding ----------------------------------------------------- */
@@ -586,7 +587,7 @@ static int select_rows(void *p, sg_graph *g, sg_tensor *parent, sg_tensor *sente
 
 const sg_model_vt sg__transformer_vt = {
     .build = build,
-    .forward = forward,
+    .features = features,
     .decoder_new = decoder_new,
     .decoder_free = decoder_free,
     .ops = {.step = dec_step, .select_rows = select_rows},

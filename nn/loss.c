@@ -188,25 +188,86 @@ static void ce_bwd(sg_graph *g, sg_node *n)
         ce_bwd_f64(x->data, y->data, n->saved, R, V, ignore, eps, s, nt, dx);
 }
 
+void sg__ce_rows_forward(sg_dtype dt, const void *x, const int64_t *y, int64_t R, int64_t V,
+                         int64_t ignore, double eps, double *lse, double *lrow)
+{
+    int nt = row_threads(R, V);
+    if (dt == SG_F32)
+        ce_fwd_f32(x, y, R, V, ignore, eps, nt, lse, lrow);
+    else
+        ce_fwd_f64(x, y, R, V, ignore, eps, nt, lse, lrow);
+}
+
+void sg__ce_rows_grad_inplace(sg_dtype dt, void *x, const int64_t *y, const double *lse,
+                              int64_t R, int64_t V, int64_t ignore, double eps, double s)
+{
+    int nt = row_threads(R, V);
+    if (dt == SG_F32)
+        ce_bwd_inplace_f32(x, y, lse, R, V, ignore, eps, s, nt);
+    else
+        ce_bwd_inplace_f64(x, y, lse, R, V, ignore, eps, s, nt);
+}
+
+bool sg__ce_prepare(sg_graph *g, const char *op, const sg_cross_entropy_opts *opts,
+                    sg_tensor **targets, int64_t V, sg_cross_entropy_opts *o, int64_t *N)
+{
+    *o = opts ? *opts : (sg_cross_entropy_opts){0};
+    sg_tensor *t = *targets;
+    if (t->dtype != SG_I64) {
+        sg_graph_fail(g, SG_EDTYPE, "%s: targets must be i64, got %s", op, sg_dtype_name(t->dtype));
+        return false;
+    }
+    if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1)) {
+        sg_graph_fail(g, SG_EINVAL, "%s: label_smoothing %g is outside [0, 1]", op,
+                      o->label_smoothing);
+        return false;
+    }
+    if ((unsigned)o->reduction >= SG_REDUCTION_COUNT) {
+        sg_graph_fail(g, SG_EINVAL, "%s: unknown reduction %d", op, (int)o->reduction);
+        return false;
+    }
+    if (!sg_tensor_is_contiguous(t) && !(t = *targets = sg_contiguous(g, t)))
+        return false;
+    const int64_t *y = t->data;
+    int64_t R = sg_tensor_numel(t), n = 0;
+    for (int64_t r = 0; r < R; r++) {
+        if (y[r] == o->ignore_index)
+            continue;
+        if (y[r] < 0 || y[r] >= V) {
+            sg_graph_fail(g, SG_ERANGE, "%s: target id %lld at position %lld of targets %s is "
+                                        "outside the vocabulary [0, %lld)",
+                          op, (long long)y[r], (long long)r, SG_SHAPE(t), (long long)V);
+            return false;
+        }
+        n++;
+    }
+    *N = n;
+    return true;
+}
+
+double sg__ce_total(const int64_t *y, int64_t R, int64_t ignore, const double *lrow)
+{
+    double total = 0; /* summed in row order: the same for any thread count */
+    for (int64_t r = 0; r < R; r++)
+        if (y[r] != ignore)
+            total += lrow[r];
+    return total;
+}
+
+double sg__ce_scale(const sg_cross_entropy_opts *o, int64_t N)
+{
+    /* all rows ignored: mean is 0 (not PyTorch's 0/0 = NaN) and no gradient flows */
+    return o->reduction == SG_REDUCTION_SUM ? 1.0 : N > 0 ? 1.0 / (double)N : 0.0;
+}
+
 sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *targets,
                                const sg_cross_entropy_opts *opts, sg_cross_entropy_stats *stats)
 {
     static const char *op = "sg_cross_entropy";
     SG_NEED(g, logits, targets);
-    sg_cross_entropy_opts o = {0};
-    if (opts)
-        o = *opts;
     if (!sg_dtype_is_float(logits->dtype))
         return sg_graph_fail(g, SG_EDTYPE, "%s: logits must be f32 or f64, got %s", op,
                              sg_dtype_name(logits->dtype));
-    if (targets->dtype != SG_I64)
-        return sg_graph_fail(g, SG_EDTYPE, "%s: targets must be i64, got %s", op,
-                             sg_dtype_name(targets->dtype));
-    if (!(o.label_smoothing >= 0 && o.label_smoothing <= 1))
-        return sg_graph_fail(g, SG_EINVAL, "%s: label_smoothing %g is outside [0, 1]", op,
-                             o.label_smoothing);
-    if ((unsigned)o.reduction >= SG_REDUCTION_COUNT)
-        return sg_graph_fail(g, SG_EINVAL, "%s: unknown reduction %d", op, (int)o.reduction);
     if (logits->ndim < 1 || logits->shape[logits->ndim - 1] < 1)
         return sg_graph_fail(g, SG_ESHAPE, "%s: logits %s need a non-empty class (last) dim",
                              op, SG_SHAPE(logits));
@@ -217,24 +278,13 @@ sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *target
         return sg_graph_fail(g, SG_ESHAPE, "%s: targets %s do not match logits %s (expected "
                                            "the logits' shape without the class dim)",
                              op, SG_SHAPE(targets), SG_SHAPE(logits));
-    int64_t V = logits->shape[logits->ndim - 1], R = sg_tensor_numel(targets);
-    if (!sg_tensor_is_contiguous(targets))
-        targets = sg_contiguous(g, targets);
-    if (!sg_tensor_is_contiguous(logits))
-        logits = sg_contiguous(g, logits);
-    SG_NEED(targets, logits);
+    int64_t V = logits->shape[logits->ndim - 1], R = sg_tensor_numel(targets), N;
+    sg_cross_entropy_opts o;
+    if (!sg__ce_prepare(g, op, opts, &targets, V, &o, &N))
+        return NULL;
+    if (!sg_tensor_is_contiguous(logits) && !(logits = sg_contiguous(g, logits)))
+        return NULL;
     const int64_t *y = targets->data;
-    int64_t N = 0;
-    for (int64_t r = 0; r < R; r++) {
-        if (y[r] == o.ignore_index)
-            continue;
-        if (y[r] < 0 || y[r] >= V)
-            return sg_graph_fail(g, SG_ERANGE, "%s: target id %lld at position %lld of targets "
-                                               "%s is outside the vocabulary [0, %lld)",
-                                 op, (long long)y[r], (long long)r, SG_SHAPE(targets),
-                                 (long long)V);
-        N++;
-    }
     int status0 = sg_graph_status(g);
     /* lse [R] is saved for the backward; lrow [R] is scratch (arena, freed with the step) */
     double *lse = sg_arena_alloc(sg_graph_arena(g), 2 * sizeof(double) * (size_t)(R ? R : 1));
@@ -242,17 +292,8 @@ sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *target
     if (!lse || !loss)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory (%lld rows)", op, (long long)R);
     double eps = o.label_smoothing, *lrow = lse + R;
-    int nt = row_threads(R, V);
-    if (logits->dtype == SG_F32)
-        ce_fwd_f32(logits->data, y, R, V, o.ignore_index, eps, nt, lse, lrow);
-    else
-        ce_fwd_f64(logits->data, y, R, V, o.ignore_index, eps, nt, lse, lrow);
-    double total = 0; /* summed in row order: the same for any thread count */
-    for (int64_t r = 0; r < R; r++)
-        if (y[r] != o.ignore_index)
-            total += lrow[r];
-    /* all rows ignored: mean is 0 (not PyTorch's 0/0 = NaN) and no gradient flows */
-    double scale = o.reduction == SG_REDUCTION_SUM ? 1.0 : N > 0 ? 1.0 / (double)N : 0.0;
+    sg__ce_rows_forward(logits->dtype, logits->data, y, R, V, o.ignore_index, eps, lse, lrow);
+    double total = sg__ce_total(y, R, o.ignore_index, lrow), scale = sg__ce_scale(&o, N);
     double value = total * scale;
     if (logits->dtype == SG_F32)
         *(float *)loss->data = (float)value;

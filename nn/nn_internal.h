@@ -31,4 +31,20 @@ bool sg__dropout_args(sg_graph *g, const char *op, double p, bool training, cons
  * threads (SG_OMP_FOR) when there is more than one. */
 #define SG_RANGE (1 << 15)
 
+/* loss.c, shared with linear_loss.c. Checks the options (opts may be NULL: defaults,
+ * copied to *o) and the SG_I64 targets against V classes, made contiguous in place;
+ * *N = the counted (not ignored) rows. false with the error recorded on g. */
+bool sg__ce_prepare(sg_graph *g, const char *op, const sg_cross_entropy_opts *opts,
+                    sg_tensor **targets, int64_t V, sg_cross_entropy_opts *o, int64_t *N);
+/* Per row of contiguous x [R, V] (f32/f64) with a counted target: lse[r] and the
+ * (label-smoothed) loss lrow[r]; ignored rows are left untouched. */
+void sg__ce_rows_forward(sg_dtype dt, const void *x, const int64_t *y, int64_t R, int64_t V,
+                         int64_t ignore, double eps, double *lse, double *lrow);
+/* x := s (softmax(x) - target distribution) on counted rows, 0 on ignored ones. */
+void sg__ce_rows_grad_inplace(sg_dtype dt, void *x, const int64_t *y, const double *lse,
+                              int64_t R, int64_t V, int64_t ignore, double eps, double s);
+/* Sum of lrow over counted rows, in row order; the reduction's scale (1/N or 1). */
+double sg__ce_total(const int64_t *y, int64_t R, int64_t ignore, const double *lrow);
+double sg__ce_scale(const sg_cross_entropy_opts *o, int64_t N);
+
 #endif

@@ -72,6 +72,35 @@ SG_API sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor 
 /* sg_cross_entropy_ex with the defaults: ignore_index 0, no smoothing, mean. */
 SG_API sg_tensor *sg_cross_entropy(sg_graph *g, sg_tensor *logits, sg_tensor *targets);
 
+/* The cross entropy of the logits x W^T + b (a generator's) without ever holding them:
+ * equal to sg_cross_entropy_ex(g, sg_linear(g, x, w, bias), targets, opts, stats) (up to
+ * f32 rounding), but the rows of x go through W in chunks of 2M logits, so a [tokens x
+ * vocab] matrix is never stored (enfr, 1536 tokens x 8000 words: 49 MB). Where the
+ * weight gradient kept for backward (below) would cost more than half of what chunks
+ * save (R rows <= 2 (chunk rows + K)), the logits are made whole instead, as by
+ * sg_linear then sg_cross_entropy_ex (their gradient written over them): same results.
+ *
+ * When the result is recorded (grad mode on; x, w or bias requires grad) the gradients
+ * are computed during this call, chunk by chunk, as if for an upstream gradient of 1:
+ * the logits' gradient overwrites each chunk and goes straight into dloss/dx [.., K],
+ * dloss/dW [V, K] and dloss/db [V], kept in g until sg_backward scales them by the
+ * actual upstream gradient and adds them to x's, w's and bias's gradients. Nothing is
+ * added before sg_backward runs. Memory: the chunk, dloss/dx and dloss/dW (the size of
+ * W) in g's arena; the FLOPs are those of the linear and its backward.
+ *
+ * x [..., K] (f32/f64, any layout), w [V, K] (any strides), bias [V] or NULL, targets
+ * SG_I64 of x's shape without the last dim; opts and stats as for sg_cross_entropy_ex
+ * (opts.overwrite_logits is meaningless here and ignored). Returns a 0-d tensor of x's
+ * dtype owned by g.
+ * Errors (NULL, graph status set, message): SG_EDTYPE (x, w, bias not the same float
+ * type, targets not i64), SG_ESHAPE (w not 2-D, K or V mismatch, bias not [V], targets'
+ * shape not x's without the last dim), SG_ERANGE (a counted target outside [0, V)),
+ * SG_EINVAL (label_smoothing, reduction), SG_ENOMEM. */
+SG_API sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w,
+                                             sg_tensor *bias, sg_tensor *targets,
+                                             const sg_cross_entropy_opts *opts,
+                                             sg_cross_entropy_stats *stats);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,226 @@
+/*
+ * linear_loss.c - a generator (x W^T + b) and the cross entropy of loss.c as one node
+ * that never holds the [R x V] logits.
+ *
+ * Why: the logits are the largest activation of a translation model (enfr, 1536 target
+ * tokens x 8000 words = 49 MB of a step's ~140), and all their backward needs is the
+ * gradient, s (softmax - target distribution), whose whole use is two products: dX = dZ W
+ * and dW = dZ^T X. So each chunk of rows is pushed through the three products and the row
+ * passes while it is hot, and only dX (R x K) and dW (V x K) are kept for sg_backward,
+ * which scales them by the upstream gradient (1 for a loss) and adds them in.
+ *
+ * Chunks of CHUNK_LOGITS logits (8 MB of f32; 262 rows at V = 8000): every chunk adds
+ * its share to dW, a read and write of all of W's size, which BLIS amortises over the
+ * chunk's k = 262 rows (enfr-luong trained as fast as with whole logits; with 131-row
+ * chunks 4% slower). Where dW would cost more memory than the chunks save (K wide
+ * against the rows: enfr-bahdanau's generator has K = 1024), the logits are made whole
+ * instead, as sg_linear then sg_cross_entropy_ex writing the gradient over them: chunking
+ * that generator made training 8-11% slower and saved little.
+ */
+#include "nn_internal.h"
+
+#include <string.h>
+
+#define CHUNK_LOGITS (1 << 21)
+
+/* What the forward computed for an upstream gradient of 1 (arena buffers), or NULL. */
+typedef struct lce_grads {
+    void *dx; /* [R, K], rows of x in order */
+    void *dw; /* [V, K] */
+    void *db; /* [V] */
+} lce_grads;
+
+/* C = A B + beta C on (pointer, row stride, col stride) operands */
+typedef struct {
+    const void *p;
+    int64_t rs, cs;
+} opnd;
+
+static void gemm(sg_dtype dt, int64_t m, int64_t n, int64_t k, opnd A, opnd B, double beta,
+                 void *C, int64_t rsc)
+{
+    sg__gemm(dt, m, n, k, 1.0, A.p, A.rs, A.cs, B.p, B.rs, B.cs, beta, C, rsc, 1);
+}
+
+/* dst (+)= a src over n elements */
+static void add_scaled(sg_dtype dt, void *dst, const void *src, int64_t n, double a, bool assign)
+{
+    int64_t nr = (n + SG_RANGE - 1) / SG_RANGE;
+    int nt = nr > 1 ? sg__threads() : 1;
+    SG_OMP_FOR(nt)
+    for (int64_t r = 0; r < nr; r++) {
+        int64_t i0 = r * SG_RANGE, i1 = n - i0 < SG_RANGE ? n : i0 + SG_RANGE;
+        if (dt == SG_F32) {
+            float *d = dst, fa = (float)a;
+            const float *s = src;
+            for (int64_t i = i0; i < i1; i++)
+                d[i] = (assign ? 0.0f : d[i]) + fa * s[i];
+        } else {
+            double *d = dst;
+            const double *s = src;
+            for (int64_t i = i0; i < i1; i++)
+                d[i] = (assign ? 0.0 : d[i]) + a * s[i];
+        }
+    }
+}
+
+static void lce_bwd(sg_graph *g, sg_node *n)
+{
+    const lce_grads *sv = n->saved;
+    sg_tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL, *out = n->out[0];
+    if (!out->grad)
+        return;
+    sg_dtype dt = out->dtype;
+    double dL = dt == SG_F32 ? (double)*(const float *)out->grad : *(const double *)out->grad;
+    if (sv->dx) {
+        bool fresh;
+        void *d = sg__grad_for_write(g, x, &fresh);
+        if (d)
+            add_scaled(dt, d, sv->dx, sg_tensor_numel(x), dL, fresh);
+    }
+    void *dw = sv->dw ? sg_grad_of(g, w) : NULL;
+    if (dw)
+        add_scaled(dt, dw, sv->dw, sg_tensor_numel(w), dL, false);
+    void *db = sv->db ? sg_grad_of(g, b) : NULL;
+    if (db)
+        add_scaled(dt, db, sv->db, sg_tensor_numel(b), dL, false);
+}
+
+static bool blis_ok(const sg_tensor *w)
+{
+    return (w->stride[0] != 0 || w->shape[0] == 1) && (w->stride[1] != 0 || w->shape[1] == 1);
+}
+
+/* The shape checks of sg_linear and sg_cross_entropy together; false with the error
+ * recorded on g. */
+static bool check_args(sg_graph *g, const char *op, const sg_tensor *x, const sg_tensor *w,
+                       const sg_tensor *bias, const sg_tensor *targets)
+{
+    if (!sg__check_same_float(g, op, x, w) || (bias && !sg__check_same_float(g, op, x, bias)))
+        return false;
+    if (w->ndim != 2 || w->shape[0] < 1) {
+        sg_graph_fail(g, SG_ESHAPE, "%s: weight must be 2-D [V, K] with V >= 1, got %s", op,
+                      SG_SHAPE(w));
+        return false;
+    }
+    if (x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1]) {
+        sg_graph_fail(g, SG_ESHAPE, "%s: input %s does not have the %lld features of weight %s",
+                      op, SG_SHAPE(x), (long long)w->shape[1], SG_SHAPE(w));
+        return false;
+    }
+    if (bias && (bias->ndim != 1 || bias->shape[0] != w->shape[0])) {
+        sg_graph_fail(g, SG_ESHAPE, "%s: bias %s does not match weight %s", op, SG_SHAPE(bias),
+                      SG_SHAPE(w));
+        return false;
+    }
+    bool same = targets->ndim == x->ndim - 1;
+    for (int d = 0; same && d < targets->ndim; d++)
+        same = targets->shape[d] == x->shape[d];
+    if (!same)
+        sg_graph_fail(g, SG_ESHAPE, "%s: targets %s do not match input %s (expected the "
+                                    "input's shape without the feature dim)",
+                      op, SG_SHAPE(targets), SG_SHAPE(x));
+    return same;
+}
+
+/* The unchunked way: the logits made whole, their gradient written over them. */
+static sg_tensor *whole_logits(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias,
+                               sg_tensor *targets, const sg_cross_entropy_opts *o,
+                               sg_cross_entropy_stats *stats)
+{
+    sg_cross_entropy_opts ow = *o;
+    ow.overwrite_logits = true; /* nothing outside this call sees the logits */
+    sg_tensor *logits = sg_linear(g, x, w, bias);
+    return logits ? sg_cross_entropy_ex(g, logits, targets, &ow, stats) : NULL;
+}
+
+sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias,
+                                      sg_tensor *targets, const sg_cross_entropy_opts *opts,
+                                      sg_cross_entropy_stats *stats)
+{
+    static const char *op = "sg_linear_cross_entropy";
+    SG_NEED(g, x, w, targets);
+    if (!check_args(g, op, x, w, bias, targets))
+        return NULL;
+    int64_t V = w->shape[0], K = w->shape[1], R = sg_tensor_numel(targets), N;
+    sg_cross_entropy_opts o;
+    if (!sg__ce_prepare(g, op, opts, &targets, V, &o, &N))
+        return NULL;
+    if (!sg_tensor_is_contiguous(x) && !(x = sg_contiguous(g, x)))
+        return NULL;
+    if (!blis_ok(w) && !(w = sg_contiguous(g, w)))
+        return NULL;
+    if (bias && !sg_tensor_is_contiguous(bias) && !(bias = sg_contiguous(g, bias)))
+        return NULL;
+    sg_tensor *ins[3] = {x, w, bias};
+    int n_in = bias ? 3 : 2;
+    bool rec = sg__will_record(g, n_in, ins);
+    int64_t chunk = CHUNK_LOGITS / V;
+    chunk = chunk < 1 ? 1 : chunk;
+    /* chunks must save at least half the logits' memory, dW and the chunk counted */
+    if (rec && w->requires_grad && R <= 2 * (chunk + K))
+        return whole_logits(g, x, w, bias, targets, &o, stats);
+    if (chunk > R)
+        chunk = R ? R : 1;
+    sg_dtype dt = x->dtype;
+    size_t es = sg_dtype_size(dt);
+    sg_arena *a = sg_graph_arena(g);
+    int status0 = sg_graph_status(g);
+    double *lse = sg_arena_alloc(a, 2 * sizeof(double) * (size_t)(R ? R : 1)), *lrow = lse + R;
+    void *z = sg_arena_alloc(a, (size_t)(chunk * V) * es);
+    lce_grads *sv = rec ? sg_arena_alloc(a, sizeof *sv) : NULL;
+    sg_tensor *loss = sg_empty(g, dt, 0, NULL);
+    if (!lse || !z || (rec && !sv) || !loss)
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory (%lld rows)", op, (long long)R);
+    if (sv) {
+        *sv = (lce_grads){0};
+        if ((x->requires_grad && !(sv->dx = sg_arena_alloc(a, (size_t)(R * K + 1) * es))) ||
+            (w->requires_grad && !(sv->dw = sg_arena_alloc(a, (size_t)(V * K + 1) * es))) ||
+            (bias && bias->requires_grad && !(sv->db = sg_arena_calloc(a, (size_t)V * es))))
+            return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory for the gradients", op);
+    }
+    const int64_t *y = targets->data;
+    double eps = o.label_smoothing, scale = sg__ce_scale(&o, N);
+    opnd Wt = {w->data, w->stride[1], w->stride[0]}, W = {w->data, w->stride[0], w->stride[1]};
+    for (int64_t r0 = 0; r0 < R; r0 += chunk) {
+        int64_t c = R - r0 < chunk ? R - r0 : chunk;
+        const char *xc = (const char *)x->data + (size_t)(r0 * K) * es;
+        if (bias)
+            for (int64_t r = 0; r < c; r++)
+                memcpy((char *)z + (size_t)(r * V) * es, bias->data, (size_t)V * es);
+        if (K > 0)
+            gemm(dt, c, V, K, (opnd){xc, K, 1}, Wt, bias ? 1.0 : 0.0, z, V);
+        else if (!bias)
+            memset(z, 0, (size_t)(c * V) * es);
+        sg__ce_rows_forward(dt, z, y + r0, c, V, o.ignore_index, eps, lse + r0, lrow + r0);
+        if (!sv)
+            continue;
+        /* z := dloss/dlogits of these rows, then the three products that consume it */
+        sg__ce_rows_grad_inplace(dt, z, y + r0, lse + r0, c, V, o.ignore_index, eps, scale);
+        if (sv->dx && K > 0)
+            gemm(dt, c, K, V, (opnd){z, V, 1}, W, 0.0, (char *)sv->dx + (size_t)(r0 * K) * es, K);
+        if (sv->dw && K > 0)
+            gemm(dt, V, K, c, (opnd){z, 1, V}, (opnd){xc, K, 1}, r0 ? 1.0 : 0.0, sv->dw, K);
+        if (sv->db) {
+            int64_t zs[2] = {0, 1}, ys[2] = {V, 1}, sh[2] = {c, V};
+            sg__accumulate(dt, sv->db, zs, 2, sh, z, ys);
+        }
+    }
+    if (sv && sv->dw && (R == 0 || K == 0))
+        memset(sv->dw, 0, (size_t)(V * K) * es);
+    double total = sg__ce_total(y, R, o.ignore_index, lrow), value = total * scale;
+    if (dt == SG_F32)
+        *(float *)loss->data = (float)value;
+    else
+        *(double *)loss->data = value;
+    sg_node *n = sg_record(g, op, lce_bwd, n_in, ins, 1, &loss);
+    if (n)
+        n->saved = sv;
+    else if (sg_graph_status(g) != status0) /* recording failed (ENOMEM) */
+        return NULL;
+    if (stats) {
+        stats->n_tokens = N;
+        stats->loss_sum = total;
+    }
+    return loss;
+}
