@@ -227,6 +227,21 @@ void *sg_grad_of(sg_graph *g, sg_tensor *t)
     return t->grad;
 }
 
+void *sg__scratch_get(sg_graph *g, size_t bytes, const char *who)
+{
+    void *p = sg__grad_pool_get_raw(&g->pool, bytes ? bytes : 1);
+    if (!p)
+        sg_graph_fail(g, SG_ENOMEM, "%s backward: cannot allocate %zu bytes of scratch", who,
+                      bytes);
+    return p;
+}
+
+void sg__scratch_put(sg_graph *g, void *p)
+{
+    if (p)
+        sg__grad_pool_put(&g->pool, p);
+}
+
 void *sg__grad_for_write(sg_graph *g, sg_tensor *t, bool *fresh)
 {
     *fresh = false;

@@ -77,17 +77,16 @@ static void sum_bwd(sg_graph *g, sg_node *n)
     /* dx += s * broadcast(dy): scale a copy of dy first (dy is small) */
     int64_t ny = sg_tensor_numel(y);
     size_t es = sg_dtype_size(x->dtype);
-    void *tmp = sg_arena_alloc(g->arena, (size_t)ny * es);
-    if (!tmp) {
-        sg_graph_fail(g, SG_ENOMEM, "sg_mean backward: out of memory");
+    void *tmp = sg__scratch_get(g, (size_t)ny * es, "sg_mean");
+    if (!tmp)
         return;
-    }
     memcpy(tmp, y->grad, (size_t)ny * es);
     sg_tensor th = *y;
     th.data = tmp;
     sg__contig_strides(y->ndim, y->shape, th.stride);
     scale(&th, s);
     sg__accumulate(x->dtype, dx, cs, x->ndim, x->shape, tmp, map);
+    sg__scratch_put(g, tmp);
 }
 
 static sg_tensor *reduce_sum(sg_graph *g, sg_tensor *x, int n_dims, const int *dims, bool keepdim,

@@ -84,11 +84,9 @@ static void step_bwd(sg_graph *g, sg_node *n)
     int64_t B = h->shape[0], H = h->shape[1], F = feed->shape[1], G = 4 * H;
     if (!h2->grad && !c2->grad)
         return;
-    void *da = sg_arena_alloc(sg_graph_arena(g), sg_dtype_size(dt) * (size_t)(B * G));
-    if (!da) {
-        sg_graph_fail(g, SG_ENOMEM, "luong decoder step backward: out of memory");
+    void *da = sg__scratch_get(g, sg_dtype_size(dt) * (size_t)(B * G), "luong decoder step");
+    if (!da)
         return;
-    }
     void *dc = sg_grad_of(g, c);
     if (dt == SG_F32)
         gates_bwd_f32(B, H, sv->act, sv->tc, c->data, h2->grad, c2->grad, da, dc);
@@ -112,6 +110,7 @@ static void step_bwd(sg_graph *g, sg_node *n)
         sg__gemm(dt, G, F, B, 1.0, da, 1, G, feed->data, F, 1, 1.0, d, F, 1);
     if ((d = sg_grad_of(g, Whh)))
         sg__gemm(dt, G, H, B, 1.0, da, 1, G, h->data, H, 1, 1.0, d, H, 1);
+    sg__scratch_put(g, da);
 }
 
 sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *feed, sg_tensor *h,

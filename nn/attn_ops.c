@@ -668,18 +668,16 @@ static void context_bwd(sg_graph *g, sg_node *n)
     if (!c->grad && !w->grad)
         return;
     void *de = sg_grad_of(g, e), *dV = sg_grad_of(g, V), *dpos = pos ? sg_grad_of(g, pos) : NULL;
-    void *scratch = sg_arena_alloc(sg_graph_arena(g),
-                                   sg_dtype_size(e->dtype) * (size_t)(B * S > 0 ? B * S : 1));
-    if (!scratch) {
-        sg_graph_fail(g, SG_ENOMEM, "sg_attn_context: out of memory in backward");
+    void *scratch = sg__scratch_get(g, sg_dtype_size(e->dtype) * (size_t)(B * S), "sg_attn_context");
+    if (!scratch)
         return;
-    }
     if (e->dtype == SG_F32)
         context_bwd_f32(B, S, D, V->data, sv->valid, pos ? pos->data : NULL, (float)n->f[0],
                         sv->a, sv->G, w->data, c->grad, w->grad, scratch, de, dV, dpos);
     else
         context_bwd_f64(B, S, D, V->data, sv->valid, pos ? pos->data : NULL, n->f[0], sv->a,
                         sv->G, w->data, c->grad, w->grad, scratch, de, dV, dpos);
+    sg__scratch_put(g, scratch);
 }
 
 sg_tensor *sg__attn_context_rows(sg_graph *g, sg_tensor *scores, sg_tensor *values,

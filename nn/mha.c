@@ -74,12 +74,10 @@ static void sdpa_bwd(sg_graph *g, sg_node *n)
     size_t es = sg_dtype_size(dt);
     int64_t B = sv->B, Lq = sv->Lq, Lk = sv->Lk, d = sv->d, H = sv->heads, dk = d / H;
     void *dq = sg_grad_of(g, q), *dkk = sg_grad_of(g, k), *dv = sg_grad_of(g, v);
-    void *dP = sg_arena_alloc(sg_graph_arena(g), es * (size_t)(Lq * Lk > 0 ? Lq * Lk : 1));
-    if (!dP) {
-        sg_graph_fail(g, SG_ENOMEM, "sg_scaled_dot_attention: out of memory in backward");
-        return;
-    }
     if (Lq == 0 || Lk == 0 || dk == 0)
+        return;
+    void *dP = sg__scratch_get(g, es * (size_t)(Lq * Lk), "sg_scaled_dot_attention");
+    if (!dP)
         return;
     const char *dO = o->grad;
     for (int64_t b = 0; b < B; b++)
@@ -116,6 +114,7 @@ static void sdpa_bwd(sg_graph *g, sg_node *n)
                 sg__gemm(dt, Lk, dk, Lq, sv->scale, dP, 1, Lk, Qb, q->stride[1], 1, 1.0,
                          (char *)dkk + (b * Lk * d + col) * (int64_t)es, d, 1);
         }
+    sg__scratch_put(g, dP);
 }
 
 /* Last dim contiguous (BLIS gets the row strides); else a contiguous copy. */

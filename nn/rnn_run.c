@@ -83,13 +83,12 @@ static void rnn_bwd(sg_graph *g, sg_node *n)
     void *dbhh = sg_grad_of(g, in[IN_BHH]), *dh0 = sg_grad_of(g, in[IN_H0]);
     void *dc0 = sg_grad_of(g, in[IN_C0]);
     size_t es = sg_dtype_size(y->dtype), BH = (size_t)(sv->B * sv->H) * es;
-    sg_arena *a = sg_graph_arena(g);
-    void *dH = sg_arena_alloc(a, BH), *dC = sg_arena_alloc(a, BH), *drh = sg_arena_alloc(a, BH);
-    void *dgh = sg_arena_alloc(a, (size_t)(sv->N * sv->G * sv->H) * es);
-    if (!dH || !dC || !drh || !dgh) {
-        sg_graph_fail(g, SG_ENOMEM, "sg_rnn backward: out of memory");
-        return;
-    }
+    const char *who = sv->cell == SG_RNN_LSTM ? "sg_lstm" : "sg_gru";
+    void *dH = sg__scratch_get(g, BH, who), *dC = sg__scratch_get(g, BH, who);
+    void *drh = sg__scratch_get(g, BH, who);
+    void *dgh = sg__scratch_get(g, (size_t)(sv->N * sv->G * sv->H) * es, who);
+    if (!dH || !dC || !drh || !dgh)
+        goto out;
     const void *x = in[IN_X]->data, *wih = in[IN_WIH]->data, *whh = in[IN_WHH]->data;
     if (y->dtype == SG_F32)
         rnn_bwd_f32(sv, x, wih, whh, dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
@@ -97,6 +96,11 @@ static void rnn_bwd(sg_graph *g, sg_node *n)
     else
         rnn_bwd_f64(sv, x, wih, whh, dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
                     dgh, drh);
+out:
+    sg__scratch_put(g, dH);
+    sg__scratch_put(g, dC);
+    sg__scratch_put(g, drh);
+    sg__scratch_put(g, dgh);
 }
 
 int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor *x,

@@ -62,7 +62,12 @@ static void check_forward_backward(const char *variant)
     double want = fx_scalar(gd.f, "/golden/loss");
     cr_assert_float_eq(sg_tensor_get(loss, 0), want, 1e-5 + 1e-5 * fabs(want), "loss %.8g vs %.8g",
                        sg_tensor_get(loss, 0), want);
+    /* backward's scratch and gradients come from the pool, never the arena: the arena
+     * holds the forward alone, and memory freed during backward is reused within it */
+    size_t fwd_bytes = sg_arena_used(sg_graph_arena(g));
     cr_assert_eq(sg_backward(g, loss), SG_OK, "%s", sg_last_error());
+    cr_assert_eq(sg_arena_used(sg_graph_arena(g)), fwd_bytes, "%s: backward took %zu arena bytes",
+                 variant, sg_arena_used(sg_graph_arena(g)) - fwd_bytes);
     int checked = 0;
     for (int i = 0; i < sg_params_count(p); i++) {
         const sg_param *e = sg_params_at(p, i);
