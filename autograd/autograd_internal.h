@@ -113,6 +113,11 @@ SG_INTERNAL bool sg__check_same_float(sg_graph *g, const char *op, const sg_tens
 SG_INTERNAL void sg__accumulate(sg_dtype dt, void *dst, const int64_t *dst_strides, int ndim,
                                 const int64_t *shape, const void *src,
                                 const int64_t *src_strides);
+/* dst[j] += sum_r src[r * ld + j] for j < cols, r < rows: a bias's gradient. Columns
+ * split over threads when large; each column is summed in row order (any thread count
+ * gives the same result). */
+SG_INTERNAL void sg__add_colsum(sg_dtype dt, void *dst, const void *src, int64_t rows,
+                                int64_t cols, int64_t ld);
 
 /* Contiguous strides of shape into out. */
 SG_INTERNAL void sg__contig_strides(int ndim, const int64_t *shape, int64_t *out);

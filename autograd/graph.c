@@ -523,6 +523,39 @@ static void acc_kernel(int64_t n, char **p, const int64_t *s, void *user)
     }
 }
 
+/* Column blocks of COLSUM_BLOCK stay in L1 while all rows are added into them. */
+#define COLSUM_BLOCK 1024
+#define COLSUM_KERNEL(T, SUF)                                                               \
+    SG_HOT static void colsum_##SUF(T *restrict d, const T *restrict s, int64_t rows,        \
+                                    int64_t n, int64_t ld)                                  \
+    {                                                                                       \
+        for (int64_t r = 0; r < rows; r++) {                                                \
+            const T *sr = s + r * ld;                                                       \
+            for (int64_t j = 0; j < n; j++)                                                 \
+                d[j] += sr[j];                                                              \
+        }                                                                                   \
+    }
+COLSUM_KERNEL(float, f32)
+COLSUM_KERNEL(double, f64)
+
+void sg__add_colsum(sg_dtype dt, void *dst, const void *src, int64_t rows, int64_t cols,
+                    int64_t ld)
+{
+    int64_t nb = (cols + COLSUM_BLOCK - 1) / COLSUM_BLOCK;
+    int nt = nb > 1 && rows * cols >= (1 << 16) ? sg__threads() : 1;
+    size_t es = sg_dtype_size(dt);
+    SG_OMP_FOR(nt)
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t j = b * COLSUM_BLOCK, n = cols - j < COLSUM_BLOCK ? cols - j : COLSUM_BLOCK;
+        void *d = (char *)dst + (size_t)j * es;
+        const void *s = (const char *)src + (size_t)j * es;
+        if (dt == SG_F32)
+            colsum_f32(d, s, rows, n, ld);
+        else
+            colsum_f64(d, s, rows, n, ld);
+    }
+}
+
 void sg__accumulate(sg_dtype dt, void *dst, const int64_t *dst_strides, int ndim,
                     const int64_t *shape, const void *src, const int64_t *src_strides)
 {

@@ -149,10 +149,8 @@ static void linear_bwd(sg_graph *g, sg_node *n)
     if (dw) /* dW += dY^T X */
         gemm(y->dtype, mat_t(dy), X, (mat){dw, out, in, in, 1}, 1.0);
     void *db = bias ? sg_grad_of(g, bias) : NULL;
-    if (db) {
-        int64_t zs[2] = {0, 1}, ys[2] = {out, 1}, sh[2] = {rows, out};
-        sg__accumulate(y->dtype, db, zs, 2, sh, y->grad, ys);
-    }
+    if (db)
+        sg__add_colsum(y->dtype, db, y->grad, rows, out, out);
 }
 
 sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias)

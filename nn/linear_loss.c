@@ -192,19 +192,19 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
             gemm(dt, c, V, K, (opnd){xc, K, 1}, Wt, bias ? 1.0 : 0.0, z, V);
         else if (!bias)
             memset(z, 0, (size_t)(c * V) * es);
-        sg__ce_rows_forward(dt, z, y + r0, c, V, o.ignore_index, eps, lse + r0, lrow + r0);
-        if (!sv)
+        if (!sv) {
+            sg__ce_rows_forward(dt, z, y + r0, c, V, o.ignore_index, eps, lse + r0, lrow + r0);
             continue;
+        }
         /* z := dloss/dlogits of these rows, then the three products that consume it */
-        sg__ce_rows_grad_inplace(dt, z, y + r0, lse + r0, c, V, o.ignore_index, eps, scale);
+        sg__ce_rows_forward_grad(dt, z, y + r0, c, V, o.ignore_index, eps, scale, lse + r0,
+                                 lrow + r0);
         if (sv->dx && K > 0)
             gemm(dt, c, K, V, (opnd){z, V, 1}, W, 0.0, (char *)sv->dx + (size_t)(r0 * K) * es, K);
         if (sv->dw && K > 0)
             gemm(dt, V, K, c, (opnd){z, 1, V}, (opnd){xc, K, 1}, r0 ? 1.0 : 0.0, sv->dw, K);
-        if (sv->db) {
-            int64_t zs[2] = {0, 1}, ys[2] = {V, 1}, sh[2] = {c, V};
-            sg__accumulate(dt, sv->db, zs, 2, sh, z, ys);
-        }
+        if (sv->db)
+            sg__add_colsum(dt, sv->db, z, c, V, V);
     }
     if (sv && sv->dw && (R == 0 || K == 0))
         memset(sv->dw, 0, (size_t)(V * K) * es);

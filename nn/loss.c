@@ -138,10 +138,68 @@ static int row_threads(int64_t R, int64_t V)
         }                                                                                   \
     }
 
+/* Forward and gradient at once, over rows whose logits are not needed afterwards (the
+ * chunks of linear_loss.c): exp(x - max) is written over the row while it is summed and
+ * then scaled into the gradient, one exp per logit instead of two. */
+#define CE_FWD_GRAD_KERNELS(T, SUF, EXP)                                                    \
+    /* x[v] := exp(x[v] - mx); returns their sum (f32 summed in blocks of 256, as above) */ \
+    SG_HOT static double row_exp_inplace_##SUF(T *x, int64_t V, T mx)                       \
+    {                                                                                       \
+        double s = 0;                                                                       \
+        for (int64_t b = 0; b < V; b += 256) {                                              \
+            int64_t e = V - b < 256 ? V : b + 256, v = b;                                   \
+            T acc[LANES] = {0};                                                             \
+            for (; v + LANES <= e; v += LANES)                                              \
+                for (int u = 0; u < LANES; u++) {                                           \
+                    T ev = EXP(x[v + u] - mx);                                              \
+                    x[v + u] = ev;                                                          \
+                    acc[u] += ev;                                                           \
+                }                                                                           \
+            for (; v < e; v++) {                                                            \
+                T ev = EXP(x[v] - mx);                                                      \
+                x[v] = ev;                                                                  \
+                acc[0] += ev;                                                               \
+            }                                                                               \
+            for (int u = 0; u < LANES; u++)                                                 \
+                s += (double)acc[u];                                                        \
+        }                                                                                   \
+        return s;                                                                           \
+    }                                                                                       \
+    SG_HOT static void row_affine_##SUF(T *x, int64_t V, T a, T off)                        \
+    {                                                                                       \
+        for (int64_t v = 0; v < V; v++)                                                     \
+            x[v] = x[v] * a - off;                                                          \
+    }                                                                                       \
+    static void ce_fwd_grad_##SUF(T *x, const int64_t *y, int64_t R, int64_t V,             \
+                                  int64_t ignore, double eps, double s, int nt, double *lse, \
+                                  double *lrow)                                             \
+    {                                                                                       \
+        const T off = (T)(s * eps / (double)V), hit = (T)(s * (1 - eps));                   \
+        SG_OMP_FOR(nt)                                                                     \
+        for (int64_t r = 0; r < R; r++) {                                                   \
+            T *xr = x + r * V;                                                              \
+            if (y[r] == ignore) {                                                           \
+                memset(xr, 0, sizeof(T) * (size_t)V);                                       \
+                continue;                                                                   \
+            }                                                                               \
+            T mx = row_max_##SUF(xr, V);                                                    \
+            double sx = eps > 0 ? row_sum_##SUF(xr, V) : 0, xy = (double)xr[y[r]];          \
+            double se = row_exp_inplace_##SUF(xr, V, mx);                                   \
+            double l = (double)mx + log(se);                                                \
+            lse[r] = l;                                                                     \
+            lrow[r] = (1 - eps) * (l - xy) +                                                \
+                      (eps > 0 ? eps / (double)V * ((double)V * l - sx) : 0);               \
+            row_affine_##SUF(xr, V, (T)(s / se), off);                                      \
+            xr[y[r]] -= hit;                                                                \
+        }                                                                                   \
+    }
+
 ROW_HELPERS(float, f32, sg__exp_nonposf)
 ROW_HELPERS(double, f64, exp)
 CE_KERNELS(float, f32, sg__exp_nonposf, logf)
 CE_KERNELS(double, f64, exp, log)
+CE_FWD_GRAD_KERNELS(float, f32, sg__exp_nonposf)
+CE_FWD_GRAD_KERNELS(double, f64, exp)
 
 /* Backward writing the gradient over the logits x (sg_cross_entropy_opts
  * .overwrite_logits): later consumers of x have already run their backward and
@@ -198,14 +256,14 @@ void sg__ce_rows_forward(sg_dtype dt, const void *x, const int64_t *y, int64_t R
         ce_fwd_f64(x, y, R, V, ignore, eps, nt, lse, lrow);
 }
 
-void sg__ce_rows_grad_inplace(sg_dtype dt, void *x, const int64_t *y, const double *lse,
-                              int64_t R, int64_t V, int64_t ignore, double eps, double s)
+void sg__ce_rows_forward_grad(sg_dtype dt, void *x, const int64_t *y, int64_t R, int64_t V,
+                              int64_t ignore, double eps, double s, double *lse, double *lrow)
 {
     int nt = row_threads(R, V);
     if (dt == SG_F32)
-        ce_bwd_inplace_f32(x, y, lse, R, V, ignore, eps, s, nt);
+        ce_fwd_grad_f32(x, y, R, V, ignore, eps, s, nt, lse, lrow);
     else
-        ce_bwd_inplace_f64(x, y, lse, R, V, ignore, eps, s, nt);
+        ce_fwd_grad_f64(x, y, R, V, ignore, eps, s, nt, lse, lrow);
 }
 
 bool sg__ce_prepare(sg_graph *g, const char *op, const sg_cross_entropy_opts *opts,

@@ -40,9 +40,10 @@ bool sg__ce_prepare(sg_graph *g, const char *op, const sg_cross_entropy_opts *op
  * (label-smoothed) loss lrow[r]; ignored rows are left untouched. */
 void sg__ce_rows_forward(sg_dtype dt, const void *x, const int64_t *y, int64_t R, int64_t V,
                          int64_t ignore, double eps, double *lse, double *lrow);
-/* x := s (softmax(x) - target distribution) on counted rows, 0 on ignored ones. */
-void sg__ce_rows_grad_inplace(sg_dtype dt, void *x, const int64_t *y, const double *lse,
-                              int64_t R, int64_t V, int64_t ignore, double eps, double s);
+/* sg__ce_rows_forward, then x := s (softmax(x) - target distribution) on counted rows
+ * and 0 on ignored ones, in one go (one exp a logit). */
+void sg__ce_rows_forward_grad(sg_dtype dt, void *x, const int64_t *y, int64_t R, int64_t V,
+                              int64_t ignore, double eps, double s, double *lse, double *lrow);
 /* Sum of lrow over counted rows, in row order; the reduction's scale (1/N or 1). */
 double sg__ce_total(const int64_t *y, int64_t R, int64_t ignore, const double *lrow);
 double sg__ce_scale(const sg_cross_entropy_opts *o, int64_t N);
