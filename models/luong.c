@@ -134,9 +134,9 @@ static sg_tensor *decode_feed(sg_model *m, sg_graph *g, sg_tensor *emb, sg_tenso
     int64_t B = emb->shape[0], T = emb->shape[1], E = z->E, H = z->H, L = z->L;
     double p = m->cfg.dropout;
     const sg_rnn_weights *w0 = &z->decoder.w[0][0];
-    /* embedding part of layer 0's gates for every step, biases folded in: [B, T, 4H] */
+    /* embedding part of layer 0's gates for every step with b_ih: [B, T, 4H] (each step
+     * adds b_hh) */
     sg_tensor *gx = sg_linear(g, emb, sg_narrow(g, w0->weight_ih, 1, 0, E), w0->bias_ih);
-    gx = sg_add(g, gx, w0->bias_hh);
     sg_tensor *Wf = sg_narrow(g, w0->weight_ih, 1, E, H); /* [4H, H], row stride E + H */
     sg_tensor *h[SG_RNN_MAX_LAYERS], *c[SG_RNN_MAX_LAYERS];
     for (int64_t l = 0; l < L; l++) {
@@ -148,8 +148,8 @@ static sg_tensor *decode_feed(sg_model *m, sg_graph *g, sg_tensor *emb, sg_tenso
     sg_tensor **out = sg_arena_alloc(sg_graph_arena(g), sizeof *out * (size_t)T);
     SG_NEED(gx, Wf, feed, out);
     for (int64_t t = 0; t < T; t++) {
-        h[0] = sg__luong_lstm_step(g, sg_select(g, gx, 1, t), feed, h[0], c[0], Wf,
-                                   w0->weight_hh, &c[0]);
+        h[0] = sg__luong_lstm_step(g, sg_select(g, gx, 1, t), w0->bias_hh, feed, h[0], c[0],
+                                   Wf, w0->weight_hh, &c[0]);
         sg_tensor *x = h[0];
         for (int64_t l = 1; l < L; l++) {
             x = sg_dropout(g, x, p, m->training, &m->rng);

@@ -4,9 +4,9 @@
  * With input feeding the decoder input is [e_t ; htilde_{t-1}], so the recurrence
  * cannot run over all steps at once. The embedding half of the input projection does
  * not depend on the recurrence: the model computes it for every step with one GEMM
- * (gx [B, T, 4H] = e W_ih[:, :E]^T + b_ih + b_hh) and this op adds only the feed and
- * hidden products of one step:
- *     a = gx_t + feed W_f^T + h W_hh^T      (W_f = W_ih[:, E:], a strided view)
+ * (gx [B, T, 4H] = e W_ih[:, :E]^T + b_ih) and this op adds b_hh and the feed and
+ * hidden products of one step (b_hh here rather than in gx: no second [B, T, 4H]):
+ *     a = gx_t + b_hh + feed W_f^T + h W_hh^T      (W_f = W_ih[:, E:], a strided view)
  *     i, f, g, o = sig(a_i), sig(a_f), tanh(a_g), sig(a_o)
  *     c' = f c + i g,  h' = o tanh(c')
  * One node, two GEMMs forward, four backward, hand-written gate derivatives.
@@ -61,6 +61,12 @@ typedef struct step_saved {
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
+    /* z = x + y over n elements */                                                         \
+    HOT static void add_vec_##SUF(int64_t n, const T *x, const T *y, T *z)                  \
+    {                                                                                        \
+        for (int64_t k = 0; k < n; k++)                                                      \
+            z[k] = x[k] + y[k];                                                              \
+    }                                                                                        \
     static void add_rows_##SUF(int64_t B, int64_t n, const T *src, int64_t rs, T *dst)       \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++)                                                      \
@@ -73,11 +79,11 @@ STEP_KERNELS(float, f32, sg__expf, sg__tanhf, SG_HOT)
 STEP_KERNELS(double, f64, exp, tanh, )
 
 /* in: gx [B, 4H] (unit column stride), feed [B, F], h, c [B, H] contiguous, W_f [4H, F]
- * and W_hh [4H, H] with any strides. */
+ * and W_hh [4H, H] with any strides, the bias [4H] or NULL (contiguous). */
 static void step_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *gx = n->in[0], *feed = n->in[1], *h = n->in[2], *c = n->in[3];
-    sg_tensor *Wf = n->in[4], *Whh = n->in[5];
+    sg_tensor *Wf = n->in[4], *Whh = n->in[5], *bias = n->n_in > 6 ? n->in[6] : NULL;
     sg_tensor *h2 = n->out[0], *c2 = n->out[1];
     const step_saved *sv = n->saved;
     sg_dtype dt = gx->dtype;
@@ -100,6 +106,8 @@ static void step_bwd(sg_graph *g, sg_node *n)
             add_rows_f64(B, G, da, G, dgx);
     }
     void *d;
+    if ((d = sg_grad_of(g, bias)))
+        sg__add_colsum(dt, d, da, B, G, G);
     if ((d = sg_grad_of(g, feed))) /* dfeed += da W_f */
         sg__gemm(dt, B, F, G, 1.0, da, G, 1, Wf->data, Wf->stride[0], Wf->stride[1], 1.0, d, F,
                  1);
@@ -113,21 +121,24 @@ static void step_bwd(sg_graph *g, sg_node *n)
     sg__scratch_put(g, da);
 }
 
-sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *feed, sg_tensor *h,
-                               sg_tensor *c, sg_tensor *Wf, sg_tensor *Whh, sg_tensor **c_out)
+sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *b, sg_tensor *feed,
+                               sg_tensor *h, sg_tensor *c, sg_tensor *Wf, sg_tensor *Whh,
+                               sg_tensor **c_out)
 {
     const char *op = "luong decoder step";
     SG_NEED(g, gx, feed, h, c, Wf, Whh, c_out);
     int64_t B = h->shape[0], H = h->shape[1], F = feed->shape[1], G = 4 * H;
     if (gx->ndim != 2 || gx->shape[0] != B || gx->shape[1] != G || feed->shape[0] != B ||
         !sg_tensor_same_shape(h, c) || Wf->shape[0] != G || Wf->shape[1] != F ||
-        Whh->shape[0] != G || Whh->shape[1] != H)
+        Whh->shape[0] != G || Whh->shape[1] != H || (b && (b->ndim != 1 || b->shape[0] != G)))
         return sg_graph_fail(g, SG_ESHAPE, "%s: gx %s, feed %s, h %s, c %s, W_f %s, W_hh %s do "
                                            "not fit together",
                              op, SG_SHAPE(gx), SG_SHAPE(feed), SG_SHAPE(h), SG_SHAPE(c),
                              SG_SHAPE(Wf), SG_SHAPE(Whh));
     if (gx->stride[1] != 1)
         gx = sg_contiguous(g, gx);
+    if (b && !sg_tensor_is_contiguous(b))
+        b = sg_contiguous(g, b);
     feed = sg_contiguous(g, feed);
     h = sg_contiguous(g, h);
     c = sg_contiguous(g, c);
@@ -141,9 +152,16 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *feed, sg_t
     void *tc = sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * H));
     if (!h2 || !c2 || !sv || !act || !tc)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-    for (int64_t b = 0; b < B; b++) /* a = gx_t (rows of the [B, T, 4H] precompute) */
-        memcpy((char *)act + (size_t)(b * G) * es,
-               (const char *)gx->data + (size_t)(b * gx->stride[0]) * es, (size_t)G * es);
+    for (int64_t r = 0; r < B; r++) { /* a = gx_t (rows of the [B, T, 4H] precompute) + b */
+        char *ar = (char *)act + (size_t)(r * G) * es;
+        const char *gr = (const char *)gx->data + (size_t)(r * gx->stride[0]) * es;
+        if (!b)
+            memcpy(ar, gr, (size_t)G * es);
+        else if (dt == SG_F32)
+            add_vec_f32(G, (const float *)gr, b->data, (float *)ar);
+        else
+            add_vec_f64(G, (const double *)gr, b->data, (double *)ar);
+    }
     /* W_f^T and W_hh^T made once per graph (all steps of a training step share them) give
      * the small-product kernels row-major operands; else the weights are read transposed */
     sg__operand wft = sg__weight_t_operand(g, Wf, 1, true);
@@ -154,8 +172,8 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *feed, sg_t
         gates_fwd_f32(B, H, act, c->data, c2->data, h2->data, tc);
     else
         gates_fwd_f64(B, H, act, c->data, c2->data, h2->data, tc);
-    sg_tensor *ins[6] = {gx, feed, h, c, Wf, Whh}, *outs[2] = {h2, c2};
-    sg_node *n = sg_record(g, op, step_bwd, 6, ins, 2, outs);
+    sg_tensor *ins[7] = {gx, feed, h, c, Wf, Whh, b}, *outs[2] = {h2, c2};
+    sg_node *n = sg_record(g, op, step_bwd, b ? 7 : 6, ins, 2, outs);
     if (n) {
         sv->act = act;
         sv->tc = tc;
