@@ -76,6 +76,12 @@ static int row_threads(int64_t R, int64_t V)
         return s;                                                                           \
     }
 
+/* l_r of a row with log-sum-exp l, target logit xy and logit sum sx (used if eps > 0) */
+static inline double row_loss(double l, double xy, double sx, double eps, int64_t V)
+{
+    return (1 - eps) * (l - xy) + (eps > 0 ? eps / (double)V * ((double)V * l - sx) : 0);
+}
+
 /* Forward over contiguous x [R, V]: lse and the row loss l_r of counted rows. */
 #define CE_KERNELS(T, SUF, EXP, LOG)                                                        \
     /* d[v] = ts exp(x[v] - l) - off (+ d[v] when acc): one row of the gradient */          \
@@ -101,8 +107,7 @@ static int row_threads(int64_t R, int64_t V)
             double sx = eps > 0 ? row_sum_##SUF(xr, V) : 0;                                 \
             double l = (double)mx + log(se);                                                \
             lse[r] = l;                                                                     \
-            double nll = l - (double)xr[y[r]];                                              \
-            lrow[r] = (1 - eps) * nll + (eps > 0 ? eps / (double)V * ((double)V * l - sx) : 0); \
+            lrow[r] = row_loss(l, (double)xr[y[r]], sx, eps, V);                            \
         }                                                                                   \
     }                                                                                       \
     /* x [R, V] := s (softmax - target distribution) on counted rows, 0 on the others:   \
@@ -187,8 +192,7 @@ static int row_threads(int64_t R, int64_t V)
             double se = row_exp_inplace_##SUF(xr, V, mx);                                   \
             double l = (double)mx + log(se);                                                \
             lse[r] = l;                                                                     \
-            lrow[r] = (1 - eps) * (l - xy) +                                                \
-                      (eps > 0 ? eps / (double)V * ((double)V * l - sx) : 0);               \
+            lrow[r] = row_loss(l, xy, sx, eps, V);                                          \
             row_affine_##SUF(xr, V, (T)(s / se), off);                                      \
             xr[y[r]] -= hit;                                                                \
         }                                                                                   \
