@@ -16,14 +16,25 @@
 
 typedef struct {
     void *P;          /* [B, h, Lq, Lk] softmax probabilities */
-    void *Pd;         /* dropped-out probabilities (== P without dropout) */
-    uint8_t *keep;    /* dropout mask [B, h, Lq, Lk] or NULL */
+    uint8_t *keep;    /* dropout mask [B, h, Lq, Lk] or NULL; the dropped-out
+                       * probabilities are made again from P and it, a head at a time */
     const uint8_t *valid; /* key validity [B, Lk] or NULL */
     int64_t B, Lq, Lk, d, heads;
     double scale, drop_scale;
 } sdpa_saved;
 
 /* Row i may see key j: key valid and (not causal or j <= i + Lk - Lq). */
+/* D = the dropped-out probabilities of one head: P where kept, times 1 / (1 - p) */
+static void dropped(sg_dtype dt, int64_t n, const void *P, const uint8_t *km, double s, void *D)
+{
+    for (int64_t x = 0; x < n; x++) {
+        if (dt == SG_F32)
+            ((float *)D)[x] = km[x] ? ((const float *)P)[x] * (float)s : 0;
+        else
+            ((double *)D)[x] = km[x] ? ((const double *)P)[x] * s : 0;
+    }
+}
+
 #define SEES(sv, b, i, j, causal)                                                            \
     ((!(sv)->valid || (sv)->valid[(b) * (sv)->Lk + (j)]) &&                                   \
      (!(causal) || (j) <= (i) + (sv)->Lk - (sv)->Lq))
@@ -76,21 +87,29 @@ static void sdpa_bwd(sg_graph *g, sg_node *n)
     void *dq = sg_grad_of(g, q), *dkk = sg_grad_of(g, k), *dv = sg_grad_of(g, v);
     if (Lq == 0 || Lk == 0 || dk == 0)
         return;
-    void *dP = sg__scratch_get(g, es * (size_t)(Lq * Lk), "sg_scaled_dot_attention");
-    if (!dP)
+    const char *op = "sg_scaled_dot_attention";
+    void *dP = sg__scratch_get(g, es * (size_t)(Lq * Lk), op);
+    void *D = sv->keep ? sg__scratch_get(g, es * (size_t)(Lq * Lk), op) : NULL;
+    if (!dP || (sv->keep && !D)) {
+        sg__scratch_put(g, dP);
         return;
+    }
     const char *dO = o->grad;
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
             int64_t bh = (b * H + h) * Lq * Lk, col = h * dk;
             const char *P = (const char *)sv->P + bh * (int64_t)es;
-            const char *Pd = (const char *)sv->Pd + bh * (int64_t)es;
+            const char *Pd = P;
             const char *Qb = (const char *)q->data + (b * q->stride[0] + col) * (int64_t)es;
             const char *Kb = (const char *)k->data + (b * k->stride[0] + col) * (int64_t)es;
             const char *Vb = (const char *)v->data + (b * v->stride[0] + col) * (int64_t)es;
             const char *dOb = dO + (b * Lq * d + col) * (int64_t)es;
             /* dPd = dO_bh V_bh^T  [Lq, Lk] */
             sg__gemm(dt, Lq, Lk, dk, 1.0, dOb, d, 1, Vb, 1, v->stride[1], 0.0, dP, Lk, 1);
+            if (dv && sv->keep) {
+                dropped(dt, Lq * Lk, P, sv->keep + bh, sv->drop_scale, D);
+                Pd = D;
+            }
             if (dv) /* dV_bh += Pd^T dO_bh */
                 sg__gemm(dt, Lk, dk, Lq, 1.0, Pd, 1, Lk, dOb, d, 1, 1.0,
                          (char *)dv + (b * Lk * d + col) * (int64_t)es, d, 1);
@@ -115,6 +134,7 @@ static void sdpa_bwd(sg_graph *g, sg_node *n)
                          (char *)dkk + (b * Lk * d + col) * (int64_t)es, d, 1);
         }
     sg__scratch_put(g, dP);
+    sg__scratch_put(g, D);
 }
 
 /* Last dim contiguous (BLIS gets the row strides); else a contiguous copy. */
@@ -168,13 +188,16 @@ sg_tensor *sg_scaled_dot_attention(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_t
     sg_tensor *o = sg_empty(g, dt, 3, (int64_t[]){B, Lq, d});
     if (!sv || !P || !o)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-    *sv = (sdpa_saved){.P = P->data, .Pd = P->data, .valid = valid, .B = B, .Lq = Lq, .Lk = Lk,
-                       .d = d, .heads = heads, .scale = 1.0 / sqrt((double)dk)};
+    *sv = (sdpa_saved){.P = P->data, .valid = valid, .B = B, .Lq = Lq, .Lk = Lk, .d = d,
+                       .heads = heads, .scale = 1.0 / sqrt((double)dk)};
+    void *D = NULL; /* one head's dropped-out probabilities, made again in backward */
     if (drop) {
         sv->keep = sg_arena_alloc(ar, (size_t)(np > 0 ? np : 1));
-        sv->Pd = sg_arena_alloc(ar, es * (size_t)(np > 0 ? np : 1));
-        if (!sv->keep || !sv->Pd)
+        D = sg__scratch_get(g, es * (size_t)(Lq * Lk), op);
+        if (!sv->keep || !D) {
+            sg__scratch_put(g, D);
             return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+        }
         sv->drop_scale = 1.0 / (1.0 - dropout);
     }
     memset(o->data, 0, es * (size_t)(B * Lq * d));
@@ -197,21 +220,15 @@ sg_tensor *sg_scaled_dot_attention(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_t
                 softmax_rows_f64(sv, b, opts->causal, (double *)S);
             const char *Pd = S;
             if (drop) {
-                uint8_t *km = sv->keep + bh;
-                char *D = (char *)sv->Pd + bh * (int64_t)es;
-                sg_rng_keep_mask(opts->rng, km, Lq * Lk, dropout);
-                for (int64_t x = 0; x < Lq * Lk; x++) {
-                    if (dt == SG_F32)
-                        ((float *)D)[x] = km[x] ? ((float *)S)[x] * (float)sv->drop_scale : 0;
-                    else
-                        ((double *)D)[x] = km[x] ? ((double *)S)[x] * sv->drop_scale : 0;
-                }
+                sg_rng_keep_mask(opts->rng, sv->keep + bh, Lq * Lk, dropout);
+                dropped(dt, Lq * Lk, S, sv->keep + bh, sv->drop_scale, D);
                 Pd = D;
             }
             if (dk > 0) /* O_bh = Pd V_bh */
                 sg__gemm(dt, Lq, dk, Lk, 1.0, Pd, Lk, 1, Vb, v->stride[1], 1, 0.0,
                          (char *)o->data + (b * Lq * d + col) * (int64_t)es, d, 1);
         }
+    sg__scratch_put(g, D);
     sg_tensor *ins[3] = {q, k, v};
     sg_node *n = sg_record(g, op, sdpa_bwd, 3, ins, 1, &o);
     if (n)
