@@ -83,11 +83,11 @@ SG_INTERNAL sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, in
  * true (the caller must then overwrite it all, e.g. a GEMM with beta = 0, instead of
  * adding); otherwise the existing or zeroed buffer and *fresh false. NULL as sg_grad_of. */
 SG_INTERNAL void *sg__grad_for_write(sg_graph *g, sg_tensor *t, bool *fresh);
-/* Scratch memory for one backward function: uninitialised, 64-byte aligned, from the
- * gradient pool, so that it is reused by the gradients and scratch that follow (from the
- * arena, a backward's scratch stayed until the step ended: enfr-luong's 48 decoder cell
- * steps left 28 MB). Give it back with sg__scratch_put before the backward returns.
- * NULL with SG_ENOMEM recorded on g (the message names who). */
+/* Scratch memory for one call of an op's forward or backward: uninitialised, 64-byte
+ * aligned, from the gradient pool, so that it is reused by the gradients and scratch
+ * that follow (from the arena, scratch stayed until the step ended: enfr-luong's 48
+ * decoder cell steps left 28 MB of backward scratch). Give it back with sg__scratch_put
+ * before the call returns. NULL with SG_ENOMEM recorded on g (the message names who). */
 SG_INTERNAL void *sg__scratch_get(sg_graph *g, size_t bytes, const char *who);
 SG_INTERNAL void sg__scratch_put(sg_graph *g, void *p);
 /* Makes g keep its transposed weights in home (NULL: in g itself), which must outlive

@@ -231,8 +231,7 @@ void *sg__scratch_get(sg_graph *g, size_t bytes, const char *who)
 {
     void *p = sg__grad_pool_get_raw(&g->pool, bytes ? bytes : 1);
     if (!p)
-        sg_graph_fail(g, SG_ENOMEM, "%s backward: cannot allocate %zu bytes of scratch", who,
-                      bytes);
+        sg_graph_fail(g, SG_ENOMEM, "%s: cannot allocate %zu bytes of scratch", who, bytes);
     return p;
 }
 

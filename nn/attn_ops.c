@@ -668,7 +668,8 @@ static void context_bwd(sg_graph *g, sg_node *n)
     if (!c->grad && !w->grad)
         return;
     void *de = sg_grad_of(g, e), *dV = sg_grad_of(g, V), *dpos = pos ? sg_grad_of(g, pos) : NULL;
-    void *scratch = sg__scratch_get(g, sg_dtype_size(e->dtype) * (size_t)(B * S), "sg_attn_context");
+    void *scratch =
+        sg__scratch_get(g, sg_dtype_size(e->dtype) * (size_t)(B * S), "sg_attn_context");
     if (!scratch)
         return;
     if (e->dtype == SG_F32)

@@ -167,10 +167,9 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
     sg_arena *a = sg_graph_arena(g);
     int status0 = sg_graph_status(g);
     double *lse = sg_arena_alloc(a, 2 * sizeof(double) * (size_t)(R ? R : 1)), *lrow = lse + R;
-    void *z = sg_arena_alloc(a, (size_t)(chunk * V) * es);
     lce_grads *sv = rec ? sg_arena_alloc(a, sizeof *sv) : NULL;
     sg_tensor *loss = sg_empty(g, dt, 0, NULL);
-    if (!lse || !z || (rec && !sv) || !loss)
+    if (!lse || (rec && !sv) || !loss)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory (%lld rows)", op, (long long)R);
     if (sv) {
         *sv = (lce_grads){0};
@@ -179,6 +178,10 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
             (bias && bias->requires_grad && !(sv->db = sg_arena_calloc(a, (size_t)V * es))))
             return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory for the gradients", op);
     }
+    /* the chunk is scratch of this call: from the pool, where backward reuses it */
+    void *z = sg__scratch_get(g, (size_t)(chunk * V) * es, op);
+    if (!z)
+        return NULL;
     const int64_t *y = targets->data;
     double eps = o.label_smoothing, scale = sg__ce_scale(&o, N);
     opnd Wt = {w->data, w->stride[1], w->stride[0]}, W = {w->data, w->stride[0], w->stride[1]};
@@ -206,6 +209,7 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
         if (sv->db)
             sg__add_colsum(dt, sv->db, z, c, V, V);
     }
+    sg__scratch_put(g, z);
     if (sv && sv->dw && (R == 0 || K == 0))
         memset(sv->dw, 0, (size_t)(V * K) * es);
     double total = sg__ce_total(y, R, o.ignore_index, lrow), value = total * scale;
