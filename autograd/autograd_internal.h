@@ -95,6 +95,9 @@ SG_INTERNAL void sg__scratch_put(sg_graph *g, void *p);
  * step, share the copies of a graph that lives for the whole decode. */
 SG_INTERNAL void sg__graph_set_weight_home(sg_graph *g, sg_graph *home);
 
+/* True when BLIS can read t's last two dims as a matrix in place: no stride 0 in a dim
+ * of size > 1 (an expanded operand); else it must be made contiguous first. */
+SG_INTERNAL bool sg__blis_ok(const sg_tensor *t);
 /* Whether sg_record would record a node with these inputs (grad enabled and one of them
  * requires grad): an op may skip saving what only its backward reads. */
 SG_INTERNAL bool sg__will_record(const sg_graph *g, int n_in, sg_tensor *const *ins);

@@ -31,7 +31,7 @@ static void gemm(sg_dtype dt, mat A, mat B, mat C, double beta)
     sg__gemm(dt, C.r, C.c, A.c, 1.0, A.p, A.rs, A.cs, B.p, B.rs, B.cs, beta, C.p, C.rs, C.cs);
 }
 
-static bool blis_ok(const sg_tensor *t)
+bool sg__blis_ok(const sg_tensor *t)
 {
     int nd = t->ndim;
     return (t->stride[nd - 2] != 0 || t->shape[nd - 2] == 1) &&
@@ -83,9 +83,9 @@ sg_tensor *sg_matmul(sg_graph *g, sg_tensor *a, sg_tensor *b)
         return sg_graph_fail(g, SG_ESHAPE, "sg_matmul: batch dims %lld and %lld do not broadcast "
                                            "(%s @ %s)",
                              (long long)ba, (long long)bb, SG_SHAPE(a), SG_SHAPE(b));
-    if (!blis_ok(a))
+    if (!sg__blis_ok(a))
         a = sg_contiguous(g, a);
-    if (!blis_ok(b))
+    if (!sg__blis_ok(b))
         b = sg_contiguous(g, b);
     SG_NEED(a, b);
     int64_t nb = ba > bb ? ba : bb;

@@ -86,15 +86,10 @@ static void lce_bwd(sg_graph *g, sg_node *n)
         add_scaled(dt, db, sv->db, sg_tensor_numel(b), dL, false);
 }
 
-static bool blis_ok(const sg_tensor *w)
-{
-    return (w->stride[0] != 0 || w->shape[0] == 1) && (w->stride[1] != 0 || w->shape[1] == 1);
-}
-
-/* The shape checks of sg_linear and sg_cross_entropy together; false with the error
+/* The shape checks of sg_linear (the targets' are sg__ce_prepare's); false with the error
  * recorded on g. */
 static bool check_args(sg_graph *g, const char *op, const sg_tensor *x, const sg_tensor *w,
-                       const sg_tensor *bias, const sg_tensor *targets)
+                       const sg_tensor *bias)
 {
     if (!sg__check_same_float(g, op, x, w) || (bias && !sg__check_same_float(g, op, x, bias)))
         return false;
@@ -113,14 +108,7 @@ static bool check_args(sg_graph *g, const char *op, const sg_tensor *x, const sg
                       SG_SHAPE(w));
         return false;
     }
-    bool same = targets->ndim == x->ndim - 1;
-    for (int d = 0; same && d < targets->ndim; d++)
-        same = targets->shape[d] == x->shape[d];
-    if (!same)
-        sg_graph_fail(g, SG_ESHAPE, "%s: targets %s do not match input %s (expected the "
-                                    "input's shape without the feature dim)",
-                      op, SG_SHAPE(targets), SG_SHAPE(x));
-    return same;
+    return true;
 }
 
 /* The unchunked way: the logits made whole, their gradient written over them. */
@@ -140,15 +128,15 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
 {
     static const char *op = "sg_linear_cross_entropy";
     SG_NEED(g, x, w, targets);
-    if (!check_args(g, op, x, w, bias, targets))
+    if (!check_args(g, op, x, w, bias))
         return NULL;
     int64_t V = w->shape[0], K = w->shape[1], R = sg_tensor_numel(targets), N;
     sg_cross_entropy_opts o;
-    if (!sg__ce_prepare(g, op, opts, &targets, V, &o, &N))
+    if (!sg__ce_prepare(g, op, opts, &targets, x, "input", V, &o, &N))
         return NULL;
     if (!sg_tensor_is_contiguous(x) && !(x = sg_contiguous(g, x)))
         return NULL;
-    if (!blis_ok(w) && !(w = sg_contiguous(g, w)))
+    if (!sg__blis_ok(w) && !(w = sg_contiguous(g, w)))
         return NULL;
     if (bias && !sg_tensor_is_contiguous(bias) && !(bias = sg_contiguous(g, bias)))
         return NULL;

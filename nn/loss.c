@@ -271,10 +271,20 @@ void sg__ce_rows_forward_grad(sg_dtype dt, void *x, const int64_t *y, int64_t R,
 }
 
 bool sg__ce_prepare(sg_graph *g, const char *op, const sg_cross_entropy_opts *opts,
-                    sg_tensor **targets, int64_t V, sg_cross_entropy_opts *o, int64_t *N)
+                    sg_tensor **targets, const sg_tensor *rows, const char *what, int64_t V,
+                    sg_cross_entropy_opts *o, int64_t *N)
 {
     *o = opts ? *opts : (sg_cross_entropy_opts){0};
     sg_tensor *t = *targets;
+    bool same = t->ndim == rows->ndim - 1;
+    for (int d = 0; same && d < t->ndim; d++)
+        same = t->shape[d] == rows->shape[d];
+    if (!same) {
+        sg_graph_fail(g, SG_ESHAPE, "%s: targets %s do not match %s %s (expected the shape "
+                                    "of the %s without its last dim)",
+                      op, SG_SHAPE(t), what, SG_SHAPE(rows), what);
+        return false;
+    }
     if (t->dtype != SG_I64) {
         sg_graph_fail(g, SG_EDTYPE, "%s: targets must be i64, got %s", op, sg_dtype_name(t->dtype));
         return false;
@@ -333,16 +343,9 @@ sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *target
     if (logits->ndim < 1 || logits->shape[logits->ndim - 1] < 1)
         return sg_graph_fail(g, SG_ESHAPE, "%s: logits %s need a non-empty class (last) dim",
                              op, SG_SHAPE(logits));
-    bool same = targets->ndim == logits->ndim - 1;
-    for (int d = 0; same && d < targets->ndim; d++)
-        same = targets->shape[d] == logits->shape[d];
-    if (!same)
-        return sg_graph_fail(g, SG_ESHAPE, "%s: targets %s do not match logits %s (expected "
-                                           "the logits' shape without the class dim)",
-                             op, SG_SHAPE(targets), SG_SHAPE(logits));
     int64_t V = logits->shape[logits->ndim - 1], R = sg_tensor_numel(targets), N;
     sg_cross_entropy_opts o;
-    if (!sg__ce_prepare(g, op, opts, &targets, V, &o, &N))
+    if (!sg__ce_prepare(g, op, opts, &targets, logits, "logits", V, &o, &N))
         return NULL;
     if (!sg_tensor_is_contiguous(logits) && !(logits = sg_contiguous(g, logits)))
         return NULL;

@@ -32,10 +32,13 @@ bool sg__dropout_args(sg_graph *g, const char *op, double p, bool training, cons
 #define SG_RANGE (1 << 15)
 
 /* loss.c, shared with linear_loss.c. Checks the options (opts may be NULL: defaults,
- * copied to *o) and the SG_I64 targets against V classes, made contiguous in place;
- * *N = the counted (not ignored) rows. false with the error recorded on g. */
+ * copied to *o) and the SG_I64 targets: their shape is that of `rows` (named `what` in
+ * messages: the logits, or the generator's input) without its last dim, their ids are
+ * below V; made contiguous in place. *N = the counted (not ignored) rows. false with the
+ * error recorded on g. */
 bool sg__ce_prepare(sg_graph *g, const char *op, const sg_cross_entropy_opts *opts,
-                    sg_tensor **targets, int64_t V, sg_cross_entropy_opts *o, int64_t *N);
+                    sg_tensor **targets, const sg_tensor *rows, const char *what, int64_t V,
+                    sg_cross_entropy_opts *o, int64_t *N);
 /* Per row of contiguous x [R, V] (f32/f64) with a counted target: lse[r] and the
  * (label-smoothed) loss lrow[r]; ignored rows are left untouched. */
 void sg__ce_rows_forward(sg_dtype dt, const void *x, const int64_t *y, int64_t R, int64_t V,
