@@ -104,9 +104,8 @@ static double train_step(sg_model *m, sg_optim *opt, sg_graph *g, const sg_batch
     sg_tensor *loss = sg_model_loss(m, g, b, ls, NULL);
     BCHECK(loss);
     BCHECK(sg_backward(g, loss) == SG_OK);
-    int rc = sg_optim_step(opt, NULL);
+    int rc = sg_optim_step_zero_grad(opt, NULL); /* update, zero the gradients */
     BCHECK(rc == SG_OK || rc == SG_ENUMERIC); /* a NaN gradient skips the update */
-    sg_params_zero_grad(sg_model_params(m));
     return sg_tensor_get(loss, 0);
 }
 

@@ -240,9 +240,8 @@ static void run_model(const args *a, int model, const sg_corpus *corpus, result 
             sg_tensor *loss = sg_model_loss(m, g, &b, 0.0, &ntok);
             CHECK(loss);
             CHECK(sg_backward(g, loss) == SG_OK);
-            int rc = sg_optim_step(opt, NULL);
+            int rc = sg_optim_step_zero_grad(opt, NULL); /* update, zero the gradients */
             CHECK(rc == SG_OK || rc == SG_ENUMERIC); /* a NaN gradient skips the update */
-            sg_params_zero_grad(sg_model_params(m));
             double l = sg_tensor_get(loss, 0);
             loss_sum += l * (double)ntok;
             tok_sum += ntok;

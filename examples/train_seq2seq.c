@@ -407,9 +407,8 @@ int main(int argc, char **argv)
             CHECK(loss);
             CHECK(sg_backward(g, loss) == SG_OK);
             double norm;
-            int rc = sg_optim_step(opt, &norm);
+            int rc = sg_optim_step_zero_grad(opt, &norm); /* update, zero the gradients */
             CHECK(rc == SG_OK || rc == SG_ENUMERIC); /* a NaN gradient skips the update */
-            sg_params_zero_grad(sg_model_params(m));
             double l = sg_tensor_get(loss, 0);
             loss_sum += l * (double)ntok;
             tok_sum += ntok;

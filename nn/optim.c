@@ -171,18 +171,30 @@ static int elem_threads(int64_t n)
     return n >= (1 << 18) ? sg__threads() : 1;
 }
 
+/* What the Adam pass does with each gradient element after reading it: leave it, store
+ * it clipped (g *= coef, as torch's clip_grad_norm_ leaves it), or zero it for the next
+ * step (sg_optim_step_zero_grad: the zeroing rides on the update's pass over memory). */
+enum grad_after { GRAD_KEEP, GRAD_STORE_CLIPPED, GRAD_ZERO };
+
 #define OPTIM_KERNELS(T, SUF, DT, SQRT)                                                      \
     /* torch _single_tensor_adam(w): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g g;          \
      * theta -= step_size m / (sqrt(v) / bc2_sqrt + eps)                                  \
-     * decay: coupled g += wd theta (Adam) or theta *= 1 - lr wd first (AdamW). */         \
-    SG_HOT static void adam_span_##SUF(int64_t n, T *restrict th, const T *restrict g,       \
-                                       T *restrict m, T *restrict v, T b1, T b2, T eps, T wd, \
-                                       T decoupled, T step_size, T bc2_sqrt)                  \
+     * decay: coupled g += wd theta (Adam) or theta *= 1 - lr wd first (AdamW).           \
+     * g is first multiplied by the clipping coefficient gs in T, as torch's g.mul_(coef) \
+     * does (x 1 is exact). Inlined with a constant `after`, one loop per mode. */         \
+    static inline __attribute__((always_inline)) void adam_loop_##SUF(                      \
+        int64_t n, T *restrict th, T *restrict g, T *restrict m, T *restrict v, T gs, T b1, \
+        T b2, T eps, T wd, T decoupled, T step_size, T bc2_sqrt, const enum grad_after after) \
     {                                                                                       \
         const T c1 = (T)1 - b1, c2 = (T)1 - b2;                                             \
         for (int64_t i = 0; i < n; i++) {                                                   \
+            T gc = g[i] * gs;                                                               \
+            if (after == GRAD_STORE_CLIPPED)                                                \
+                g[i] = gc;                                                                  \
+            else if (after == GRAD_ZERO)                                                    \
+                g[i] = 0;                                                                   \
             T p = th[i] * decoupled;                                                        \
-            T gi = g[i] + wd * p;                                                           \
+            T gi = gc + wd * p;                                                             \
             T mi = m[i] * b1 + c1 * gi;                                                     \
             T vi = v[i] * b2 + c2 * gi * gi;                                                \
             m[i] = mi;                                                                      \
@@ -190,21 +202,33 @@ static int elem_threads(int64_t n)
             th[i] = p - step_size * (mi / (SQRT(vi) / bc2_sqrt + eps));                     \
         }                                                                                   \
     }                                                                                       \
+    SG_HOT static void adam_span_##SUF(int64_t n, T *restrict th, T *restrict g,             \
+                                       T *restrict m, T *restrict v, T gs, T b1, T b2, T eps, \
+                                       T wd, T decoupled, T step_size, T bc2_sqrt,            \
+                                       enum grad_after after)                                 \
+    {                                                                                       \
+        if (after == GRAD_ZERO)                                                             \
+            adam_loop_##SUF(n, th, g, m, v, gs, b1, b2, eps, wd, decoupled, step_size,       \
+                            bc2_sqrt, GRAD_ZERO);                                           \
+        else if (after == GRAD_STORE_CLIPPED)                                               \
+            adam_loop_##SUF(n, th, g, m, v, gs, b1, b2, eps, wd, decoupled, step_size,       \
+                            bc2_sqrt, GRAD_STORE_CLIPPED);                                  \
+        else                                                                                \
+            adam_loop_##SUF(n, th, g, m, v, gs, b1, b2, eps, wd, decoupled, step_size,       \
+                            bc2_sqrt, GRAD_KEEP);                                           \
+    }                                                                                       \
     /* spans of ADAM_SPAN elements split across threads; each runs the vector clone */      \
-    /* gs < 1: the clipping coefficient, applied to each span just before its update (while \
-     * the span is in cache) instead of in a pass of its own; same values as torch. */      \
     static void adam_##SUF(int64_t n, T *restrict th, T *restrict g, T *restrict m,         \
                            T *restrict v, T b1, T b2, T eps, T wd, T decoupled, T step_size, \
-                           T bc2_sqrt, double gs)                                           \
+                           T bc2_sqrt, double gs, bool zero)                                \
     {                                                                                       \
+        enum grad_after after = zero ? GRAD_ZERO : gs != 1 ? GRAD_STORE_CLIPPED : GRAD_KEEP; \
         int64_t spans = (n + ADAM_SPAN - 1) / ADAM_SPAN;                                    \
         SG_OMP_ELEMS(n)                                                                     \
         for (int64_t s = 0; s < spans; s++) {                                               \
             int64_t i = s * ADAM_SPAN, k = n - i < ADAM_SPAN ? n - i : ADAM_SPAN;           \
-            if (gs != 1)                                                                    \
-                sg__scale_grad(DT, g + i, k, gs);                                           \
-            adam_span_##SUF(k, th + i, g + i, m + i, v + i, b1, b2, eps, wd, decoupled,     \
-                            step_size, bc2_sqrt);                                           \
+            adam_span_##SUF(k, th + i, g + i, m + i, v + i, (T)gs, b1, b2, eps, wd,          \
+                            decoupled, step_size, bc2_sqrt, after);                         \
         }                                                                                   \
     }                                                                                       \
     /* torch _single_tensor_sgd: d = g + wd theta; buf = first ? d : mu buf + (1-damp) d; \
@@ -234,19 +258,19 @@ OPTIM_KERNELS(double, f64, SG_F64, sqrt)
 #pragma GCC pop_options
 #endif
 
-int sg_optim_step(sg_optim *o, double *total_norm)
+/* One update; zero: every gradient is zero afterwards (Adam zeroes each span as it
+ * reads it; SGD, rarely the hot path, zeroes a parameter after its update). */
+static int step(sg_optim *o, double *total_norm, bool zero, const char *who)
 {
-    if (!o)
-        return sg__error(SG_EINVAL, "sg_optim_step: optimiser is NULL");
     if (total_norm)
         *total_norm = 0;
     if (sg_params_count(o->params) != o->n)
-        return sg__error(SG_ESTATE, "sg_optim_step: the store has %d entries, the optimiser "
-                                    "was made for %d", sg_params_count(o->params), o->n);
+        return sg__error(SG_ESTATE, "%s: the store has %d entries, the optimiser was made "
+                                    "for %d", who, sg_params_count(o->params), o->n);
     const sg_optim_config *c = &o->cfg;
     double coef = 1; /* the clipping coefficient (torch clip_grad_norm_), applied below */
     if (c->clip_norm > 0) {
-        int rc = sg__clip_coef(o->params, c->clip_norm, total_norm, &coef, "sg_optim_step");
+        int rc = sg__clip_coef(o->params, c->clip_norm, total_norm, &coef, who);
         if (rc != SG_OK)
             return rc; /* NaN/Inf norm: nothing updated (documented in the header) */
     }
@@ -273,17 +297,42 @@ int sg_optim_step(sg_optim *o, double *total_norm)
             else
                 sgd_f64(n, t->data, t->grad, o->m[i] ? o->m[i]->data : NULL, lr, wd,
                         c->momentum, 1 - c->dampening, k == 1, c->nesterov);
+            if (zero)
+                sg_tensor_zero_grad(t);
         } else if (t->dtype == SG_F32) {
             adam_f32(n, t->data, t->grad, o->m[i]->data, o->v[i]->data, (float)c->beta1,
                      (float)c->beta2, (float)c->eps, (float)wd, (float)decoupled,
-                     (float)step_size, (float)bc2_sqrt, coef);
+                     (float)step_size, (float)bc2_sqrt, coef, zero);
         } else {
             adam_f64(n, t->data, t->grad, o->m[i]->data, o->v[i]->data, c->beta1, c->beta2,
-                     c->eps, wd, decoupled, step_size, bc2_sqrt, coef);
+                     c->eps, wd, decoupled, step_size, bc2_sqrt, coef, zero);
         }
     }
     o->step = k;
     return SG_OK;
+}
+
+int sg_optim_step(sg_optim *o, double *total_norm)
+{
+    if (!o) {
+        if (total_norm)
+            *total_norm = 0;
+        return sg__error(SG_EINVAL, "sg_optim_step: optimiser is NULL");
+    }
+    return step(o, total_norm, false, "sg_optim_step");
+}
+
+int sg_optim_step_zero_grad(sg_optim *o, double *total_norm)
+{
+    if (!o) {
+        if (total_norm)
+            *total_norm = 0;
+        return sg__error(SG_EINVAL, "sg_optim_step_zero_grad: optimiser is NULL");
+    }
+    int rc = step(o, total_norm, true, "sg_optim_step_zero_grad");
+    if (rc != SG_OK) /* skipped or refused: the gradients are zeroed all the same */
+        sg_params_zero_grad(o->params);
+    return rc;
 }
 
 double sg_optim_current_lr(const sg_optim *o)

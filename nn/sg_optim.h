@@ -13,6 +13,8 @@
  *         double gnorm;
  *         if (sg_optim_step(opt, &gnorm) != SG_OK) ... sg_last_error()
  *     }
+ * (or, with the gradients zero to begin with, sg_optim_step_zero_grad at the end of each
+ * iteration instead of the zero_grad at its start: one pass less over the gradients)
  *     sg_optim_free(opt);
  *
  * One update k = sg_optim_step_count() + 1 does:
@@ -135,6 +137,13 @@ SG_API void sg_optim_free(sg_optim *o);
  * parameters, moments nor the step count; zero the gradients and go on).
  * Without clipping, NaN gradients are not checked and propagate into the parameters. */
 SG_API int sg_optim_step(sg_optim *o, double *total_norm);
+/* sg_optim_step, then every gradient of the store is zero, as after
+ * sg_params_zero_grad, whatever the result (on SG_ESTATE or SG_ENUMERIC the update is
+ * skipped as in sg_optim_step and the gradients are zeroed all the same). Adam and AdamW
+ * zero each stretch of a gradient as they read it, so a training loop makes one pass
+ * over the gradients' memory instead of two (update, then zero_grad). SG_EINVAL (o NULL;
+ * nothing zeroed), else as sg_optim_step. */
+SG_API int sg_optim_step_zero_grad(sg_optim *o, double *total_norm);
 
 /* The learning rate the next sg_optim_step will use. */
 SG_API double sg_optim_current_lr(const sg_optim *o);

@@ -471,3 +471,125 @@ Test(optim, large_parameters_same_with_any_thread_count_and_zero_grad_rows_stay)
     free(res[0]);
     free(res[1]);
 }
+
+/* Two stores with the same values, a large parameter (several spans of the Adam pass, some
+ * threads) and a small one, filled with the same random gradients. */
+static sg_params *twin_store(uint64_t seed, sg_dtype dt)
+{
+    sg_params *p = sg_params_new(dt);
+    sg_tensor *w = sg_params_add(p, "w", 2, (int64_t[]){700, 431});
+    sg_tensor *b = sg_params_add(p, "b", 1, (int64_t[]){37});
+    sg_rng r;
+    sg_rng_seed(&r, seed);
+    sg_tensor_uniform_(w, &r, -1, 1);
+    sg_tensor_uniform_(b, &r, -1, 1);
+    return p;
+}
+
+static void fill_grads(sg_params *p, uint64_t seed)
+{
+    sg_rng r;
+    sg_rng_seed(&r, seed);
+    for (int i = 0; i < sg_params_count(p); i++) {
+        sg_tensor *t = sg_params_at(p, i)->value;
+        for (int64_t j = 0; j < sg_tensor_numel(t); j++) {
+            double x = sg_rng_uniform(&r) - 0.5;
+            if (t->dtype == SG_F32)
+                ((float *)t->grad)[j] = (float)x;
+            else
+                ((double *)t->grad)[j] = x;
+        }
+    }
+}
+
+static size_t bytes_of(const sg_tensor *t)
+{
+    return (size_t)sg_tensor_numel(t) * sg_dtype_size(t->dtype);
+}
+
+/* step_zero_grad updates exactly as step (bit for bit), and leaves every gradient zero;
+ * step leaves them clipped in place (g * f32 coef, as torch), or as they were. */
+static void check_step_zero_grad(sg_optim_config c, sg_dtype dt)
+{
+    sg_params *p1 = twin_store(5, dt), *p2 = twin_store(5, dt);
+    sg_optim *o1 = sg_optim_new(p1, &c), *o2 = sg_optim_new(p2, &c);
+    cr_assert(o1 && o2, "%s", sg_last_error());
+    for (int k = 1; k <= 3; k++) {
+        fill_grads(p1, 100 + k);
+        fill_grads(p2, 100 + k);
+        sg_params *g0 = twin_store(5, dt); /* the gradients before the step, as values */
+        fill_grads(g0, 100 + k);
+        double n1 = -1, n2 = -2;
+        cr_assert_eq(sg_optim_step(o1, &n1), SG_OK, "%s", sg_last_error());
+        cr_assert_eq(sg_optim_step_zero_grad(o2, &n2), SG_OK, "%s", sg_last_error());
+        cr_assert_eq(n1, n2);
+        double coef = c.clip_norm > 0 && c.clip_norm / (n1 + 1e-6) < 1
+                          ? c.clip_norm / (n1 + 1e-6) : 1;
+        cr_assert(k > 1 || c.clip_norm == 0 || coef < 1, "the test means to clip");
+        for (int i = 0; i < sg_params_count(p1); i++) {
+            sg_tensor *a = sg_params_at(p1, i)->value, *b = sg_params_at(p2, i)->value;
+            sg_tensor *g = sg_params_at(g0, i)->value;
+            cr_assert_eq(memcmp(a->data, b->data, bytes_of(a)), 0, "step %d: values", k);
+            if (sg_optim_exp_avg(o1, i))
+                cr_assert_eq(memcmp(sg_optim_exp_avg(o1, i)->data,
+                                    sg_optim_exp_avg(o2, i)->data, bytes_of(a)), 0);
+            for (int64_t j = 0; j < sg_tensor_numel(a); j++) {
+                double zero = dt == SG_F32 ? ((float *)b->grad)[j] : ((double *)b->grad)[j];
+                cr_assert_eq(zero, 0.0, "step %d: gradient %lld not zeroed", k, (long long)j);
+                double got, want;
+                if (dt == SG_F32) {
+                    got = ((float *)a->grad)[j];
+                    want = ((float *)g->grad)[j] * (float)coef;
+                } else {
+                    got = ((double *)a->grad)[j];
+                    want = ((double *)g->grad)[j] * coef;
+                }
+                cr_assert_eq(got, want, "step %d: clipped gradient %lld", k, (long long)j);
+            }
+        }
+        sg_params_free(g0);
+    }
+    sg_optim_free(o1);
+    sg_optim_free(o2);
+    sg_params_free(p1);
+    sg_params_free(p2);
+}
+
+Test(optim, step_zero_grad_updates_as_step_and_zeroes_the_gradients)
+{
+    sg_optim_config adam = sg_optim_config_default(SG_OPTIM_ADAM);
+    adam.clip_norm = 1.0;
+    check_step_zero_grad(adam, SG_F32);
+    check_step_zero_grad(adam, SG_F64);
+    adam.clip_norm = 0;
+    check_step_zero_grad(adam, SG_F32);
+    sg_optim_config adamw = sg_optim_config_default(SG_OPTIM_ADAMW);
+    adamw.clip_norm = 0.5;
+    sg_set_num_threads(2);
+    check_step_zero_grad(adamw, SG_F32);
+    sg_set_num_threads(1);
+    sg_optim_config sgd = {.kind = SG_OPTIM_SGD, .lr = 0.1, .momentum = 0.9, .clip_norm = 1.0};
+    check_step_zero_grad(sgd, SG_F32);
+}
+
+Test(optim, step_zero_grad_zeroes_when_the_step_is_skipped)
+{
+    sg_params *p = twin_store(7, SG_F32);
+    sg_tensor *w = sg_params_find(p, "w");
+    float before = ((float *)w->data)[0];
+    sg_optim_config c = sg_optim_config_default(SG_OPTIM_ADAM);
+    c.clip_norm = 1.0;
+    sg_optim *o = sg_optim_new(p, &c);
+    fill_grads(p, 1);
+    ((float *)w->grad)[5] = NAN;
+    double n = 0;
+    cr_assert_eq(sg_optim_step_zero_grad(o, &n), SG_ENUMERIC);
+    cr_assert(isnan(n));
+    cr_assert_eq(sg_optim_step_count(o), 0);
+    cr_assert_eq(((float *)w->data)[0], before, "a skipped step moved a parameter");
+    cr_assert_eq(sg_grad_norm(p), 0.0, "gradients left after a skipped step");
+    cr_assert_eq(sg_optim_step_zero_grad(NULL, &n), SG_EINVAL);
+    cr_assert(strstr(sg_last_error(), "sg_optim_step_zero_grad"), "%s", sg_last_error());
+    sg_optim_free(o);
+    sg_params_free(p);
+}
