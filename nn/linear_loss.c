@@ -111,15 +111,14 @@ static bool check_args(sg_graph *g, const char *op, const sg_tensor *x, const sg
     return true;
 }
 
-/* The unchunked way: the logits made whole, their gradient written over them. */
+/* The unchunked way: the logits made whole, their gradient written over them in the
+ * forward (nothing outside this call sees them). */
 static sg_tensor *whole_logits(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias,
                                sg_tensor *targets, const sg_cross_entropy_opts *o,
                                sg_cross_entropy_stats *stats)
 {
-    sg_cross_entropy_opts ow = *o;
-    ow.overwrite_logits = true; /* nothing outside this call sees the logits */
     sg_tensor *logits = sg_linear(g, x, w, bias);
-    return logits ? sg_cross_entropy_ex(g, logits, targets, &ow, stats) : NULL;
+    return logits ? sg__cross_entropy_grad_now(g, logits, targets, o, stats) : NULL;
 }
 
 sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias,

@@ -47,6 +47,13 @@ void sg__ce_rows_forward(sg_dtype dt, const void *x, const int64_t *y, int64_t R
  * and 0 on ignored ones, in one go (one exp a logit). */
 void sg__ce_rows_forward_grad(sg_dtype dt, void *x, const int64_t *y, int64_t R, int64_t V,
                               int64_t ignore, double eps, double s, double *lse, double *lrow);
+/* sg_cross_entropy_ex over logits from sg_linear that nothing else will read (the
+ * generator's own, linear_loss.c): when the graph records, their gradient for an
+ * upstream gradient of 1 is written over them in the forward (one exp a logit), and
+ * backward only scales it by the actual upstream gradient (1 for a loss). */
+sg_tensor *sg__cross_entropy_grad_now(sg_graph *g, sg_tensor *logits, sg_tensor *targets,
+                                      const sg_cross_entropy_opts *opts,
+                                      sg_cross_entropy_stats *stats);
 /* Sum of lrow over counted rows, in row order; the reduction's scale (1/N or 1). */
 double sg__ce_total(const int64_t *y, int64_t R, int64_t ignore, const double *lrow);
 double sg__ce_scale(const sg_cross_entropy_opts *o, int64_t N);
