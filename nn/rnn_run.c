@@ -112,6 +112,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     size_t es = sg_dtype_size(dt);
     int64_t B = x->shape[0], T = x->shape[1], I = x->shape[2], H = w->weight_hh->shape[1];
     bool lstm = cell == SG_RNN_LSTM;
+    void *gh = NULL;
     rnn_saved *sv = sg_arena_alloc(a, sizeof *sv);
     if (!sv)
         goto oom;
@@ -156,7 +157,8 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     sv->hp = sg_arena_alloc(a, NH);
     sv->cp = lstm ? sg_arena_alloc(a, NH) : NULL;
     sv->rh = sv->cho ? sg_arena_alloc(a, NH) : NULL;
-    void *gh = sg_arena_alloc(a, (size_t)(B * sv->G * H) * es);
+    /* the recurrent product of a step: scratch of this call */
+    gh = sg__scratch_get(g, (size_t)(B * sv->G * H) * es, lstm ? "sg_lstm" : "sg_gru");
     void *zeros = sg_arena_calloc(a, (size_t)(sv->G * H) * es);
     /* W^T of the weights (heap tensors, not copies made in g) made once per graph: the
      * decoder's cell steps of a training step or of a decode share them. W_ih only when
@@ -180,6 +182,8 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
         rnn_fwd_f64(sv, x->data, wih_t, whh_t, data_or_null(w->bias_ih),
                     data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
                     thn->data, tcn ? tcn->data : NULL, gh, zeros);
+    sg__scratch_put(g, gh);
+    gh = NULL;
     sg_tensor *ins[IN_COUNT] = {x, w->weight_ih, w->weight_hh, w->bias_ih, w->bias_hh, h0, c0};
     sg_tensor *outs[3] = {ty, thn, tcn};
     sg_node *n = sg_record(g, lstm ? "sg_lstm" : "sg_gru", rnn_bwd, IN_COUNT, ins, lstm ? 3 : 2,
@@ -194,6 +198,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
         *c_n = tcn;
     return SG_OK;
 oom:
+    sg__scratch_put(g, gh);
     sg_graph_fail(g, SG_ENOMEM, "sg_rnn: out of memory for a [%lld, %lld, %lld] run",
                   (long long)B, (long long)T, (long long)H);
     return SG_ENOMEM;
