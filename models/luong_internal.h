@@ -9,9 +9,13 @@
  * a = gx + b + feed W_f^T + h W_hh^T with gx [B, 4H] the precomputed embedding part
  * (unit column stride), b [4H] a bias or NULL (b_hh: b_ih is in gx), feed [B, F], h
  * and c [B, H], W_f [4H, F] and W_hh [4H, H] (any strides). Returns h' and *c_out = c'
- * ([B, H], graph-owned). SG_ESHAPE when the shapes do not fit, SG_ENOMEM. */
-SG_INTERNAL sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *b,
-                                           sg_tensor *feed, sg_tensor *h, sg_tensor *c,
-                                           sg_tensor *Wf, sg_tensor *Whh, sg_tensor **c_out);
+ * ([B, H], graph-owned). gx_scratch: nothing else reads gx's values (the rows of an
+ * sg_linear output only these steps consume; its backward does not read them), so the
+ * step keeps its gate activations over them instead of in memory of its own.
+ * SG_ESHAPE when the shapes do not fit, SG_ENOMEM. */
+SG_INTERNAL sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, bool gx_scratch,
+                                           sg_tensor *b, sg_tensor *feed, sg_tensor *h,
+                                           sg_tensor *c, sg_tensor *Wf, sg_tensor *Whh,
+                                           sg_tensor **c_out);
 
 #endif

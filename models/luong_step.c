@@ -18,16 +18,17 @@
 #include <string.h>
 
 typedef struct step_saved {
-    void *act; /* [B, 4H] activated gates i|f|g|o */
-    void *tc;  /* [B, H] tanh(c') */
+    void *act;   /* [B, 4H] activated gates i|f|g|o, row stride lda */
+    int64_t lda;
+    void *tc;    /* [B, H] tanh(c') */
 } step_saved;
 
 #define STEP_KERNELS(T, SUF, EXP, TANH, HOT)                                                 \
-    HOT static void gates_fwd_##SUF(int64_t B, int64_t H, T *a, const T *c, T *c2, T *h2,   \
-                                    T *tc)                                                   \
+    HOT static void gates_fwd_##SUF(int64_t B, int64_t H, T *a, int64_t lda, const T *c,    \
+                                    T *c2, T *h2, T *tc)                                     \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++) {                                                    \
-            T *ab = a + b * 4 * H;                                                           \
+            T *ab = a + b * lda;                                                             \
             for (int64_t k = 0; k < H; k++) {                                                \
                 T i = (T)1 / ((T)1 + EXP(-ab[k]));                                           \
                 T f = (T)1 / ((T)1 + EXP(-ab[H + k]));                                       \
@@ -41,11 +42,12 @@ typedef struct step_saved {
         }                                                                                    \
     }                                                                                        \
     /* da [B, 4H] from dh', dc' (either may be NULL); dc (may be NULL) += dc' f. */          \
-    HOT static void gates_bwd_##SUF(int64_t B, int64_t H, const T *act, const T *tc,        \
-                                    const T *c, const T *dh2, const T *dc2, T *da, T *dc)    \
+    HOT static void gates_bwd_##SUF(int64_t B, int64_t H, const T *act, int64_t lda,        \
+                                    const T *tc, const T *c, const T *dh2, const T *dc2,     \
+                                    T *da, T *dc)                                            \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++) {                                                    \
-            const T *ab = act + b * 4 * H;                                                   \
+            const T *ab = act + b * lda;                                                     \
             T *db = da + b * 4 * H;                                                          \
             for (int64_t k = 0; k < H; k++) {                                                \
                 int64_t j = b * H + k;                                                       \
@@ -95,9 +97,9 @@ static void step_bwd(sg_graph *g, sg_node *n)
         return;
     void *dc = sg_grad_of(g, c);
     if (dt == SG_F32)
-        gates_bwd_f32(B, H, sv->act, sv->tc, c->data, h2->grad, c2->grad, da, dc);
+        gates_bwd_f32(B, H, sv->act, sv->lda, sv->tc, c->data, h2->grad, c2->grad, da, dc);
     else
-        gates_bwd_f64(B, H, sv->act, sv->tc, c->data, h2->grad, c2->grad, da, dc);
+        gates_bwd_f64(B, H, sv->act, sv->lda, sv->tc, c->data, h2->grad, c2->grad, da, dc);
     void *dgx = sg_grad_of(g, gx);
     if (dgx) {
         if (dt == SG_F32)
@@ -121,9 +123,9 @@ static void step_bwd(sg_graph *g, sg_node *n)
     sg__scratch_put(g, da);
 }
 
-sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *b, sg_tensor *feed,
-                               sg_tensor *h, sg_tensor *c, sg_tensor *Wf, sg_tensor *Whh,
-                               sg_tensor **c_out)
+sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, bool gx_scratch, sg_tensor *b,
+                               sg_tensor *feed, sg_tensor *h, sg_tensor *c, sg_tensor *Wf,
+                               sg_tensor *Whh, sg_tensor **c_out)
 {
     const char *op = "luong decoder step";
     SG_NEED(g, gx, feed, h, c, Wf, Whh, c_out);
@@ -135,8 +137,10 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *b, sg_tens
                                            "not fit together",
                              op, SG_SHAPE(gx), SG_SHAPE(feed), SG_SHAPE(h), SG_SHAPE(c),
                              SG_SHAPE(Wf), SG_SHAPE(Whh));
-    if (gx->stride[1] != 1)
+    if (gx->stride[1] != 1) {
         gx = sg_contiguous(g, gx);
+        gx_scratch = true; /* a copy of this call's own */
+    }
     if (b && !sg_tensor_is_contiguous(b))
         b = sg_contiguous(g, b);
     feed = sg_contiguous(g, feed);
@@ -148,16 +152,19 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *b, sg_tens
     sg_tensor *h2 = sg_empty(g, dt, 2, (int64_t[]){B, H});
     sg_tensor *c2 = sg_empty(g, dt, 2, (int64_t[]){B, H});
     step_saved *sv = sg_arena_alloc(sg_graph_arena(g), sizeof *sv);
-    void *act = sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * G));
+    /* a: over gx's rows when they are ours to write (saves [B, 4H] a step), else new */
+    int64_t lda = gx_scratch ? gx->stride[0] : G;
+    void *act = gx_scratch ? gx->data : sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * G));
     void *tc = sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * H));
     if (!h2 || !c2 || !sv || !act || !tc)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     for (int64_t r = 0; r < B; r++) { /* a = gx_t (rows of the [B, T, 4H] precompute) + b */
-        char *ar = (char *)act + (size_t)(r * G) * es;
+        char *ar = (char *)act + (size_t)(r * lda) * es;
         const char *gr = (const char *)gx->data + (size_t)(r * gx->stride[0]) * es;
-        if (!b)
-            memcpy(ar, gr, (size_t)G * es);
-        else if (dt == SG_F32)
+        if (!b) {
+            if (ar != gr)
+                memcpy(ar, gr, (size_t)G * es);
+        } else if (dt == SG_F32)
             add_vec_f32(G, (const float *)gr, b->data, (float *)ar);
         else
             add_vec_f64(G, (const double *)gr, b->data, (double *)ar);
@@ -166,16 +173,17 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, sg_tensor *b, sg_tens
      * the small-product kernels row-major operands; else the weights are read transposed */
     sg__operand wft = sg__weight_t_operand(g, Wf, 1, true);
     sg__operand whht = sg__weight_t_operand(g, Whh, 1, true);
-    sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, wft.p, wft.rs, wft.cs, 1.0, act, G, 1);
-    sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, whht.p, whht.rs, whht.cs, 1.0, act, G, 1);
+    sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, wft.p, wft.rs, wft.cs, 1.0, act, lda, 1);
+    sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, whht.p, whht.rs, whht.cs, 1.0, act, lda, 1);
     if (dt == SG_F32)
-        gates_fwd_f32(B, H, act, c->data, c2->data, h2->data, tc);
+        gates_fwd_f32(B, H, act, lda, c->data, c2->data, h2->data, tc);
     else
-        gates_fwd_f64(B, H, act, c->data, c2->data, h2->data, tc);
+        gates_fwd_f64(B, H, act, lda, c->data, c2->data, h2->data, tc);
     sg_tensor *ins[7] = {gx, feed, h, c, Wf, Whh, b}, *outs[2] = {h2, c2};
     sg_node *n = sg_record(g, op, step_bwd, b ? 7 : 6, ins, 2, outs);
     if (n) {
         sv->act = act;
+        sv->lda = lda;
         sv->tc = tc;
         n->saved = sv;
     }
