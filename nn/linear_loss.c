@@ -1,6 +1,6 @@
 /*
  * linear_loss.c - a generator (x W^T + b) and the cross entropy of loss.c as one node
- * that never holds the [R x V] logits.
+ * that holds the [R x V] logits only where that is cheaper than the alternative.
  *
  * Why: the logits are the largest activation of a translation model (enfr, 1536 target
  * tokens x 8000 words = 49 MB of a step's ~140), and all their backward needs is the
@@ -13,9 +13,13 @@
  * its share to dW, a read and write of all of W's size, which BLIS amortises over the
  * chunk's k = 262 rows (enfr-luong trained as fast as with whole logits; with 131-row
  * chunks 4% slower). Where dW would cost more memory than the chunks save (K wide
- * against the rows: enfr-bahdanau's generator has K = 1024), the logits are made whole
- * instead, as sg_linear then sg_cross_entropy_ex writing the gradient over them: chunking
+ * against the rows: enfr-bahdanau's generator has K = 1024), the rows are one chunk
+ * whose gradient is kept instead, and backward makes the two products from it: chunking
  * that generator made training 8-11% slower and saved little.
+ *
+ * The product is made without the bias; the row passes add it to each logit they read
+ * and sum the gradient rows into db while they are in cache (no [R x V] fill with copies
+ * of b before the product, no column-sum pass over the gradient after it).
  */
 #include "nn_internal.h"
 
@@ -28,6 +32,8 @@ typedef struct lce_grads {
     void *dx; /* [R, K], rows of x in order */
     void *dw; /* [V, K] */
     void *db; /* [V] */
+    void *dz; /* [R, V] the logits' gradient when the rows were one kept chunk: dx and dw
+               * are then made from it in backward */
 } lce_grads;
 
 /* C = A B + beta C on (pointer, row stride, col stride) operands */
@@ -72,6 +78,17 @@ static void lce_bwd(sg_graph *g, sg_node *n)
         return;
     sg_dtype dt = out->dtype;
     double dL = dt == SG_F32 ? (double)*(const float *)out->grad : *(const double *)out->grad;
+    int64_t R = sg_tensor_numel(x) / (w->shape[1] ? w->shape[1] : 1), V = w->shape[0];
+    int64_t K = w->shape[1];
+    if (sv->dz && K > 0) { /* dX (+)= dL dZ W, dW += dL dZ^T X */
+        bool fresh;
+        void *d = sg__grad_for_write(g, x, &fresh);
+        if (d)
+            sg__gemm(dt, R, K, V, dL, sv->dz, V, 1, w->data, w->stride[0], w->stride[1],
+                     fresh ? 0.0 : 1.0, d, K, 1);
+        if ((d = sg_grad_of(g, w)))
+            sg__gemm(dt, V, K, R, dL, sv->dz, 1, V, x->data, K, 1, 1.0, d, K, 1);
+    }
     if (sv->dx) {
         bool fresh;
         void *d = sg__grad_for_write(g, x, &fresh);
@@ -111,16 +128,6 @@ static bool check_args(sg_graph *g, const char *op, const sg_tensor *x, const sg
     return true;
 }
 
-/* The unchunked way: the logits made whole, their gradient written over them in the
- * forward (nothing outside this call sees them). */
-static sg_tensor *whole_logits(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias,
-                               sg_tensor *targets, const sg_cross_entropy_opts *o,
-                               sg_cross_entropy_stats *stats)
-{
-    sg_tensor *logits = sg_linear(g, x, w, bias);
-    return logits ? sg__cross_entropy_grad_now(g, logits, targets, o, stats) : NULL;
-}
-
 sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias,
                                       sg_tensor *targets, const sg_cross_entropy_opts *opts,
                                       sg_cross_entropy_stats *stats)
@@ -144,10 +151,10 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
     bool rec = sg__will_record(g, n_in, ins);
     int64_t chunk = CHUNK_LOGITS / V;
     chunk = chunk < 1 ? 1 : chunk;
-    /* chunks must save at least half the logits' memory, dW and the chunk counted */
-    if (rec && w->requires_grad && R <= 2 * (chunk + K))
-        return whole_logits(g, x, w, bias, targets, &o, stats);
-    if (chunk > R)
+    /* chunks must save at least half the logits' memory, dW and the chunk counted;
+     * else the rows are one chunk whose gradient backward uses */
+    bool keep_dz = rec && w->requires_grad && R <= 2 * (chunk + K);
+    if (chunk > R || keep_dz)
         chunk = R ? R : 1;
     sg_dtype dt = x->dtype;
     size_t es = sg_dtype_size(dt);
@@ -160,13 +167,16 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory (%lld rows)", op, (long long)R);
     if (sv) {
         *sv = (lce_grads){0};
-        if ((x->requires_grad && !(sv->dx = sg_arena_alloc(a, (size_t)(R * K + 1) * es))) ||
-            (w->requires_grad && !(sv->dw = sg_arena_alloc(a, (size_t)(V * K + 1) * es))) ||
+        bool dx = x->requires_grad && !keep_dz, dw = w->requires_grad && !keep_dz;
+        if ((dx && !(sv->dx = sg_arena_alloc(a, (size_t)(R * K + 1) * es))) ||
+            (dw && !(sv->dw = sg_arena_alloc(a, (size_t)(V * K + 1) * es))) ||
+            (keep_dz && !(sv->dz = sg_arena_alloc(a, (size_t)(R * V + 1) * es))) ||
             (bias && bias->requires_grad && !(sv->db = sg_arena_calloc(a, (size_t)V * es))))
             return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory for the gradients", op);
     }
-    /* the chunk is scratch of this call: from the pool, where backward reuses it */
-    void *z = sg__scratch_get(g, (size_t)(chunk * V) * es, op);
+    /* the chunk is scratch of this call, from the pool, where backward reuses it; or the
+     * kept gradient */
+    void *z = keep_dz ? sv->dz : sg__scratch_get(g, (size_t)(chunk * V) * es, op);
     if (!z)
         return NULL;
     const int64_t *y = targets->data;
@@ -175,28 +185,29 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
     for (int64_t r0 = 0; r0 < R; r0 += chunk) {
         int64_t c = R - r0 < chunk ? R - r0 : chunk;
         const char *xc = (const char *)x->data + (size_t)(r0 * K) * es;
-        if (bias)
+        bool add_b = bias && !sv; /* with a gradient, the row passes add the bias */
+        if (add_b)
             for (int64_t r = 0; r < c; r++)
                 memcpy((char *)z + (size_t)(r * V) * es, bias->data, (size_t)V * es);
         if (K > 0)
-            gemm(dt, c, V, K, (opnd){xc, K, 1}, Wt, bias ? 1.0 : 0.0, z, V);
-        else if (!bias)
+            gemm(dt, c, V, K, (opnd){xc, K, 1}, Wt, add_b ? 1.0 : 0.0, z, V);
+        else if (!add_b)
             memset(z, 0, (size_t)(c * V) * es);
         if (!sv) {
             sg__ce_rows_forward(dt, z, y + r0, c, V, o.ignore_index, eps, lse + r0, lrow + r0);
             continue;
         }
-        /* z := dloss/dlogits of these rows, then the three products that consume it */
-        sg__ce_rows_forward_grad(dt, z, y + r0, c, V, o.ignore_index, eps, scale, lse + r0,
-                                 lrow + r0);
+        /* z := dloss/dlogits of these rows (db += their column sums), then the products
+         * that consume it (or backward's, from the kept z) */
+        sg__ce_rows_forward_grad(dt, z, bias ? bias->data : NULL, sv->db, y + r0, c, V,
+                                 o.ignore_index, eps, scale, lse + r0, lrow + r0);
         if (sv->dx && K > 0)
             gemm(dt, c, K, V, (opnd){z, V, 1}, W, 0.0, (char *)sv->dx + (size_t)(r0 * K) * es, K);
         if (sv->dw && K > 0)
             gemm(dt, V, K, c, (opnd){z, 1, V}, (opnd){xc, K, 1}, r0 ? 1.0 : 0.0, sv->dw, K);
-        if (sv->db)
-            sg__add_colsum(dt, sv->db, z, c, V, V);
     }
-    sg__scratch_put(g, z);
+    if (!keep_dz)
+        sg__scratch_put(g, z);
     if (sv && sv->dw && (R == 0 || K == 0))
         memset(sv->dw, 0, (size_t)(V * K) * es);
     double total = sg__ce_total(y, R, o.ignore_index, lrow), value = total * scale;

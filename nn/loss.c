@@ -146,24 +146,56 @@ static inline double row_loss(double l, double xy, double sx, double eps, int64_
     }
 
 /* Forward and gradient at once, over rows whose logits are not needed afterwards (the
- * chunks of linear_loss.c): exp(x - max) is written over the row while it is summed and
- * then scaled into the gradient, one exp per logit instead of two. */
+ * generator's, linear_loss.c): exp(x - max) is written over the row while it is summed and
+ * then scaled into the gradient, one exp per logit instead of two. A bias b (may be NULL)
+ * is added to the logits on the fly (the generator's product is made without it, so the
+ * [rows x V] logits are not first filled with copies of b), and db (may be NULL) gets the
+ * column sums of the gradient rows while each row is still in cache. */
 #define CE_FWD_GRAD_KERNELS(T, SUF, EXP)                                                    \
-    /* x[v] := exp(x[v] - mx); returns their sum (f32 summed in blocks of 256, as above) */ \
-    SG_HOT static double row_exp_inplace_##SUF(T *x, int64_t V, T mx)                       \
+    SG_HOT static T row_max_bias_##SUF(const T *x, const T *bias, int64_t V)                \
+    {                                                                                       \
+        T m[LANES];                                                                         \
+        for (int u = 0; u < LANES; u++)                                                     \
+            m[u] = x[0] + bias[0];                                                          \
+        int64_t v = 0;                                                                      \
+        for (; v + LANES <= V; v += LANES)                                                  \
+            for (int u = 0; u < LANES; u++) {                                               \
+                T z = x[v + u] + bias[v + u];                                               \
+                m[u] = z > m[u] ? z : m[u];                                                 \
+            }                                                                               \
+        for (; v < V; v++) {                                                                \
+            T z = x[v] + bias[v];                                                           \
+            m[0] = z > m[0] ? z : m[0];                                                     \
+        }                                                                                   \
+        T mx = m[0];                                                                        \
+        for (int u = 1; u < LANES; u++)                                                     \
+            mx = m[u] > mx ? m[u] : mx;                                                     \
+        return mx;                                                                          \
+    }                                                                                       \
+    /* x[v] := exp(x[v] (+ bias[v]) - mx); returns their sum (f32 summed in blocks of 256,  \
+     * as above) */                                                                         \
+    SG_HOT static double row_exp_inplace_##SUF(T *x, const T *bias, int64_t V, T mx)        \
     {                                                                                       \
         double s = 0;                                                                       \
         for (int64_t b = 0; b < V; b += 256) {                                              \
             int64_t e = V - b < 256 ? V : b + 256, v = b;                                   \
             T acc[LANES] = {0};                                                             \
-            for (; v + LANES <= e; v += LANES)                                              \
-                for (int u = 0; u < LANES; u++) {                                           \
-                    T ev = EXP(x[v + u] - mx);                                              \
-                    x[v + u] = ev;                                                          \
-                    acc[u] += ev;                                                           \
-                }                                                                           \
+            if (bias)                                                                       \
+                for (; v + LANES <= e; v += LANES)                                          \
+                    for (int u = 0; u < LANES; u++) {                                       \
+                        T ev = EXP(x[v + u] + bias[v + u] - mx);                            \
+                        x[v + u] = ev;                                                      \
+                        acc[u] += ev;                                                       \
+                    }                                                                       \
+            else                                                                            \
+                for (; v + LANES <= e; v += LANES)                                          \
+                    for (int u = 0; u < LANES; u++) {                                       \
+                        T ev = EXP(x[v + u] - mx);                                          \
+                        x[v + u] = ev;                                                      \
+                        acc[u] += ev;                                                       \
+                    }                                                                       \
             for (; v < e; v++) {                                                            \
-                T ev = EXP(x[v] - mx);                                                      \
+                T ev = EXP(x[v] + (bias ? bias[v] : (T)0) - mx);                            \
                 x[v] = ev;                                                                  \
                 acc[0] += ev;                                                               \
             }                                                                               \
@@ -177,9 +209,14 @@ static inline double row_loss(double l, double xy, double sx, double eps, int64_
         for (int64_t v = 0; v < V; v++)                                                     \
             x[v] = x[v] * a - off;                                                          \
     }                                                                                       \
-    static void ce_fwd_grad_##SUF(T *x, const int64_t *y, int64_t R, int64_t V,             \
-                                  int64_t ignore, double eps, double s, int nt, double *lse, \
-                                  double *lrow)                                             \
+    SG_HOT static void row_add_##SUF(T *restrict d, const T *restrict x, int64_t V)         \
+    {                                                                                       \
+        for (int64_t v = 0; v < V; v++)                                                     \
+            d[v] += x[v];                                                                   \
+    }                                                                                       \
+    static void ce_fwd_grad_##SUF(T *x, const T *bias, T *db, const int64_t *y, int64_t R,  \
+                                  int64_t V, int64_t ignore, double eps, double s, int nt,  \
+                                  double *lse, double *lrow)                                \
     {                                                                                       \
         const T off = (T)(s * eps / (double)V), hit = (T)(s * (1 - eps));                   \
         SG_OMP_FOR(nt)                                                                     \
@@ -189,14 +226,18 @@ static inline double row_loss(double l, double xy, double sx, double eps, int64_
                 memset(xr, 0, sizeof(T) * (size_t)V);                                       \
                 continue;                                                                   \
             }                                                                               \
-            T mx = row_max_##SUF(xr, V);                                                    \
-            double sx = eps > 0 ? row_sum_##SUF(xr, V) : 0, xy = (double)xr[y[r]];          \
-            double se = row_exp_inplace_##SUF(xr, V, mx);                                   \
+            T mx = bias ? row_max_bias_##SUF(xr, bias, V) : row_max_##SUF(xr, V);           \
+            double sx = 0, xy = (double)(xr[y[r]] + (bias ? bias[y[r]] : (T)0));           \
+            if (eps > 0)                                                                    \
+                sx = row_sum_##SUF(xr, V) + (bias ? row_sum_##SUF(bias, V) : 0);            \
+            double se = row_exp_inplace_##SUF(xr, bias, V, mx);                             \
             double l = (double)mx + log(se);                                                \
             lse[r] = l;                                                                     \
             lrow[r] = row_loss(l, xy, sx, eps, V);                                          \
             row_affine_##SUF(xr, V, (T)(s / se), off);                                      \
             xr[y[r]] -= hit;                                                                \
+            if (db) /* one thread: rows in order, as sg__add_colsum adds them */            \
+                row_add_##SUF(db, xr, V);                                                   \
         }                                                                                   \
     }
 
@@ -279,14 +320,18 @@ void sg__ce_rows_forward(sg_dtype dt, const void *x, const int64_t *y, int64_t R
         ce_fwd_f64(x, y, R, V, ignore, eps, nt, lse, lrow);
 }
 
-void sg__ce_rows_forward_grad(sg_dtype dt, void *x, const int64_t *y, int64_t R, int64_t V,
-                              int64_t ignore, double eps, double s, double *lse, double *lrow)
+void sg__ce_rows_forward_grad(sg_dtype dt, void *x, const void *bias, void *db,
+                              const int64_t *y, int64_t R, int64_t V, int64_t ignore, double eps,
+                              double s, double *lse, double *lrow)
 {
     int nt = row_threads(R, V);
+    void *db_rows = nt == 1 ? db : NULL; /* threads split the rows: column sums after */
     if (dt == SG_F32)
-        ce_fwd_grad_f32(x, y, R, V, ignore, eps, s, nt, lse, lrow);
+        ce_fwd_grad_f32(x, bias, db_rows, y, R, V, ignore, eps, s, nt, lse, lrow);
     else
-        ce_fwd_grad_f64(x, y, R, V, ignore, eps, s, nt, lse, lrow);
+        ce_fwd_grad_f64(x, bias, db_rows, y, R, V, ignore, eps, s, nt, lse, lrow);
+    if (db && !db_rows)
+        sg__add_colsum(dt, db, x, R, V, V);
 }
 
 bool sg__ce_prepare(sg_graph *g, const char *op, const sg_cross_entropy_opts *opts,
@@ -385,8 +430,8 @@ static sg_tensor *cross_entropy(sg_graph *g, sg_tensor *logits, sg_tensor *targe
     if ((o.overwrite_logits || grad_now) && sg__fresh_linear_output(g, logits))
         mode = grad_now && sg__will_record(g, 2, ins) ? CE_GRAD_READY : CE_OVERWRITE;
     if (mode == CE_GRAD_READY)
-        sg__ce_rows_forward_grad(logits->dtype, logits->data, y, R, V, o.ignore_index, eps,
-                                 scale, lse, lrow);
+        sg__ce_rows_forward_grad(logits->dtype, logits->data, NULL, NULL, y, R, V,
+                                 o.ignore_index, eps, scale, lse, lrow);
     else
         sg__ce_rows_forward(logits->dtype, logits->data, y, R, V, o.ignore_index, eps, lse,
                             lrow);

@@ -43,10 +43,13 @@ bool sg__ce_prepare(sg_graph *g, const char *op, const sg_cross_entropy_opts *op
  * (label-smoothed) loss lrow[r]; ignored rows are left untouched. */
 void sg__ce_rows_forward(sg_dtype dt, const void *x, const int64_t *y, int64_t R, int64_t V,
                          int64_t ignore, double eps, double *lse, double *lrow);
-/* sg__ce_rows_forward, then x := s (softmax(x) - target distribution) on counted rows
- * and 0 on ignored ones, in one go (one exp a logit). */
-void sg__ce_rows_forward_grad(sg_dtype dt, void *x, const int64_t *y, int64_t R, int64_t V,
-                              int64_t ignore, double eps, double s, double *lse, double *lrow);
+/* sg__ce_rows_forward over the logits x + bias (bias [V] added to every row, may be
+ * NULL; x does not hold it), then x := s (softmax(x + bias) - target distribution) on
+ * counted rows and 0 on ignored ones, in one go (one exp a logit); db [V] (may be NULL)
+ * += the column sums of the new x, added in row order (as sg__add_colsum does). */
+void sg__ce_rows_forward_grad(sg_dtype dt, void *x, const void *bias, void *db,
+                              const int64_t *y, int64_t R, int64_t V, int64_t ignore, double eps,
+                              double s, double *lse, double *lrow);
 /* sg_cross_entropy_ex over logits from sg_linear that nothing else will read (the
  * generator's own, linear_loss.c): when the graph records, their gradient for an
  * upstream gradient of 1 is written over them in the forward (one exp a logit), and
