@@ -25,7 +25,11 @@ typedef struct rnn_saved {
     int64_t *off;   /* [T+1] first packed row of step s */
     int64_t *cnt;   /* [T+1] rows running at step s (cnt[T] = 0) */
     void *gates;    /* [B*T, S] */
-    void *hp, *cp;  /* [N, H] state before each step, packed (cp: LSTM) */
+    /* The state before each step, packed (cp: LSTM): hp0/cp0 [B, H] before step 0 (the
+     * caller's h0/c0 themselves when rows keep their order, else a copy or zeros), hp/cp
+     * [N - B, H] before steps 1.. (contiguous after hp0/cp0 when those are not h0/c0). */
+    void *hp0, *cp0, *hp, *cp;
+    bool h0_alias;  /* hp0 is h0's data: hp does not follow it */
     void *rh;       /* [N, H] Cho GRU: r * h_prev */
 } rnn_saved;
 
@@ -152,10 +156,25 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
             sv->off[s + 1] = sv->off[s] + sv->cnt[s];
         sv->N = sv->off[T];
     }
-    size_t NH = (size_t)(sv->N * H) * es;
+    size_t NH = (size_t)(sv->N * H) * es, BH = (size_t)(B * H) * es;
+    /* rows in their own order (e.g. one decoder step): the state before step 0 is the
+     * caller's h0 / c0 as they are, not a copy (graph inputs are not written) */
+    bool in_order = true;
+    for (int64_t k = 0; k < B && in_order; k++)
+        in_order = sv->perm[k] == k;
+    bool c0_alias = lstm && c0 && in_order;
+    sv->h0_alias = h0 && in_order;
     sv->gates = sg_arena_alloc(a, (size_t)(B * T * sv->S) * es);
-    sv->hp = sg_arena_alloc(a, NH);
-    sv->cp = lstm ? sg_arena_alloc(a, NH) : NULL;
+    char *hblock = sg_arena_alloc(a, sv->h0_alias ? NH - BH + 1 : NH);
+    char *cblock = lstm ? sg_arena_alloc(a, c0_alias ? NH - BH + 1 : NH) : NULL;
+    if (hblock) {
+        sv->hp0 = sv->h0_alias ? h0->data : hblock;
+        sv->hp = sv->h0_alias ? hblock : hblock + BH;
+    }
+    if (cblock) {
+        sv->cp0 = c0_alias ? c0->data : cblock;
+        sv->cp = c0_alias ? cblock : cblock + BH;
+    }
     sv->rh = sv->cho ? sg_arena_alloc(a, NH) : NULL;
     /* the recurrent product of a step: scratch of this call */
     gh = sg__scratch_get(g, (size_t)(B * sv->G * H) * es, lstm ? "sg_lstm" : "sg_gru");
@@ -171,7 +190,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     sg_tensor *ty = sg_empty(g, dt, 3, (int64_t[]){B, T, H});
     sg_tensor *thn = sg_empty(g, dt, 2, (int64_t[]){B, H});
     sg_tensor *tcn = lstm ? sg_empty(g, dt, 2, (int64_t[]){B, H}) : NULL;
-    if (!sv->gates || !sv->hp || (lstm && !sv->cp) || (sv->cho && !sv->rh) || !gh || !zeros ||
+    if (!sv->gates || !hblock || (lstm && !cblock) || (sv->cho && !sv->rh) || !gh || !zeros ||
         !ty || !thn || (lstm && !tcn))
         goto oom;
     if (dt == SG_F32)

@@ -154,7 +154,10 @@ static sg_tensor *gc_rnn_fn(sg_graph *g, sg_tensor *const *in, void *user)
     return u->what == 0 ? out : u->what == 1 ? hn : cn;
 }
 
-static void gradcheck_module(sg_rnn_cell cell, bool cho, int n_layers, bool bidir, bool no_h0)
+/* full: every row runs all T steps (no lengths), so the rows keep their order and the
+ * run reads the state before step 0 from h0 / c0 themselves */
+static void gradcheck_module_ex(sg_rnn_cell cell, bool cho, int n_layers, bool bidir,
+                                bool no_h0, bool full)
 {
     bool lstm = cell == SG_RNN_LSTM;
     sg_rng r;
@@ -167,7 +170,7 @@ static void gradcheck_module(sg_rnn_cell cell, bool cho, int n_layers, bool bidi
     int rc = lstm ? sg_lstm_init(&u.m, p, "", &cfg, &r) : sg_gru_init(&u.m, p, "", &cfg, &r);
     cr_assert_eq(rc, SG_OK, "%s", sg_last_error());
     sg_params_uniform_(p, &r, -0.8, 0.8);
-    u.len = sg_tensor_from_buffer(SG_I64, 1, (int64_t[]){B}, (int64_t[]){2, 4, 1});
+    u.len = full ? NULL : sg_tensor_from_buffer(SG_I64, 1, (int64_t[]){B}, (int64_t[]){2, 4, 1});
     sg_tensor *in[64];
     int n = 0;
     in[n++] = tu_rand64(&r, -1, 1, 3, B, T, I);
@@ -183,6 +186,18 @@ static void gradcheck_module(sg_rnn_cell cell, bool cho, int n_layers, bool bidi
         sg_tensor_free(in[i]);
     sg_tensor_free(u.len);
     sg_params_free(p);
+}
+
+static void gradcheck_module(sg_rnn_cell cell, bool cho, int n_layers, bool bidir, bool no_h0)
+{
+    gradcheck_module_ex(cell, cho, n_layers, bidir, no_h0, false);
+}
+
+Test(rnn, gradcheck_full_lengths_initial_state_read_in_place)
+{
+    gradcheck_module_ex(SG_RNN_GRU, false, 2, true, false, true);
+    gradcheck_module_ex(SG_RNN_GRU, true, 1, false, false, true);
+    gradcheck_module_ex(SG_RNN_LSTM, false, 2, true, false, true);
 }
 
 Test(gru, gradcheck_bidirectional_two_layers_unequal_lengths)
