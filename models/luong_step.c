@@ -24,8 +24,9 @@ typedef struct step_saved {
 } step_saved;
 
 #define STEP_KERNELS(T, SUF, EXP, TANH, HOT)                                                 \
-    HOT static void gates_fwd_##SUF(int64_t B, int64_t H, T *a, int64_t lda, const T *c,    \
-                                    T *c2, T *h2, T *tc)                                     \
+    HOT static void gates_fwd_##SUF(int64_t B, int64_t H, T *restrict a, int64_t lda,       \
+                                    const T *restrict c, T *restrict c2, T *restrict h2,     \
+                                    T *restrict tc)                                          \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++) {                                                    \
             T *ab = a + b * lda;                                                             \
@@ -41,10 +42,12 @@ typedef struct step_saved {
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
-    /* da [B, 4H] from dh', dc' (either may be NULL); dc (may be NULL) += dc' f. */          \
-    HOT static void gates_bwd_##SUF(int64_t B, int64_t H, const T *act, int64_t lda,        \
-                                    const T *tc, const T *c, const T *dh2, const T *dc2,     \
-                                    T *da, T *dc)                                            \
+    /* da [B, 4H] from dh', dc'; dc += dc' f. All given (zeros for a missing gradient):  \
+     * a NULL test in the loop keeps it from vectorising. */                                \
+    HOT static void gates_bwd_##SUF(int64_t B, int64_t H, const T *restrict act,            \
+                                    int64_t lda, const T *restrict tc, const T *restrict c,  \
+                                    const T *restrict dh2, const T *restrict dc2,            \
+                                    T *restrict da, T *restrict dc)                          \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++) {                                                    \
             const T *ab = act + b * lda;                                                     \
@@ -52,14 +55,13 @@ typedef struct step_saved {
             for (int64_t k = 0; k < H; k++) {                                                \
                 int64_t j = b * H + k;                                                       \
                 T i = ab[k], f = ab[H + k], g = ab[2 * H + k], o = ab[3 * H + k], t = tc[j]; \
-                T dh = dh2 ? dh2[j] : (T)0;                                                  \
-                T dct = (dc2 ? dc2[j] : (T)0) + dh * o * ((T)1 - t * t);                     \
+                T dh = dh2[j];                                                               \
+                T dct = dc2[j] + dh * o * ((T)1 - t * t);                                    \
                 db[k] = dct * g * i * ((T)1 - i);                                            \
                 db[H + k] = dct * c[j] * f * ((T)1 - f);                                     \
                 db[2 * H + k] = dct * i * ((T)1 - g * g);                                    \
                 db[3 * H + k] = dh * t * o * ((T)1 - o);                                     \
-                if (dc)                                                                      \
-                    dc[j] += dct * f;                                                        \
+                dc[j] += dct * f;                                                            \
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
@@ -92,14 +94,24 @@ static void step_bwd(sg_graph *g, sg_node *n)
     int64_t B = h->shape[0], H = h->shape[1], F = feed->shape[1], G = 4 * H;
     if (!h2->grad && !c2->grad)
         return;
-    void *da = sg__scratch_get(g, sg_dtype_size(dt) * (size_t)(B * G), "luong decoder step");
-    if (!da)
-        return;
+    const char *op = "luong decoder step";
+    size_t BH = sg_dtype_size(dt) * (size_t)(B * H);
+    void *da = sg__scratch_get(g, sg_dtype_size(dt) * (size_t)(B * G), op);
     void *dc = sg_grad_of(g, c);
+    /* zeros stand for a gradient that did not arrive; spare takes dc' f when c needs none */
+    void *zeros = !h2->grad || !c2->grad ? sg__scratch_get(g, BH, op) : NULL;
+    void *spare = dc ? NULL : sg__scratch_get(g, BH, op);
+    if (!da || (!zeros && (!h2->grad || !c2->grad)) || (!dc && !spare))
+        goto out;
+    if (zeros)
+        memset(zeros, 0, BH);
+    if (spare)
+        memset(spare, 0, BH);
+    const void *dh2 = h2->grad ? h2->grad : zeros, *dc2 = c2->grad ? c2->grad : zeros;
     if (dt == SG_F32)
-        gates_bwd_f32(B, H, sv->act, sv->lda, sv->tc, c->data, h2->grad, c2->grad, da, dc);
+        gates_bwd_f32(B, H, sv->act, sv->lda, sv->tc, c->data, dh2, dc2, da, dc ? dc : spare);
     else
-        gates_bwd_f64(B, H, sv->act, sv->lda, sv->tc, c->data, h2->grad, c2->grad, da, dc);
+        gates_bwd_f64(B, H, sv->act, sv->lda, sv->tc, c->data, dh2, dc2, da, dc ? dc : spare);
     void *dgx = sg_grad_of(g, gx);
     if (dgx) {
         if (dt == SG_F32)
@@ -120,7 +132,10 @@ static void step_bwd(sg_graph *g, sg_node *n)
         sg__gemm(dt, G, F, B, 1.0, da, 1, G, feed->data, F, 1, 1.0, d, F, 1);
     if ((d = sg_grad_of(g, Whh)))
         sg__gemm(dt, G, H, B, 1.0, da, 1, G, h->data, H, 1, 1.0, d, H, 1);
+out:
     sg__scratch_put(g, da);
+    sg__scratch_put(g, zeros);
+    sg__scratch_put(g, spare);
 }
 
 sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, bool gx_scratch, sg_tensor *b,
