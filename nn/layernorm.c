@@ -1,9 +1,11 @@
 /*
  * layernorm.c - LayerNorm over the last dim as one node (torch.nn.LayerNorm):
  *   y = (x - mean) * rstd * w + b,  rstd = 1 / sqrt(var + eps), var biased (divide by d).
- * Row statistics are accumulated in double and saved for the backward.
+ * Row statistics are accumulated in double (in lanes, so the loops vectorise) and saved
+ * for the backward.
  */
 #include "attn_internal.h"
+#include "fastmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -14,59 +16,107 @@ typedef struct {
     int64_t rows, d;
 } ln_saved;
 
-#define LN_KERNELS(T, SUF)                                                                   \
-    static void ln_fwd_##SUF(ln_saved *s, const T *x, const T *w, const T *b, T *y)    \
+/* Row sums in double over LN_LANES independent lanes, so that the loops vectorise (a
+ * single double accumulator is a serial chain); the lane order is fixed. */
+#define LN_LANES 16
+
+#define LN_KERNELS(T, SUF, HOT)                                                              \
+    /* sum_i (x_i - c)^k for k = 1 (c = 0) or 2, in double */                                \
+    HOT static double ln_sum_##SUF(const T *restrict x, int64_t d, double c, bool sq)       \
+    {                                                                                        \
+        double acc[LN_LANES] = {0}, s = 0;                                                   \
+        int64_t i = 0;                                                                       \
+        if (sq)                                                                              \
+            for (; i + LN_LANES <= d; i += LN_LANES)                                         \
+                for (int u = 0; u < LN_LANES; u++)                                           \
+                    acc[u] += ((double)x[i + u] - c) * ((double)x[i + u] - c);               \
+        else                                                                                 \
+            for (; i + LN_LANES <= d; i += LN_LANES)                                         \
+                for (int u = 0; u < LN_LANES; u++)                                           \
+                    acc[u] += (double)x[i + u];                                              \
+        for (; i < d; i++)                                                                   \
+            acc[0] += sq ? ((double)x[i] - c) * ((double)x[i] - c) : (double)x[i];           \
+        for (int u = 0; u < LN_LANES; u++)                                                   \
+            s += acc[u];                                                                     \
+        return s;                                                                            \
+    }                                                                                        \
+    HOT static void ln_fwd_row_##SUF(int64_t d, const T *restrict x, const T *restrict w,   \
+                                     const T *restrict b, double m, double rs,               \
+                                     T *restrict y)                                          \
+    {                                                                                        \
+        if (w && b)                                                                          \
+            for (int64_t i = 0; i < d; i++)                                                  \
+                y[i] = (T)(((double)x[i] - m) * rs) * w[i] + b[i];                           \
+        else                                                                                 \
+            for (int64_t i = 0; i < d; i++) {                                                \
+                T xh = (T)(((double)x[i] - m) * rs);                                         \
+                y[i] = xh * (w ? w[i] : (T)1) + (b ? b[i] : (T)0);                           \
+            }                                                                                \
+    }                                                                                        \
+    static void ln_fwd_##SUF(ln_saved *s, const T *x, const T *w, const T *b, T *y)          \
     {                                                                                        \
         int64_t d = s->d;                                                                    \
         for (int64_t r = 0; r < s->rows; r++) {                                              \
             const T *xr = x + r * d;                                                         \
-            T *yr = y + r * d;                                                               \
-            double m = 0, v = 0;                                                             \
-            for (int64_t i = 0; i < d; i++)                                                  \
-                m += xr[i];                                                                  \
-            m /= (double)d;                                                                  \
-            for (int64_t i = 0; i < d; i++)                                                  \
-                v += ((double)xr[i] - m) * ((double)xr[i] - m);                              \
-            v /= (double)d;                                                                  \
+            double m = ln_sum_##SUF(xr, d, 0, false) / (double)d;                            \
+            double v = ln_sum_##SUF(xr, d, m, true) / (double)d;                             \
             double rs = 1.0 / sqrt(v + s->eps);                                              \
             s->mean[r] = m;                                                                  \
             s->rstd[r] = rs;                                                                 \
-            for (int64_t i = 0; i < d; i++) {                                                \
-                T xh = (T)(((double)xr[i] - m) * rs);                                        \
-                yr[i] = xh * (w ? w[i] : (T)1) + (b ? b[i] : (T)0);                          \
-            }                                                                                \
+            ln_fwd_row_##SUF(d, xr, w, b, m, rs, y + r * d);                                 \
         }                                                                                    \
     }                                                                                        \
-    /* g = dy w;  dx = rstd (g - mean(g) - xhat mean(g xhat));  dw += dy xhat;  db += dy */   \
+    /* One row: g = dy w;  dx += rstd (g - mean(g) - xhat mean(g xhat));  dw += dy xhat;      \
+     * db += dy (dw, db, dx may be NULL) */                                                  \
+    HOT static void ln_bwd_row_##SUF(int64_t d, const T *restrict x, const T *restrict w,   \
+                                     const T *restrict dy, double m, double rs,              \
+                                     T *restrict dx, T *restrict dw, T *restrict db)         \
+    {                                                                                        \
+        double a1[LN_LANES] = {0}, a2[LN_LANES] = {0}, sg = 0, sgx = 0;                      \
+        int64_t i = 0;                                                                       \
+        for (; i + LN_LANES <= d; i += LN_LANES)                                             \
+            for (int u = 0; u < LN_LANES; u++) {                                             \
+                double xh = ((double)x[i + u] - m) * rs;                                     \
+                double gi = (double)dy[i + u] * (w ? (double)w[i + u] : 1.0);                \
+                a1[u] += gi;                                                                 \
+                a2[u] += gi * xh;                                                            \
+            }                                                                                \
+        for (; i < d; i++) {                                                                 \
+            double xh = ((double)x[i] - m) * rs, gi = (double)dy[i] * (w ? (double)w[i] : 1.0); \
+            a1[0] += gi;                                                                     \
+            a2[0] += gi * xh;                                                                \
+        }                                                                                    \
+        for (int u = 0; u < LN_LANES; u++) {                                                 \
+            sg += a1[u];                                                                     \
+            sgx += a2[u];                                                                    \
+        }                                                                                    \
+        if (dw)                                                                              \
+            for (int64_t j = 0; j < d; j++)                                                  \
+                dw[j] += (T)(dy[j] * (((double)x[j] - m) * rs));                             \
+        if (db)                                                                              \
+            for (int64_t j = 0; j < d; j++)                                                  \
+                db[j] += dy[j];                                                              \
+        if (!dx)                                                                             \
+            return;                                                                          \
+        sg /= (double)d;                                                                     \
+        sgx /= (double)d;                                                                    \
+        for (int64_t j = 0; j < d; j++) {                                                    \
+            double xh = ((double)x[j] - m) * rs;                                             \
+            double gi = (double)dy[j] * (w ? (double)w[j] : 1.0);                            \
+            dx[j] += (T)(rs * (gi - sg - xh * sgx));                                         \
+        }                                                                                    \
+    }                                                                                        \
     static void ln_bwd_##SUF(const ln_saved *s, const T *x, const T *w, const T *dy, T *dx,  \
                              T *dw, T *db)                                                   \
     {                                                                                        \
         int64_t d = s->d;                                                                    \
-        for (int64_t r = 0; r < s->rows; r++) {                                              \
-            const T *xr = x + r * d, *dyr = dy + r * d;                                      \
-            double m = s->mean[r], rs = s->rstd[r], sg = 0, sgx = 0;                         \
-            for (int64_t i = 0; i < d; i++) {                                                \
-                double xh = ((double)xr[i] - m) * rs, gi = (double)dyr[i] * (w ? w[i] : 1);  \
-                sg += gi;                                                                    \
-                sgx += gi * xh;                                                              \
-                if (dw)                                                                      \
-                    dw[i] += (T)(dyr[i] * xh);                                               \
-                if (db)                                                                      \
-                    db[i] += dyr[i];                                                         \
-            }                                                                                \
-            if (!dx)                                                                         \
-                continue;                                                                    \
-            sg /= (double)d;                                                                 \
-            sgx /= (double)d;                                                                \
-            for (int64_t i = 0; i < d; i++) {                                                \
-                double xh = ((double)xr[i] - m) * rs, gi = (double)dyr[i] * (w ? w[i] : 1);  \
-                dx[r * d + i] += (T)(rs * (gi - sg - xh * sgx));                             \
-            }                                                                                \
-        }                                                                                    \
+        for (int64_t r = 0; r < s->rows; r++)                                                \
+            ln_bwd_row_##SUF(d, x + r * d, w, dy + r * d, s->mean[r], s->rstd[r],            \
+                             dx ? dx + r * d : NULL, dw, db);                                \
     }
 
-LN_KERNELS(float, f32)
-LN_KERNELS(double, f64)
+LN_KERNELS(float, f32, SG_HOT)
+LN_KERNELS(double, f64, )
 
 static void ln_bwd(sg_graph *g, sg_node *n)
 {

@@ -27,20 +27,23 @@ static int row_threads(int64_t R, int64_t V)
  * registers); sums run in T within blocks of 256 and in double across blocks, so f32
  * rounding stays ~1e-7 relative even for an 8000-word vocabulary. */
 #define LANES 8
+/* The maximum is exact in any order: 32 lanes keep four vector chains busy (8 lanes
+ * waited on one chain's latency). */
+#define MAX_LANES 32
 #define ROW_HELPERS(T, SUF, EXP)                                                            \
     SG_HOT static T row_max_##SUF(const T *x, int64_t V)                                    \
     {                                                                                       \
-        T m[LANES];                                                                         \
-        for (int u = 0; u < LANES; u++)                                                     \
+        T m[MAX_LANES];                                                                     \
+        for (int u = 0; u < MAX_LANES; u++)                                                 \
             m[u] = x[0];                                                                    \
         int64_t v = 0;                                                                      \
-        for (; v + LANES <= V; v += LANES)                                                  \
-            for (int u = 0; u < LANES; u++)                                                 \
+        for (; v + MAX_LANES <= V; v += MAX_LANES)                                          \
+            for (int u = 0; u < MAX_LANES; u++)                                             \
                 m[u] = x[v + u] > m[u] ? x[v + u] : m[u];                                   \
         for (; v < V; v++)                                                                  \
             m[0] = x[v] > m[0] ? x[v] : m[0];                                               \
         T mx = m[0];                                                                        \
-        for (int u = 1; u < LANES; u++)                                                     \
+        for (int u = 1; u < MAX_LANES; u++)                                                 \
             mx = m[u] > mx ? m[u] : mx;                                                     \
         return mx;                                                                          \
     }                                                                                       \
@@ -154,12 +157,12 @@ static inline double row_loss(double l, double xy, double sx, double eps, int64_
 #define CE_FWD_GRAD_KERNELS(T, SUF, EXP)                                                    \
     SG_HOT static T row_max_bias_##SUF(const T *x, const T *bias, int64_t V)                \
     {                                                                                       \
-        T m[LANES];                                                                         \
-        for (int u = 0; u < LANES; u++)                                                     \
+        T m[MAX_LANES];                                                                     \
+        for (int u = 0; u < MAX_LANES; u++)                                                 \
             m[u] = x[0] + bias[0];                                                          \
         int64_t v = 0;                                                                      \
-        for (; v + LANES <= V; v += LANES)                                                  \
-            for (int u = 0; u < LANES; u++) {                                               \
+        for (; v + MAX_LANES <= V; v += MAX_LANES)                                          \
+            for (int u = 0; u < MAX_LANES; u++) {                                           \
                 T z = x[v + u] + bias[v + u];                                               \
                 m[u] = z > m[u] ? z : m[u];                                                 \
             }                                                                               \
@@ -168,7 +171,7 @@ static inline double row_loss(double l, double xy, double sx, double eps, int64_
             m[0] = z > m[0] ? z : m[0];                                                     \
         }                                                                                   \
         T mx = m[0];                                                                        \
-        for (int u = 1; u < LANES; u++)                                                     \
+        for (int u = 1; u < MAX_LANES; u++)                                                 \
             mx = m[u] > mx ? m[u] : mx;                                                     \
         return mx;                                                                          \
     }                                                                                       \
@@ -219,6 +222,8 @@ static inline double row_loss(double l, double xy, double sx, double eps, int64_
                                   double *lse, double *lrow)                                \
     {                                                                                       \
         const T off = (T)(s * eps / (double)V), hit = (T)(s * (1 - eps));                   \
+        /* label smoothing's sum of a row's logits: the bias's share is the same in all */ \
+        const double sb = eps > 0 && bias ? row_sum_##SUF(bias, V) : 0;                     \
         SG_OMP_FOR(nt)                                                                     \
         for (int64_t r = 0; r < R; r++) {                                                   \
             T *xr = x + r * V;                                                              \
@@ -229,7 +234,7 @@ static inline double row_loss(double l, double xy, double sx, double eps, int64_
             T mx = bias ? row_max_bias_##SUF(xr, bias, V) : row_max_##SUF(xr, V);           \
             double sx = 0, xy = (double)(xr[y[r]] + (bias ? bias[y[r]] : (T)0));           \
             if (eps > 0)                                                                    \
-                sx = row_sum_##SUF(xr, V) + (bias ? row_sum_##SUF(bias, V) : 0);            \
+                sx = row_sum_##SUF(xr, V) + sb;                                             \
             double se = row_exp_inplace_##SUF(xr, bias, V, mx);                             \
             double l = (double)mx + log(se);                                                \
             lse[r] = l;                                                                     \
