@@ -20,13 +20,11 @@
 typedef struct step_saved {
     void *act;   /* [B, 4H] activated gates i|f|g|o, row stride lda */
     int64_t lda;
-    void *tc;    /* [B, H] tanh(c') */
 } step_saved;
 
 #define STEP_KERNELS(T, SUF, EXP, TANH, HOT)                                                 \
     HOT static void gates_fwd_##SUF(int64_t B, int64_t H, T *restrict a, int64_t lda,       \
-                                    const T *restrict c, T *restrict c2, T *restrict h2,     \
-                                    T *restrict tc)                                          \
+                                    const T *restrict c, T *restrict c2, T *restrict h2)     \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++) {                                                    \
             T *ab = a + b * lda;                                                             \
@@ -38,14 +36,14 @@ typedef struct step_saved {
                 ab[k] = i, ab[H + k] = f, ab[2 * H + k] = g, ab[3 * H + k] = o;              \
                 T cn = f * c[b * H + k] + i * g;                                             \
                 T t = TANH(cn);                                                              \
-                c2[b * H + k] = cn, tc[b * H + k] = t, h2[b * H + k] = o * t;                \
+                c2[b * H + k] = cn, h2[b * H + k] = o * t;                                   \
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
     /* da [B, 4H] from dh', dc'; dc += dc' f. All given (zeros for a missing gradient):  \
      * a NULL test in the loop keeps it from vectorising. */                                \
     HOT static void gates_bwd_##SUF(int64_t B, int64_t H, const T *restrict act,            \
-                                    int64_t lda, const T *restrict tc, const T *restrict c,  \
+                                    int64_t lda, const T *restrict c2, const T *restrict c,  \
                                     const T *restrict dh2, const T *restrict dc2,            \
                                     T *restrict da, T *restrict dc)                          \
     {                                                                                        \
@@ -54,7 +52,8 @@ typedef struct step_saved {
             T *db = da + b * 4 * H;                                                          \
             for (int64_t k = 0; k < H; k++) {                                                \
                 int64_t j = b * H + k;                                                       \
-                T i = ab[k], f = ab[H + k], g = ab[2 * H + k], o = ab[3 * H + k], t = tc[j]; \
+                T i = ab[k], f = ab[H + k], g = ab[2 * H + k], o = ab[3 * H + k];            \
+                T t = TANH(c2[j]); /* tanh(c') again: bitwise the forward's, not kept */     \
                 T dh = dh2[j];                                                               \
                 T dct = dc2[j] + dh * o * ((T)1 - t * t);                                    \
                 db[k] = dct * g * i * ((T)1 - i);                                            \
@@ -109,9 +108,9 @@ static void step_bwd(sg_graph *g, sg_node *n)
         memset(spare, 0, BH);
     const void *dh2 = h2->grad ? h2->grad : zeros, *dc2 = c2->grad ? c2->grad : zeros;
     if (dt == SG_F32)
-        gates_bwd_f32(B, H, sv->act, sv->lda, sv->tc, c->data, dh2, dc2, da, dc ? dc : spare);
+        gates_bwd_f32(B, H, sv->act, sv->lda, c2->data, c->data, dh2, dc2, da, dc ? dc : spare);
     else
-        gates_bwd_f64(B, H, sv->act, sv->lda, sv->tc, c->data, dh2, dc2, da, dc ? dc : spare);
+        gates_bwd_f64(B, H, sv->act, sv->lda, c2->data, c->data, dh2, dc2, da, dc ? dc : spare);
     void *dgx = sg_grad_of(g, gx);
     if (dgx) {
         if (dt == SG_F32)
@@ -170,8 +169,7 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, bool gx_scratch, sg_t
     /* a: over gx's rows when they are ours to write (saves [B, 4H] a step), else new */
     int64_t lda = gx_scratch ? gx->stride[0] : G;
     void *act = gx_scratch ? gx->data : sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * G));
-    void *tc = sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * H));
-    if (!h2 || !c2 || !sv || !act || !tc)
+    if (!h2 || !c2 || !sv || !act)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     for (int64_t r = 0; r < B; r++) { /* a = gx_t (rows of the [B, T, 4H] precompute) + b */
         char *ar = (char *)act + (size_t)(r * lda) * es;
@@ -191,15 +189,14 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, bool gx_scratch, sg_t
     sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, wft.p, wft.rs, wft.cs, 1.0, act, lda, 1);
     sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, whht.p, whht.rs, whht.cs, 1.0, act, lda, 1);
     if (dt == SG_F32)
-        gates_fwd_f32(B, H, act, lda, c->data, c2->data, h2->data, tc);
+        gates_fwd_f32(B, H, act, lda, c->data, c2->data, h2->data);
     else
-        gates_fwd_f64(B, H, act, lda, c->data, c2->data, h2->data, tc);
+        gates_fwd_f64(B, H, act, lda, c->data, c2->data, h2->data);
     sg_tensor *ins[7] = {gx, feed, h, c, Wf, Whh, b}, *outs[2] = {h2, c2};
     sg_node *n = sg_record(g, op, step_bwd, b ? 7 : 6, ins, 2, outs);
     if (n) {
         sv->act = act;
         sv->lda = lda;
-        sv->tc = tc;
         n->saved = sv;
     }
     *c_out = c2;

@@ -3,6 +3,7 @@
 #define SG_MODELS_INTERNAL_H
 
 #include "../autograd/autograd_internal.h"
+#include "../nn/nn_internal.h" /* sg__dropout_over */
 #include "sg_model.h"
 
 /* One architecture. Every function gets the model with cfg, params and rng set. */

@@ -165,6 +165,12 @@ sg_tensor *sg_embedding_forward(sg_graph *g, const sg_embedding *m, sg_tensor *i
         for (int64_t i = 0; i < n; i++)                                                     \
             b[i] = keep[i] ? a[i] * s : (T)0;                                               \
     }                                                                                       \
+    SG_HOT static void dropout_fwd_inplace_##SUF(int64_t n, T *restrict b,                   \
+                                                 const uint8_t *restrict keep, T s)          \
+    {                                                                                       \
+        for (int64_t i = 0; i < n; i++)                                                     \
+            b[i] = keep[i] ? b[i] * s : (T)0;                                               \
+    }                                                                                       \
     SG_HOT static void dropout_bwd_##SUF(int64_t n, T *restrict d, const T *restrict dy,     \
                                          const uint8_t *restrict keep, T s, bool fresh)      \
     {                                                                                       \
@@ -231,7 +237,22 @@ bool sg__dropout_args(sg_graph *g, const char *op, double p, bool training, cons
     return true;
 }
 
-sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng)
+/* t is the output of the node just recorded on g, made by an op whose backward reads
+ * none of its outputs (a lookup, a product, a sum): nothing has read t yet. */
+static bool fresh_unread_output(sg_graph *g, const sg_tensor *t)
+{
+    static const char *const ops[] = {"sg_embedding_lookup", "sg_linear", "sg_add"};
+    const sg_node *made = t->node;
+    if (!made || made != sg__graph_last_node(g) || made->n_out != 1)
+        return false;
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++)
+        if (strcmp(made->name, ops[k]) == 0)
+            return true;
+    return false;
+}
+
+static sg_tensor *dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng,
+                          bool may_overwrite)
 {
     SG_NEED(g, x);
     bool drop;
@@ -242,15 +263,20 @@ sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng
         return x;
     if (!sg__check_float(g, "sg_dropout", x))
         return NULL;
+    bool over = may_overwrite && sg_tensor_is_contiguous(x) && fresh_unread_output(g, x);
     x = sg_contiguous(g, x);
     SG_NEED(x);
     int64_t N = sg_tensor_numel(x);
     uint8_t *keep = sg_arena_alloc(sg_graph_arena(g), (size_t)(N ? N : 1));
-    sg_tensor *y = sg_empty(g, x->dtype, x->ndim, x->shape);
+    sg_tensor *y = sg__output_over(g, x, over);
     if (!keep || !y)
         return sg_graph_fail(g, SG_ENOMEM, "sg_dropout: out of memory");
     sg_rng_keep_mask(rng, keep, N, p);
-    if (x->dtype == SG_F32)
+    if (over && x->dtype == SG_F32)
+        dropout_fwd_inplace_f32(N, y->data, keep, (float)s);
+    else if (over)
+        dropout_fwd_inplace_f64(N, y->data, keep, s);
+    else if (x->dtype == SG_F32)
         dropout_fwd_f32(N, x->data, keep, (float)s, y->data);
     else
         dropout_fwd_f64(N, x->data, keep, s, y->data);
@@ -260,6 +286,16 @@ sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng
         n->f[0] = s;
     }
     return y;
+}
+
+sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng)
+{
+    return dropout(g, x, p, training, rng, false);
+}
+
+sg_tensor *sg__dropout_over(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng)
+{
+    return dropout(g, x, p, training, rng, true);
 }
 
 /* s = x + dropout(z): ds flows to x whole, to z through the mask (scaled; keep NULL: no

@@ -22,6 +22,11 @@ bool sg__fresh_linear_output(sg_graph *g, const sg_tensor *t);
  * NULL with SG_ENOMEM recorded on g. */
 sg_tensor *sg__output_over(sg_graph *g, sg_tensor *h, bool over);
 
+/* sg_dropout that writes its output over x when x was just made by an op whose backward
+ * reads none of its outputs (sg_embedding_lookup, sg_linear, sg_add) and nothing has read
+ * x yet: for model code that drops out a tensor it never reads again (an embedding), not
+ * for a caller's tensor that may be read afterwards. */
+sg_tensor *sg__dropout_over(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng);
 /* Checks a dropout's probability (in [0, 1)) and rng (needed when it drops: training
  * and p > 0, *drop); *scale = 1 / (1 - p) when it drops, else 1. false with SG_EINVAL
  * recorded on g (the message names op). */

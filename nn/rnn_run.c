@@ -116,7 +116,8 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     size_t es = sg_dtype_size(dt);
     int64_t B = x->shape[0], T = x->shape[1], I = x->shape[2], H = w->weight_hh->shape[1];
     bool lstm = cell == SG_RNN_LSTM;
-    void *gh = NULL;
+    void *gh = NULL, *hn_rows = NULL;
+    bool hn_is_y = T == 1; /* see below */
     rnn_saved *sv = sg_arena_alloc(a, sizeof *sv);
     if (!sv)
         goto oom;
@@ -188,21 +189,34 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
         sg__weight_t_operand(g, w->weight_ih, 1, ih_small && w->weight_ih->owns_data);
     sg__operand whh_t = sg__weight_t_operand(g, w->weight_hh, T, w->weight_hh->owns_data);
     sg_tensor *ty = sg_empty(g, dt, 3, (int64_t[]){B, T, H});
-    sg_tensor *thn = sg_empty(g, dt, 2, (int64_t[]){B, H});
+    /* one step (a decoder cell): h_n is y's data under a [B, H] header, not a copy; the
+     * kernel's h_n rows go to pool scratch */
+    sg_tensor *thn = hn_is_y ? sg_arena_alloc(a, sizeof *thn)
+                             : sg_empty(g, dt, 2, (int64_t[]){B, H});
+    if (hn_is_y && thn && ty) {
+        memset(thn, 0, sizeof *thn);
+        sg__init_contiguous(thn, dt, 2, (int64_t[]){B, H});
+        thn->data = ty->data;
+    }
+    hn_rows = hn_is_y ? sg__scratch_get(g, (size_t)(B * H) * es, lstm ? "sg_lstm" : "sg_gru")
+                      : thn ? thn->data : NULL;
     sg_tensor *tcn = lstm ? sg_empty(g, dt, 2, (int64_t[]){B, H}) : NULL;
     if (!sv->gates || !hblock || (lstm && !cblock) || (sv->cho && !sv->rh) || !gh || !zeros ||
-        !ty || !thn || (lstm && !tcn))
+        !ty || !thn || !hn_rows || (lstm && !tcn))
         goto oom;
     if (dt == SG_F32)
         rnn_fwd_f32(sv, x->data, wih_t, whh_t, data_or_null(w->bias_ih),
                     data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
-                    thn->data, tcn ? tcn->data : NULL, gh, zeros);
+                    hn_rows, tcn ? tcn->data : NULL, gh, zeros);
     else
         rnn_fwd_f64(sv, x->data, wih_t, whh_t, data_or_null(w->bias_ih),
                     data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
-                    thn->data, tcn ? tcn->data : NULL, gh, zeros);
+                    hn_rows, tcn ? tcn->data : NULL, gh, zeros);
     sg__scratch_put(g, gh);
     gh = NULL;
+    if (hn_is_y)
+        sg__scratch_put(g, hn_rows);
+    hn_rows = NULL;
     sg_tensor *ins[IN_COUNT] = {x, w->weight_ih, w->weight_hh, w->bias_ih, w->bias_hh, h0, c0};
     sg_tensor *outs[3] = {ty, thn, tcn};
     sg_node *n = sg_record(g, lstm ? "sg_lstm" : "sg_gru", rnn_bwd, IN_COUNT, ins, lstm ? 3 : 2,
@@ -218,6 +232,8 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     return SG_OK;
 oom:
     sg__scratch_put(g, gh);
+    if (hn_is_y)
+        sg__scratch_put(g, hn_rows);
     sg_graph_fail(g, SG_ENOMEM, "sg_rnn: out of memory for a [%lld, %lld, %lld] run",
                   (long long)B, (long long)T, (long long)H);
     return SG_ENOMEM;

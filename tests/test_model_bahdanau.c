@@ -52,15 +52,19 @@ static sg_tensor *loss_fn(sg_graph *g, sg_tensor *const *inputs, void *user)
 {
     (void)inputs; /* the inputs are the model's own parameters */
     fixture *fx = user;
+    sg_rng_seed(sg_model_rng(fx->m), 42); /* the same dropout masks in every evaluation */
     return sg_model_loss(fx->m, g, &fx->b, 0.1, NULL);
 }
 
-Test(bahdanau, gradcheck_every_parameter)
+/* dropout > 0: the masks (some drawn over the embeddings in place) enter the check */
+static void gradcheck_bahdanau(double dropout)
 {
     fixture fx;
     batch_make(&fx.b);
     sg_model_config c = tiny(3, 3, 2);
+    c.dropout = dropout;
     fx.m = sg_model_new(&c, SG_F64, 7);
+    sg_model_set_training(fx.m, true);
     cr_assert(fx.m, "%s", sg_last_error());
     sg_params *p = sg_model_params(fx.m);
     int n = sg_params_count(p);
@@ -80,6 +84,9 @@ Test(bahdanau, gradcheck_every_parameter)
     sg_model_free(fx.m);
     batch_free(&fx.b);
 }
+
+Test(bahdanau, gradcheck_every_parameter) { gradcheck_bahdanau(0.0); }
+Test(bahdanau, gradcheck_every_parameter_with_dropout) { gradcheck_bahdanau(0.3); }
 
 Test(bahdanau, overfits_a_batch_and_decodes_it)
 {

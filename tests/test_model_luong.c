@@ -73,6 +73,7 @@ static sg_tensor *loss_fn(sg_graph *g, sg_tensor *const *inputs, void *user)
 {
     (void)inputs; /* the inputs are the model's own parameters */
     fixture *fx = user;
+    sg_rng_seed(sg_model_rng(fx->m), 42); /* the same dropout masks in every evaluation */
     return sg_model_loss(fx->m, g, &fx->b, 0.1, NULL);
 }
 
@@ -82,7 +83,7 @@ static void gradcheck_config(const sg_model_config *c)
     batch_make(&fx.b);
     fx.m = sg_model_new(c, SG_F64, 7);
     cr_assert(fx.m, "%s", sg_last_error());
-    sg_model_set_training(fx.m, true); /* dropout 0: the training path, deterministic */
+    sg_model_set_training(fx.m, true); /* the training path; loss_fn fixes the masks */
     sg_params *p = sg_model_params(fx.m);
     int n = sg_params_count(p);
     sg_tensor *in[64];
@@ -113,6 +114,13 @@ Test(luong, gradcheck_global_general_input_feed)
 Test(luong, gradcheck_local_p_concat_input_feed)
 {
     sg_model_config c = tiny("local-p", "concat", 1, 3, 3, 2, 1);
+    gradcheck_config(&c);
+}
+
+Test(luong, gradcheck_global_general_input_feed_with_dropout)
+{
+    sg_model_config c = tiny("global", "general", 1, 3, 3, 3, 1);
+    c.dropout = 0.3; /* masks between layers, after the combine and over the embeddings */
     gradcheck_config(&c);
 }
 

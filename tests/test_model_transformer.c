@@ -63,13 +63,16 @@ static sg_tensor *loss_fn(sg_graph *g, sg_tensor *const *in, void *user)
 {
     (void)in; /* the inputs are the model's own parameters */
     gc_ctx *c = user;
+    sg_rng_seed(sg_model_rng(c->m), 42); /* the same dropout masks in every evaluation */
     return sg_model_loss(c->m, g, c->b, 0.1, NULL);
 }
 
-static void gradcheck_model(bool pre, bool tied)
+static void gradcheck_model_ex(bool pre, bool tied, double dropout)
 {
     sg_model_config c = tiny(pre, tied, 4, 2, 6);
+    c.dropout = dropout;
     sg_model *m = sg_model_new(&c, SG_F64, 7);
+    sg_model_set_training(m, true);
     cr_assert(m, "%s", sg_last_error());
     sg_params *p = sg_model_params(m);
     /* break the symmetry of the freshly initialised LayerNorms and biases */
@@ -88,7 +91,11 @@ static void gradcheck_model(bool pre, bool tied)
     sg_model_free(m);
 }
 
+static void gradcheck_model(bool pre, bool tied) { gradcheck_model_ex(pre, tied, 0.0); }
+
 Test(transformer, gradcheck_post_ln_all_parameters) { gradcheck_model(false, false); }
+/* dropout > 0 (attention, residual and, in place, the embeddings' masks) */
+Test(transformer, gradcheck_post_ln_with_dropout) { gradcheck_model_ex(false, false, 0.2); }
 Test(transformer, gradcheck_pre_ln_tied_all_parameters) { gradcheck_model(true, true); }
 
 /* State_dict order; the tied generator.weight is an alias placed before generator.bias. */
