@@ -208,17 +208,22 @@ bool sg__fresh_linear_output(sg_graph *g, const sg_tensor *t)
            strcmp(made->name, "sg_linear") == 0;
 }
 
-sg_tensor *sg__output_over(sg_graph *g, sg_tensor *h, bool over)
+sg_tensor *sg__header_over(sg_graph *g, void *data, sg_dtype dt, int ndim,
+                           const int64_t *shape)
 {
-    if (!over)
-        return sg_empty(g, h->dtype, h->ndim, h->shape);
     sg_tensor *y = sg_arena_alloc(sg_graph_arena(g), sizeof *y);
     if (!y)
         return sg_graph_fail(g, SG_ENOMEM, "out of memory for a tensor header");
     memset(y, 0, sizeof *y);
-    sg__init_contiguous(y, h->dtype, h->ndim, h->shape);
-    y->data = h->data;
+    sg__init_contiguous(y, dt, ndim, shape);
+    y->data = data;
     return y;
+}
+
+sg_tensor *sg__output_over(sg_graph *g, sg_tensor *h, bool over)
+{
+    return over ? sg__header_over(g, h->data, h->dtype, h->ndim, h->shape)
+                : sg_empty(g, h->dtype, h->ndim, h->shape);
 }
 
 bool sg__dropout_args(sg_graph *g, const char *op, double p, bool training, const sg_rng *rng,

@@ -7,9 +7,9 @@
  *   l_r   = (1-eps)(lse_r - x_ry) + (eps/V) (V lse_r - sum_v x_rv)
  * Backward (dL = upstream gradient, s = dL/N for the mean, dL for the sum):
  *   dx_rv += s (softmax_rv - (1-eps)[v == y_r] - eps/V)   for counted rows only.
- * Only lse (R doubles) is saved; softmax is recomputed from x in the backward, or, for
- * logits that only the loss sees (linear_loss.c), the gradient is written over them in
- * the forward, one exp a logit instead of two.
+ * Only lse (R doubles) is saved; softmax is recomputed from x in the backward. The
+ * generator's fused loss (linear_loss.c) uses sg__ce_rows_forward_grad instead: the
+ * gradient written over logits only it sees, in the forward, one exp a logit.
  */
 #include "nn_internal.h"
 #include "fastmath.h"
@@ -87,6 +87,15 @@ static inline double row_loss(double l, double xy, double sx, double eps, int64_
     return (1 - eps) * (l - xy) + (eps > 0 ? eps / (double)V * ((double)V * l - sx) : 0);
 }
 
+/* The gradient of an ignored row is 0: writes it over the row and says so. */
+static inline bool zero_if_ignored(void *row, size_t bytes, int64_t y, int64_t ignore)
+{
+    if (y != ignore)
+        return false;
+    memset(row, 0, bytes);
+    return true;
+}
+
 /* Forward over contiguous x [R, V]: lse and the row loss l_r of counted rows. */
 #define CE_KERNELS(T, SUF, EXP, LOG)                                                        \
     /* d[v] = ts exp(x[v] - l) - off (+ d[v] when acc): one row of the gradient */          \
@@ -124,10 +133,8 @@ static inline double row_loss(double l, double xy, double sx, double eps, int64_
         SG_OMP_FOR(nt)                                                                     \
         for (int64_t r = 0; r < R; r++) {                                                   \
             T *xr = x + r * V;                                                              \
-            if (y[r] == ignore) {                                                           \
-                memset(xr, 0, sizeof(T) * (size_t)V);                                       \
+            if (zero_if_ignored(xr, sizeof(T) * (size_t)V, y[r], ignore))                   \
                 continue;                                                                   \
-            }                                                                               \
             row_grad_##SUF(xr, xr, V, (T)lse[r], ts, off, false);                           \
             xr[y[r]] -= hit;                                                                \
         }                                                                                   \
@@ -227,10 +234,8 @@ static inline double row_loss(double l, double xy, double sx, double eps, int64_
         SG_OMP_FOR(nt)                                                                     \
         for (int64_t r = 0; r < R; r++) {                                                   \
             T *xr = x + r * V;                                                              \
-            if (y[r] == ignore) {                                                           \
-                memset(xr, 0, sizeof(T) * (size_t)V);                                       \
+            if (zero_if_ignored(xr, sizeof(T) * (size_t)V, y[r], ignore))                   \
                 continue;                                                                   \
-            }                                                                               \
             T mx = bias ? row_max_bias_##SUF(xr, bias, V) : row_max_##SUF(xr, V);           \
             double sx = 0, xy = (double)(xr[y[r]] + (bias ? bias[y[r]] : (T)0));           \
             if (eps > 0)                                                                    \
@@ -253,27 +258,10 @@ CE_KERNELS(double, f64, exp, log)
 CE_FWD_GRAD_KERNELS(float, f32, sg__exp_nonposf)
 CE_FWD_GRAD_KERNELS(double, f64, exp)
 
-/* How the node's backward finds the logits' gradient (n->i[3]). */
-enum ce_mode {
-    CE_FROM_LSE,   /* recomputes it from the logits and lse, adds it into x->grad */
-    CE_OVERWRITE,  /* recomputes it over the logits (sg_cross_entropy_opts.overwrite_logits) */
-    CE_GRAD_READY, /* the forward left it over the logits for an upstream gradient of 1 */
-};
-
-/* x's gradient is in x's own data (written over the logits): later consumers of x have
- * already run their backward and accumulated into x->grad, which is added in and
- * released; x's producer, sg_linear, does not read its output. */
-static void grad_is_data(sg_graph *g, sg_tensor *x)
-{
-    if (x->grad) {
-        int64_t st[SG_MAX_DIMS];
-        sg__contig_strides(x->ndim, x->shape, st);
-        sg__accumulate(x->dtype, x->data, st, x->ndim, x->shape, x->grad, st);
-        sg__grad_pool_put(&g->pool, x->grad);
-    }
-    x->grad = x->data; /* graph.c does not pool a gradient that is the tensor's data */
-}
-
+/* Backward writing the gradient over the logits x (sg_cross_entropy_opts
+ * .overwrite_logits): later consumers of x have already run their backward and
+ * accumulated into x->grad, which is added in and released; x's producer, sg_linear,
+ * does not read its output. */
 static void ce_bwd_overwrite(sg_graph *g, sg_node *n, double s, int nt)
 {
     sg_tensor *x = n->in[0], *y = n->in[1];
@@ -282,7 +270,13 @@ static void ce_bwd_overwrite(sg_graph *g, sg_node *n, double s, int nt)
         ce_bwd_inplace_f32(x->data, y->data, n->saved, R, V, ignore, n->f[0], s, nt);
     else
         ce_bwd_inplace_f64(x->data, y->data, n->saved, R, V, ignore, n->f[0], s, nt);
-    grad_is_data(g, x);
+    if (x->grad) {
+        int64_t st[SG_MAX_DIMS];
+        sg__contig_strides(x->ndim, x->shape, st);
+        sg__accumulate(x->dtype, x->data, st, x->ndim, x->shape, x->grad, st);
+        sg__grad_pool_put(&g->pool, x->grad);
+    }
+    x->grad = x->data; /* graph.c does not pool a gradient that is the tensor's data */
 }
 
 static void ce_bwd(sg_graph *g, sg_node *n)
@@ -296,13 +290,7 @@ static void ce_bwd(sg_graph *g, sg_node *n)
                                    : *(const double *)out->grad;
     double s = dL * n->f[1];
     int nt = row_threads(R, V);
-    if (n->i[3] == CE_GRAD_READY) {
-        if (dL != 1) /* a loss's upstream gradient is 1; anything else scales the rows */
-            sg__scale_grad(x->dtype, x->data, R * V, dL);
-        grad_is_data(g, x);
-        return;
-    }
-    if (n->i[3] == CE_OVERWRITE) {
+    if (n->i[3]) {
         ce_bwd_overwrite(g, n, s, nt);
         return;
     }
@@ -401,11 +389,8 @@ double sg__ce_scale(const sg_cross_entropy_opts *o, int64_t N)
     return o->reduction == SG_REDUCTION_SUM ? 1.0 : N > 0 ? 1.0 / (double)N : 0.0;
 }
 
-/* grad_now: the gradient is computed in the forward, over logits nothing else will see
- * (sg__cross_entropy_grad_now). */
-static sg_tensor *cross_entropy(sg_graph *g, sg_tensor *logits, sg_tensor *targets,
-                                const sg_cross_entropy_opts *opts, sg_cross_entropy_stats *stats,
-                                bool grad_now)
+sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *targets,
+                               const sg_cross_entropy_opts *opts, sg_cross_entropy_stats *stats)
 {
     static const char *op = "sg_cross_entropy";
     SG_NEED(g, logits, targets);
@@ -428,23 +413,17 @@ static sg_tensor *cross_entropy(sg_graph *g, sg_tensor *logits, sg_tensor *targe
     sg_tensor *loss = sg_empty(g, logits->dtype, 0, NULL);
     if (!lse || !loss)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory (%lld rows)", op, (long long)R);
-    double eps = o.label_smoothing, *lrow = lse + R, scale = sg__ce_scale(&o, N);
-    /* logits straight from sg_linear that nothing has consumed yet (see the option) */
-    sg_tensor *ins[2] = {logits, targets};
-    enum ce_mode mode = CE_FROM_LSE;
-    if ((o.overwrite_logits || grad_now) && sg__fresh_linear_output(g, logits))
-        mode = grad_now && sg__will_record(g, 2, ins) ? CE_GRAD_READY : CE_OVERWRITE;
-    if (mode == CE_GRAD_READY)
-        sg__ce_rows_forward_grad(logits->dtype, logits->data, NULL, NULL, y, R, V,
-                                 o.ignore_index, eps, scale, lse, lrow);
-    else
-        sg__ce_rows_forward(logits->dtype, logits->data, y, R, V, o.ignore_index, eps, lse,
-                            lrow);
-    double total = sg__ce_total(y, R, o.ignore_index, lrow), value = total * scale;
+    double eps = o.label_smoothing, *lrow = lse + R;
+    sg__ce_rows_forward(logits->dtype, logits->data, y, R, V, o.ignore_index, eps, lse, lrow);
+    double total = sg__ce_total(y, R, o.ignore_index, lrow), scale = sg__ce_scale(&o, N);
+    double value = total * scale;
     if (logits->dtype == SG_F32)
         *(float *)loss->data = (float)value;
     else
         *(double *)loss->data = value;
+    /* logits straight from sg_linear that nothing has consumed yet (see the option) */
+    bool overwrite = o.overwrite_logits && sg__fresh_linear_output(g, logits);
+    sg_tensor *ins[2] = {logits, targets};
     sg_node *n = sg_record(g, op, ce_bwd, 2, ins, 1, &loss);
     if (n) {
         n->saved = lse;
@@ -453,7 +432,7 @@ static sg_tensor *cross_entropy(sg_graph *g, sg_tensor *logits, sg_tensor *targe
         n->i[0] = o.ignore_index;
         n->i[1] = V;
         n->i[2] = R;
-        n->i[3] = mode;
+        n->i[3] = overwrite;
     } else if (sg_graph_status(g) != status0) { /* recording failed (ENOMEM) */
         return NULL;
     }
@@ -462,19 +441,6 @@ static sg_tensor *cross_entropy(sg_graph *g, sg_tensor *logits, sg_tensor *targe
         stats->loss_sum = total;
     }
     return loss;
-}
-
-sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *targets,
-                               const sg_cross_entropy_opts *opts, sg_cross_entropy_stats *stats)
-{
-    return cross_entropy(g, logits, targets, opts, stats, false);
-}
-
-sg_tensor *sg__cross_entropy_grad_now(sg_graph *g, sg_tensor *logits, sg_tensor *targets,
-                                      const sg_cross_entropy_opts *opts,
-                                      sg_cross_entropy_stats *stats)
-{
-    return cross_entropy(g, logits, targets, opts, stats, true);
 }
 
 sg_tensor *sg_cross_entropy(sg_graph *g, sg_tensor *logits, sg_tensor *targets)

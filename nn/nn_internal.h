@@ -17,6 +17,10 @@ void sg__scale_grad(sg_dtype dt, void *g, int64_t n, double coef);
  * other op has read it, and sg_linear's backward reads only its inputs, so the next op
  * may write its own output over t (the logits' gradient, a fused activation). */
 bool sg__fresh_linear_output(sg_graph *g, const sg_tensor *t);
+/* A graph tensor of the given shape over data (contiguous, not owned, kept alive by the
+ * caller's graph); NULL with SG_ENOMEM recorded on g. */
+sg_tensor *sg__header_over(sg_graph *g, void *data, sg_dtype dt, int ndim,
+                           const int64_t *shape);
 /* The output tensor of an elementwise op on h: a header over h's data when `over` (see
  * sg__fresh_linear_output; h contiguous), else a new tensor of h's shape and dtype.
  * NULL with SG_ENOMEM recorded on g. */
@@ -55,13 +59,6 @@ void sg__ce_rows_forward(sg_dtype dt, const void *x, const int64_t *y, int64_t R
 void sg__ce_rows_forward_grad(sg_dtype dt, void *x, const void *bias, void *db,
                               const int64_t *y, int64_t R, int64_t V, int64_t ignore, double eps,
                               double s, double *lse, double *lrow);
-/* sg_cross_entropy_ex over logits from sg_linear that nothing else will read (the
- * generator's own, linear_loss.c): when the graph records, their gradient for an
- * upstream gradient of 1 is written over them in the forward (one exp a logit), and
- * backward only scales it by the actual upstream gradient (1 for a loss). */
-sg_tensor *sg__cross_entropy_grad_now(sg_graph *g, sg_tensor *logits, sg_tensor *targets,
-                                      const sg_cross_entropy_opts *opts,
-                                      sg_cross_entropy_stats *stats);
 /* Sum of lrow over counted rows, in row order; the reduction's scale (1/N or 1). */
 double sg__ce_total(const int64_t *y, int64_t R, int64_t ignore, const double *lrow);
 double sg__ce_scale(const sg_cross_entropy_opts *o, int64_t N);

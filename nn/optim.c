@@ -176,7 +176,7 @@ static int elem_threads(int64_t n)
  * step (sg_optim_step_zero_grad: the zeroing rides on the update's pass over memory). */
 enum grad_after { GRAD_KEEP, GRAD_STORE_CLIPPED, GRAD_ZERO };
 
-#define OPTIM_KERNELS(T, SUF, DT, SQRT)                                                      \
+#define OPTIM_KERNELS(T, SUF, SQRT)                                                          \
     /* torch _single_tensor_adam(w): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g g;          \
      * theta -= step_size m / (sqrt(v) / bc2_sqrt + eps)                                  \
      * decay: coupled g += wd theta (Adam) or theta *= 1 - lr wd first (AdamW).           \
@@ -251,8 +251,8 @@ enum grad_after { GRAD_KEEP, GRAD_STORE_CLIPPED, GRAD_ZERO };
         }                                                                                   \
     }
 
-OPTIM_KERNELS(float, f32, SG_F32, sqrtf)
-OPTIM_KERNELS(double, f64, SG_F64, sqrt)
+OPTIM_KERNELS(float, f32, sqrtf)
+OPTIM_KERNELS(double, f64, sqrt)
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
@@ -264,6 +264,8 @@ static int step(sg_optim *o, double *total_norm, bool zero, const char *who)
 {
     if (total_norm)
         *total_norm = 0;
+    if (!o)
+        return sg__error(SG_EINVAL, "%s: optimiser is NULL", who);
     if (sg_params_count(o->params) != o->n)
         return sg__error(SG_ESTATE, "%s: the store has %d entries, the optimiser was made "
                                     "for %d", who, sg_params_count(o->params), o->n);
@@ -314,23 +316,13 @@ static int step(sg_optim *o, double *total_norm, bool zero, const char *who)
 
 int sg_optim_step(sg_optim *o, double *total_norm)
 {
-    if (!o) {
-        if (total_norm)
-            *total_norm = 0;
-        return sg__error(SG_EINVAL, "sg_optim_step: optimiser is NULL");
-    }
     return step(o, total_norm, false, "sg_optim_step");
 }
 
 int sg_optim_step_zero_grad(sg_optim *o, double *total_norm)
 {
-    if (!o) {
-        if (total_norm)
-            *total_norm = 0;
-        return sg__error(SG_EINVAL, "sg_optim_step_zero_grad: optimiser is NULL");
-    }
     int rc = step(o, total_norm, true, "sg_optim_step_zero_grad");
-    if (rc != SG_OK) /* skipped or refused: the gradients are zeroed all the same */
+    if (rc != SG_OK && o) /* skipped or refused: the gradients are zeroed all the same */
         sg_params_zero_grad(o->params);
     return rc;
 }

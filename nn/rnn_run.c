@@ -107,6 +107,18 @@ out:
     sg__scratch_put(g, dgh);
 }
 
+/* Packed state rows (see rnn_saved): *p0 = the B rows before step 0, first when given
+ * (the caller's h0 / c0), else the start of one block; *p = the N - B rows after. */
+static bool state_rows(sg_arena *a, void *first, size_t NH, size_t BH, void **p0, void **p)
+{
+    char *block = sg_arena_alloc(a, first ? NH - BH + 1 : NH);
+    if (!block)
+        return false;
+    *p0 = first ? first : block;
+    *p = first ? block : block + BH;
+    return true;
+}
+
 int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor *x,
                 const int64_t *len, const sg_rnn_weights *w, sg_tensor *h0, sg_tensor *c0,
                 sg_tensor **y, sg_tensor **h_n, sg_tensor **c_n)
@@ -116,6 +128,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     size_t es = sg_dtype_size(dt);
     int64_t B = x->shape[0], T = x->shape[1], I = x->shape[2], H = w->weight_hh->shape[1];
     bool lstm = cell == SG_RNN_LSTM;
+    const char *who = lstm ? "sg_lstm" : "sg_gru";
     void *gh = NULL, *hn_rows = NULL;
     bool hn_is_y = T == 1; /* see below */
     rnn_saved *sv = sg_arena_alloc(a, sizeof *sv);
@@ -166,19 +179,11 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     bool c0_alias = lstm && c0 && in_order;
     sv->h0_alias = h0 && in_order;
     sv->gates = sg_arena_alloc(a, (size_t)(B * T * sv->S) * es);
-    char *hblock = sg_arena_alloc(a, sv->h0_alias ? NH - BH + 1 : NH);
-    char *cblock = lstm ? sg_arena_alloc(a, c0_alias ? NH - BH + 1 : NH) : NULL;
-    if (hblock) {
-        sv->hp0 = sv->h0_alias ? h0->data : hblock;
-        sv->hp = sv->h0_alias ? hblock : hblock + BH;
-    }
-    if (cblock) {
-        sv->cp0 = c0_alias ? c0->data : cblock;
-        sv->cp = c0_alias ? cblock : cblock + BH;
-    }
+    bool states = state_rows(a, sv->h0_alias ? h0->data : NULL, NH, BH, &sv->hp0, &sv->hp) &&
+                  (!lstm || state_rows(a, c0_alias ? c0->data : NULL, NH, BH, &sv->cp0, &sv->cp));
     sv->rh = sv->cho ? sg_arena_alloc(a, NH) : NULL;
     /* the recurrent product of a step: scratch of this call */
-    gh = sg__scratch_get(g, (size_t)(B * sv->G * H) * es, lstm ? "sg_lstm" : "sg_gru");
+    gh = sg__scratch_get(g, (size_t)(B * sv->G * H) * es, who);
     void *zeros = sg_arena_calloc(a, (size_t)(sv->G * H) * es);
     /* W^T of the weights (heap tensors, not copies made in g) made once per graph: the
      * decoder's cell steps of a training step or of a decode share them. W_ih only when
@@ -191,17 +196,12 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     sg_tensor *ty = sg_empty(g, dt, 3, (int64_t[]){B, T, H});
     /* one step (a decoder cell): h_n is y's data under a [B, H] header, not a copy; the
      * kernel's h_n rows go to pool scratch */
-    sg_tensor *thn = hn_is_y ? sg_arena_alloc(a, sizeof *thn)
-                             : sg_empty(g, dt, 2, (int64_t[]){B, H});
-    if (hn_is_y && thn && ty) {
-        memset(thn, 0, sizeof *thn);
-        sg__init_contiguous(thn, dt, 2, (int64_t[]){B, H});
-        thn->data = ty->data;
-    }
-    hn_rows = hn_is_y ? sg__scratch_get(g, (size_t)(B * H) * es, lstm ? "sg_lstm" : "sg_gru")
-                      : thn ? thn->data : NULL;
+    sg_tensor *thn = !hn_is_y ? sg_empty(g, dt, 2, (int64_t[]){B, H})
+                     : ty     ? sg__header_over(g, ty->data, dt, 2, (int64_t[]){B, H})
+                              : NULL;
+    hn_rows = hn_is_y ? sg__scratch_get(g, BH, who) : thn ? thn->data : NULL;
     sg_tensor *tcn = lstm ? sg_empty(g, dt, 2, (int64_t[]){B, H}) : NULL;
-    if (!sv->gates || !hblock || (lstm && !cblock) || (sv->cho && !sv->rh) || !gh || !zeros ||
+    if (!sv->gates || !states || (sv->cho && !sv->rh) || !gh || !zeros ||
         !ty || !thn || !hn_rows || (lstm && !tcn))
         goto oom;
     if (dt == SG_F32)
