@@ -116,10 +116,203 @@ static sg_tensor *relu_dropout(sg_graph *g, sg_tensor *h, double p, bool trainin
     return y;
 }
 
+/* ---- the ReLU block of a graph that records: its hidden layer made again in backward --
+ *
+ * Why: the hidden layer is [tokens x F], 4x the model width; kept for linear2's weight
+ * gradient it was ~38 MB of a 157 MB enfr-transformer forward (6 layers x 1,536 tokens x
+ * 1,024 x 4 bytes). This node keeps only its input x (the layer's input, kept anyway) and
+ * the rng states its masks started from; backward makes the hidden layer again, one
+ * chunk of rows at a time in scratch, from the same products and masks: the values are
+ * those of the unfused block (linear1, relu, dropout, linear2), at the cost of one more
+ * x W1^T product a layer (~7% more products for the transformer). */
+
+/* rows per chunk: a hidden chunk of at most 4 MiB (even, so that each chunk's mask starts
+ * on a fresh draw of sg_rng_keep_mask, two entries a draw: the chunks' masks are then
+ * those of one mask over the whole layer) */
+#define FFN_CHUNK_BYTES ((size_t)4 << 20)
+
+typedef struct {
+    int64_t rows, chunk; /* x's rows, rows per chunk */
+    double p, scale;     /* dropout probability; 1 / (1 - p) when it drops, else 1 */
+    sg_rng *states;      /* [chunks] rng state before each chunk's mask; NULL: no dropout */
+} ffn_saved;
+
+#define RELU_DROP_DH_KERNELS(T, SUF, ATTR)                                                   \
+    /* dh := y != 0 ? dh s : 0 (the ReLU-dropout backward, in place over linear2's dx) */   \
+    ATTR static void relu_drop_dh_##SUF(int64_t n, const T *restrict y, T *restrict dh, T s) \
+    {                                                                                        \
+        for (int64_t i = 0; i < n; i++)                                                      \
+            dh[i] = y[i] != 0 ? dh[i] * s : (T)0;                                            \
+    }
+RELU_DROP_DH_KERNELS(float, f32, SG_HOT)
+RELU_DROP_DH_KERNELS(double, f64, )
+#undef RELU_DROP_DH_KERNELS
+
+/* y[0..n) = relu(a) keep s (y may be a), or dh[0..n) := y != 0 ? dh s : 0 when bwd; in
+ * ranges over the threads */
+static void relu_drop_range(sg_dtype dt, int64_t N, void *y, const uint8_t *keep, double s,
+                            void *dh)
+{
+    int64_t nr = (N + SG_RANGE - 1) / SG_RANGE;
+    int nt = nr > 1 ? sg__threads() : 1;
+    size_t es = sg_dtype_size(dt);
+    SG_OMP_FOR(nt)
+    for (int64_t r = 0; r < nr; r++) {
+        int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
+        char *yr = (char *)y + (size_t)i0 * es;
+        const uint8_t *k = keep ? keep + i0 : NULL;
+        if (dh && dt == SG_F32)
+            relu_drop_dh_f32(m, (const float *)yr, (float *)dh + i0, (float)s);
+        else if (dh)
+            relu_drop_dh_f64(m, (const double *)yr, (double *)dh + i0, s);
+        else if (dt == SG_F32)
+            relu_drop_fwd_f32(m, (const float *)yr, (float *)yr, k, (float)s);
+        else
+            relu_drop_fwd_f64(m, (const double *)yr, (double *)yr, k, s);
+    }
+}
+
+/* rows [r0, r0 + n) of the bias b broadcast (or zeros without one) into c [n, cols] */
+static void bias_rows(sg_dtype dt, void *c, int64_t n, int64_t cols, const sg_tensor *b)
+{
+    size_t es = sg_dtype_size(dt), row = (size_t)cols * es;
+    for (int64_t r = 0; r < n; r++)
+        memcpy((char *)c + (size_t)r * row, b->data, row);
+}
+
+/* h [n, F] = relu(x_rows W1^T + b1) keep s for the n rows at x_rows; the mask drawn from
+ * *rng (advanced) into keep [n F] when it drops. W1t: W1^T as a product operand. */
+static void ffn_hidden(const sg_feedforward *m, const void *x_rows, int64_t n,
+                       sg__operand W1t, void *h, uint8_t *keep, sg_rng *rng, const ffn_saved *sv)
+{
+    const sg_tensor *b1 = m->linear1.bias;
+    sg_dtype dt = b1->dtype;
+    int64_t d = m->linear1.in, F = m->linear1.out;
+    bias_rows(dt, h, n, F, b1);
+    sg__gemm(dt, n, F, d, 1.0, x_rows, d, 1, W1t.p, W1t.rs, W1t.cs, 1.0, h, F, 1);
+    if (sv->states)
+        sg_rng_keep_mask(rng, keep, n * F, sv->p);
+    relu_drop_range(dt, n * F, h, sv->states ? keep : NULL, sv->scale, NULL);
+}
+
+static void relu_ffn_bwd(sg_graph *g, sg_node *n)
+{
+    const char *op = "sg_feedforward backward";
+    sg_tensor *x = n->in[0], *W1 = n->in[1], *b1 = n->in[2], *W2 = n->in[3], *b2 = n->in[4];
+    sg_tensor *y = n->out[0];
+    const ffn_saved *sv = n->saved;
+    const sg_feedforward m = {.linear1 = {W1, b1, W1->shape[1], W1->shape[0]}};
+    sg_dtype dt = y->dtype;
+    size_t es = sg_dtype_size(dt);
+    int64_t d = W1->shape[1], F = W1->shape[0], R = sv->rows, C = sv->chunk;
+    bool fresh = false;
+    void *dx = sg__grad_for_write(g, x, &fresh), *dW1 = sg_grad_of(g, W1),
+         *db1 = sg_grad_of(g, b1), *dW2 = sg_grad_of(g, W2), *db2 = sg_grad_of(g, b2);
+    bool need_dh = dx || dW1 || db1;
+    int64_t cr = R < C ? R : C;
+    void *h = sg__scratch_get(g, (size_t)(cr * F) * es, op);
+    void *dh = need_dh ? sg__scratch_get(g, (size_t)(cr * F) * es, op) : NULL;
+    uint8_t *keep = sv->states ? sg__scratch_get(g, (size_t)(cr * F), op) : NULL;
+    if (!h || (need_dh && !dh) || (sv->states && !keep))
+        goto done;
+    sg__operand W1t = {W1->data, W1->stride[1], W1->stride[0]};
+    for (int64_t r0 = 0, c = 0; r0 < R; r0 += C, c++) {
+        int64_t nr = R - r0 < C ? R - r0 : C;
+        const char *xr = (const char *)x->data + (size_t)(r0 * d) * es;
+        const char *dyr = (const char *)y->grad + (size_t)(r0 * d) * es;
+        sg_rng rng = sv->states ? sv->states[c] : (sg_rng){{0}};
+        ffn_hidden(&m, xr, nr, W1t, h, keep, &rng, sv);
+        if (dW2) /* dW2 += dY^T H */
+            sg__gemm(dt, d, F, nr, 1.0, dyr, 1, d, h, F, 1, 1.0, dW2, F, 1);
+        if (db2)
+            sg__add_colsum(dt, db2, dyr, nr, d, d);
+        if (!need_dh)
+            continue;
+        /* dH = dY W2, through the ReLU and the mask */
+        sg__gemm(dt, nr, F, d, 1.0, dyr, d, 1, W2->data, W2->stride[0], W2->stride[1], 0.0, dh,
+                 F, 1);
+        relu_drop_range(dt, nr * F, h, NULL, sv->scale, dh);
+        if (dx) /* dX (+)= dH W1 */
+            sg__gemm(dt, nr, d, F, 1.0, dh, F, 1, W1->data, W1->stride[0], W1->stride[1],
+                     fresh ? 0.0 : 1.0, (char *)dx + (size_t)(r0 * d) * es, d, 1);
+        if (dW1) /* dW1 += dH^T X */
+            sg__gemm(dt, F, d, nr, 1.0, dh, 1, F, xr, d, 1, 1.0, dW1, d, 1);
+        if (db1)
+            sg__add_colsum(dt, db1, dh, nr, F, F);
+    }
+done:
+    sg__scratch_put(g, keep);
+    sg__scratch_put(g, dh);
+    sg__scratch_put(g, h);
+}
+
+/* The ReLU block as one node (see above); NULL with the error recorded on g. */
+static sg_tensor *relu_ffn(sg_graph *g, const sg_feedforward *m, sg_tensor *x, bool training,
+                           sg_rng *rng)
+{
+    const char *op = "sg_feedforward_forward";
+    sg_tensor *W1 = m->linear1.weight, *b1 = m->linear1.bias, *W2 = m->linear2.weight,
+              *b2 = m->linear2.bias;
+    int64_t d = m->linear1.in, F = m->linear1.out;
+    bool drop;
+    double s;
+    if (!sg__check_same_float(g, op, x, W1) || !sg__dropout_args(g, op, m->dropout, training,
+                                                                   rng, &drop, &s))
+        return NULL;
+    if (x->ndim < 1 || x->shape[x->ndim - 1] != d)
+        return sg_graph_fail(g, SG_ESHAPE, "%s: input %s does not end in the block's width %lld",
+                             op, SG_SHAPE(x), (long long)d);
+    if (!sg_tensor_is_contiguous(x) && !(x = sg_contiguous(g, x)))
+        return NULL;
+    sg_dtype dt = x->dtype;
+    size_t es = sg_dtype_size(dt);
+    int64_t R = sg_tensor_numel(x) / d, C = (int64_t)(FFN_CHUNK_BYTES / ((size_t)F * es));
+    C = C < 2 ? 2 : C & ~(int64_t)1;
+    int64_t chunks = (R + C - 1) / C, cr = R < C ? R : C;
+    sg_arena *a = sg_graph_arena(g);
+    sg_tensor *y = sg_empty(g, dt, x->ndim, x->shape);
+    ffn_saved *sv = sg_arena_alloc(a, sizeof *sv);
+    if (!y || !sv)
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+    *sv = (ffn_saved){.rows = R, .chunk = C, .p = m->dropout, .scale = s};
+    if (drop && !(sv->states = sg_arena_alloc(a, (size_t)(chunks ? chunks : 1) * sizeof(sg_rng))))
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+    void *h = sg__scratch_get(g, (size_t)(cr * F) * es, op);
+    uint8_t *keep = drop ? sg__scratch_get(g, (size_t)(cr * F), op) : NULL;
+    if (!h || (drop && !keep)) {
+        sg__scratch_put(g, h);
+        return NULL;
+    }
+    /* W^T read with strides, never a copy: backward must make the same hidden layer */
+    sg__operand W1t = {W1->data, W1->stride[1], W1->stride[0]};
+    sg__operand W2t = {W2->data, W2->stride[1], W2->stride[0]};
+    for (int64_t r0 = 0, c = 0; r0 < R; r0 += C, c++) {
+        int64_t nr = R - r0 < C ? R - r0 : C;
+        if (drop)
+            sv->states[c] = *rng;
+        ffn_hidden(m, (const char *)x->data + (size_t)(r0 * d) * es, nr, W1t, h, keep, rng, sv);
+        char *yr = (char *)y->data + (size_t)(r0 * d) * es;
+        bias_rows(dt, yr, nr, d, b2);
+        sg__gemm(dt, nr, d, F, 1.0, h, F, 1, W2t.p, W2t.rs, W2t.cs, 1.0, yr, d, 1);
+    }
+    sg__scratch_put(g, keep);
+    sg__scratch_put(g, h);
+    sg_tensor *ins[5] = {x, W1, b1, W2, b2};
+    sg_node *n = sg_record(g, "sg_feedforward", relu_ffn_bwd, 5, ins, 1, &y);
+    if (n)
+        n->saved = sv;
+    return y;
+}
+
 sg_tensor *sg_feedforward_forward(sg_graph *g, const sg_feedforward *m, sg_tensor *x,
                                   bool training, sg_rng *rng)
 {
     SG_NEED(g, m, x);
+    sg_tensor *ins[5] = {x, m->linear1.weight, m->linear1.bias, m->linear2.weight,
+                         m->linear2.bias};
+    /* a graph that records the block keeps its input only (both biases: the block's own) */
+    if (m->act == SG_ACT_RELU && ins[2] && ins[4] && sg__will_record(g, 5, ins))
+        return relu_ffn(g, m, x, training, rng);
     sg_tensor *h = sg_linear_layer_forward(g, &m->linear1, x);
     if (m->act == SG_ACT_GELU)
         h = sg_dropout(g, sg_gelu(g, h), m->dropout, training, rng);
