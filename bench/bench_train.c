@@ -166,6 +166,8 @@ int main(int argc, char **argv)
     sg_corpus c;
     sg_text_level level = !strcmp(nc->level, "word") ? SG_LEVEL_WORD : SG_LEVEL_CHAR;
     BCHECK(sg_corpus_load_dir(&c, dir, level, nc->min_freq, nc->max_size) == SG_OK);
+    for (int s = 0; s < SG_SPLIT_COUNT; s++) /* only the training ids are read */
+        sg_corpus_drop_text(&c, (sg_data_split)s);
     const sg_dataset *train = &c.data[SG_SPLIT_TRAIN];
     sg_batches idx;
     BCHECK(sg_batches_bench(&idx, train, nc->batch_size, N_BENCH) == SG_OK);

@@ -89,6 +89,12 @@ void sg_corpus_free(sg_corpus *c)
     memset(c, 0, sizeof *c);
 }
 
+void sg_corpus_drop_text(sg_corpus *c, sg_data_split s)
+{
+    if (c && (int)s >= 0 && s < SG_SPLIT_COUNT)
+        sg_text_pairs_free(&c->raw[s]);
+}
+
 /* Builds the vocabulary of one side of the training split into *out, counting one
  * sentence at a time (a token list per sentence would cost ~20 MB on a 40k-pair corpus). */
 static int build_side(const sg_text_pairs *train, int tgt, sg_text_level level,

@@ -212,6 +212,10 @@ SG_API int sg_corpus_from_pairs(sg_corpus *c, sg_text_pairs splits[SG_SPLIT_COUN
                                 sg_text_level level, int64_t min_freq, int64_t max_size,
                                 const sg_vocab *src_vocab, const sg_vocab *tgt_vocab);
 SG_API void sg_corpus_free(sg_corpus *c);
+/* Frees the text of split s (c->raw[s] becomes empty; its ids in c->data[s] stay): for a
+ * program that reads only a split's ids, as training does with the training split (~6 MB
+ * on en-fr). No-op for NULL or a split outside [0, SG_SPLIT_COUNT). */
+SG_API void sg_corpus_drop_text(sg_corpus *c, sg_data_split s);
 
 /* ---------------------------------------------------------------- batches */
 

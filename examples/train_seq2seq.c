@@ -332,6 +332,7 @@ int main(int argc, char **argv)
                "the data files are TSV: source<TAB>target per line, UTF-8");
     sg_vocab_free(ck_sv);
     sg_vocab_free(ck_tv);
+    sg_corpus_drop_text(&corpus, SG_SPLIT_TRAIN); /* training reads its ids only */
     level = corpus.level;
     if (!m) {
         sg_model_config mc = model_config(&a, &corpus);

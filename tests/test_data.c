@@ -327,6 +327,26 @@ Test(corpus, ids_match_reference)
     sg_corpus_free(&c);
 }
 
+/* Dropping a split's text frees it and leaves its ids (and the other splits) as they
+ * were; a NULL corpus or a split out of range is a no-op. */
+Test(corpus, drop_text_keeps_the_ids)
+{
+    sg_corpus c;
+    load_fixture_corpus(&c, SG_LEVEL_WORD, 2, 8000);
+    int64_t n_valid = c.raw[SG_SPLIT_VALID].n;
+    sg_corpus_drop_text(&c, SG_SPLIT_TRAIN);
+    sg_corpus_drop_text(&c, SG_SPLIT_COUNT);
+    sg_corpus_drop_text(&c, (sg_data_split)-1);
+    sg_corpus_drop_text(NULL, SG_SPLIT_TRAIN);
+    cr_assert_eq(c.raw[SG_SPLIT_TRAIN].n, 0);
+    cr_assert_null(c.raw[SG_SPLIT_TRAIN].src);
+    cr_assert_eq(c.raw[SG_SPLIT_VALID].n, n_valid);
+    assert_dataset(&c.data[SG_SPLIT_TRAIN], fx_train_src_off, fx_train_src_ids, fx_train_tgt_off,
+                   fx_train_tgt_ids, "train");
+    sg_corpus_drop_text(&c, SG_SPLIT_TRAIN); /* twice: still fine */
+    sg_corpus_free(&c);
+}
+
 Test(corpus, given_vocabularies_are_used)
 {
     sg_corpus c;
