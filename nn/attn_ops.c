@@ -509,16 +509,39 @@ ATTN_KERNELS(double, f64, exp)
 
 /* ---- additive scores ---------------------------------------------------------------- */
 
+/* Tanh values of the additive scores up to this many bytes a call are kept for the
+ * backward; larger ones are made again there, from the same inputs by the same kernel
+ * (the same values): enfr-bahdanau's decoder kept [64 x S x 256] floats a step, ~30 MB
+ * of a 141 MB forward at 24 steps, while dates-bahdanau's calls (at most ~1 MB) keep
+ * theirs and do not pay the second tanh. */
+#define ADDITIVE_KEEP_BYTES ((size_t)1 << 20)
+
 static void additive_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *q = n->in[0], *K = n->in[1], *v = n->in[2], *e = n->out[0];
     int64_t B = K->shape[0], S = K->shape[1], A = K->shape[2];
     void *dq = sg_grad_of(g, q), *dK = sg_grad_of(g, K), *dv = sg_grad_of(g, v);
     const uint8_t *valid = (const uint8_t *)(intptr_t)n->i[0];
+    size_t es = sg_dtype_size(e->dtype);
+    void *t = n->saved, *again = NULL, *e_again = NULL;
+    if (!t) {
+        again = sg__scratch_get(g, es * (size_t)(B * S * A), "sg_attn_additive_scores backward");
+        e_again = sg__scratch_get(g, es * (size_t)(B * S), "sg_attn_additive_scores backward");
+        if (!again || !e_again)
+            goto done;
+        t = again;
+        if (e->dtype == SG_F32)
+            additive_fwd_f32(B, S, A, q->data, K->data, v->data, valid, NULL, t, e_again);
+        else
+            additive_fwd_f64(B, S, A, q->data, K->data, v->data, valid, NULL, t, e_again);
+    }
     if (e->dtype == SG_F32)
-        additive_bwd_f32(B, S, A, v->data, n->saved, valid, e->grad, dq, dK, dv);
+        additive_bwd_f32(B, S, A, v->data, t, valid, e->grad, dq, dK, dv);
     else
-        additive_bwd_f64(B, S, A, v->data, n->saved, valid, e->grad, dq, dK, dv);
+        additive_bwd_f64(B, S, A, v->data, t, valid, e->grad, dq, dK, dv);
+done:
+    sg__scratch_put(g, e_again);
+    sg__scratch_put(g, again);
 }
 
 /* Makes x contiguous (copying through the graph when needed). */
@@ -582,19 +605,28 @@ sg_tensor *sg__attn_additive_scores_rows(sg_graph *g, sg_tensor *q, sg_tensor *k
     size_t es = sg_dtype_size(q->dtype);
     sg_tensor *e = sg_empty(g, q->dtype, 2, (int64_t[]){B, S});
     sg_tensor *ins[3] = {q, keys, v};
-    /* the tanh values, for the backward (the f64 kernel always writes them) */
-    bool keep_t = q->dtype != SG_F32 || sg__will_record(g, 3, ins);
-    void *t = keep_t ? sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * S * A > 0 ? B * S * A : 1))
-                     : NULL;
-    if (!e || (keep_t && !t))
+    /* the tanh values: kept for the backward when small (ADDITIVE_KEEP_BYTES), else made
+     * again there; the f64 kernel always writes them (into scratch when not kept) */
+    size_t t_bytes = es * (size_t)(B * S * A > 0 ? B * S * A : 1);
+    bool keep_t = sg__will_record(g, 3, ins) && t_bytes <= ADDITIVE_KEEP_BYTES;
+    bool scratch_t = !keep_t && q->dtype != SG_F32;
+    void *t = keep_t      ? sg_arena_alloc(sg_graph_arena(g), t_bytes)
+              : scratch_t ? sg__scratch_get(g, t_bytes, op)
+                          : NULL;
+    if (!e || ((keep_t || scratch_t) && !t)) {
+        if (scratch_t)
+            sg__scratch_put(g, t);
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+    }
     if (q->dtype == SG_F32)
         additive_fwd_f32(B, S, A, q->data, keys->data, v->data, valid, rows, t, e->data);
     else
         additive_fwd_f64(B, S, A, q->data, keys->data, v->data, valid, rows, t, e->data);
+    if (scratch_t)
+        sg__scratch_put(g, t);
     sg_node *n = sg_record(g, op, additive_bwd, 3, ins, 1, &e);
     if (n) {
-        n->saved = t;
+        n->saved = keep_t ? t : NULL;
         n->i[0] = (int64_t)(intptr_t)valid;
     }
     return e;

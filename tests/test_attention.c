@@ -491,6 +491,76 @@ Test(bahdanau, f32_scores_match_f64_over_wide_range)
     sg_graph_free(g);
 }
 
+/* Additive scores whose tanh values pass the size they are kept at (1 MiB a call: made
+ * again in backward) give the scores and gradients of v . tanh(q + K_j) composed from
+ * sg_add, sg_tanh and sg_matmul, f32 and f64, with padded keys (score 0, no gradient);
+ * 4 x 130 x 256 is 0.5 MiB of f32 (kept) and 1.04 MiB of f64 (remade), 8 x 130 x 256
+ * remade in both. */
+Test(bahdanau, remade_tanh_values_give_the_composed_gradients)
+{
+    for (int k = 0; k < 4; k++) {
+        sg_dtype dt = k & 1 ? SG_F64 : SG_F32;
+        int64_t B = k & 2 ? 8 : 4, S = 130, A = 256;
+        sg_rng r;
+        sg_rng_seed(&r, 12 + (uint64_t)k);
+        sg_tensor *q = sg_tensor_new(dt, 2, (int64_t[]){B, A});
+        sg_tensor *K = sg_tensor_new(dt, 3, (int64_t[]){B, S, A});
+        sg_tensor *v = sg_tensor_new(dt, 2, (int64_t[]){1, A});
+        sg_tensor *w = sg_tensor_new(dt, 2, (int64_t[]){B, S});
+        sg_tensor *ts[3] = {q, K, v};
+        for (int i = 0; i < 3; i++) {
+            sg_tensor_normal_(ts[i], &r, 0, 1);
+            sg_tensor_set_requires_grad(ts[i], true);
+        }
+        sg_tensor_normal_(w, &r, 0, 1);
+        uint8_t *valid = malloc((size_t)(B * S));
+        for (int64_t i = 0; i < B * S; i++)
+            valid[i] = i % S < S - 7 * (i / S); /* row b has 7 b padded keys */
+        sg_tensor *mask = sg_tensor_new(dt, 2, (int64_t[]){B, S});
+        for (int64_t i = 0; i < B * S; i++)
+            sg_tensor_set(mask, i, valid[i]);
+        sg_tensor *es[2], *grads[2][3];
+        sg_graph *gs[2];
+        for (int composed = 0; composed < 2; composed++) {
+            sg_graph *g = gs[composed] = sg_graph_new();
+            sg_tensor *e;
+            if (composed) {
+                sg_tensor *t = sg_tanh(g, sg_add(g, sg_unsqueeze(g, q, 1), K));
+                e = sg_reshape(g, sg_matmul(g, t, sg_transpose(g, v, 0, 1)), 2,
+                               (int64_t[]){B, S});
+                e = sg_mul(g, e, mask);
+            } else {
+                e = sg_attn_additive_scores(g, q, K, v, valid);
+            }
+            cr_assert(e, "%s", sg_last_error());
+            es[composed] = e;
+            cr_assert_eq(sg_backward(g, sg_sum_all(g, sg_mul(g, e, w))), SG_OK, "%s",
+                         sg_last_error());
+            for (int i = 0; i < 3; i++) {
+                grads[composed][i] = sg_tensor_from_buffer(dt, ts[i]->ndim, ts[i]->shape,
+                                                           ts[i]->grad);
+                sg_tensor_zero_grad(ts[i]);
+            }
+        }
+        double tol = dt == SG_F64 ? 1e-12 : 2e-5;
+        tu_assert_close(es[0], es[1], tol, tol, "additive scores");
+        for (int i = 0; i < 3; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "additive scores gradient %d (case %d)", i, k);
+            tu_assert_close(grads[0][i], grads[1][i], tol, tol, what);
+            sg_tensor_free(grads[0][i]);
+            sg_tensor_free(grads[1][i]);
+        }
+        sg_graph_free(gs[0]);
+        sg_graph_free(gs[1]);
+        for (int i = 0; i < 3; i++)
+            sg_tensor_free(ts[i]);
+        sg_tensor_free(w);
+        sg_tensor_free(mask);
+        free(valid);
+    }
+}
+
 /* Rows split across threads above a size threshold: results must not depend on it. */
 Test(bahdanau, threaded_kernels_match_single_thread_bitwise)
 {
