@@ -53,12 +53,8 @@ static void destroy(sg_model *m)
     m->impl = NULL;
 }
 
-static sg_tensor *drop(sg_graph *g, sg_model *m, sg_tensor *x)
-{
-    return sg_dropout(g, x, m->cfg.dropout, m->training, &m->rng);
-}
-
-/* dropout of a fresh tensor this file never reads again (an embedding): in place */
+/* dropout of a fresh tensor this file never reads again (an embedding, the stacked
+ * generator inputs): in place */
 static sg_tensor *drop_over(sg_graph *g, sg_model *m, sg_tensor *x)
 {
     return sg__dropout_over(g, x, m->cfg.dropout, m->training, &m->rng);
@@ -119,7 +115,7 @@ static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tenso
         *attn = sg_stack(g, (int)T, alphas, 1); /* [B, T, S] */
     sg_tensor *o = sg_stack(g, (int)T, outs, 1); /* [B, T, 3H+E] */
     *gen = &net->generator;
-    return drop(g, m, o);
+    return drop_over(g, m, o);
 }
 
 /* ---- decoding ------------------------------------------------------------------- */

@@ -126,7 +126,7 @@ static sg_tensor *s2s_features(sg_model *m, sg_graph *g, const sg_batch *b, sg_t
     int64_t T = b->tgt_in->shape[1];
     sg_tensor *ctx = n->feed ? ctx_over_steps(g, sg_select(g, h_n, 0, n->L - 1), T) : NULL;
     sg_tensor *u = sg_embedding_forward(g, &n->tgt_embed, b->tgt_in); /* [B, T, E] */
-    u = sg_dropout(g, u, m->cfg.dropout, m->training, &m->rng);
+    u = sg__dropout_over(g, u, m->cfg.dropout, m->training, &m->rng); /* read no more */
     if (n->feed)
         u = sg_concat(g, 2, (sg_tensor *[]){u, ctx}, 2); /* [B, T, E+H] */
     SG_NEED(u);
@@ -136,7 +136,8 @@ static sg_tensor *s2s_features(sg_model *m, sg_graph *g, const sg_batch *b, sg_t
         s = sg_concat(g, 2, (sg_tensor *[]){s, ctx}, 2); /* [B, T, 2H] */
     SG_NEED(s);
     *gen = &n->generator;
-    return sg_dropout(g, s, m->cfg.dropout, m->training, &m->rng); /* [B, T, F] */
+    /* in place over the concatenation, which nothing reads again */
+    return sg__dropout_over(g, s, m->cfg.dropout, m->training, &m->rng); /* [B, T, F] */
 }
 
 /* ---- decoding ------------------------------------------------------------------- */

@@ -243,10 +243,11 @@ bool sg__dropout_args(sg_graph *g, const char *op, double p, bool training, cons
 }
 
 /* t is the output of the node just recorded on g, made by an op whose backward reads
- * none of its outputs (a lookup, a product, a sum): nothing has read t yet. */
+ * none of its outputs (a lookup, a product, a sum, a join): nothing has read t yet. */
 static bool fresh_unread_output(sg_graph *g, const sg_tensor *t)
 {
-    static const char *const ops[] = {"sg_embedding_lookup", "sg_linear", "sg_add"};
+    static const char *const ops[] = {"sg_embedding_lookup", "sg_linear", "sg_add",
+                                      "sg_stack", "sg_concat"};
     const sg_node *made = t->node;
     if (!made || made != sg__graph_last_node(g) || made->n_out != 1)
         return false;

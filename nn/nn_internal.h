@@ -28,9 +28,10 @@ sg_tensor *sg__header_over(sg_graph *g, void *data, sg_dtype dt, int ndim,
 sg_tensor *sg__output_over(sg_graph *g, sg_tensor *h, bool over);
 
 /* sg_dropout that writes its output over x when x was just made by an op whose backward
- * reads none of its outputs (sg_embedding_lookup, sg_linear, sg_add) and nothing has read
- * x yet: for model code that drops out a tensor it never reads again (an embedding), not
- * for a caller's tensor that may be read afterwards. */
+ * reads none of its outputs (sg_embedding_lookup, sg_linear, sg_add, sg_stack, sg_concat)
+ * and nothing has read x yet: for model code that drops out a tensor it never reads again
+ * (an embedding, joined decoder outputs), not for a caller's tensor that may be read
+ * afterwards. */
 sg_tensor *sg__dropout_over(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng);
 /* Checks a dropout's probability (in [0, 1)) and rng (needed when it drops: training
  * and p > 0, *drop); *scale = 1 / (1 - p) when it drops, else 1. false with SG_EINVAL

@@ -85,14 +85,20 @@ static sg_tensor *loss_fn(sg_graph *g, sg_tensor *const *inputs, void *user)
 {
     (void)inputs; /* the parameters themselves, reached through the model */
     loss_ctx *c = user;
+    sg_rng_seed(sg_model_rng(c->m), 42); /* the same dropout masks in every evaluation */
     return sg_model_loss(c->m, g, c->b, 0.1, NULL);
 }
 
-/* Every parameter of a tiny model against central differences of the loss. */
-static void gradcheck_all(const char *cell, int64_t layers, int64_t feed)
+/* Every parameter of a tiny model against central differences of the loss; dropout > 0
+ * in training mode puts its masks (the embeddings' and the generator inputs', drawn in
+ * place) into the check. */
+static void gradcheck_all_ex(const char *cell, int64_t layers, int64_t feed, double dropout)
 {
     sg_model_config c = tiny_config(cell, layers, 1, feed);
+    c.dropout = dropout;
     sg_model *m = model_new(&c, SG_F64, 7);
+    if (dropout > 0)
+        sg_model_set_training(m, true);
     sg_params *p = sg_model_params(m);
     params_uniform(m, 0.5, 1);
     sg_batch b = tiny_batch();
@@ -107,7 +113,13 @@ static void gradcheck_all(const char *cell, int64_t layers, int64_t feed)
     sg_model_free(m);
 }
 
+static void gradcheck_all(const char *cell, int64_t layers, int64_t feed)
+{
+    gradcheck_all_ex(cell, layers, feed, 0.0);
+}
+
 Test(seq2seq, gradcheck_two_layer_lstm_reversed) { gradcheck_all("lstm", 2, 0); }
+Test(seq2seq, gradcheck_gru_feed_context_with_dropout) { gradcheck_all_ex("gru", 2, 1, 0.3); }
 Test(seq2seq, gradcheck_two_layer_gru_feed_context) { gradcheck_all("gru", 2, 1); }
 Test(seq2seq, gradcheck_one_layer_lstm_feed_context) { gradcheck_all("lstm", 1, 1); }
 
