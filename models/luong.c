@@ -103,7 +103,7 @@ static sg_tensor *combine(sg_model *m, sg_graph *g, sg_tensor *ctx, sg_tensor *h
     luong *z = m->impl;
     SG_NEED(ctx, h);
     sg_tensor *x = sg_concat(g, 2, (sg_tensor *[]){ctx, h}, h->ndim - 1);
-    x = sg_tanh(g, sg_linear_layer_forward(g, &z->combine, x));
+    x = sg__tanh_over(g, sg_linear_layer_forward(g, &z->combine, x)); /* over W_c's output */
     return sg_dropout(g, x, m->cfg.dropout, m->training, &m->rng);
 }
 

@@ -304,6 +304,54 @@ sg_tensor *sg__dropout_over(sg_graph *g, sg_tensor *x, double p, bool training, 
     return dropout(g, x, p, training, rng, true);
 }
 
+/* ---- tanh written over a fresh product (model-internal) ---------------------------- */
+
+/* y = tanh(x) over x's data, dx += dy (1 - y^2): the backward reads only y, as sg_tanh's */
+#define TANH_OVER_KERNELS(T, SUF, ATTR, TANH)                                                \
+    ATTR static void tanh_over_fwd_##SUF(int64_t n, T *y)                                     \
+    {                                                                                        \
+        for (int64_t i = 0; i < n; i++)                                                      \
+            y[i] = TANH(y[i]);                                                               \
+    }                                                                                        \
+    ATTR static void tanh_over_bwd_##SUF(int64_t n, const T *restrict y,                      \
+                                         const T *restrict dy, T *restrict dx)                \
+    {                                                                                        \
+        for (int64_t i = 0; i < n; i++)                                                      \
+            dx[i] += dy[i] * (1 - y[i] * y[i]);                                              \
+    }
+TANH_OVER_KERNELS(float, f32, SG_HOT, sg__tanhf)
+TANH_OVER_KERNELS(double, f64, , tanh)
+#undef TANH_OVER_KERNELS
+
+static void tanh_over_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *x = n->in[0], *y = n->out[0];
+    void *dx = sg_grad_of(g, x);
+    if (!dx)
+        return;
+    int64_t N = sg_tensor_numel(y);
+    if (y->dtype == SG_F32)
+        tanh_over_bwd_f32(N, y->data, y->grad, dx);
+    else
+        tanh_over_bwd_f64(N, y->data, y->grad, dx);
+}
+
+sg_tensor *sg__tanh_over(sg_graph *g, sg_tensor *x)
+{
+    SG_NEED(g, x);
+    if (!sg_tensor_is_contiguous(x) || !sg__fresh_linear_output(g, x))
+        return sg_tanh(g, x);
+    sg_tensor *y = sg__output_over(g, x, true);
+    SG_NEED(y);
+    int64_t N = sg_tensor_numel(x);
+    if (x->dtype == SG_F32)
+        tanh_over_fwd_f32(N, y->data);
+    else
+        tanh_over_fwd_f64(N, y->data);
+    sg_record(g, "sg_tanh", tanh_over_bwd, 1, &x, 1, &y);
+    return y;
+}
+
 /* s = x + dropout(z): ds flows to x whole, to z through the mask (scaled; keep NULL: no
  * dropout). CPU clones; the forward may write over z (o == b), which ivdep lets the
  * compiler vectorise (each element is read before it is written). */

@@ -33,6 +33,10 @@ sg_tensor *sg__output_over(sg_graph *g, sg_tensor *h, bool over);
  * (an embedding, joined decoder outputs), not for a caller's tensor that may be read
  * afterwards. */
 sg_tensor *sg__dropout_over(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng);
+/* sg_tanh written over x when x is a fresh product (sg__fresh_linear_output; contiguous),
+ * else sg_tanh: for model code that never reads x again (a Luong combine layer). The
+ * node's backward reads only the output, as sg_tanh's does. */
+sg_tensor *sg__tanh_over(sg_graph *g, sg_tensor *x);
 /* Checks a dropout's probability (in [0, 1)) and rng (needed when it drops: training
  * and p > 0, *drop); *scale = 1 / (1 - p) when it drops, else 1. false with SG_EINVAL
  * recorded on g (the message names op). */
