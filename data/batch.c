@@ -178,13 +178,14 @@ int sg_batch_make(sg_batch *out, const sg_dataset *d, const int64_t *idx, int64_
     uint8_t *mask = r.src_mask->data;
     for (int64_t b = 0; b < B; b++) {
         int64_t i = idx[b], ls = sg_dataset_src_len(d, i), lt = sg_dataset_tgt_len(d, i);
-        const int64_t *s = d->src_ids + d->src_off[i], *t = d->tgt_ids + d->tgt_off[i];
-        memcpy(src + b * S, s, (size_t)ls * sizeof *s);
+        const int32_t *s = d->src_ids + d->src_off[i], *t = d->tgt_ids + d->tgt_off[i];
+        for (int64_t j = 0; j < ls; j++)
+            src[b * S + j] = s[j];
         memset(mask + b * S, 1, (size_t)ls);
         len[b] = ls;
         tin[b * T] = SG_BOS;
-        memcpy(tin + b * T + 1, t, (size_t)lt * sizeof *t);
-        memcpy(tout + b * T, t, (size_t)lt * sizeof *t);
+        for (int64_t j = 0; j < lt; j++)
+            tin[b * T + 1 + j] = tout[b * T + j] = t[j];
         tout[b * T + lt] = SG_EOS;
         r.n_tgt_tokens += lt + 1;
     }

@@ -1,4 +1,5 @@
 /* dataset.c - numericalised datasets (MODELS.md 2.5) and corpora of three splits. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@ void sg_dataset_free(sg_dataset *d)
 
 /* Appends the ids of text (plus </s> when eos) to ids[*n..], offsets in off. */
 static int encode_side(const sg_vocab *v, sg_text_level level, const char *text, int eos,
-                       sg_tokens *tmp, int64_t **ids, int64_t *n, int64_t *cap)
+                       sg_tokens *tmp, int32_t **ids, int64_t *n, int64_t *cap)
 {
     sg_tokens_clear(tmp);
     int rc = sg_tokenize(level, text, tmp);
@@ -26,8 +27,8 @@ static int encode_side(const sg_vocab *v, sg_text_level level, const char *text,
         return rc;
     if (!sg__grow((void **)ids, cap, *n + tmp->n + 1, sizeof **ids))
         return sg__error(SG_ENOMEM, "sg_dataset_build: out of memory");
-    sg_vocab_encode(v, tmp, *ids + *n);
-    *n += tmp->n;
+    for (int64_t k = 0; k < tmp->n; k++) /* below the vocabulary's size: fits (checked) */
+        (*ids)[(*n)++] = (int32_t)sg_vocab_id(v, sg_tokens_at(tmp, k));
     if (eos)
         (*ids)[(*n)++] = SG_EOS;
     return SG_OK;
@@ -42,6 +43,9 @@ int sg_dataset_build(sg_dataset *out, const sg_text_pairs *pairs, sg_text_level 
     if (!pairs || !src_vocab || !tgt_vocab || (level != SG_LEVEL_WORD && level != SG_LEVEL_CHAR))
         return sg__error(SG_EINVAL, "sg_dataset_build: NULL pairs/vocabulary or bad level %d",
                          (int)level);
+    if (sg_vocab_size(src_vocab) > INT32_MAX || sg_vocab_size(tgt_vocab) > INT32_MAX)
+        return sg__error(SG_EINVAL, "sg_dataset_build: a vocabulary of more than 2^31 - 1 "
+                                    "tokens does not fit the 32-bit ids");
     sg_dataset d = {0};
     sg_tokens tmp = {0};
     int64_t ns = 0, nt = 0, cs = 0, ct = 0;

@@ -165,13 +165,14 @@ SG_API int sg_tsv_read(const char *path, sg_text_pairs *out);
 /* Numericalised pairs (MODELS.md 2.5): example i has source ids
  * src_ids[src_off[i] .. src_off[i+1]) (tokens then </s>, so n_b = m + 1) and target
  * ids tgt_ids[tgt_off[i] .. tgt_off[i+1]) (tokens only; <s>/</s> are added by
- * sg_batch_make). */
+ * sg_batch_make, which widens them to the SG_I64 tensors the models read). Ids are 32
+ * bits: a corpus is held for a whole training run (en-fr: ~1M ids, 4 MB less). */
 typedef struct sg_dataset {
     int64_t n;
     int64_t *src_off; /* [n+1] */
-    int64_t *src_ids;
+    int32_t *src_ids;
     int64_t *tgt_off; /* [n+1] */
-    int64_t *tgt_ids;
+    int32_t *tgt_ids;
 } sg_dataset;
 
 static inline int64_t sg_dataset_src_len(const sg_dataset *d, int64_t i)

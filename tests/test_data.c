@@ -249,7 +249,7 @@ Test(corpus, numericalises_by_hand)
     sg_text_pairs_push(&p, "b", "a a b");
     sg_dataset d;
     cr_assert_eq(sg_dataset_build(&d, &p, SG_LEVEL_WORD, v, v), SG_OK);
-    int64_t src[] = {4, 5, 1, 3, 5, 3}, tgt[] = {5, 4, 4, 5};
+    int32_t src[] = {4, 5, 1, 3, 5, 3}, tgt[] = {5, 4, 4, 5};
     cr_assert_eq(d.n, 2);
     cr_assert_eq(sg_dataset_src_len(&d, 0), 4);
     cr_assert_eq(sg_dataset_tgt_len(&d, 1), 3);
