@@ -193,7 +193,7 @@ static sg_tensor *sub_out(sg_graph *g, sg_model *m, const sg_layernorm *n, sg_te
     const transformer *net = m->impl;
     /* fx (out_proj's or linear2's output) is not read again: the sum may reuse it */
     sg_tensor *y = sg_dropout_add(g, x, fx, m->cfg.dropout, m->training, &m->rng, true);
-    return net->pre ? y : sg_layernorm_forward(g, n, y);
+    return net->pre ? y : sg__layernorm_over(g, n, y); /* y is not read again */
 }
 
 static sg_tensor *feedforward(sg_graph *g, sg_model *m, const sg_feedforward *ff, sg_tensor *x)

@@ -14,6 +14,7 @@ typedef struct {
     double *mean, *rstd; /* [rows] */
     double eps;
     int64_t rows, d;
+    bool over; /* y was written over x: backward remakes xhat = (y - b) / w */
 } ln_saved;
 
 /* Row sums in double over LN_LANES independent lanes, so that the loops vectorise (a
@@ -53,6 +54,14 @@ typedef struct {
                 y[i] = xh * (w ? w[i] : (T)1) + (b ? b[i] : (T)0);                           \
             }                                                                                \
     }                                                                                        \
+    /* The row written over its input: xy holds x, then y (each element read, then     \
+     * written); w and b are given. */                                                      \
+    HOT static void ln_fwd_row_over_##SUF(int64_t d, T *xy, const T *restrict w,            \
+                                          const T *restrict b, double m, double rs)          \
+    {                                                                                        \
+        for (int64_t i = 0; i < d; i++)                                                      \
+            xy[i] = (T)(((double)xy[i] - m) * rs) * w[i] + b[i];                             \
+    }                                                                                        \
     static void ln_fwd_##SUF(ln_saved *s, const T *x, const T *w, const T *b, T *y)          \
     {                                                                                        \
         int64_t d = s->d;                                                                    \
@@ -63,7 +72,10 @@ typedef struct {
             double rs = 1.0 / sqrt(v + s->eps);                                              \
             s->mean[r] = m;                                                                  \
             s->rstd[r] = rs;                                                                 \
-            ln_fwd_row_##SUF(d, xr, w, b, m, rs, y + r * d);                                 \
+            if (s->over) /* y is x */                                                        \
+                ln_fwd_row_over_##SUF(d, y + r * d, w, b, m, rs);                            \
+            else                                                                             \
+                ln_fwd_row_##SUF(d, xr, w, b, m, rs, y + r * d);                             \
         }                                                                                    \
     }                                                                                        \
     /* One row: g = dy w;  dx += rstd (g - mean(g) - xhat mean(g xhat));  dw += dy xhat;      \
@@ -106,13 +118,58 @@ typedef struct {
             dx[j] += (T)(rs * (gi - sg - xh * sgx));                                         \
         }                                                                                    \
     }                                                                                        \
-    static void ln_bwd_##SUF(const ln_saved *s, const T *x, const T *w, const T *dy, T *dx,  \
-                             T *dw, T *db)                                                   \
+    /* ln_bwd_row with xhat made again from the output: (y - b) / w (no w_i is 0) */        \
+    HOT static void ln_bwd_row_y_##SUF(int64_t d, const T *restrict y, const T *restrict w, \
+                                       const T *restrict b, const T *restrict dy, double rs, \
+                                       T *restrict dx, T *restrict dw, T *restrict db)       \
+    {                                                                                        \
+        double a1[LN_LANES] = {0}, a2[LN_LANES] = {0}, sg = 0, sgx = 0;                      \
+        int64_t i = 0;                                                                       \
+        for (; i + LN_LANES <= d; i += LN_LANES)                                             \
+            for (int u = 0; u < LN_LANES; u++) {                                             \
+                double xh = ((double)y[i + u] - (double)b[i + u]) / (double)w[i + u];        \
+                double gi = (double)dy[i + u] * (double)w[i + u];                            \
+                a1[u] += gi;                                                                 \
+                a2[u] += gi * xh;                                                            \
+            }                                                                                \
+        for (; i < d; i++) {                                                                 \
+            double xh = ((double)y[i] - (double)b[i]) / (double)w[i];                        \
+            double gi = (double)dy[i] * (double)w[i];                                        \
+            a1[0] += gi;                                                                     \
+            a2[0] += gi * xh;                                                                \
+        }                                                                                    \
+        for (int u = 0; u < LN_LANES; u++) {                                                 \
+            sg += a1[u];                                                                     \
+            sgx += a2[u];                                                                    \
+        }                                                                                    \
+        if (dw)                                                                              \
+            for (int64_t j = 0; j < d; j++)                                                  \
+                dw[j] += (T)(dy[j] * (((double)y[j] - (double)b[j]) / (double)w[j]));        \
+        if (db)                                                                              \
+            for (int64_t j = 0; j < d; j++)                                                  \
+                db[j] += dy[j];                                                              \
+        if (!dx)                                                                             \
+            return;                                                                          \
+        sg /= (double)d;                                                                     \
+        sgx /= (double)d;                                                                    \
+        for (int64_t j = 0; j < d; j++) {                                                    \
+            double xh = ((double)y[j] - (double)b[j]) / (double)w[j];                        \
+            double gi = (double)dy[j] * (double)w[j];                                        \
+            dx[j] += (T)(rs * (gi - sg - xh * sgx));                                         \
+        }                                                                                    \
+    }                                                                                        \
+    /* xy: x, or y when s->over (then w and b are given) */                                 \
+    static void ln_bwd_##SUF(const ln_saved *s, const T *xy, const T *w, const T *b,        \
+                             const T *dy, T *dx, T *dw, T *db)                               \
     {                                                                                        \
         int64_t d = s->d;                                                                    \
         for (int64_t r = 0; r < s->rows; r++)                                                \
-            ln_bwd_row_##SUF(d, x + r * d, w, dy + r * d, s->mean[r], s->rstd[r],            \
-                             dx ? dx + r * d : NULL, dw, db);                                \
+            if (s->over)                                                                     \
+                ln_bwd_row_y_##SUF(d, xy + r * d, w, b, dy + r * d, s->rstd[r],              \
+                                   dx ? dx + r * d : NULL, dw, db);                          \
+            else                                                                             \
+                ln_bwd_row_##SUF(d, xy + r * d, w, dy + r * d, s->mean[r], s->rstd[r],       \
+                                 dx ? dx + r * d : NULL, dw, db);                            \
     }
 
 LN_KERNELS(float, f32, SG_HOT)
@@ -124,13 +181,26 @@ static void ln_bwd(sg_graph *g, sg_node *n)
     const ln_saved *s = n->saved;
     void *dx = sg_grad_of(g, x), *dw = w ? sg_grad_of(g, w) : NULL;
     void *db = b ? sg_grad_of(g, b) : NULL;
+    const void *xy = s->over ? y->data : x->data, *wd = w ? w->data : NULL,
+               *bd = b ? b->data : NULL;
     if (y->dtype == SG_F32)
-        ln_bwd_f32(s, x->data, w ? w->data : NULL, y->grad, dx, dw, db);
+        ln_bwd_f32(s, xy, wd, bd, y->grad, dx, dw, db);
     else
-        ln_bwd_f64(s, x->data, w ? w->data : NULL, y->grad, dx, dw, db);
+        ln_bwd_f64(s, xy, wd, bd, y->grad, dx, dw, db);
 }
 
-sg_tensor *sg_layer_norm(sg_graph *g, sg_tensor *x, sg_tensor *weight, sg_tensor *bias, double eps)
+/* No weight element is 0 (xhat can then be made again from the output). */
+static bool no_zero(const sg_tensor *w, int64_t d)
+{
+    for (int64_t i = 0; i < d; i++)
+        if (w->dtype == SG_F32 ? ((const float *)w->data)[i] == 0
+                               : ((const double *)w->data)[i] == 0)
+            return false;
+    return true;
+}
+
+static sg_tensor *layer_norm(sg_graph *g, sg_tensor *x, sg_tensor *weight, sg_tensor *bias,
+                             double eps, bool may_overwrite)
 {
     const char *op = "sg_layer_norm";
     SG_NEED(g, x);
@@ -157,7 +227,10 @@ sg_tensor *sg_layer_norm(sg_graph *g, sg_tensor *x, sg_tensor *weight, sg_tensor
     int64_t rows = sg_tensor_numel(x) / d;
     sg_arena *ar = sg_graph_arena(g);
     ln_saved *s = sg_arena_alloc(ar, sizeof *s);
-    sg_tensor *y = sg_empty(g, x->dtype, x->ndim, x->shape);
+    /* over x: a fresh residual sum the caller never reads again, with w and b, no w_i 0 */
+    bool over = may_overwrite && weight && bias && sg__fresh_unread_sum(g, x) &&
+                no_zero(weight, d);
+    sg_tensor *y = sg__output_over(g, x, over);
     if (!s || !y)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     s->rows = rows;
@@ -167,6 +240,7 @@ sg_tensor *sg_layer_norm(sg_graph *g, sg_tensor *x, sg_tensor *weight, sg_tensor
     if (!s->mean || !s->rstd)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     s->eps = eps;
+    s->over = over;
     if (x->dtype == SG_F32)
         ln_fwd_f32(s, x->data, weight ? weight->data : NULL, bias ? bias->data : NULL, y->data);
     else
@@ -176,6 +250,17 @@ sg_tensor *sg_layer_norm(sg_graph *g, sg_tensor *x, sg_tensor *weight, sg_tensor
     if (n)
         n->saved = s;
     return y;
+}
+
+sg_tensor *sg_layer_norm(sg_graph *g, sg_tensor *x, sg_tensor *weight, sg_tensor *bias, double eps)
+{
+    return layer_norm(g, x, weight, bias, eps, false);
+}
+
+sg_tensor *sg__layernorm_over(sg_graph *g, const sg_layernorm *m, sg_tensor *x)
+{
+    SG_NEED(g, m, x);
+    return layer_norm(g, x, m->weight, m->bias, m->eps, true);
 }
 
 int sg_layernorm_init(sg_layernorm *m, sg_params *p, const char *prefix, int64_t d)

@@ -257,6 +257,14 @@ static bool fresh_unread_output(sg_graph *g, const sg_tensor *t)
     return false;
 }
 
+bool sg__fresh_unread_sum(sg_graph *g, const sg_tensor *t)
+{
+    const sg_node *made = t->node;
+    return made && made == sg__graph_last_node(g) && made->n_out == 1 &&
+           sg_tensor_is_contiguous(t) &&
+           (strcmp(made->name, "sg_dropout_add") == 0 || strcmp(made->name, "sg_add") == 0);
+}
+
 static sg_tensor *dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng,
                           bool may_overwrite)
 {

@@ -37,6 +37,15 @@ sg_tensor *sg__dropout_over(sg_graph *g, sg_tensor *x, double p, bool training, 
  * else sg_tanh: for model code that never reads x again (a Luong combine layer). The
  * node's backward reads only the output, as sg_tanh's does. */
 sg_tensor *sg__tanh_over(sg_graph *g, sg_tensor *x);
+/* True when t is the output of the node just recorded on g, a residual sum (sg_add,
+ * sg_dropout_add: their backward reads no output), contiguous: nothing has read t yet. */
+bool sg__fresh_unread_sum(sg_graph *g, const sg_tensor *t);
+/* layernorm.c. The module's LayerNorm written over x when x is such a fresh sum, the
+ * module has a weight with no 0 and a bias, and the caller never reads x again (a
+ * post-LN residual): the backward then makes xhat again from the output, (y - b) / w, so
+ * the graph keeps one [rows, d] tensor instead of two (torch keeps the input; the
+ * gradients agree to a few roundings of y). Else sg_layernorm_forward. */
+sg_tensor *sg__layernorm_over(sg_graph *g, const sg_layernorm *m, sg_tensor *x);
 /* Checks a dropout's probability (in [0, 1)) and rng (needed when it drops: training
  * and p > 0, *drop); *scale = 1 / (1 - p) when it drops, else 1. false with SG_EINVAL
  * recorded on g (the message names op). */

@@ -57,7 +57,7 @@ static sg_tensor *residual(sg_graph *g, const sg_transformer_layer *m, const sg_
 {
     sg_tensor *in = m->norm_first ? sg_layernorm_forward(g, norm, x) : x;
     sg_tensor *s = sg_dropout_add(g, x, f(g, ctx, in), m->dropout, training, rng, true);
-    return m->norm_first ? s : sg_layernorm_forward(g, norm, s);
+    return m->norm_first ? s : sg__layernorm_over(g, norm, s); /* s is not read again */
 }
 
 typedef struct {

@@ -734,13 +734,36 @@ static sg_tensor *dec_layer_fn(sg_graph *g, sg_tensor *const *in, void *user)
                                                 &r);
 }
 
+/* A post-LN encoder layer as wide as the norms' vector lanes (d = 40: two blocks of 16
+ * and a tail of 8), its norms written over their residual sums: the input's and the
+ * norms' gradients against central differences, with dropout in training. */
+Test(transformer_layer, gradcheck_wide_post_ln_norms)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 61);
+    sg_params *p = sg_params_new(SG_F64);
+    sg_transformer_layer m;
+    cr_assert_eq(sg_transformer_layer_init(&m, p, "l", false, 40, 4, 12, 0.2, false, &r), SG_OK);
+    sg_params_uniform_(p, &r, -0.7, 0.7);
+    sg_tensor *x = tu_rand64(&r, -1, 1, 3, (int64_t)2, (int64_t)3, (int64_t)40);
+    sg_tensor *len = lengths_of(2, (int64_t[]){3, 2});
+    layer_user u = {&m, len, true};
+    sg_tensor *in[] = {x, m.norm1.weight, m.norm1.bias, m.norm2.weight, m.norm2.bias};
+    TU_GRADCHECK(enc_layer_fn, &u, 5, in);
+    sg_tensor_free(x);
+    sg_tensor_free(len);
+    sg_params_free(p);
+}
+
 /* post-LN encoder and pre-LN decoder layers, without and with dropout in training (the
- * fused residual dropout and ReLU dropout) */
+ * fused residual dropout and ReLU dropout; the post-LN norms written over their residual
+ * sums, xhat made again from their outputs); then post-LN encoder layers whose norms have
+ * a weight element of 0, which keep their input instead */
 Test(transformer_layer, gradcheck_encoder_and_decoder_layers)
 {
-    for (int k = 0; k < 4; k++) {
-        int dec = k % 2;
-        bool train = k >= 2;
+    for (int k = 0; k < 6; k++) {
+        int dec = k < 4 ? k % 2 : 0;
+        bool train = k >= 2 && k != 4;
         sg_rng r;
         sg_rng_seed(&r, 50 + (uint64_t)dec);
         sg_params *p = sg_params_new(SG_F64);
@@ -749,6 +772,10 @@ Test(transformer_layer, gradcheck_encoder_and_decoder_layers)
                                                dec == 1, &r),
                      SG_OK);
         sg_params_uniform_(p, &r, -0.7, 0.7);
+        if (k >= 4) {
+            sg_tensor_set(m.norm1.weight, 1, 0.0);
+            sg_tensor_set(m.norm2.weight, 2, 0.0);
+        }
         sg_tensor *x = tu_rand64(&r, -1, 1, 3, (int64_t)2, (int64_t)3, (int64_t)4);
         sg_tensor *mem = tu_rand64(&r, -1, 1, 3, (int64_t)2, (int64_t)3, (int64_t)4);
         sg_tensor *len = lengths_of(2, (int64_t[]){3, 2});
