@@ -177,7 +177,8 @@ static sg_tensor *embed_pe(sg_graph *g, sg_model *m, const sg_embedding *emb, sg
     sg_tensor *pe = sg_narrow(g, net->pe, 0, pos0, L); /* [L, d] */
     if (ids->ndim == 1)
         pe = sg_select(g, pe, 0, 0); /* [d] */
-    return sg_add(g, sg_mul_scalar(g, sg_embedding_forward(g, emb, ids), net->scale), pe);
+    /* over the fresh lookup, which nothing reads again */
+    return sg__scale_add_over(g, sg_embedding_forward(g, emb, ids), net->scale, pe);
 }
 
 /* Residual sub-layer: post-LN y = norm(x + dropout(f(x))), pre-LN y = x + dropout(f(norm(x))).

@@ -360,6 +360,65 @@ sg_tensor *sg__tanh_over(sg_graph *g, sg_tensor *x)
     return y;
 }
 
+/* ---- x * scale + table written over a fresh x (model-internal) ---------------------- */
+
+static void scale_add_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *x = n->in[0], *y = n->out[0];
+    void *dx = sg_grad_of(g, x);
+    if (!dx)
+        return;
+    int64_t N = sg_tensor_numel(y);
+    if (y->dtype == SG_F32) {
+        float s = (float)n->f[0], *d = dx;
+        const float *dy = y->grad;
+        for (int64_t i = 0; i < N; i++)
+            d[i] += dy[i] * s;
+    } else {
+        double s = n->f[0], *d = dx;
+        const double *dy = y->grad;
+        for (int64_t i = 0; i < N; i++)
+            d[i] += dy[i] * s;
+    }
+}
+
+sg_tensor *sg__scale_add_over(sg_graph *g, sg_tensor *x, double scale, sg_tensor *t)
+{
+    SG_NEED(g, x, t);
+    int64_t tn = sg_tensor_numel(t), xn = sg_tensor_numel(x);
+    bool trailing = t->ndim <= x->ndim && tn > 0 && xn % tn == 0;
+    for (int k = 1; trailing && k <= t->ndim; k++)
+        trailing = t->shape[t->ndim - k] == x->shape[x->ndim - k];
+    if (!trailing || t->requires_grad || t->dtype != x->dtype || !sg_tensor_is_contiguous(t) ||
+        !sg_tensor_is_contiguous(x) || !fresh_unread_output(g, x))
+        return sg_add(g, sg_mul_scalar(g, x, scale), t);
+    sg_tensor *y = sg__output_over(g, x, true);
+    SG_NEED(y);
+    /* two passes, as sg_mul_scalar then sg_add round (no fused multiply-add) */
+    if (x->dtype == SG_F32) {
+        float *v = y->data, s = (float)scale;
+        const float *tv = t->data;
+        for (int64_t i = 0; i < xn; i++)
+            v[i] *= s;
+        for (int64_t i = 0; i < xn; i += tn)
+            for (int64_t j = 0; j < tn; j++)
+                v[i + j] += tv[j];
+    } else {
+        double *v = y->data;
+        const double *tv = t->data;
+        for (int64_t i = 0; i < xn; i++)
+            v[i] *= scale;
+        for (int64_t i = 0; i < xn; i += tn)
+            for (int64_t j = 0; j < tn; j++)
+                v[i + j] += tv[j];
+    }
+    /* named as a sum: its backward reads no output either (sg__dropout_over may follow) */
+    sg_node *n = sg_record(g, "sg_add", scale_add_bwd, 1, &x, 1, &y);
+    if (n)
+        n->f[0] = scale;
+    return y;
+}
+
 /* s = x + dropout(z): ds flows to x whole, to z through the mask (scaled; keep NULL: no
  * dropout). CPU clones; the forward may write over z (o == b), which ivdep lets the
  * compiler vectorise (each element is read before it is written). */
