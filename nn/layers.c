@@ -205,7 +205,8 @@ bool sg__fresh_linear_output(sg_graph *g, const sg_tensor *t)
 {
     const sg_node *made = t->node;
     return made && made == sg__graph_last_node(g) && made->n_out == 1 &&
-           (strcmp(made->name, "sg_linear") == 0 || strcmp(made->name, "sg_feedforward") == 0);
+           (strcmp(made->name, "sg_linear") == 0 || strcmp(made->name, "sg_feedforward") == 0 ||
+            strcmp(made->name, "sg_mha_attention_out") == 0);
 }
 
 sg_tensor *sg__header_over(sg_graph *g, void *data, sg_dtype dt, int ndim,

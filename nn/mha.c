@@ -77,15 +77,16 @@ static void dropped(sg_dtype dt, int64_t n, const void *P, const uint8_t *km, do
 SDPA_KERNELS(float, f32, expf)
 SDPA_KERNELS(double, f64, exp)
 
-static void sdpa_bwd(sg_graph *g, sg_node *n)
+/* The attention's backward from dO [B, Lq, d] (row stride d) into dq, dkk, dv (each may
+ * be NULL; [B, L, d] gradients, added to). */
+static void sdpa_bwd_core(sg_graph *g, const sdpa_saved *sv, const sg_tensor *q,
+                          const sg_tensor *k, const sg_tensor *v, const void *dOp, void *dq,
+                          void *dkk, void *dv)
 {
-    sg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *o = n->out[0];
-    const sdpa_saved *sv = n->saved;
-    sg_dtype dt = o->dtype;
+    sg_dtype dt = q->dtype;
     size_t es = sg_dtype_size(dt);
     int64_t B = sv->B, Lq = sv->Lq, Lk = sv->Lk, d = sv->d, H = sv->heads, dk = d / H;
-    void *dq = sg_grad_of(g, q), *dkk = sg_grad_of(g, k), *dv = sg_grad_of(g, v);
-    if (Lq == 0 || Lk == 0 || dk == 0)
+    if (Lq == 0 || Lk == 0 || dk == 0 || (!dq && !dkk && !dv))
         return;
     const char *op = "sg_scaled_dot_attention";
     void *dP = sg__scratch_get(g, es * (size_t)(Lq * Lk), op);
@@ -94,7 +95,7 @@ static void sdpa_bwd(sg_graph *g, sg_node *n)
         sg__scratch_put(g, dP);
         return;
     }
-    const char *dO = o->grad;
+    const char *dO = dOp;
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
             int64_t bh = (b * H + h) * Lq * Lk, col = h * dk;
@@ -137,6 +138,13 @@ static void sdpa_bwd(sg_graph *g, sg_node *n)
     sg__scratch_put(g, D);
 }
 
+static void sdpa_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *o = n->out[0];
+    sdpa_bwd_core(g, n->saved, q, k, v, o->grad, sg_grad_of(g, q), sg_grad_of(g, k),
+                  sg_grad_of(g, v));
+}
+
 /* Last dim contiguous (BLIS gets the row strides); else a contiguous copy. */
 static sg_tensor *rows_ok(sg_graph *g, sg_tensor *x)
 {
@@ -144,6 +152,119 @@ static sg_tensor *rows_ok(sg_graph *g, sg_tensor *x)
                    (x->stride[1] >= x->shape[2] || x->shape[1] <= 1)
                ? x
                : sg_contiguous(g, x);
+}
+
+/* Checks one attention's operands and options, makes q, k, v rows BLIS can read, and
+ * sets up *svp (arena) with P [B, h, Lq, Lk] (*Pp) and the mask (when *drop). false with
+ * the error recorded on g. */
+static bool sdpa_setup(sg_graph *g, const char *op, sg_tensor **qp, sg_tensor **kp,
+                       sg_tensor **vp, int64_t heads, double dropout, const sg_mha_opts *opts,
+                       sdpa_saved **svp, sg_tensor **Pp, bool *drop)
+{
+    sg_tensor *q = *qp, *k = *kp, *v = *vp;
+    if (!sg__check_same_float(g, op, q, k) || !sg__check_same_float(g, op, q, v))
+        return false;
+    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || k->shape[0] != q->shape[0] ||
+        v->shape[0] != q->shape[0] || k->shape[1] != v->shape[1] || k->shape[2] != q->shape[2] ||
+        v->shape[2] != q->shape[2]) {
+        sg_graph_fail(g, SG_ESHAPE, "%s: q %s, k %s, v %s must be [B, Lq, d], [B, Lk, d], "
+                                    "[B, Lk, d]",
+                      op, SG_SHAPE(q), SG_SHAPE(k), SG_SHAPE(v));
+        return false;
+    }
+    int64_t B = q->shape[0], Lq = q->shape[1], Lk = k->shape[1], d = q->shape[2];
+    if (heads < 1 || d % heads != 0) {
+        sg_graph_fail(g, SG_EINVAL, "%s: width %lld is not divisible by %lld heads", op,
+                      (long long)d, (long long)heads);
+        return false;
+    }
+    if (!(dropout >= 0 && dropout < 1)) {
+        sg_graph_fail(g, SG_EINVAL, "%s: dropout %g is outside [0, 1)", op, dropout);
+        return false;
+    }
+    *drop = opts->training && dropout > 0;
+    if (*drop && !opts->rng) {
+        sg_graph_fail(g, SG_EINVAL, "%s: training with dropout needs an rng", op);
+        return false;
+    }
+    bool ok;
+    const uint8_t *valid = sg__key_validity(g, op, B, Lk, opts->key_lengths, opts->key_mask, &ok);
+    if (!ok)
+        return false;
+    *qp = q = rows_ok(g, q);
+    *kp = k = rows_ok(g, k);
+    *vp = v = rows_ok(g, v);
+    if (!q || !k || !v)
+        return false;
+    int64_t dk = d / heads, np = B * heads * Lq * Lk;
+    sg_arena *ar = sg_graph_arena(g);
+    sdpa_saved *sv = sg_arena_alloc(ar, sizeof *sv);
+    sg_tensor *P = sg_empty(g, q->dtype, 4, (int64_t[]){B, heads, Lq, Lk});
+    if (!sv || !P) {
+        sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+        return false;
+    }
+    *sv = (sdpa_saved){.P = P->data, .valid = valid, .B = B, .Lq = Lq, .Lk = Lk, .d = d,
+                       .heads = heads, .scale = 1.0 / sqrt((double)dk)};
+    if (*drop) {
+        sv->keep = sg_arena_alloc(ar, (size_t)(np > 0 ? np : 1));
+        if (!sv->keep) {
+            sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+            return false;
+        }
+        sv->drop_scale = 1.0 / (1.0 - dropout);
+    }
+    *svp = sv;
+    *Pp = P;
+    return true;
+}
+
+/* O [B, Lq, d] (row stride d) = the attention of q, k, v; forward (fwd: the softmax of the
+ * scores into P, the mask drawn from rng when sv->keep) or, when !fwd, made again from
+ * the saved P and mask (a backward that did not keep O). false with SG_ENOMEM recorded. */
+static bool sdpa_context(sg_graph *g, const char *op, const sdpa_saved *sv, const sg_tensor *q,
+                         const sg_tensor *k, const sg_tensor *v, bool fwd, bool causal,
+                         double dropout, sg_rng *rng, void *O)
+{
+    sg_dtype dt = v->dtype;
+    size_t es = sg_dtype_size(dt);
+    int64_t B = sv->B, Lq = sv->Lq, Lk = sv->Lk, d = sv->d, heads = sv->heads, dk = d / heads;
+    void *D = NULL; /* one head's dropped-out probabilities */
+    if (sv->keep && !(D = sg__scratch_get(g, es * (size_t)(Lq * Lk), op)))
+        return false;
+    memset(O, 0, es * (size_t)(B * Lq * d));
+    for (int64_t b = 0; b < B && Lq > 0 && Lk > 0; b++)
+        for (int64_t h = 0; h < heads; h++) {
+            int64_t bh = (b * heads + h) * Lq * Lk, col = h * dk;
+            char *S = (char *)sv->P + bh * (int64_t)es;
+            const char *Vb = (const char *)v->data + (b * v->stride[0] + col) * (int64_t)es;
+            if (fwd) {
+                const char *Qb = (const char *)q->data + (b * q->stride[0] + col) * (int64_t)es;
+                const char *Kb = (const char *)k->data + (b * k->stride[0] + col) * (int64_t)es;
+                /* S = scale Q_bh K_bh^T  [Lq, Lk] */
+                if (dk > 0)
+                    sg__gemm(dt, Lq, Lk, dk, sv->scale, Qb, q->stride[1], 1, Kb, 1, k->stride[1],
+                             0.0, S, Lk, 1);
+                else
+                    memset(S, 0, es * (size_t)(Lq * Lk));
+                if (dt == SG_F32)
+                    softmax_rows_f32(sv, b, causal, (float *)S);
+                else
+                    softmax_rows_f64(sv, b, causal, (double *)S);
+                if (sv->keep)
+                    sg_rng_keep_mask(rng, sv->keep + bh, Lq * Lk, dropout);
+            }
+            const char *Pd = S;
+            if (sv->keep) {
+                dropped(dt, Lq * Lk, S, sv->keep + bh, sv->drop_scale, D);
+                Pd = D;
+            }
+            if (dk > 0) /* O_bh = Pd V_bh */
+                sg__gemm(dt, Lq, dk, Lk, 1.0, Pd, Lk, 1, Vb, v->stride[1], 1, 0.0,
+                         (char *)O + (b * Lq * d + col) * (int64_t)es, d, 1);
+        }
+    sg__scratch_put(g, D);
+    return true;
 }
 
 sg_tensor *sg_scaled_dot_attention(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_tensor *v,
@@ -154,81 +275,16 @@ sg_tensor *sg_scaled_dot_attention(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_t
     static const sg_mha_opts none;
     if (!opts)
         opts = &none;
-    if (!sg__check_same_float(g, op, q, k) || !sg__check_same_float(g, op, q, v))
+    sdpa_saved *sv;
+    sg_tensor *P;
+    bool drop;
+    if (!sdpa_setup(g, op, &q, &k, &v, heads, dropout, opts, &sv, &P, &drop))
         return NULL;
-    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || k->shape[0] != q->shape[0] ||
-        v->shape[0] != q->shape[0] || k->shape[1] != v->shape[1] || k->shape[2] != q->shape[2] ||
-        v->shape[2] != q->shape[2])
-        return sg_graph_fail(g, SG_ESHAPE, "%s: q %s, k %s, v %s must be [B, Lq, d], [B, Lk, d], "
-                                           "[B, Lk, d]",
-                             op, SG_SHAPE(q), SG_SHAPE(k), SG_SHAPE(v));
-    int64_t B = q->shape[0], Lq = q->shape[1], Lk = k->shape[1], d = q->shape[2];
-    if (heads < 1 || d % heads != 0)
-        return sg_graph_fail(g, SG_EINVAL, "%s: width %lld is not divisible by %lld heads", op,
-                             (long long)d, (long long)heads);
-    if (!(dropout >= 0 && dropout < 1))
-        return sg_graph_fail(g, SG_EINVAL, "%s: dropout %g is outside [0, 1)", op, dropout);
-    bool drop = opts->training && dropout > 0;
-    if (drop && !opts->rng)
-        return sg_graph_fail(g, SG_EINVAL, "%s: training with dropout needs an rng", op);
-    bool ok;
-    const uint8_t *valid = sg__key_validity(g, op, B, Lk, opts->key_lengths, opts->key_mask, &ok);
-    if (!ok)
-        return NULL;
-    q = rows_ok(g, q);
-    k = rows_ok(g, k);
-    v = rows_ok(g, v);
-    SG_NEED(q, k, v);
-    sg_dtype dt = q->dtype;
-    size_t es = sg_dtype_size(dt);
-    int64_t dk = d / heads, np = B * heads * Lq * Lk;
-    sg_arena *ar = sg_graph_arena(g);
-    sdpa_saved *sv = sg_arena_alloc(ar, sizeof *sv);
-    sg_tensor *P = sg_empty(g, dt, 4, (int64_t[]){B, heads, Lq, Lk});
-    sg_tensor *o = sg_empty(g, dt, 3, (int64_t[]){B, Lq, d});
-    if (!sv || !P || !o)
+    sg_tensor *o = sg_empty(g, q->dtype, 3, (int64_t[]){sv->B, sv->Lq, sv->d});
+    if (!o)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-    *sv = (sdpa_saved){.P = P->data, .valid = valid, .B = B, .Lq = Lq, .Lk = Lk, .d = d,
-                       .heads = heads, .scale = 1.0 / sqrt((double)dk)};
-    void *D = NULL; /* one head's dropped-out probabilities, made again in backward */
-    if (drop) {
-        sv->keep = sg_arena_alloc(ar, (size_t)(np > 0 ? np : 1));
-        D = sg__scratch_get(g, es * (size_t)(Lq * Lk), op);
-        if (!sv->keep || !D) {
-            sg__scratch_put(g, D);
-            return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-        }
-        sv->drop_scale = 1.0 / (1.0 - dropout);
-    }
-    memset(o->data, 0, es * (size_t)(B * Lq * d));
-    for (int64_t b = 0; b < B && Lq > 0 && Lk > 0; b++)
-        for (int64_t h = 0; h < heads; h++) {
-            int64_t bh = (b * heads + h) * Lq * Lk, col = h * dk;
-            char *S = (char *)P->data + bh * (int64_t)es;
-            const char *Qb = (const char *)q->data + (b * q->stride[0] + col) * (int64_t)es;
-            const char *Kb = (const char *)k->data + (b * k->stride[0] + col) * (int64_t)es;
-            const char *Vb = (const char *)v->data + (b * v->stride[0] + col) * (int64_t)es;
-            /* S = scale Q_bh K_bh^T  [Lq, Lk] */
-            if (dk > 0)
-                sg__gemm(dt, Lq, Lk, dk, sv->scale, Qb, q->stride[1], 1, Kb, 1, k->stride[1], 0.0,
-                         S, Lk, 1);
-            else
-                memset(S, 0, es * (size_t)(Lq * Lk));
-            if (dt == SG_F32)
-                softmax_rows_f32(sv, b, opts->causal, (float *)S);
-            else
-                softmax_rows_f64(sv, b, opts->causal, (double *)S);
-            const char *Pd = S;
-            if (drop) {
-                sg_rng_keep_mask(opts->rng, sv->keep + bh, Lq * Lk, dropout);
-                dropped(dt, Lq * Lk, S, sv->keep + bh, sv->drop_scale, D);
-                Pd = D;
-            }
-            if (dk > 0) /* O_bh = Pd V_bh */
-                sg__gemm(dt, Lq, dk, Lk, 1.0, Pd, Lk, 1, Vb, v->stride[1], 1, 0.0,
-                         (char *)o->data + (b * Lq * d + col) * (int64_t)es, d, 1);
-        }
-    sg__scratch_put(g, D);
+    if (!sdpa_context(g, op, sv, q, k, v, true, opts->causal, dropout, opts->rng, o->data))
+        return NULL;
     sg_tensor *ins[3] = {q, k, v};
     sg_node *n = sg_record(g, op, sdpa_bwd, 3, ins, 1, &o);
     if (n)
@@ -236,6 +292,84 @@ sg_tensor *sg_scaled_dot_attention(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_t
     if (opts->weights)
         *opts->weights = P;
     return o;
+}
+
+/* ---- attention and output projection as one node (a graph that records) ---------------
+ *
+ * Why: the context O [B, Lq, d] is the output projection's input, kept for its weight
+ * gradient: ~13 MB of enfr-transformer's step (9 attentions). This node keeps q, k, v
+ * and P (the attention's backward reads them anyway), not O: backward makes O again
+ * from P, the mask and V (the same products: ~1% of the layer's work). */
+
+static void attn_out_bwd(sg_graph *g, sg_node *n)
+{
+    const char *op = "sg_mha_forward backward";
+    sg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *W = n->in[3], *bias = n->in[4];
+    sg_tensor *y = n->out[0];
+    const sdpa_saved *sv = n->saved;
+    sg_dtype dt = y->dtype;
+    size_t es = sg_dtype_size(dt);
+    int64_t R = sv->B * sv->Lq, d = sv->d;
+    void *dW = sg_grad_of(g, W), *db = sg_grad_of(g, bias);
+    void *dq = sg_grad_of(g, q), *dkk = sg_grad_of(g, k), *dv = sg_grad_of(g, v);
+    bool need_dO = dq || dkk || dv;
+    void *O = dW ? sg__scratch_get(g, es * (size_t)(R * d), op) : NULL;
+    void *dO = need_dO ? sg__scratch_get(g, es * (size_t)(R * d), op) : NULL;
+    if ((dW && !O) || (need_dO && !dO))
+        goto done;
+    if (dW) { /* dW += dY^T O, O made again */
+        if (!sdpa_context(g, op, sv, q, k, v, false, false, 0, NULL, O))
+            goto done;
+        sg__gemm(dt, d, d, R, 1.0, y->grad, 1, d, O, d, 1, 1.0, dW, d, 1);
+    }
+    if (db)
+        sg__add_colsum(dt, db, y->grad, R, d, d);
+    if (need_dO) { /* dO = dY W, then the attention's backward */
+        sg__gemm(dt, R, d, d, 1.0, y->grad, d, 1, W->data, W->stride[0], W->stride[1], 0.0, dO, d,
+                 1);
+        sdpa_bwd_core(g, sv, q, k, v, dO, dq, dkk, dv);
+    }
+done:
+    sg__scratch_put(g, dO);
+    sg__scratch_put(g, O);
+}
+
+/* out_proj(attention(q, k, v)) as one node; NULL with the error recorded on g. */
+static sg_tensor *attention_out(sg_graph *g, const sg_mha *m, sg_tensor *q, sg_tensor *k,
+                                sg_tensor *v, const sg_mha_opts *opts)
+{
+    const char *op = "sg_mha_forward";
+    sdpa_saved *sv;
+    sg_tensor *P;
+    bool drop;
+    if (!sdpa_setup(g, op, &q, &k, &v, m->heads, m->dropout, opts, &sv, &P, &drop))
+        return NULL;
+    sg_tensor *W = m->out_proj.weight, *bias = m->out_proj.bias;
+    sg_dtype dt = q->dtype;
+    size_t es = sg_dtype_size(dt);
+    int64_t R = sv->B * sv->Lq, d = sv->d;
+    sg_tensor *y = sg_empty(g, dt, 3, (int64_t[]){sv->B, sv->Lq, d});
+    void *O = sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op);
+    if (!y || !O) {
+        sg__scratch_put(g, O);
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+    }
+    if (!sdpa_context(g, op, sv, q, k, v, true, opts->causal, m->dropout, opts->rng, O)) {
+        sg__scratch_put(g, O);
+        return NULL;
+    }
+    /* y = O W^T + b, W read transposed (backward makes O again through the same kernels) */
+    for (int64_t r = 0; r < R; r++)
+        memcpy((char *)y->data + (size_t)(r * d) * es, bias->data, (size_t)d * es);
+    sg__gemm(dt, R, d, d, 1.0, O, d, 1, W->data, W->stride[1], W->stride[0], 1.0, y->data, d, 1);
+    sg__scratch_put(g, O);
+    sg_tensor *ins[5] = {q, k, v, W, bias};
+    sg_node *n = sg_record(g, "sg_mha_attention_out", attn_out_bwd, 5, ins, 1, &y);
+    if (n)
+        n->saved = sv;
+    if (opts->weights)
+        *opts->weights = P;
+    return y;
 }
 
 /* ---- module -------------------------------------------------------------------------- */
@@ -325,6 +459,10 @@ sg_tensor *sg_mha_forward(sg_graph *g, const sg_mha *m, sg_tensor *query, sg_ten
         k = sg_narrow(g, kv, 2, 0, d);
         v = sg_narrow(g, kv, 2, d, d);
     }
+    static const sg_mha_opts none;
+    sg_tensor *ins[5] = {q, k, v, m->out_proj.weight, m->out_proj.bias};
+    if (ins[4] && sg__will_record(g, 5, ins)) /* training: O is not kept */
+        return attention_out(g, m, q, k, v, opts ? opts : &none);
     sg_tensor *o = sg_scaled_dot_attention(g, q, k, v, m->heads, m->dropout, opts);
     return sg_linear(g, o, m->out_proj.weight, m->out_proj.bias);
 }

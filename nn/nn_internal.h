@@ -13,10 +13,11 @@ int sg__clip_coef(const sg_params *p, double max_norm, double *total_norm, doubl
 /* g[0..n) *= coef, f32 by an f32 coefficient as torch does */
 void sg__scale_grad(sg_dtype dt, void *g, int64_t n, double coef);
 
-/* layers.c. True when t is the output of the node just recorded on g, an sg_linear or
- * the ReLU feed-forward block (feedforward.c): no other op has read it, and their
- * backwards read only their inputs, so the next op may write its own output over t (the
- * logits' gradient, a fused activation, a residual sum). */
+/* layers.c. True when t is the output of the node just recorded on g, an sg_linear, the
+ * ReLU feed-forward block (feedforward.c) or a training attention with its output
+ * projection (mha.c): no other op has read it, and their backwards read only their
+ * inputs, so the next op may write its own output over t (the logits' gradient, a fused
+ * activation, a residual sum). */
 bool sg__fresh_linear_output(sg_graph *g, const sg_tensor *t);
 /* A graph tensor of the given shape over data (contiguous, not owned, kept alive by the
  * caller's graph); NULL with SG_ENOMEM recorded on g. */
