@@ -126,10 +126,10 @@ static sg_tensor *relu_dropout(sg_graph *g, sg_tensor *h, double p, bool trainin
  * those of the unfused block (linear1, relu, dropout, linear2), at the cost of one more
  * x W1^T product a layer (~7% more products for the transformer). */
 
-/* rows per chunk: a hidden chunk of at most 4 MiB (even, so that each chunk's mask starts
+/* rows per chunk: a hidden chunk of at most 2 MiB (even, so that each chunk's mask starts
  * on a fresh draw of sg_rng_keep_mask, two entries a draw: the chunks' masks are then
  * those of one mask over the whole layer) */
-#define FFN_CHUNK_BYTES ((size_t)4 << 20)
+#define FFN_CHUNK_BYTES ((size_t)2 << 20)
 
 typedef struct {
     int64_t rows, chunk; /* x's rows, rows per chunk */
