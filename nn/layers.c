@@ -185,6 +185,38 @@ DROPOUT_KERNELS(float, f32)
 DROPOUT_KERNELS(double, f64)
 #undef DROPOUT_KERNELS
 
+/* Dropout masks are not kept: a node saves the rng state its mask was drawn from (32
+ * bytes instead of a byte an element: enfr-transformer's 15 residual masks were 5.3 MB of
+ * its step) and its backward draws the same mask again into scratch. */
+
+/* The mask of N elements drawn from *rng (advanced) into pool scratch, and in *state
+ * (arena) the state it started from; NULL with SG_ENOMEM recorded on g. */
+static uint8_t *mask_draw(sg_graph *g, sg_rng *rng, int64_t N, double p, sg_rng **state,
+                          const char *op)
+{
+    *state = sg_arena_alloc(sg_graph_arena(g), sizeof **state);
+    uint8_t *keep = *state ? sg__scratch_get(g, (size_t)(N ? N : 1), op) : NULL;
+    if (!keep) {
+        if (!*state)
+            sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+        return NULL;
+    }
+    **state = *rng;
+    sg_rng_keep_mask(rng, keep, N, p);
+    return keep;
+}
+
+/* The mask a node drew (state: its saved rng state), again, into pool scratch. */
+static uint8_t *mask_again(sg_graph *g, const sg_rng *state, int64_t N, double p, const char *op)
+{
+    uint8_t *keep = sg__scratch_get(g, (size_t)(N ? N : 1), op);
+    if (keep) {
+        sg_rng r = *state;
+        sg_rng_keep_mask(&r, keep, N, p);
+    }
+    return keep;
+}
+
 static void dropout_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *x = n->in[0], *y = n->out[0];
@@ -192,13 +224,16 @@ static void dropout_bwd(sg_graph *g, sg_node *n)
     void *dx = sg__grad_for_write(g, x, &fresh);
     if (!dx)
         return;
-    const uint8_t *keep = n->saved;
     int64_t N = sg_tensor_numel(x);
+    uint8_t *keep = mask_again(g, n->saved, N, n->f[1], "sg_dropout backward");
+    if (!keep)
+        return;
     double s = n->f[0];
     if (x->dtype == SG_F32)
         dropout_bwd_f32(N, dx, y->grad, keep, (float)s, fresh);
     else
         dropout_bwd_f64(N, dx, y->grad, keep, s, fresh);
+    sg__scratch_put(g, keep);
 }
 
 bool sg__fresh_linear_output(sg_graph *g, const sg_tensor *t)
@@ -282,11 +317,13 @@ static sg_tensor *dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg
     x = sg_contiguous(g, x);
     SG_NEED(x);
     int64_t N = sg_tensor_numel(x);
-    uint8_t *keep = sg_arena_alloc(sg_graph_arena(g), (size_t)(N ? N : 1));
     sg_tensor *y = sg__output_over(g, x, over);
-    if (!keep || !y)
+    if (!y)
         return sg_graph_fail(g, SG_ENOMEM, "sg_dropout: out of memory");
-    sg_rng_keep_mask(rng, keep, N, p);
+    sg_rng *state;
+    uint8_t *keep = mask_draw(g, rng, N, p, &state, "sg_dropout");
+    if (!keep)
+        return NULL;
     if (over && x->dtype == SG_F32)
         dropout_fwd_inplace_f32(N, y->data, keep, (float)s);
     else if (over)
@@ -295,10 +332,12 @@ static sg_tensor *dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg
         dropout_fwd_f32(N, x->data, keep, (float)s, y->data);
     else
         dropout_fwd_f64(N, x->data, keep, s, y->data);
+    sg__scratch_put(g, keep);
     sg_node *n = sg_record(g, "sg_dropout", dropout_bwd, 1, &x, 1, &y);
     if (n) {
-        n->saved = keep;
+        n->saved = state;
         n->f[0] = s;
+        n->f[1] = p;
     }
     return y;
 }
@@ -455,7 +494,9 @@ static void dropout_add_bwd(sg_graph *g, sg_node *n)
     sg_tensor *x = n->in[0], *z = n->in[1], *s = n->out[0];
     int64_t N = sg_tensor_numel(s), nr = (N + SG_RANGE - 1) / SG_RANGE;
     char *dx = sg_grad_of(g, x), *dz = sg_grad_of(g, z);
-    const uint8_t *keep = n->saved;
+    uint8_t *keep = NULL;
+    if (n->saved && dz && !(keep = mask_again(g, n->saved, N, n->f[1], "sg_dropout_add backward")))
+        return;
     size_t es = sg_dtype_size(s->dtype);
     int nt = nr > 1 ? sg__threads() : 1;
     SG_OMP_FOR(nt)
@@ -475,6 +516,7 @@ static void dropout_add_bwd(sg_graph *g, sg_node *n)
                 dropout_add_bwd_f64(m, (const double *)s->grad + i0, NULL, b2, k, n->f[0]);
         }
     }
+    sg__scratch_put(g, keep);
 }
 
 sg_tensor *sg_dropout_add(sg_graph *g, sg_tensor *x, sg_tensor *z, double p, bool training,
@@ -494,12 +536,13 @@ sg_tensor *sg_dropout_add(sg_graph *g, sg_tensor *x, sg_tensor *z, double p, boo
         (!sg_tensor_is_contiguous(z) && !(z = sg_contiguous(g, z))))
         return NULL;
     int64_t N = sg_tensor_numel(z);
-    uint8_t *keep = drop ? sg_arena_alloc(sg_graph_arena(g), (size_t)(N ? N : 1)) : NULL;
     sg_tensor *s = sg__output_over(g, z, reuse_z && sg__fresh_linear_output(g, z));
-    if ((drop && !keep) || !s)
+    if (!s)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-    if (drop)
-        sg_rng_keep_mask(rng, keep, N, p);
+    sg_rng *state = NULL;
+    uint8_t *keep = drop ? mask_draw(g, rng, N, p, &state, op) : NULL;
+    if (drop && !keep)
+        return NULL;
     int64_t nr = (N + SG_RANGE - 1) / SG_RANGE;
     int nt = nr > 1 ? sg__threads() : 1;
     SG_OMP_FOR(nt)
@@ -513,11 +556,13 @@ sg_tensor *sg_dropout_add(sg_graph *g, sg_tensor *x, sg_tensor *z, double p, boo
             dropout_add_fwd_f64(m, (const double *)x->data + i0, (const double *)z->data + i0,
                                 (double *)s->data + i0, k, sc);
     }
+    sg__scratch_put(g, keep);
     sg_tensor *ins[2] = {x, z};
     sg_node *n = sg_record(g, "sg_dropout_add", dropout_add_bwd, 2, ins, 1, &s);
     if (n) {
-        n->saved = keep;
+        n->saved = state;
         n->f[0] = sc;
+        n->f[1] = p;
     }
     return s;
 }
