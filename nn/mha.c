@@ -7,7 +7,8 @@
  * go to BLIS without copies:
  *   S = (Q_bh K_bh^T) / sqrt(dk);  P = masked softmax_rows(S);  Pd = dropout(P)
  *   O_bh = Pd V_bh                 (written into the head's columns of O [B, Lq, d])
- * P (and the dropout mask) are saved for the hand-written backward.
+ * P and the rng state of the dropout masks (drawn again, a head at a time) are saved for
+ * the hand-written backward.
  */
 #include "attn_internal.h"
 
@@ -16,11 +17,12 @@
 
 typedef struct {
     void *P;          /* [B, h, Lq, Lk] softmax probabilities */
-    uint8_t *keep;    /* dropout mask [B, h, Lq, Lk] or NULL; the dropped-out
-                       * probabilities are made again from P and it, a head at a time */
+    sg_rng *state;    /* dropout: the rng state the masks were drawn from, a head at a
+                       * time in (b, h) order (drawn again where needed, not kept), or
+                       * NULL; the dropped-out probabilities are made from P and a mask */
     const uint8_t *valid; /* key validity [B, Lk] or NULL */
     int64_t B, Lq, Lk, d, heads;
-    double scale, drop_scale;
+    double scale, drop_scale, p;
 } sdpa_saved;
 
 /* Row i may see key j: key valid and (not causal or j <= i + Lk - Lq). */
@@ -90,11 +92,15 @@ static void sdpa_bwd_core(sg_graph *g, const sdpa_saved *sv, const sg_tensor *q,
         return;
     const char *op = "sg_scaled_dot_attention";
     void *dP = sg__scratch_get(g, es * (size_t)(Lq * Lk), op);
-    void *D = sv->keep ? sg__scratch_get(g, es * (size_t)(Lq * Lk), op) : NULL;
-    if (!dP || (sv->keep && !D)) {
+    void *D = sv->state ? sg__scratch_get(g, es * (size_t)(Lq * Lk), op) : NULL;
+    uint8_t *km = sv->state ? sg__scratch_get(g, (size_t)(Lq * Lk), op) : NULL;
+    if (!dP || (sv->state && (!D || !km))) {
         sg__scratch_put(g, dP);
+        sg__scratch_put(g, D);
+        sg__scratch_put(g, km);
         return;
     }
+    sg_rng rng = sv->state ? *sv->state : (sg_rng){{0}};
     const char *dO = dOp;
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
@@ -107,15 +113,16 @@ static void sdpa_bwd_core(sg_graph *g, const sdpa_saved *sv, const sg_tensor *q,
             const char *dOb = dO + (b * Lq * d + col) * (int64_t)es;
             /* dPd = dO_bh V_bh^T  [Lq, Lk] */
             sg__gemm(dt, Lq, Lk, dk, 1.0, dOb, d, 1, Vb, 1, v->stride[1], 0.0, dP, Lk, 1);
-            if (dv && sv->keep) {
-                dropped(dt, Lq * Lk, P, sv->keep + bh, sv->drop_scale, D);
+            if (sv->state) /* this head's mask, drawn again */
+                sg_rng_keep_mask(&rng, km, Lq * Lk, sv->p);
+            if (dv && sv->state) {
+                dropped(dt, Lq * Lk, P, km, sv->drop_scale, D);
                 Pd = D;
             }
             if (dv) /* dV_bh += Pd^T dO_bh */
                 sg__gemm(dt, Lk, dk, Lq, 1.0, Pd, 1, Lk, dOb, d, 1, 1.0,
                          (char *)dv + (b * Lk * d + col) * (int64_t)es, d, 1);
-            if (sv->keep) { /* dP = dPd keep / (1 - p) */
-                const uint8_t *km = sv->keep + bh;
+            if (sv->state) { /* dP = dPd keep / (1 - p) */
                 for (int64_t x = 0; x < Lq * Lk; x++) {
                     if (dt == SG_F32)
                         ((float *)dP)[x] = km[x] ? ((float *)dP)[x] * (float)sv->drop_scale : 0;
@@ -136,6 +143,7 @@ static void sdpa_bwd_core(sg_graph *g, const sdpa_saved *sv, const sg_tensor *q,
         }
     sg__scratch_put(g, dP);
     sg__scratch_put(g, D);
+    sg__scratch_put(g, km);
 }
 
 static void sdpa_bwd(sg_graph *g, sg_node *n)
@@ -196,7 +204,7 @@ static bool sdpa_setup(sg_graph *g, const char *op, sg_tensor **qp, sg_tensor **
     *vp = v = rows_ok(g, v);
     if (!q || !k || !v)
         return false;
-    int64_t dk = d / heads, np = B * heads * Lq * Lk;
+    int64_t dk = d / heads;
     sg_arena *ar = sg_graph_arena(g);
     sdpa_saved *sv = sg_arena_alloc(ar, sizeof *sv);
     sg_tensor *P = sg_empty(g, q->dtype, 4, (int64_t[]){B, heads, Lq, Lk});
@@ -207,12 +215,13 @@ static bool sdpa_setup(sg_graph *g, const char *op, sg_tensor **qp, sg_tensor **
     *sv = (sdpa_saved){.P = P->data, .valid = valid, .B = B, .Lq = Lq, .Lk = Lk, .d = d,
                        .heads = heads, .scale = 1.0 / sqrt((double)dk)};
     if (*drop) {
-        sv->keep = sg_arena_alloc(ar, (size_t)(np > 0 ? np : 1));
-        if (!sv->keep) {
+        if (!(sv->state = sg_arena_alloc(ar, sizeof *sv->state))) {
             sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
             return false;
         }
+        *sv->state = *opts->rng; /* before the forward draws */
         sv->drop_scale = 1.0 / (1.0 - dropout);
+        sv->p = dropout;
     }
     *svp = sv;
     *Pp = P;
@@ -220,18 +229,26 @@ static bool sdpa_setup(sg_graph *g, const char *op, sg_tensor **qp, sg_tensor **
 }
 
 /* O [B, Lq, d] (row stride d) = the attention of q, k, v; forward (fwd: the softmax of the
- * scores into P, the mask drawn from rng when sv->keep) or, when !fwd, made again from
- * the saved P and mask (a backward that did not keep O). false with SG_ENOMEM recorded. */
+ * scores into P, the masks drawn from rng when sv->state) or, when !fwd, made again from
+ * the saved P and the masks drawn again (a backward that did not keep O). false with
+ * SG_ENOMEM recorded. */
 static bool sdpa_context(sg_graph *g, const char *op, const sdpa_saved *sv, const sg_tensor *q,
                          const sg_tensor *k, const sg_tensor *v, bool fwd, bool causal,
-                         double dropout, sg_rng *rng, void *O)
+                         sg_rng *rng, void *O)
 {
     sg_dtype dt = v->dtype;
     size_t es = sg_dtype_size(dt);
     int64_t B = sv->B, Lq = sv->Lq, Lk = sv->Lk, d = sv->d, heads = sv->heads, dk = d / heads;
-    void *D = NULL; /* one head's dropped-out probabilities */
-    if (sv->keep && !(D = sg__scratch_get(g, es * (size_t)(Lq * Lk), op)))
+    void *D = NULL;     /* one head's dropped-out probabilities */
+    uint8_t *km = NULL; /* and its mask */
+    if (sv->state && (!(D = sg__scratch_get(g, es * (size_t)(Lq * Lk), op)) ||
+                      !(km = sg__scratch_get(g, (size_t)(Lq * Lk), op)))) {
+        sg__scratch_put(g, D);
         return false;
+    }
+    /* forward: the caller's rng (its state is sv->state); again: a copy of sv->state */
+    sg_rng again = sv->state ? *sv->state : (sg_rng){{0}};
+    sg_rng *r = fwd ? rng : &again;
     memset(O, 0, es * (size_t)(B * Lq * d));
     for (int64_t b = 0; b < B && Lq > 0 && Lk > 0; b++)
         for (int64_t h = 0; h < heads; h++) {
@@ -251,18 +268,18 @@ static bool sdpa_context(sg_graph *g, const char *op, const sdpa_saved *sv, cons
                     softmax_rows_f32(sv, b, causal, (float *)S);
                 else
                     softmax_rows_f64(sv, b, causal, (double *)S);
-                if (sv->keep)
-                    sg_rng_keep_mask(rng, sv->keep + bh, Lq * Lk, dropout);
             }
             const char *Pd = S;
-            if (sv->keep) {
-                dropped(dt, Lq * Lk, S, sv->keep + bh, sv->drop_scale, D);
+            if (sv->state) {
+                sg_rng_keep_mask(r, km, Lq * Lk, sv->p);
+                dropped(dt, Lq * Lk, S, km, sv->drop_scale, D);
                 Pd = D;
             }
             if (dk > 0) /* O_bh = Pd V_bh */
                 sg__gemm(dt, Lq, dk, Lk, 1.0, Pd, Lk, 1, Vb, v->stride[1], 1, 0.0,
                          (char *)O + (b * Lq * d + col) * (int64_t)es, d, 1);
         }
+    sg__scratch_put(g, km);
     sg__scratch_put(g, D);
     return true;
 }
@@ -283,7 +300,7 @@ sg_tensor *sg_scaled_dot_attention(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_t
     sg_tensor *o = sg_empty(g, q->dtype, 3, (int64_t[]){sv->B, sv->Lq, sv->d});
     if (!o)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-    if (!sdpa_context(g, op, sv, q, k, v, true, opts->causal, dropout, opts->rng, o->data))
+    if (!sdpa_context(g, op, sv, q, k, v, true, opts->causal, opts->rng, o->data))
         return NULL;
     sg_tensor *ins[3] = {q, k, v};
     sg_node *n = sg_record(g, op, sdpa_bwd, 3, ins, 1, &o);
@@ -318,7 +335,7 @@ static void attn_out_bwd(sg_graph *g, sg_node *n)
     if ((dW && !O) || (need_dO && !dO))
         goto done;
     if (dW) { /* dW += dY^T O, O made again */
-        if (!sdpa_context(g, op, sv, q, k, v, false, false, 0, NULL, O))
+        if (!sdpa_context(g, op, sv, q, k, v, false, false, NULL, O))
             goto done;
         sg__gemm(dt, d, d, R, 1.0, y->grad, 1, d, O, d, 1, 1.0, dW, d, 1);
     }
@@ -354,7 +371,7 @@ static sg_tensor *attention_out(sg_graph *g, const sg_mha *m, sg_tensor *q, sg_t
         sg__scratch_put(g, O);
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     }
-    if (!sdpa_context(g, op, sv, q, k, v, true, opts->causal, m->dropout, opts->rng, O)) {
+    if (!sdpa_context(g, op, sv, q, k, v, true, opts->causal, opts->rng, O)) {
         sg__scratch_put(g, O);
         return NULL;
     }
