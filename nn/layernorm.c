@@ -21,6 +21,9 @@ typedef struct {
  * single double accumulator is a serial chain); the lane order is fixed. */
 #define LN_LANES 16
 
+/* xhat of element k in ln_bwd_row */
+#define LN_XHAT(k) (from_y ? ((double)v[k] - (double)b[k]) / (double)w[k] : ((double)v[k] - m) * rs)
+
 #define LN_KERNELS(T, SUF, HOT)                                                              \
     /* sum_i (x_i - c)^k for k = 1 (c = 0) or 2, in double */                                \
     HOT static double ln_sum_##SUF(const T *restrict x, int64_t d, double c, bool sq)       \
@@ -79,22 +82,24 @@ typedef struct {
         }                                                                                    \
     }                                                                                        \
     /* One row: g = dy w;  dx += rstd (g - mean(g) - xhat mean(g xhat));  dw += dy xhat;      \
-     * db += dy (dw, db, dx may be NULL) */                                                  \
-    HOT static void ln_bwd_row_##SUF(int64_t d, const T *restrict x, const T *restrict w,   \
-                                     const T *restrict dy, double m, double rs,              \
-                                     T *restrict dx, T *restrict dw, T *restrict db)         \
+     * db += dy (dw, db, dx may be NULL). xhat from the input v = x, (x - mean) rstd, or     \
+     * when from_y from the output v = y, (y - b) / w (w and b given, no w_i 0) */           \
+    HOT static void ln_bwd_row_##SUF(int64_t d, const T *restrict v, const T *restrict w,   \
+                                     const T *restrict b, bool from_y, const T *restrict dy, \
+                                     double m, double rs, T *restrict dx, T *restrict dw,    \
+                                     T *restrict db)                                         \
     {                                                                                        \
         double a1[LN_LANES] = {0}, a2[LN_LANES] = {0}, sg = 0, sgx = 0;                      \
         int64_t i = 0;                                                                       \
         for (; i + LN_LANES <= d; i += LN_LANES)                                             \
             for (int u = 0; u < LN_LANES; u++) {                                             \
-                double xh = ((double)x[i + u] - m) * rs;                                     \
+                double xh = LN_XHAT(i + u);                                                  \
                 double gi = (double)dy[i + u] * (w ? (double)w[i + u] : 1.0);                \
                 a1[u] += gi;                                                                 \
                 a2[u] += gi * xh;                                                            \
             }                                                                                \
         for (; i < d; i++) {                                                                 \
-            double xh = ((double)x[i] - m) * rs, gi = (double)dy[i] * (w ? (double)w[i] : 1.0); \
+            double xh = LN_XHAT(i), gi = (double)dy[i] * (w ? (double)w[i] : 1.0);           \
             a1[0] += gi;                                                                     \
             a2[0] += gi * xh;                                                                \
         }                                                                                    \
@@ -104,7 +109,7 @@ typedef struct {
         }                                                                                    \
         if (dw)                                                                              \
             for (int64_t j = 0; j < d; j++)                                                  \
-                dw[j] += (T)(dy[j] * (((double)x[j] - m) * rs));                             \
+                dw[j] += (T)(dy[j] * LN_XHAT(j));                                            \
         if (db)                                                                              \
             for (int64_t j = 0; j < d; j++)                                                  \
                 db[j] += dy[j];                                                              \
@@ -113,48 +118,8 @@ typedef struct {
         sg /= (double)d;                                                                     \
         sgx /= (double)d;                                                                    \
         for (int64_t j = 0; j < d; j++) {                                                    \
-            double xh = ((double)x[j] - m) * rs;                                             \
+            double xh = LN_XHAT(j);                                                          \
             double gi = (double)dy[j] * (w ? (double)w[j] : 1.0);                            \
-            dx[j] += (T)(rs * (gi - sg - xh * sgx));                                         \
-        }                                                                                    \
-    }                                                                                        \
-    /* ln_bwd_row with xhat made again from the output: (y - b) / w (no w_i is 0) */        \
-    HOT static void ln_bwd_row_y_##SUF(int64_t d, const T *restrict y, const T *restrict w, \
-                                       const T *restrict b, const T *restrict dy, double rs, \
-                                       T *restrict dx, T *restrict dw, T *restrict db)       \
-    {                                                                                        \
-        double a1[LN_LANES] = {0}, a2[LN_LANES] = {0}, sg = 0, sgx = 0;                      \
-        int64_t i = 0;                                                                       \
-        for (; i + LN_LANES <= d; i += LN_LANES)                                             \
-            for (int u = 0; u < LN_LANES; u++) {                                             \
-                double xh = ((double)y[i + u] - (double)b[i + u]) / (double)w[i + u];        \
-                double gi = (double)dy[i + u] * (double)w[i + u];                            \
-                a1[u] += gi;                                                                 \
-                a2[u] += gi * xh;                                                            \
-            }                                                                                \
-        for (; i < d; i++) {                                                                 \
-            double xh = ((double)y[i] - (double)b[i]) / (double)w[i];                        \
-            double gi = (double)dy[i] * (double)w[i];                                        \
-            a1[0] += gi;                                                                     \
-            a2[0] += gi * xh;                                                                \
-        }                                                                                    \
-        for (int u = 0; u < LN_LANES; u++) {                                                 \
-            sg += a1[u];                                                                     \
-            sgx += a2[u];                                                                    \
-        }                                                                                    \
-        if (dw)                                                                              \
-            for (int64_t j = 0; j < d; j++)                                                  \
-                dw[j] += (T)(dy[j] * (((double)y[j] - (double)b[j]) / (double)w[j]));        \
-        if (db)                                                                              \
-            for (int64_t j = 0; j < d; j++)                                                  \
-                db[j] += dy[j];                                                              \
-        if (!dx)                                                                             \
-            return;                                                                          \
-        sg /= (double)d;                                                                     \
-        sgx /= (double)d;                                                                    \
-        for (int64_t j = 0; j < d; j++) {                                                    \
-            double xh = ((double)y[j] - (double)b[j]) / (double)w[j];                        \
-            double gi = (double)dy[j] * (double)w[j];                                        \
             dx[j] += (T)(rs * (gi - sg - xh * sgx));                                         \
         }                                                                                    \
     }                                                                                        \
@@ -164,16 +129,13 @@ typedef struct {
     {                                                                                        \
         int64_t d = s->d;                                                                    \
         for (int64_t r = 0; r < s->rows; r++)                                                \
-            if (s->over)                                                                     \
-                ln_bwd_row_y_##SUF(d, xy + r * d, w, b, dy + r * d, s->rstd[r],              \
-                                   dx ? dx + r * d : NULL, dw, db);                          \
-            else                                                                             \
-                ln_bwd_row_##SUF(d, xy + r * d, w, dy + r * d, s->mean[r], s->rstd[r],       \
-                                 dx ? dx + r * d : NULL, dw, db);                            \
+            ln_bwd_row_##SUF(d, xy + r * d, w, b, s->over, dy + r * d, s->mean[r], s->rstd[r], \
+                             dx ? dx + r * d : NULL, dw, db);                                \
     }
 
 LN_KERNELS(float, f32, SG_HOT)
 LN_KERNELS(double, f64, )
+#undef LN_XHAT
 
 static void ln_bwd(sg_graph *g, sg_node *n)
 {
