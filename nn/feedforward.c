@@ -172,7 +172,7 @@ static void relu_drop_range(sg_dtype dt, int64_t N, void *y, const uint8_t *keep
     }
 }
 
-/* rows [r0, r0 + n) of the bias b broadcast (or zeros without one) into c [n, cols] */
+/* the bias b in each of the n rows of c [n, cols] */
 static void bias_rows(sg_dtype dt, void *c, int64_t n, int64_t cols, const sg_tensor *b)
 {
     size_t es = sg_dtype_size(dt), row = (size_t)cols * es;

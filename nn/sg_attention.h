@@ -186,8 +186,10 @@ typedef struct sg_mha_opts {
 /* out [B, Lq, d] = attention of query [B, Lq, d] over key_value [B, Lk, d] (pass the
  * same tensor for self-attention: one fused projection GEMM). opts may be NULL. A query
  * row with every key masked gives zeros before out_proj (so out = out_proj.bias) and
- * zero gradient. SG_ESHAPE (widths, batch, mask/length shapes), SG_EDTYPE, SG_ERANGE
- * (a key length outside [0, Lk]), SG_EINVAL (training without rng). */
+ * zero gradient. In a graph that records, attention and out_proj are one node that keeps
+ * Q, K, V and the probabilities, not the context (backward makes it again). SG_ESHAPE
+ * (widths, batch, mask/length shapes), SG_EDTYPE, SG_ERANGE (a key length outside
+ * [0, Lk]), SG_EINVAL (training without rng). */
 SG_API sg_tensor *sg_mha_forward(sg_graph *g, const sg_mha *m, sg_tensor *query,
                                  sg_tensor *key_value, const sg_mha_opts *opts);
 
@@ -253,7 +255,9 @@ typedef struct sg_feedforward {
 
 SG_API int sg_feedforward_init(sg_feedforward *m, sg_params *p, const char *prefix, int64_t d,
                                int64_t dff, sg_activation act, double dropout, sg_rng *rng);
-/* x [..., d] -> [..., d]; dropout only when training (needs rng then). */
+/* x [..., d] -> [..., d]; dropout only when training (needs rng then). In a graph that
+ * records, the ReLU block is one node that keeps only x and makes its [..., F] hidden
+ * layer again in backward (one more x W1^T product; the same values). */
 SG_API sg_tensor *sg_feedforward_forward(sg_graph *g, const sg_feedforward *m, sg_tensor *x,
                                          bool training, sg_rng *rng);
 /* GELU, exact erf form (PyTorch's default): x/2 (1 + erf(x / sqrt 2)). */
