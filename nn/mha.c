@@ -389,6 +389,135 @@ static sg_tensor *attention_out(sg_graph *g, const sg_mha *m, sg_tensor *q, sg_t
     return y;
 }
 
+/* ---- cross-attention whose keys and values are projected inside the node ------------
+ *
+ * Why: a decoder layer's cross-attention projects the whole encoder memory to K and V
+ * ([B, S, 2d]); kept for backward they were 7.5 MB of enfr-transformer's step (3 layers).
+ * This node keeps the memory (kept anyway) and makes K, V again in backward with the same
+ * product (one [B S, d] x [d, 2d] a layer, ~3% of the step's products). */
+
+/* K and V [B S, 2d] = mem W_kv^T + b_kv into kv (W_kv, b_kv: rows [d, 3d) of in_proj's W
+ * [3d, d] and b); k, v: headers over its two halves */
+static void project_kv(const sg_tensor *W, const sg_tensor *b, const sg_tensor *mem, void *kv,
+                       sg_tensor *k, sg_tensor *v)
+{
+    sg_dtype dt = mem->dtype;
+    size_t es = sg_dtype_size(dt);
+    int64_t B = mem->shape[0], S = mem->shape[1], d = W->shape[1], R = B * S;
+    const char *Wkv = (const char *)W->data + (size_t)(d * W->stride[0]) * es;
+    for (int64_t r = 0; r < R; r++)
+        memcpy((char *)kv + (size_t)(r * 2 * d) * es, (const char *)b->data + (size_t)d * es,
+               (size_t)(2 * d) * es);
+    sg__gemm(dt, R, 2 * d, d, 1.0, mem->data, d, 1, Wkv, W->stride[1], W->stride[0], 1.0, kv,
+             2 * d, 1);
+    for (int h = 0; h < 2; h++) {
+        sg_tensor *t = h ? v : k;
+        *t = (sg_tensor){.dtype = dt, .ndim = 3, .shape = {B, S, d}, .stride = {S * 2 * d, 2 * d, 1},
+                         .data = (char *)kv + (size_t)(h * d) * es};
+    }
+}
+
+static void cross_out_bwd(sg_graph *g, sg_node *n)
+{
+    const char *op = "sg_mha_forward backward";
+    sg_tensor *q = n->in[0], *mem = n->in[1], *Win = n->in[2], *bin = n->in[3];
+    sg_tensor *W = n->in[4], *bias = n->in[5], *y = n->out[0];
+    const sdpa_saved *sv = n->saved;
+    sg_dtype dt = y->dtype;
+    size_t es = sg_dtype_size(dt);
+    int64_t R = sv->B * sv->Lq, Rk = sv->B * sv->Lk, d = sv->d;
+    void *dW = sg_grad_of(g, W), *db = sg_grad_of(g, bias), *dq = sg_grad_of(g, q);
+    void *dWin = sg_grad_of(g, Win), *dbin = sg_grad_of(g, bin), *dmem = sg_grad_of(g, mem);
+    bool need_dkv = dWin || dbin || dmem, need_dO = dq || need_dkv;
+    sg_tensor k, v;
+    void *kv = sg__scratch_get(g, es * (size_t)(Rk * 2 * d > 0 ? Rk * 2 * d : 1), op);
+    void *O = dW ? sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op) : NULL;
+    void *dO = need_dO ? sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op) : NULL;
+    void *dkv = need_dkv ? sg__scratch_get(g, es * (size_t)(Rk * 2 * d > 0 ? Rk * 2 * d : 1), op)
+                         : NULL;
+    if (!kv || (dW && !O) || (need_dO && !dO) || (need_dkv && !dkv))
+        goto done;
+    project_kv(Win, bin, mem, kv, &k, &v);
+    if (dW) { /* dW += dY^T O, O made again */
+        if (!sdpa_context(g, op, sv, q, &k, &v, false, false, NULL, O))
+            goto done;
+        sg__gemm(dt, d, d, R, 1.0, y->grad, 1, d, O, d, 1, 1.0, dW, d, 1);
+    }
+    if (db)
+        sg__add_colsum(dt, db, y->grad, R, d, d);
+    if (!need_dO)
+        goto done;
+    sg__gemm(dt, R, d, d, 1.0, y->grad, d, 1, W->data, W->stride[0], W->stride[1], 0.0, dO, d, 1);
+    char *dK = dkv, *dV = dkv ? (char *)dkv + (size_t)(Rk * d) * es : NULL;
+    if (dkv)
+        memset(dkv, 0, es * (size_t)(Rk * 2 * d));
+    sdpa_bwd_core(g, sv, q, &k, &v, dO, dq, dK, dV);
+    for (int h = 0; h < 2 && dkv; h++) { /* rows [d, 2d) of in_proj: K, [2d, 3d): V */
+        const char *dP = h ? dV : dK;
+        size_t row0 = (size_t)((1 + h) * d);
+        if (dWin) /* dW_p += dP^T mem */
+            sg__gemm(dt, d, d, Rk, 1.0, dP, 1, d, mem->data, d, 1, 1.0,
+                     (char *)dWin + row0 * (size_t)d * es, d, 1);
+        if (dbin)
+            sg__add_colsum(dt, (char *)dbin + row0 * es, dP, Rk, d, d);
+        if (dmem) /* dmem += dP W_p */
+            sg__gemm(dt, Rk, d, d, 1.0, dP, d, 1,
+                     (const char *)Win->data + row0 * (size_t)Win->stride[0] * es,
+                     Win->stride[0], Win->stride[1], 1.0, dmem, d, 1);
+    }
+done:
+    sg__scratch_put(g, dkv);
+    sg__scratch_put(g, dO);
+    sg__scratch_put(g, O);
+    sg__scratch_put(g, kv);
+}
+
+/* out_proj(attention(q, mem W_kv^T + b_kv)) as one node that keeps q and mem, not K, V
+ * (mem [B, S, d] contiguous); NULL with the error recorded on g. */
+static sg_tensor *cross_attention_out(sg_graph *g, const sg_mha *m, sg_tensor *q,
+                                      sg_tensor *mem, const sg_mha_opts *opts)
+{
+    const char *op = "sg_mha_forward";
+    sg_dtype dt = q->dtype;
+    size_t es = sg_dtype_size(dt);
+    int64_t d = m->d, Rk = mem->shape[0] * mem->shape[1];
+    void *kv = sg__scratch_get(g, es * (size_t)(Rk * 2 * d > 0 ? Rk * 2 * d : 1), op);
+    if (!kv)
+        return NULL;
+    sg_tensor kt, vt, *k = &kt, *v = &vt;
+    project_kv(m->in_proj_weight, m->in_proj_bias, mem, kv, k, v);
+    sdpa_saved *sv;
+    sg_tensor *P;
+    bool drop;
+    sg_tensor *q0 = q;
+    if (!sdpa_setup(g, op, &q, &k, &v, m->heads, m->dropout, opts, &sv, &P, &drop) ||
+        k != &kt || v != &vt || q != q0) { /* the headers are read as they are */
+        sg__scratch_put(g, kv);
+        return sg_graph_status(g) ? NULL : sg_graph_fail(g, SG_EINVAL, "%s: bad operands", op);
+    }
+    sg_tensor *W = m->out_proj.weight, *bias = m->out_proj.bias;
+    int64_t R = sv->B * sv->Lq;
+    sg_tensor *y = sg_empty(g, dt, 3, (int64_t[]){sv->B, sv->Lq, d});
+    void *O = sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op);
+    if (!y || !O || !sdpa_context(g, op, sv, q, k, v, true, opts->causal, opts->rng, O)) {
+        sg__scratch_put(g, O);
+        sg__scratch_put(g, kv);
+        return sg_graph_status(g) ? NULL : sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+    }
+    for (int64_t r = 0; r < R; r++)
+        memcpy((char *)y->data + (size_t)(r * d) * es, bias->data, (size_t)d * es);
+    sg__gemm(dt, R, d, d, 1.0, O, d, 1, W->data, W->stride[1], W->stride[0], 1.0, y->data, d, 1);
+    sg__scratch_put(g, O);
+    sg__scratch_put(g, kv);
+    sg_tensor *ins[6] = {q, mem, m->in_proj_weight, m->in_proj_bias, W, bias};
+    sg_node *n = sg_record(g, "sg_mha_attention_out", cross_out_bwd, 6, ins, 1, &y);
+    if (n)
+        n->saved = sv;
+    if (opts->weights)
+        *opts->weights = P;
+    return y;
+}
+
 /* ---- module -------------------------------------------------------------------------- */
 
 int sg_mha_init(sg_mha *m, sg_params *p, const char *prefix, int64_t d, int64_t heads,
@@ -472,6 +601,13 @@ sg_tensor *sg_mha_forward(sg_graph *g, const sg_mha *m, sg_tensor *query, sg_ten
         v = sg_narrow(g, qkv, 2, 2 * d, d);
     } else {
         q = project(g, m, query, 0, 1);
+        /* training: K and V are made inside the attention node (and again in backward) */
+        sg_tensor *cin[6] = {q, key_value, m->in_proj_weight, m->in_proj_bias,
+                             m->out_proj.weight, m->out_proj.bias};
+        static const sg_mha_opts none_;
+        if (q && cin[3] && cin[5] && sg_tensor_is_contiguous(key_value) &&
+            sg__will_record(g, 6, cin))
+            return cross_attention_out(g, m, q, key_value, opts ? opts : &none_);
         sg_tensor *kv = project(g, m, key_value, 1, 2);
         k = sg_narrow(g, kv, 2, 0, d);
         v = sg_narrow(g, kv, 2, d, d);
