@@ -389,57 +389,62 @@ static sg_tensor *attention_out(sg_graph *g, const sg_mha *m, sg_tensor *q, sg_t
     return y;
 }
 
-/* ---- cross-attention whose keys and values are projected inside the node ------------
+/* ---- attention whose inputs are projected inside the node ---------------------------
  *
- * Why: a decoder layer's cross-attention projects the whole encoder memory to K and V
- * ([B, S, 2d]); kept for backward they were 7.5 MB of enfr-transformer's step (3 layers).
- * This node keeps the memory (kept anyway) and makes K, V again in backward with the same
- * product (one [B S, d] x [d, 2d] a layer, ~3% of the step's products). */
+ * Why: the projected Q, K, V ([B, L, 3d] for self-attention, [B, S, 2d] of the encoder
+ * memory for a decoder's cross-attention) were kept for backward: 37 MB of
+ * enfr-transformer's step (9 attentions). This node keeps what it projects from (the layer
+ * input or the memory, kept anyway) and makes the projections again in backward with the
+ * same product (one more [rows, d] x [d, n d] a layer: ~10% more products for the
+ * transformer). A cross-attention's Q is its own sg_linear (it is [B, Lq, d] only). */
 
-/* K and V [B S, 2d] = mem W_kv^T + b_kv into kv (W_kv, b_kv: rows [d, 3d) of in_proj's W
- * [3d, d] and b); k, v: headers over its two halves */
-static void project_kv(const sg_tensor *W, const sg_tensor *b, const sg_tensor *mem, void *kv,
-                       sg_tensor *k, sg_tensor *v)
+/* The projections [R, n d] = src W_p^T + b_p into buf for the n parts p = p0 .. p0+n-1 of
+ * in_proj (0 Q, 1 K, 2 V: rows [p d, (p + 1) d) of W [3d, d] and b); hdr[i]: a [B, L, d]
+ * header over part p0 + i */
+static void project_parts(const sg_tensor *W, const sg_tensor *b, const sg_tensor *src,
+                          int p0, int n, void *buf, sg_tensor *hdr)
 {
-    sg_dtype dt = mem->dtype;
+    sg_dtype dt = src->dtype;
     size_t es = sg_dtype_size(dt);
-    int64_t B = mem->shape[0], S = mem->shape[1], d = W->shape[1], R = B * S;
-    const char *Wkv = (const char *)W->data + (size_t)(d * W->stride[0]) * es;
+    int64_t B = src->shape[0], L = src->shape[1], d = W->shape[1], R = B * L, w = n * d;
+    const char *Wp = (const char *)W->data + (size_t)(p0 * d * W->stride[0]) * es;
     for (int64_t r = 0; r < R; r++)
-        memcpy((char *)kv + (size_t)(r * 2 * d) * es, (const char *)b->data + (size_t)d * es,
-               (size_t)(2 * d) * es);
-    sg__gemm(dt, R, 2 * d, d, 1.0, mem->data, d, 1, Wkv, W->stride[1], W->stride[0], 1.0, kv,
-             2 * d, 1);
-    for (int h = 0; h < 2; h++) {
-        sg_tensor *t = h ? v : k;
-        *t = (sg_tensor){.dtype = dt, .ndim = 3, .shape = {B, S, d}, .stride = {S * 2 * d, 2 * d, 1},
-                         .data = (char *)kv + (size_t)(h * d) * es};
-    }
+        memcpy((char *)buf + (size_t)(r * w) * es, (const char *)b->data + (size_t)(p0 * d) * es,
+               (size_t)w * es);
+    sg__gemm(dt, R, w, d, 1.0, src->data, d, 1, Wp, W->stride[1], W->stride[0], 1.0, buf, w, 1);
+    for (int i = 0; i < n; i++)
+        hdr[i] = (sg_tensor){.dtype = dt, .ndim = 3, .shape = {B, L, d},
+                             .stride = {L * w, w, 1}, .data = (char *)buf + (size_t)(i * d) * es};
 }
 
-static void cross_out_bwd(sg_graph *g, sg_node *n)
+/* inputs: self-attention {x, W_in, b_in, W_o, b_o}; cross {q, mem, W_in, b_in, W_o, b_o} */
+static void proj_out_bwd(sg_graph *g, sg_node *n)
 {
     const char *op = "sg_mha_forward backward";
-    sg_tensor *q = n->in[0], *mem = n->in[1], *Win = n->in[2], *bin = n->in[3];
-    sg_tensor *W = n->in[4], *bias = n->in[5], *y = n->out[0];
+    bool self = n->n_in == 5;
+    sg_tensor *q = self ? NULL : n->in[0], *src = n->in[self ? 0 : 1];
+    sg_tensor *Win = n->in[self ? 1 : 2], *bin = n->in[self ? 2 : 3];
+    sg_tensor *W = n->in[self ? 3 : 4], *bias = n->in[self ? 4 : 5], *y = n->out[0];
     const sdpa_saved *sv = n->saved;
     sg_dtype dt = y->dtype;
     size_t es = sg_dtype_size(dt);
-    int64_t R = sv->B * sv->Lq, Rk = sv->B * sv->Lk, d = sv->d;
-    void *dW = sg_grad_of(g, W), *db = sg_grad_of(g, bias), *dq = sg_grad_of(g, q);
-    void *dWin = sg_grad_of(g, Win), *dbin = sg_grad_of(g, bin), *dmem = sg_grad_of(g, mem);
-    bool need_dkv = dWin || dbin || dmem, need_dO = dq || need_dkv;
-    sg_tensor k, v;
-    void *kv = sg__scratch_get(g, es * (size_t)(Rk * 2 * d > 0 ? Rk * 2 * d : 1), op);
+    int p0 = self ? 0 : 1, np = self ? 3 : 2;
+    int64_t R = sv->B * sv->Lq, Rs = src->shape[0] * src->shape[1], d = sv->d;
+    void *dW = sg_grad_of(g, W), *db = sg_grad_of(g, bias), *dq = q ? sg_grad_of(g, q) : NULL;
+    void *dWin = sg_grad_of(g, Win), *dbin = sg_grad_of(g, bin), *dsrc = sg_grad_of(g, src);
+    bool need_dp = dWin || dbin || dsrc, need_dO = dq || need_dp;
+    sg_tensor hdr[3];
+    size_t n_proj = (size_t)(Rs * np * d > 0 ? Rs * np * d : 1);
+    void *proj = sg__scratch_get(g, es * n_proj, op);
     void *O = dW ? sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op) : NULL;
     void *dO = need_dO ? sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op) : NULL;
-    void *dkv = need_dkv ? sg__scratch_get(g, es * (size_t)(Rk * 2 * d > 0 ? Rk * 2 * d : 1), op)
-                         : NULL;
-    if (!kv || (dW && !O) || (need_dO && !dO) || (need_dkv && !dkv))
+    void *dp = need_dp ? sg__scratch_get(g, es * n_proj, op) : NULL;
+    if (!proj || (dW && !O) || (need_dO && !dO) || (need_dp && !dp))
         goto done;
-    project_kv(Win, bin, mem, kv, &k, &v);
+    project_parts(Win, bin, src, p0, np, proj, hdr);
+    const sg_tensor *qt = self ? &hdr[0] : q, *kt = &hdr[self ? 1 : 0], *vt = &hdr[self ? 2 : 1];
     if (dW) { /* dW += dY^T O, O made again */
-        if (!sdpa_context(g, op, sv, q, &k, &v, false, false, NULL, O))
+        if (!sdpa_context(g, op, sv, qt, kt, vt, false, false, NULL, O))
             goto done;
         sg__gemm(dt, d, d, R, 1.0, y->grad, 1, d, O, d, 1, 1.0, dW, d, 1);
     }
@@ -448,69 +453,78 @@ static void cross_out_bwd(sg_graph *g, sg_node *n)
     if (!need_dO)
         goto done;
     sg__gemm(dt, R, d, d, 1.0, y->grad, d, 1, W->data, W->stride[0], W->stride[1], 0.0, dO, d, 1);
-    char *dK = dkv, *dV = dkv ? (char *)dkv + (size_t)(Rk * d) * es : NULL;
-    if (dkv)
-        memset(dkv, 0, es * (size_t)(Rk * 2 * d));
-    sdpa_bwd_core(g, sv, q, &k, &v, dO, dq, dK, dV);
-    for (int h = 0; h < 2 && dkv; h++) { /* rows [d, 2d) of in_proj: K, [2d, 3d): V */
-        const char *dP = h ? dV : dK;
-        size_t row0 = (size_t)((1 + h) * d);
-        if (dWin) /* dW_p += dP^T mem */
-            sg__gemm(dt, d, d, Rk, 1.0, dP, 1, d, mem->data, d, 1, 1.0,
+    /* the parts' gradients [np][Rs, d], zeroed: the attention's backward adds to them */
+    char *dpart[3] = {NULL, NULL, NULL};
+    if (dp) {
+        memset(dp, 0, es * (size_t)(Rs * np * d));
+        for (int i = 0; i < np; i++)
+            dpart[i] = (char *)dp + (size_t)(i * Rs * d) * es;
+    }
+    sdpa_bwd_core(g, sv, qt, kt, vt, dO, self ? dpart[0] : dq, dpart[self ? 1 : 0],
+                  dpart[self ? 2 : 1]);
+    for (int i = 0; i < np && dp; i++) { /* part p = p0 + i: rows [p d, (p + 1) d) */
+        size_t row0 = (size_t)((p0 + i) * d);
+        if (dWin) /* dW_p += dP^T src */
+            sg__gemm(dt, d, d, Rs, 1.0, dpart[i], 1, d, src->data, d, 1, 1.0,
                      (char *)dWin + row0 * (size_t)d * es, d, 1);
         if (dbin)
-            sg__add_colsum(dt, (char *)dbin + row0 * es, dP, Rk, d, d);
-        if (dmem) /* dmem += dP W_p */
-            sg__gemm(dt, Rk, d, d, 1.0, dP, d, 1,
+            sg__add_colsum(dt, (char *)dbin + row0 * es, dpart[i], Rs, d, d);
+        if (dsrc) /* dsrc += dP W_p */
+            sg__gemm(dt, Rs, d, d, 1.0, dpart[i], d, 1,
                      (const char *)Win->data + row0 * (size_t)Win->stride[0] * es,
-                     Win->stride[0], Win->stride[1], 1.0, dmem, d, 1);
+                     Win->stride[0], Win->stride[1], 1.0, dsrc, d, 1);
     }
 done:
-    sg__scratch_put(g, dkv);
+    sg__scratch_put(g, dp);
     sg__scratch_put(g, dO);
     sg__scratch_put(g, O);
-    sg__scratch_put(g, kv);
+    sg__scratch_put(g, proj);
 }
 
-/* out_proj(attention(q, mem W_kv^T + b_kv)) as one node that keeps q and mem, not K, V
- * (mem [B, S, d] contiguous); NULL with the error recorded on g. */
-static sg_tensor *cross_attention_out(sg_graph *g, const sg_mha *m, sg_tensor *q,
-                                      sg_tensor *mem, const sg_mha_opts *opts)
+/* out_proj(attention(...)) as one node that keeps src (contiguous [B, L, d]) and not the
+ * projections: self-attention when q is NULL (Q, K, V from src), else a cross-attention of
+ * q over K, V projected from src; NULL with the error recorded on g. */
+static sg_tensor *proj_attention_out(sg_graph *g, const sg_mha *m, sg_tensor *q, sg_tensor *src,
+                                     const sg_mha_opts *opts)
 {
     const char *op = "sg_mha_forward";
-    sg_dtype dt = q->dtype;
+    bool self = !q;
+    sg_dtype dt = src->dtype;
     size_t es = sg_dtype_size(dt);
-    int64_t d = m->d, Rk = mem->shape[0] * mem->shape[1];
-    void *kv = sg__scratch_get(g, es * (size_t)(Rk * 2 * d > 0 ? Rk * 2 * d : 1), op);
-    if (!kv)
+    int p0 = self ? 0 : 1, np = self ? 3 : 2;
+    int64_t d = m->d, Rs = src->shape[0] * src->shape[1];
+    void *proj = sg__scratch_get(g, es * (size_t)(Rs * np * d > 0 ? Rs * np * d : 1), op);
+    if (!proj)
         return NULL;
-    sg_tensor kt, vt, *k = &kt, *v = &vt;
-    project_kv(m->in_proj_weight, m->in_proj_bias, mem, kv, k, v);
+    sg_tensor hdr[3];
+    project_parts(m->in_proj_weight, m->in_proj_bias, src, p0, np, proj, hdr);
+    sg_tensor *qt = self ? &hdr[0] : q, *kt = &hdr[self ? 1 : 0], *vt = &hdr[self ? 2 : 1];
+    sg_tensor *q0 = qt, *k0 = kt, *v0 = vt;
     sdpa_saved *sv;
     sg_tensor *P;
     bool drop;
-    sg_tensor *q0 = q;
-    if (!sdpa_setup(g, op, &q, &k, &v, m->heads, m->dropout, opts, &sv, &P, &drop) ||
-        k != &kt || v != &vt || q != q0) { /* the headers are read as they are */
-        sg__scratch_put(g, kv);
+    if (!sdpa_setup(g, op, &qt, &kt, &vt, m->heads, m->dropout, opts, &sv, &P, &drop) ||
+        qt != q0 || kt != k0 || vt != v0) { /* the headers are read as they are */
+        sg__scratch_put(g, proj);
         return sg_graph_status(g) ? NULL : sg_graph_fail(g, SG_EINVAL, "%s: bad operands", op);
     }
     sg_tensor *W = m->out_proj.weight, *bias = m->out_proj.bias;
     int64_t R = sv->B * sv->Lq;
     sg_tensor *y = sg_empty(g, dt, 3, (int64_t[]){sv->B, sv->Lq, d});
     void *O = sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op);
-    if (!y || !O || !sdpa_context(g, op, sv, q, k, v, true, opts->causal, opts->rng, O)) {
+    if (!y || !O || !sdpa_context(g, op, sv, qt, kt, vt, true, opts->causal, opts->rng, O)) {
         sg__scratch_put(g, O);
-        sg__scratch_put(g, kv);
+        sg__scratch_put(g, proj);
         return sg_graph_status(g) ? NULL : sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     }
     for (int64_t r = 0; r < R; r++)
         memcpy((char *)y->data + (size_t)(r * d) * es, bias->data, (size_t)d * es);
     sg__gemm(dt, R, d, d, 1.0, O, d, 1, W->data, W->stride[1], W->stride[0], 1.0, y->data, d, 1);
     sg__scratch_put(g, O);
-    sg__scratch_put(g, kv);
-    sg_tensor *ins[6] = {q, mem, m->in_proj_weight, m->in_proj_bias, W, bias};
-    sg_node *n = sg_record(g, "sg_mha_attention_out", cross_out_bwd, 6, ins, 1, &y);
+    sg__scratch_put(g, proj);
+    sg_tensor *ins[6] = {q, src, m->in_proj_weight, m->in_proj_bias, W, bias};
+    sg_node *n = self ? sg_record(g, "sg_mha_attention_out", proj_out_bwd, 5, ins + 1, 1, &y)
+                      : sg_record(g, "sg_mha_attention_out", proj_out_bwd, 6, ins, 1, &y);
     if (n)
         n->saved = sv;
     if (opts->weights)
@@ -594,6 +608,15 @@ sg_tensor *sg_mha_forward(sg_graph *g, const sg_mha *m, sg_tensor *query, sg_ten
                              SG_SHAPE(query), SG_SHAPE(key_value));
     int64_t d = m->d;
     sg_tensor *q, *k, *v;
+    static const sg_mha_opts none;
+    const sg_mha_opts *o = opts ? opts : &none;
+    /* training: the projections are made inside the attention node (and again in
+     * backward), from an input the graph keeps anyway */
+    sg_tensor *pin[5] = {query, m->in_proj_weight, m->in_proj_bias, m->out_proj.weight,
+                         m->out_proj.bias};
+    if (query == key_value && pin[2] && pin[4] && sg_tensor_is_contiguous(query) &&
+        sg__will_record(g, 5, pin))
+        return proj_attention_out(g, m, NULL, query, o);
     if (query == key_value) { /* self-attention: one GEMM for Q, K, V */
         sg_tensor *qkv = project(g, m, query, 0, 3);
         q = sg_narrow(g, qkv, 2, 0, d);
@@ -601,23 +624,20 @@ sg_tensor *sg_mha_forward(sg_graph *g, const sg_mha *m, sg_tensor *query, sg_ten
         v = sg_narrow(g, qkv, 2, 2 * d, d);
     } else {
         q = project(g, m, query, 0, 1);
-        /* training: K and V are made inside the attention node (and again in backward) */
         sg_tensor *cin[6] = {q, key_value, m->in_proj_weight, m->in_proj_bias,
                              m->out_proj.weight, m->out_proj.bias};
-        static const sg_mha_opts none_;
         if (q && cin[3] && cin[5] && sg_tensor_is_contiguous(key_value) &&
             sg__will_record(g, 6, cin))
-            return cross_attention_out(g, m, q, key_value, opts ? opts : &none_);
+            return proj_attention_out(g, m, q, key_value, o);
         sg_tensor *kv = project(g, m, key_value, 1, 2);
         k = sg_narrow(g, kv, 2, 0, d);
         v = sg_narrow(g, kv, 2, d, d);
     }
-    static const sg_mha_opts none;
     sg_tensor *ins[5] = {q, k, v, m->out_proj.weight, m->out_proj.bias};
     if (ins[4] && sg__will_record(g, 5, ins)) /* training: O is not kept */
-        return attention_out(g, m, q, k, v, opts ? opts : &none);
-    sg_tensor *o = sg_scaled_dot_attention(g, q, k, v, m->heads, m->dropout, opts);
-    return sg_linear(g, o, m->out_proj.weight, m->out_proj.bias);
+        return attention_out(g, m, q, k, v, o);
+    sg_tensor *ctx = sg_scaled_dot_attention(g, q, k, v, m->heads, m->dropout, opts);
+    return sg_linear(g, ctx, m->out_proj.weight, m->out_proj.bias);
 }
 
 /* ---- key/value cache --------------------------------------------------------------------- */
