@@ -318,37 +318,51 @@ sg_tensor *sg_scaled_dot_attention(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_t
  * and P (the attention's backward reads them anyway), not O: backward makes O again
  * from P, the mask and V (the same products: ~1% of the layer's work). */
 
-static void attn_out_bwd(sg_graph *g, sg_node *n)
+/* The output projection's backward of an attention node (y = O W^T + b): dW += dY^T O
+ * (O made again from P, the masks and v), db += colsum dY, and dO = dY W when dO is given
+ * (scratch [B Lq, d]). false with the error recorded on g. */
+static bool out_proj_bwd(sg_graph *g, const char *op, const sdpa_saved *sv, const sg_tensor *q,
+                         const sg_tensor *k, const sg_tensor *v, sg_tensor *y, sg_tensor *W,
+                         sg_tensor *bias, void *dO)
 {
-    const char *op = "sg_mha_forward backward";
-    sg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *W = n->in[3], *bias = n->in[4];
-    sg_tensor *y = n->out[0];
-    const sdpa_saved *sv = n->saved;
     sg_dtype dt = y->dtype;
     size_t es = sg_dtype_size(dt);
     int64_t R = sv->B * sv->Lq, d = sv->d;
     void *dW = sg_grad_of(g, W), *db = sg_grad_of(g, bias);
-    void *dq = sg_grad_of(g, q), *dkk = sg_grad_of(g, k), *dv = sg_grad_of(g, v);
-    bool need_dO = dq || dkk || dv;
-    void *O = dW ? sg__scratch_get(g, es * (size_t)(R * d), op) : NULL;
-    void *dO = need_dO ? sg__scratch_get(g, es * (size_t)(R * d), op) : NULL;
-    if ((dW && !O) || (need_dO && !dO))
-        goto done;
-    if (dW) { /* dW += dY^T O, O made again */
-        if (!sdpa_context(g, op, sv, q, k, v, false, false, NULL, O))
-            goto done;
+    if (dW) {
+        void *O = sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op);
+        if (!O || !sdpa_context(g, op, sv, q, k, v, false, false, NULL, O)) {
+            sg__scratch_put(g, O);
+            return false;
+        }
         sg__gemm(dt, d, d, R, 1.0, y->grad, 1, d, O, d, 1, 1.0, dW, d, 1);
+        sg__scratch_put(g, O);
     }
     if (db)
         sg__add_colsum(dt, db, y->grad, R, d, d);
-    if (need_dO) { /* dO = dY W, then the attention's backward */
+    if (dO)
         sg__gemm(dt, R, d, d, 1.0, y->grad, d, 1, W->data, W->stride[0], W->stride[1], 0.0, dO, d,
                  1);
+    return true;
+}
+
+static void attn_out_bwd(sg_graph *g, sg_node *n)
+{
+    const char *op = "sg_mha_forward backward";
+    sg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2];
+    const sdpa_saved *sv = n->saved;
+    size_t es = sg_dtype_size(q->dtype);
+    int64_t R = sv->B * sv->Lq, d = sv->d;
+    void *dq = sg_grad_of(g, q), *dkk = sg_grad_of(g, k), *dv = sg_grad_of(g, v);
+    void *dO = dq || dkk || dv ? sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op)
+                               : NULL;
+    if (((dq || dkk || dv) && !dO) ||
+        !out_proj_bwd(g, op, sv, q, k, v, n->out[0], n->in[3], n->in[4], dO))
+        goto done;
+    if (dO) /* the attention's backward */
         sdpa_bwd_core(g, sv, q, k, v, dO, dq, dkk, dv);
-    }
 done:
     sg__scratch_put(g, dO);
-    sg__scratch_put(g, O);
 }
 
 /* out_proj(attention(q, k, v)) as one node; NULL with the error recorded on g. */
@@ -430,29 +444,22 @@ static void proj_out_bwd(sg_graph *g, sg_node *n)
     size_t es = sg_dtype_size(dt);
     int p0 = self ? 0 : 1, np = self ? 3 : 2;
     int64_t R = sv->B * sv->Lq, Rs = src->shape[0] * src->shape[1], d = sv->d;
-    void *dW = sg_grad_of(g, W), *db = sg_grad_of(g, bias), *dq = q ? sg_grad_of(g, q) : NULL;
+    void *dq = q ? sg_grad_of(g, q) : NULL;
     void *dWin = sg_grad_of(g, Win), *dbin = sg_grad_of(g, bin), *dsrc = sg_grad_of(g, src);
     bool need_dp = dWin || dbin || dsrc, need_dO = dq || need_dp;
     sg_tensor hdr[3];
     size_t n_proj = (size_t)(Rs * np * d > 0 ? Rs * np * d : 1);
     void *proj = sg__scratch_get(g, es * n_proj, op);
-    void *O = dW ? sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op) : NULL;
     void *dO = need_dO ? sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op) : NULL;
-    void *dp = need_dp ? sg__scratch_get(g, es * n_proj, op) : NULL;
-    if (!proj || (dW && !O) || (need_dO && !dO) || (need_dp && !dp))
+    void *dp = NULL;
+    if (!proj || (need_dO && !dO))
         goto done;
     project_parts(Win, bin, src, p0, np, proj, hdr);
     const sg_tensor *qt = self ? &hdr[0] : q, *kt = &hdr[self ? 1 : 0], *vt = &hdr[self ? 2 : 1];
-    if (dW) { /* dW += dY^T O, O made again */
-        if (!sdpa_context(g, op, sv, qt, kt, vt, false, false, NULL, O))
-            goto done;
-        sg__gemm(dt, d, d, R, 1.0, y->grad, 1, d, O, d, 1, 1.0, dW, d, 1);
-    }
-    if (db)
-        sg__add_colsum(dt, db, y->grad, R, d, d);
-    if (!need_dO)
+    if (!out_proj_bwd(g, op, sv, qt, kt, vt, y, W, bias, dO) || !need_dO)
         goto done;
-    sg__gemm(dt, R, d, d, 1.0, y->grad, d, 1, W->data, W->stride[0], W->stride[1], 0.0, dO, d, 1);
+    if (need_dp && !(dp = sg__scratch_get(g, es * n_proj, op))) /* after O's scratch is back */
+        goto done;
     /* the parts' gradients [np][Rs, d], zeroed: the attention's backward adds to them */
     char *dpart[3] = {NULL, NULL, NULL};
     if (dp) {
@@ -477,7 +484,6 @@ static void proj_out_bwd(sg_graph *g, sg_node *n)
 done:
     sg__scratch_put(g, dp);
     sg__scratch_put(g, dO);
-    sg__scratch_put(g, O);
     sg__scratch_put(g, proj);
 }
 
