@@ -105,6 +105,16 @@ SG_INTERNAL bool sg__will_record(const sg_graph *g, int n_in, sg_tensor *const *
 /* A graph tensor header sharing data (for views); copies dtype from x. */
 SG_INTERNAL sg_tensor *sg__view_header(sg_graph *g, const sg_tensor *x);
 
+/* sg_tanh, sg_mul_scalar and sg_add writing their output over their (first) input, which
+ * must be contiguous (for the sum: of the broadcast shape, else a new output is made) and
+ * which the caller never reads again; their nodes and values are those of the ops. Safe
+ * because their backwards need none of the input's old values (tanh's reads its output,
+ * the other two no data). For model code (nn_internal.h: sg__tanh_over and
+ * sg__scale_add_over decide when). */
+SG_INTERNAL sg_tensor *sg__tanh_in_place(sg_graph *g, sg_tensor *x);
+SG_INTERNAL sg_tensor *sg__mul_scalar_in_place(sg_graph *g, sg_tensor *x, double s);
+SG_INTERNAL sg_tensor *sg__add_in_place(sg_graph *g, sg_tensor *a, sg_tensor *b);
+
 /* Checks a float dtype (and equal dtypes for two operands); records error. */
 SG_INTERNAL bool sg__check_float(sg_graph *g, const char *op, const sg_tensor *a);
 SG_INTERNAL bool sg__check_same_float(sg_graph *g, const char *op, const sg_tensor *a,

@@ -7,6 +7,7 @@
 #include "autograd_internal.h"
 #include "fastmath.h"
 
+#include <string.h>
 #include <tgmath.h>
 
 enum { U_NEG, U_EXP, U_LOG, U_TANH, U_SIGMOID, U_RELU, U_SQRT, U_RSQRT, U_POW, U_ADDS, U_MULS };
@@ -63,13 +64,14 @@ static void unary_bwd(sg_graph *g, sg_node *n)
     sg__iter_run(&it, PICK(x->dtype, unary_bwd_kernel), &c);
 }
 
-static sg_tensor *unary(sg_graph *g, sg_tensor *x, int op, double param)
+/* over: y is written over x (contiguous; see sg__tanh_in_place) */
+static sg_tensor *unary_to(sg_graph *g, sg_tensor *x, int op, double param, bool over)
 {
     SG_NEED(g, x);
     const char *name = unary_names[op];
     if (!sg__check_float(g, name, x))
         return NULL;
-    sg_tensor *y = sg_empty(g, x->dtype, x->ndim, x->shape);
+    sg_tensor *y = over ? sg__view_header(g, x) : sg_empty(g, x->dtype, x->ndim, x->shape);
     if (!y)
         return NULL;
     size_t es = sg_dtype_size(x->dtype);
@@ -85,6 +87,21 @@ static sg_tensor *unary(sg_graph *g, sg_tensor *x, int op, double param)
         n->f[0] = param;
     }
     return y;
+}
+
+static sg_tensor *unary(sg_graph *g, sg_tensor *x, int op, double param)
+{
+    return unary_to(g, x, op, param, false);
+}
+
+sg_tensor *sg__tanh_in_place(sg_graph *g, sg_tensor *x)
+{
+    return unary_to(g, x, U_TANH, 0, true);
+}
+
+sg_tensor *sg__mul_scalar_in_place(sg_graph *g, sg_tensor *x, double s)
+{
+    return unary_to(g, x, U_MULS, s, true);
 }
 
 sg_tensor *sg_neg(sg_graph *g, sg_tensor *a) { return unary(g, a, U_NEG, 0); }
@@ -141,7 +158,8 @@ static void binary_bwd(sg_graph *g, sg_node *n)
     }
 }
 
-static sg_tensor *binary(sg_graph *g, sg_tensor *a, sg_tensor *b, int op)
+/* over: y is written over a (contiguous, of the broadcast shape; see sg__add_in_place) */
+static sg_tensor *binary_to(sg_graph *g, sg_tensor *a, sg_tensor *b, int op, bool over)
 {
     SG_NEED(g, a, b);
     const char *name = binary_names[op];
@@ -149,7 +167,8 @@ static sg_tensor *binary(sg_graph *g, sg_tensor *a, sg_tensor *b, int op)
     int64_t shape[SG_MAX_DIMS];
     if (!sg__check_same_float(g, name, a, b) || !bshape(g, name, a, b, &nd, shape))
         return NULL;
-    sg_tensor *y = sg_empty(g, a->dtype, nd, shape);
+    over = over && nd == a->ndim && !memcmp(shape, a->shape, sizeof(int64_t) * (size_t)nd);
+    sg_tensor *y = over ? sg__view_header(g, a) : sg_empty(g, a->dtype, nd, shape);
     if (!y)
         return NULL;
     int64_t as[SG_MAX_DIMS], bs[SG_MAX_DIMS];
@@ -168,6 +187,16 @@ static sg_tensor *binary(sg_graph *g, sg_tensor *a, sg_tensor *b, int op)
     if (n)
         n->i[0] = op;
     return y;
+}
+
+static sg_tensor *binary(sg_graph *g, sg_tensor *a, sg_tensor *b, int op)
+{
+    return binary_to(g, a, b, op, false);
+}
+
+sg_tensor *sg__add_in_place(sg_graph *g, sg_tensor *a, sg_tensor *b)
+{
+    return binary_to(g, a, b, B_ADD, true);
 }
 
 sg_tensor *sg_add(sg_graph *g, sg_tensor *a, sg_tensor *b) { return binary(g, a, b, B_ADD); }

@@ -53,19 +53,12 @@ static void destroy(sg_model *m)
     m->impl = NULL;
 }
 
-/* dropout of a fresh tensor this file never reads again (an embedding, the stacked
- * generator inputs): in place */
-static sg_tensor *drop_over(sg_graph *g, sg_model *m, sg_tensor *x)
-{
-    return sg__dropout_over(g, x, m->cfg.dropout, m->training, &m->rng);
-}
-
 /* Encoder outputs h [B, S, 2H] (zeros at padding), the attention memory and s_0. */
 static int encode(sg_model *m, sg_graph *g, sg_tensor *src, sg_tensor *src_len,
                   sg_attn_memory *mem, sg_tensor **s0)
 {
     bahdanau *net = m->impl;
-    sg_tensor *e = drop_over(g, m, sg_embedding_forward(g, &net->src_embed, src));
+    sg_tensor *e = sg__model_drop_over(g, m, sg_embedding_forward(g, &net->src_embed, src));
     sg_rnn_opts o = {.lengths = src_len, .training = m->training, .rng = &m->rng};
     sg_tensor *h_n = NULL;
     sg_tensor *h = sg_gru_forward(g, &net->encoder, e, &o, &h_n); /* h_n [2, B, H] */
@@ -101,7 +94,7 @@ static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tenso
     if (encode(m, g, b->src, b->src_len, &mem, &s) != SG_OK)
         return NULL;
     sg_tensor *emb = /* [B, T, E] */
-        drop_over(g, m, sg_embedding_forward(g, &net->tgt_embed, b->tgt_in));
+        sg__model_drop_over(g, m, sg_embedding_forward(g, &net->tgt_embed, b->tgt_in));
     SG_NEED(emb);
     sg_tensor **outs = sg_arena_alloc(sg_graph_arena(g), sizeof *outs * (size_t)T);
     sg_tensor **alphas = attn ? sg_arena_alloc(sg_graph_arena(g), sizeof *alphas * (size_t)T) : NULL;
@@ -115,7 +108,7 @@ static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tenso
         *attn = sg_stack(g, (int)T, alphas, 1); /* [B, T, S] */
     sg_tensor *o = sg_stack(g, (int)T, outs, 1); /* [B, T, 3H+E] */
     *gen = &net->generator;
-    return drop_over(g, m, o);
+    return sg__model_drop_over(g, m, o);
 }
 
 /* ---- decoding ------------------------------------------------------------------- */

@@ -91,7 +91,7 @@ static sg_tensor *encode(sg_model *m, sg_graph *g, sg_tensor *src, sg_tensor *sr
 {
     luong *z = m->impl;
     sg_tensor *e = sg_embedding_forward(g, &z->src_embed, src);
-    e = sg__dropout_over(g, e, m->cfg.dropout, m->training, &m->rng); /* e is not read again */
+    e = sg__model_drop_over(g, m, e); /* e is not read again */
     SG_NEED(e);
     sg_rnn_opts o = {.lengths = src_len, .training = m->training, .rng = &m->rng};
     return sg_lstm_forward(g, &z->encoder, e, &o, h_n, c_n);
@@ -178,7 +178,7 @@ static sg_tensor *luong_features(sg_model *m, sg_graph *g, const sg_batch *b, sg
     if (sg_luong_attention_precompute(g, &z->att, hbar, b->src_len, NULL, &mem) != SG_OK)
         return NULL;
     sg_tensor *emb = sg_embedding_forward(g, &z->tgt_embed, b->tgt_in);
-    emb = sg__dropout_over(g, emb, m->cfg.dropout, m->training, &m->rng); /* [B, T, E] */
+    emb = sg__model_drop_over(g, m, emb); /* [B, T, E] */
     sg_tensor **ws = attn ? sg_arena_alloc(sg_graph_arena(g), sizeof *ws * (size_t)T) : NULL;
     SG_NEED(emb);
     if (attn && !ws)

@@ -36,6 +36,13 @@ struct sg_model {
     void *impl;
 };
 
+/* The model's dropout over a fresh tensor its code never reads again (an embedding,
+ * joined decoder outputs): in place when sg__dropout_over can. */
+static inline sg_tensor *sg__model_drop_over(sg_graph *g, sg_model *m, sg_tensor *x)
+{
+    return sg__dropout_over(g, x, m->cfg.dropout, m->training, &m->rng);
+}
+
 SG_INTERNAL extern const sg_model_vt sg__seq2seq_vt;
 SG_INTERNAL extern const sg_model_vt sg__bahdanau_vt;
 SG_INTERNAL extern const sg_model_vt sg__luong_vt;

@@ -101,7 +101,7 @@ static int encode(sg_model *m, sg_graph *g, sg_tensor *src, sg_tensor *src_len, 
     *c_n = NULL;
     sg_tensor *ids = n->reverse ? reversed_source(g, src, src_len) : src;
     sg_tensor *e = sg_embedding_forward(g, &n->src_embed, ids); /* [B, S, E] */
-    e = sg__dropout_over(g, e, m->cfg.dropout, m->training, &m->rng); /* e is not read again */
+    e = sg__model_drop_over(g, m, e); /* e is not read again */
     sg_rnn_opts o = {.lengths = src_len, .training = m->training, .rng = &m->rng};
     sg_tensor *out = e ? sg_rnn_forward(g, &n->encoder, e, &o, h_n, c_n) : NULL; /* [B, S, H] */
     return out ? SG_OK : sg_graph_status(g);
@@ -126,7 +126,7 @@ static sg_tensor *s2s_features(sg_model *m, sg_graph *g, const sg_batch *b, sg_t
     int64_t T = b->tgt_in->shape[1];
     sg_tensor *ctx = n->feed ? ctx_over_steps(g, sg_select(g, h_n, 0, n->L - 1), T) : NULL;
     sg_tensor *u = sg_embedding_forward(g, &n->tgt_embed, b->tgt_in); /* [B, T, E] */
-    u = sg__dropout_over(g, u, m->cfg.dropout, m->training, &m->rng); /* read no more */
+    u = sg__model_drop_over(g, m, u); /* read no more */
     if (n->feed)
         u = sg_concat(g, 2, (sg_tensor *[]){u, ctx}, 2); /* [B, T, E+H] */
     SG_NEED(u);
@@ -137,7 +137,7 @@ static sg_tensor *s2s_features(sg_model *m, sg_graph *g, const sg_batch *b, sg_t
     SG_NEED(s);
     *gen = &n->generator;
     /* in place over the concatenation, which nothing reads again */
-    return sg__dropout_over(g, s, m->cfg.dropout, m->training, &m->rng); /* [B, T, F] */
+    return sg__model_drop_over(g, m, s); /* [B, T, F] */
 }
 
 /* ---- decoding ------------------------------------------------------------------- */

@@ -144,12 +144,6 @@ static sg_tensor *drop(sg_graph *g, sg_model *m, sg_tensor *x)
     return sg_dropout(g, x, m->cfg.dropout, m->training, &m->rng);
 }
 
-/* dropout of a fresh tensor this file never reads again (embedding + positions): in place */
-static sg_tensor *drop_over(sg_graph *g, sg_model *m, sg_tensor *x)
-{
-    return sg__dropout_over(g, x, m->cfg.dropout, m->training, &m->rng);
-}
-
 /* Makes the position table hold at least n rows (never shrinks). */
 static int ensure_pe(sg_model *m, int64_t n)
 {
@@ -206,7 +200,7 @@ static sg_tensor *feedforward(sg_graph *g, sg_model *m, const sg_feedforward *ff
 static sg_tensor *encode(sg_model *m, sg_graph *g, sg_tensor *src, sg_tensor *src_len)
 {
     transformer *net = m->impl;
-    sg_tensor *x = drop_over(g, m, embed_pe(g, m, &net->src_embed, src, 0));
+    sg_tensor *x = sg__model_drop_over(g, m, embed_pe(g, m, &net->src_embed, src, 0));
     sg_mha_opts o = {.key_lengths = src_len, .training = m->training, .rng = &m->rng};
     for (int64_t i = 0; i < net->n_enc && x; i++) {
         enc_layer *L = &net->enc[i];
@@ -225,7 +219,8 @@ static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tenso
     transformer *net = m->impl;
     sg_tensor *mem = encode(m, g, b->src, b->src_len);
     SG_NEED(mem);
-    sg_tensor *y = drop_over(g, m, embed_pe(g, m, &net->tgt_embed, b->tgt_in, 0)); /* [B, T, d] */
+    sg_tensor *y = /* [B, T, d] */
+        sg__model_drop_over(g, m, embed_pe(g, m, &net->tgt_embed, b->tgt_in, 0));
     sg_mha_opts self = {.causal = true, .training = m->training, .rng = &m->rng};
     sg_mha_opts cross = {.key_lengths = b->src_len, .training = m->training, .rng = &m->rng};
     sg_tensor *w = NULL; /* last layer's cross-attention probabilities [B, h, T, S] */

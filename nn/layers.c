@@ -236,12 +236,23 @@ static void dropout_bwd(sg_graph *g, sg_node *n)
     sg__scratch_put(g, keep);
 }
 
-bool sg__fresh_linear_output(sg_graph *g, const sg_tensor *t)
+/* t is the only output of the node just recorded on g (so nothing has read t yet), an op
+ * named in ops[0..n) */
+static bool made_last_by(sg_graph *g, const sg_tensor *t, const char *const *ops, size_t n)
 {
     const sg_node *made = t->node;
-    return made && made == sg__graph_last_node(g) && made->n_out == 1 &&
-           (strcmp(made->name, "sg_linear") == 0 || strcmp(made->name, "sg_feedforward") == 0 ||
-            strcmp(made->name, "sg_mha_attention_out") == 0);
+    if (!made || made != sg__graph_last_node(g) || made->n_out != 1)
+        return false;
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(made->name, ops[k]) == 0)
+            return true;
+    return false;
+}
+
+bool sg__fresh_linear_output(sg_graph *g, const sg_tensor *t)
+{
+    static const char *const ops[] = {"sg_linear", "sg_feedforward", "sg_mha_attention_out"};
+    return made_last_by(g, t, ops, sizeof ops / sizeof *ops);
 }
 
 sg_tensor *sg__header_over(sg_graph *g, void *data, sg_dtype dt, int ndim,
@@ -258,8 +269,7 @@ sg_tensor *sg__header_over(sg_graph *g, void *data, sg_dtype dt, int ndim,
 
 sg_tensor *sg__output_over(sg_graph *g, sg_tensor *h, bool over)
 {
-    return over ? sg__header_over(g, h->data, h->dtype, h->ndim, h->shape)
-                : sg_empty(g, h->dtype, h->ndim, h->shape);
+    return over ? sg__view_header(g, h) : sg_empty(g, h->dtype, h->ndim, h->shape);
 }
 
 bool sg__dropout_args(sg_graph *g, const char *op, double p, bool training, const sg_rng *rng,
@@ -284,21 +294,13 @@ static bool fresh_unread_output(sg_graph *g, const sg_tensor *t)
 {
     static const char *const ops[] = {"sg_embedding_lookup", "sg_linear", "sg_add",
                                       "sg_stack", "sg_concat"};
-    const sg_node *made = t->node;
-    if (!made || made != sg__graph_last_node(g) || made->n_out != 1)
-        return false;
-    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++)
-        if (strcmp(made->name, ops[k]) == 0)
-            return true;
-    return false;
+    return made_last_by(g, t, ops, sizeof ops / sizeof *ops);
 }
 
 bool sg__fresh_unread_sum(sg_graph *g, const sg_tensor *t)
 {
-    const sg_node *made = t->node;
-    return made && made == sg__graph_last_node(g) && made->n_out == 1 &&
-           sg_tensor_is_contiguous(t) &&
-           (strcmp(made->name, "sg_dropout_add") == 0 || strcmp(made->name, "sg_add") == 0);
+    static const char *const ops[] = {"sg_dropout_add", "sg_add"};
+    return sg_tensor_is_contiguous(t) && made_last_by(g, t, ops, sizeof ops / sizeof *ops);
 }
 
 static sg_tensor *dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng,
@@ -352,111 +354,22 @@ sg_tensor *sg__dropout_over(sg_graph *g, sg_tensor *x, double p, bool training, 
     return dropout(g, x, p, training, rng, true);
 }
 
-/* ---- tanh written over a fresh product (model-internal) ---------------------------- */
-
-/* y = tanh(x) over x's data, dx += dy (1 - y^2): the backward reads only y, as sg_tanh's */
-#define TANH_OVER_KERNELS(T, SUF, ATTR, TANH)                                                \
-    ATTR static void tanh_over_fwd_##SUF(int64_t n, T *y)                                     \
-    {                                                                                        \
-        for (int64_t i = 0; i < n; i++)                                                      \
-            y[i] = TANH(y[i]);                                                               \
-    }                                                                                        \
-    ATTR static void tanh_over_bwd_##SUF(int64_t n, const T *restrict y,                      \
-                                         const T *restrict dy, T *restrict dx)                \
-    {                                                                                        \
-        for (int64_t i = 0; i < n; i++)                                                      \
-            dx[i] += dy[i] * (1 - y[i] * y[i]);                                              \
-    }
-TANH_OVER_KERNELS(float, f32, SG_HOT, sg__tanhf)
-TANH_OVER_KERNELS(double, f64, , tanh)
-#undef TANH_OVER_KERNELS
-
-static void tanh_over_bwd(sg_graph *g, sg_node *n)
-{
-    sg_tensor *x = n->in[0], *y = n->out[0];
-    void *dx = sg_grad_of(g, x);
-    if (!dx)
-        return;
-    int64_t N = sg_tensor_numel(y);
-    if (y->dtype == SG_F32)
-        tanh_over_bwd_f32(N, y->data, y->grad, dx);
-    else
-        tanh_over_bwd_f64(N, y->data, y->grad, dx);
-}
+/* ---- written over fresh outputs (model-internal) ------------------------------------ */
 
 sg_tensor *sg__tanh_over(sg_graph *g, sg_tensor *x)
 {
     SG_NEED(g, x);
-    if (!sg_tensor_is_contiguous(x) || !sg__fresh_linear_output(g, x))
-        return sg_tanh(g, x);
-    sg_tensor *y = sg__output_over(g, x, true);
-    SG_NEED(y);
-    int64_t N = sg_tensor_numel(x);
-    if (x->dtype == SG_F32)
-        tanh_over_fwd_f32(N, y->data);
-    else
-        tanh_over_fwd_f64(N, y->data);
-    sg_record(g, "sg_tanh", tanh_over_bwd, 1, &x, 1, &y);
-    return y;
-}
-
-/* ---- x * scale + table written over a fresh x (model-internal) ---------------------- */
-
-static void scale_add_bwd(sg_graph *g, sg_node *n)
-{
-    sg_tensor *x = n->in[0], *y = n->out[0];
-    void *dx = sg_grad_of(g, x);
-    if (!dx)
-        return;
-    int64_t N = sg_tensor_numel(y);
-    if (y->dtype == SG_F32) {
-        float s = (float)n->f[0], *d = dx;
-        const float *dy = y->grad;
-        for (int64_t i = 0; i < N; i++)
-            d[i] += dy[i] * s;
-    } else {
-        double s = n->f[0], *d = dx;
-        const double *dy = y->grad;
-        for (int64_t i = 0; i < N; i++)
-            d[i] += dy[i] * s;
-    }
+    return sg_tensor_is_contiguous(x) && sg__fresh_linear_output(g, x) ? sg__tanh_in_place(g, x)
+                                                                       : sg_tanh(g, x);
 }
 
 sg_tensor *sg__scale_add_over(sg_graph *g, sg_tensor *x, double scale, sg_tensor *t)
 {
     SG_NEED(g, x, t);
-    int64_t tn = sg_tensor_numel(t), xn = sg_tensor_numel(x);
-    bool trailing = t->ndim <= x->ndim && tn > 0 && xn % tn == 0;
-    for (int k = 1; trailing && k <= t->ndim; k++)
-        trailing = t->shape[t->ndim - k] == x->shape[x->ndim - k];
-    if (!trailing || t->requires_grad || t->dtype != x->dtype || !sg_tensor_is_contiguous(t) ||
-        !sg_tensor_is_contiguous(x) || !fresh_unread_output(g, x))
+    if (!sg_tensor_is_contiguous(x) || !fresh_unread_output(g, x))
         return sg_add(g, sg_mul_scalar(g, x, scale), t);
-    sg_tensor *y = sg__output_over(g, x, true);
-    SG_NEED(y);
-    /* two passes, as sg_mul_scalar then sg_add round (no fused multiply-add) */
-    if (x->dtype == SG_F32) {
-        float *v = y->data, s = (float)scale;
-        const float *tv = t->data;
-        for (int64_t i = 0; i < xn; i++)
-            v[i] *= s;
-        for (int64_t i = 0; i < xn; i += tn)
-            for (int64_t j = 0; j < tn; j++)
-                v[i + j] += tv[j];
-    } else {
-        double *v = y->data;
-        const double *tv = t->data;
-        for (int64_t i = 0; i < xn; i++)
-            v[i] *= scale;
-        for (int64_t i = 0; i < xn; i += tn)
-            for (int64_t j = 0; j < tn; j++)
-                v[i + j] += tv[j];
-    }
-    /* named as a sum: its backward reads no output either (sg__dropout_over may follow) */
-    sg_node *n = sg_record(g, "sg_add", scale_add_bwd, 1, &x, 1, &y);
-    if (n)
-        n->f[0] = scale;
-    return y;
+    /* two nodes, each over x's data: the values round as the ops' do */
+    return sg__add_in_place(g, sg__mul_scalar_in_place(g, x, scale), t);
 }
 
 /* s = x + dropout(z): ds flows to x whole, to z through the mask (scaled; keep NULL: no

@@ -47,10 +47,10 @@ bool sg__fresh_unread_sum(sg_graph *g, const sg_tensor *t);
  * the graph keeps one [rows, d] tensor instead of two (torch keeps the input; the
  * gradients agree to a few roundings of y). Else sg_layernorm_forward. */
 sg_tensor *sg__layernorm_over(sg_graph *g, const sg_layernorm *m, sg_tensor *x);
-/* x * scale + t (t without gradient, x's trailing dims: a positional table) written over
- * x when x is a fresh unread output (as for sg__dropout_over), else sg_add(sg_mul_scalar(
- * x, scale), t); the same values either way. For model code that never reads x again
- * (scaled embeddings plus positions). */
+/* sg_add(sg_mul_scalar(x, scale), t), both ops written over x when x is a fresh unread
+ * output (as for sg__dropout_over) and t broadcasts to x's shape; the same nodes and
+ * values either way. For model code that never reads x again (scaled embeddings plus
+ * positions). */
 sg_tensor *sg__scale_add_over(sg_graph *g, sg_tensor *x, double scale, sg_tensor *t);
 /* Checks a dropout's probability (in [0, 1)) and rng (needed when it drops: training
  * and p > 0, *drop); *scale = 1 / (1 - p) when it drops, else 1. false with SG_EINVAL
