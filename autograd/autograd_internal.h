@@ -90,6 +90,13 @@ SG_INTERNAL void *sg__grad_for_write(sg_graph *g, sg_tensor *t, bool *fresh);
  * before the call returns. NULL with SG_ENOMEM recorded on g (the message names who). */
 SG_INTERNAL void *sg__scratch_get(sg_graph *g, size_t bytes, const char *who);
 SG_INTERNAL void sg__scratch_put(sg_graph *g, void *p);
+/* Y[r, 0..N) = b + X[r] W^T for the R rows of X (row stride ldx, unit column stride) into
+ * Y (row stride ldy): W is [N, K] with strides (ws0, ws1), b [N] contiguous or NULL (then
+ * no bias). The bias rows are written first and the product added (one GEMM, beta 1),
+ * as sg_linear does; K = 0 leaves b (or zeros). */
+SG_INTERNAL void sg__affine(sg_dtype dt, int64_t R, int64_t N, int64_t K, const void *X,
+                            int64_t ldx, const void *W, int64_t ws0, int64_t ws1, const void *b,
+                            void *Y, int64_t ldy);
 /* Makes g keep its transposed weights in home (NULL: in g itself), which must outlive
  * g's use and see no weight change meanwhile: a decoder's per-step graphs, reset every
  * step, share the copies of a graph that lives for the whole decode. */

@@ -153,6 +153,21 @@ static void linear_bwd(sg_graph *g, sg_node *n)
         sg__add_colsum(y->dtype, db, y->grad, rows, out, out);
 }
 
+void sg__affine(sg_dtype dt, int64_t R, int64_t N, int64_t K, const void *X, int64_t ldx,
+                const void *W, int64_t ws0, int64_t ws1, const void *b, void *Y, int64_t ldy)
+{
+    size_t es = sg_dtype_size(dt);
+    for (int64_t r = 0; r < R && (b || K == 0); r++) {
+        char *y = (char *)Y + (size_t)(r * ldy) * es;
+        if (b)
+            memcpy(y, b, (size_t)N * es);
+        else
+            memset(y, 0, (size_t)N * es);
+    }
+    if (K > 0)
+        sg__gemm(dt, R, N, K, 1.0, X, ldx, 1, W, ws1, ws0, b ? 1.0 : 0.0, Y, ldy, 1);
+}
+
 sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias)
 {
     SG_NEED(g, x, w);
@@ -182,23 +197,13 @@ sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias)
     sg_tensor *y = sg_empty(g, x->dtype, x->ndim, shape);
     if (!y)
         return NULL;
-    size_t es = sg_dtype_size(x->dtype);
-    mat Y = {(char *)y->data, rows, out, out, 1};
-    if (bias) {
-        for (int64_t r = 0; r < rows; r++)
-            memcpy(Y.p + r * out * (int64_t)es, bias->data, (size_t)out * es);
-    }
-    mat X = {(char *)x->data, rows, in, row_stride(x), 1};
     /* A small product by a weight (a heap tensor: a decoder's per-step projection) reads
      * W^T made once per graph: blas.c's kernels for small products need row-major
      * operands. */
     bool small = (double)rows * (double)out * (double)in <= SG_SMALL_GEMM_MNK;
     sg__operand wt = sg__weight_t_operand(g, w, 1, w->owns_data && rows >= 8 && small);
-    mat Wt = {(char *)wt.p, in, out, wt.rs, wt.cs};
-    if (in > 0)
-        gemm(x->dtype, X, Wt, Y, bias ? 1.0 : 0.0);
-    else if (!bias)
-        memset(Y.p, 0, (size_t)(rows * out) * es);
+    sg__affine(x->dtype, rows, out, in, x->data, row_stride(x), wt.p, wt.cs, wt.rs,
+               bias ? bias->data : NULL, y->data, out);
     sg_tensor *ins[3] = {x, w, bias};
     sg_record(g, "sg_linear", linear_bwd, bias ? 3 : 2, ins, 1, &y);
     return y;

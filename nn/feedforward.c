@@ -172,24 +172,16 @@ static void relu_drop_range(sg_dtype dt, int64_t N, void *y, const uint8_t *keep
     }
 }
 
-/* the bias b in each of the n rows of c [n, cols] */
-static void bias_rows(sg_dtype dt, void *c, int64_t n, int64_t cols, const sg_tensor *b)
-{
-    size_t es = sg_dtype_size(dt), row = (size_t)cols * es;
-    for (int64_t r = 0; r < n; r++)
-        memcpy((char *)c + (size_t)r * row, b->data, row);
-}
-
 /* h [n, F] = relu(x_rows W1^T + b1) keep s for the n rows at x_rows; the mask drawn from
- * *rng (advanced) into keep [n F] when it drops. W1t: W1^T as a product operand. */
-static void ffn_hidden(const sg_feedforward *m, const void *x_rows, int64_t n,
-                       sg__operand W1t, void *h, uint8_t *keep, sg_rng *rng, const ffn_saved *sv)
+ * *rng (advanced) into keep [n F] when it drops. W1 is read with strides, never a W^T
+ * copy: backward must make the same hidden layer. */
+static void ffn_hidden(const sg_feedforward *m, const void *x_rows, int64_t n, void *h,
+                       uint8_t *keep, sg_rng *rng, const ffn_saved *sv)
 {
-    const sg_tensor *b1 = m->linear1.bias;
+    const sg_tensor *W1 = m->linear1.weight, *b1 = m->linear1.bias;
     sg_dtype dt = b1->dtype;
     int64_t d = m->linear1.in, F = m->linear1.out;
-    bias_rows(dt, h, n, F, b1);
-    sg__gemm(dt, n, F, d, 1.0, x_rows, d, 1, W1t.p, W1t.rs, W1t.cs, 1.0, h, F, 1);
+    sg__affine(dt, n, F, d, x_rows, d, W1->data, W1->stride[0], W1->stride[1], b1->data, h, F);
     if (sv->states)
         sg_rng_keep_mask(rng, keep, n * F, sv->p);
     relu_drop_range(dt, n * F, h, sv->states ? keep : NULL, sv->scale, NULL);
@@ -215,13 +207,12 @@ static void relu_ffn_bwd(sg_graph *g, sg_node *n)
     uint8_t *keep = sv->states ? sg__scratch_get(g, (size_t)(cr * F), op) : NULL;
     if (!h || (need_dh && !dh) || (sv->states && !keep))
         goto done;
-    sg__operand W1t = {W1->data, W1->stride[1], W1->stride[0]};
     for (int64_t r0 = 0, c = 0; r0 < R; r0 += C, c++) {
         int64_t nr = R - r0 < C ? R - r0 : C;
         const char *xr = (const char *)x->data + (size_t)(r0 * d) * es;
         const char *dyr = (const char *)y->grad + (size_t)(r0 * d) * es;
         sg_rng rng = sv->states ? sv->states[c] : (sg_rng){{0}};
-        ffn_hidden(&m, xr, nr, W1t, h, keep, &rng, sv);
+        ffn_hidden(&m, xr, nr, h, keep, &rng, sv);
         if (dW2) /* dW2 += dY^T H */
             sg__gemm(dt, d, F, nr, 1.0, dyr, 1, d, h, F, 1, 1.0, dW2, F, 1);
         if (db2)
@@ -283,17 +274,13 @@ static sg_tensor *relu_ffn(sg_graph *g, const sg_feedforward *m, sg_tensor *x, b
         sg__scratch_put(g, h);
         return NULL;
     }
-    /* W^T read with strides, never a copy: backward must make the same hidden layer */
-    sg__operand W1t = {W1->data, W1->stride[1], W1->stride[0]};
-    sg__operand W2t = {W2->data, W2->stride[1], W2->stride[0]};
     for (int64_t r0 = 0, c = 0; r0 < R; r0 += C, c++) {
         int64_t nr = R - r0 < C ? R - r0 : C;
         if (drop)
             sv->states[c] = *rng;
-        ffn_hidden(m, (const char *)x->data + (size_t)(r0 * d) * es, nr, W1t, h, keep, rng, sv);
-        char *yr = (char *)y->data + (size_t)(r0 * d) * es;
-        bias_rows(dt, yr, nr, d, b2);
-        sg__gemm(dt, nr, d, F, 1.0, h, F, 1, W2t.p, W2t.rs, W2t.cs, 1.0, yr, d, 1);
+        ffn_hidden(m, (const char *)x->data + (size_t)(r0 * d) * es, nr, h, keep, rng, sv);
+        sg__affine(dt, nr, d, F, h, F, W2->data, W2->stride[0], W2->stride[1], b2->data,
+                   (char *)y->data + (size_t)(r0 * d) * es, d);
     }
     sg__scratch_put(g, keep);
     sg__scratch_put(g, h);

@@ -184,18 +184,13 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
         return NULL;
     const int64_t *y = targets->data;
     double eps = o.label_smoothing, scale = sg__ce_scale(&o, N);
-    opnd Wt = {w->data, w->stride[1], w->stride[0]}, W = {w->data, w->stride[0], w->stride[1]};
+    opnd W = {w->data, w->stride[0], w->stride[1]};
     for (int64_t r0 = 0; r0 < R; r0 += chunk) {
         int64_t c = R - r0 < chunk ? R - r0 : chunk;
         const char *xc = (const char *)x->data + (size_t)(r0 * K) * es;
         bool add_b = bias && !sv; /* with a gradient, the row passes add the bias */
-        if (add_b)
-            for (int64_t r = 0; r < c; r++)
-                memcpy((char *)z + (size_t)(r * V) * es, bias->data, (size_t)V * es);
-        if (K > 0)
-            gemm(dt, c, V, K, (opnd){xc, K, 1}, Wt, add_b ? 1.0 : 0.0, z, V);
-        else if (!add_b)
-            memset(z, 0, (size_t)(c * V) * es);
+        sg__affine(dt, c, V, K, xc, K, w->data, w->stride[0], w->stride[1],
+                   add_b ? bias->data : NULL, z, V);
         if (!sv) {
             sg__ce_rows_forward(dt, z, y + r0, c, V, o.ignore_index, eps, lse + r0, lrow + r0);
             continue;

@@ -311,12 +311,12 @@ sg_tensor *sg_scaled_dot_attention(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_t
     return o;
 }
 
-/* ---- attention and output projection as one node (a graph that records) ---------------
+/* ---- attention, its input projections and its output projection as one node ---------
  *
  * Why: the context O [B, Lq, d] is the output projection's input, kept for its weight
- * gradient: ~13 MB of enfr-transformer's step (9 attentions). This node keeps q, k, v
- * and P (the attention's backward reads them anyway), not O: backward makes O again
- * from P, the mask and V (the same products: ~1% of the layer's work). */
+ * gradient: ~13 MB of enfr-transformer's step (9 attentions). The node keeps P (the
+ * attention's backward reads it anyway), not O: backward makes O again from P, the mask
+ * and V (the same products: ~1% of the layer's work). */
 
 /* The output projection's backward of an attention node (y = O W^T + b): dW += dY^T O
  * (O made again from P, the masks and v), db += colsum dY, and dO = dY W when dO is given
@@ -346,63 +346,6 @@ static bool out_proj_bwd(sg_graph *g, const char *op, const sdpa_saved *sv, cons
     return true;
 }
 
-static void attn_out_bwd(sg_graph *g, sg_node *n)
-{
-    const char *op = "sg_mha_forward backward";
-    sg_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2];
-    const sdpa_saved *sv = n->saved;
-    size_t es = sg_dtype_size(q->dtype);
-    int64_t R = sv->B * sv->Lq, d = sv->d;
-    void *dq = sg_grad_of(g, q), *dkk = sg_grad_of(g, k), *dv = sg_grad_of(g, v);
-    void *dO = dq || dkk || dv ? sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op)
-                               : NULL;
-    if (((dq || dkk || dv) && !dO) ||
-        !out_proj_bwd(g, op, sv, q, k, v, n->out[0], n->in[3], n->in[4], dO))
-        goto done;
-    if (dO) /* the attention's backward */
-        sdpa_bwd_core(g, sv, q, k, v, dO, dq, dkk, dv);
-done:
-    sg__scratch_put(g, dO);
-}
-
-/* out_proj(attention(q, k, v)) as one node; NULL with the error recorded on g. */
-static sg_tensor *attention_out(sg_graph *g, const sg_mha *m, sg_tensor *q, sg_tensor *k,
-                                sg_tensor *v, const sg_mha_opts *opts)
-{
-    const char *op = "sg_mha_forward";
-    sdpa_saved *sv;
-    sg_tensor *P;
-    bool drop;
-    if (!sdpa_setup(g, op, &q, &k, &v, m->heads, m->dropout, opts, &sv, &P, &drop))
-        return NULL;
-    sg_tensor *W = m->out_proj.weight, *bias = m->out_proj.bias;
-    sg_dtype dt = q->dtype;
-    size_t es = sg_dtype_size(dt);
-    int64_t R = sv->B * sv->Lq, d = sv->d;
-    sg_tensor *y = sg_empty(g, dt, 3, (int64_t[]){sv->B, sv->Lq, d});
-    void *O = sg__scratch_get(g, es * (size_t)(R * d > 0 ? R * d : 1), op);
-    if (!y || !O) {
-        sg__scratch_put(g, O);
-        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-    }
-    if (!sdpa_context(g, op, sv, q, k, v, true, opts->causal, opts->rng, O)) {
-        sg__scratch_put(g, O);
-        return NULL;
-    }
-    /* y = O W^T + b, W read transposed (backward makes O again through the same kernels) */
-    for (int64_t r = 0; r < R; r++)
-        memcpy((char *)y->data + (size_t)(r * d) * es, bias->data, (size_t)d * es);
-    sg__gemm(dt, R, d, d, 1.0, O, d, 1, W->data, W->stride[1], W->stride[0], 1.0, y->data, d, 1);
-    sg__scratch_put(g, O);
-    sg_tensor *ins[5] = {q, k, v, W, bias};
-    sg_node *n = sg_record(g, "sg_mha_attention_out", attn_out_bwd, 5, ins, 1, &y);
-    if (n)
-        n->saved = sv;
-    if (opts->weights)
-        *opts->weights = P;
-    return y;
-}
-
 /* ---- attention whose inputs are projected inside the node ---------------------------
  *
  * Why: the projected Q, K, V ([B, L, 3d] for self-attention, [B, S, 2d] of the encoder
@@ -421,11 +364,9 @@ static void project_parts(const sg_tensor *W, const sg_tensor *b, const sg_tenso
     sg_dtype dt = src->dtype;
     size_t es = sg_dtype_size(dt);
     int64_t B = src->shape[0], L = src->shape[1], d = W->shape[1], R = B * L, w = n * d;
-    const char *Wp = (const char *)W->data + (size_t)(p0 * d * W->stride[0]) * es;
-    for (int64_t r = 0; r < R; r++)
-        memcpy((char *)buf + (size_t)(r * w) * es, (const char *)b->data + (size_t)(p0 * d) * es,
-               (size_t)w * es);
-    sg__gemm(dt, R, w, d, 1.0, src->data, d, 1, Wp, W->stride[1], W->stride[0], 1.0, buf, w, 1);
+    sg__affine(dt, R, w, d, src->data, d,
+               (const char *)W->data + (size_t)(p0 * d * W->stride[0]) * es, W->stride[0],
+               W->stride[1], (const char *)b->data + (size_t)(p0 * d) * es, buf, w);
     for (int i = 0; i < n; i++)
         hdr[i] = (sg_tensor){.dtype = dt, .ndim = 3, .shape = {B, L, d},
                              .stride = {L * w, w, 1}, .data = (char *)buf + (size_t)(i * d) * es};
@@ -523,9 +464,7 @@ static sg_tensor *proj_attention_out(sg_graph *g, const sg_mha *m, sg_tensor *q,
         sg__scratch_put(g, proj);
         return sg_graph_status(g) ? NULL : sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     }
-    for (int64_t r = 0; r < R; r++)
-        memcpy((char *)y->data + (size_t)(r * d) * es, bias->data, (size_t)d * es);
-    sg__gemm(dt, R, d, d, 1.0, O, d, 1, W->data, W->stride[1], W->stride[0], 1.0, y->data, d, 1);
+    sg__affine(dt, R, d, d, O, d, W->data, W->stride[0], W->stride[1], bias->data, y->data, d);
     sg__scratch_put(g, O);
     sg__scratch_put(g, proj);
     sg_tensor *ins[6] = {q, src, m->in_proj_weight, m->in_proj_bias, W, bias};
@@ -620,9 +559,10 @@ sg_tensor *sg_mha_forward(sg_graph *g, const sg_mha *m, sg_tensor *query, sg_ten
      * backward), from an input the graph keeps anyway */
     sg_tensor *pin[5] = {query, m->in_proj_weight, m->in_proj_bias, m->out_proj.weight,
                          m->out_proj.bias};
-    if (query == key_value && pin[2] && pin[4] && sg_tensor_is_contiguous(query) &&
-        sg__will_record(g, 5, pin))
-        return proj_attention_out(g, m, NULL, query, o);
+    if (query == key_value && pin[2] && pin[4] && sg__will_record(g, 5, pin)) {
+        query = sg_tensor_is_contiguous(query) ? query : sg_contiguous(g, query);
+        return query ? proj_attention_out(g, m, NULL, query, o) : NULL;
+    }
     if (query == key_value) { /* self-attention: one GEMM for Q, K, V */
         sg_tensor *qkv = project(g, m, query, 0, 3);
         q = sg_narrow(g, qkv, 2, 0, d);
@@ -632,16 +572,15 @@ sg_tensor *sg_mha_forward(sg_graph *g, const sg_mha *m, sg_tensor *query, sg_ten
         q = project(g, m, query, 0, 1);
         sg_tensor *cin[6] = {q, key_value, m->in_proj_weight, m->in_proj_bias,
                              m->out_proj.weight, m->out_proj.bias};
-        if (q && cin[3] && cin[5] && sg_tensor_is_contiguous(key_value) &&
-            sg__will_record(g, 6, cin))
-            return proj_attention_out(g, m, q, key_value, o);
+        if (q && cin[3] && cin[5] && sg__will_record(g, 6, cin)) {
+            sg_tensor *kv = sg_tensor_is_contiguous(key_value) ? key_value
+                                                               : sg_contiguous(g, key_value);
+            return kv ? proj_attention_out(g, m, q, kv, o) : NULL;
+        }
         sg_tensor *kv = project(g, m, key_value, 1, 2);
         k = sg_narrow(g, kv, 2, 0, d);
         v = sg_narrow(g, kv, 2, d, d);
     }
-    sg_tensor *ins[5] = {q, k, v, m->out_proj.weight, m->out_proj.bias};
-    if (ins[4] && sg__will_record(g, 5, ins)) /* training: O is not kept */
-        return attention_out(g, m, q, k, v, o);
     sg_tensor *ctx = sg_scaled_dot_attention(g, q, k, v, m->heads, m->dropout, opts);
     return sg_linear(g, ctx, m->out_proj.weight, m->out_proj.bias);
 }
