@@ -70,14 +70,14 @@ int main(int argc, char **argv)
     dump_bench(f, &c.data[SG_SPLIT_TEST], 10);
     sg_bleu_stats st = {0};
     const sg_dataset *d = &c.data[SG_SPLIT_TEST];
-    for (int64_t i = 0; i < d->n; i++) {
-        int64_t n = sg_dataset_tgt_len(d, i), ids[4096];
-        CHECK(n <= 4096);
-        for (int64_t j = 0; j < n; j++)
-            ids[j] = d->tgt_ids[d->tgt_off[i] + j];
-        CHECK(sg_bleu_add_ids(&st, c.tgt_vocab, lv, ids, n, c.raw[SG_SPLIT_TEST].tgt[i]) ==
-              SG_OK);
-    }
+    int64_t *ids = malloc(sizeof *ids * (size_t)(d->tgt_off[d->n] + 1)); /* widened ids */
+    CHECK(ids);
+    for (int64_t k = 0; k < d->tgt_off[d->n]; k++)
+        ids[k] = d->tgt_ids[k];
+    for (int64_t i = 0; i < d->n; i++)
+        CHECK(sg_bleu_add_ids(&st, c.tgt_vocab, lv, ids + d->tgt_off[i], sg_dataset_tgt_len(d, i),
+                              c.raw[SG_SPLIT_TEST].tgt[i]) == SG_OK);
+    free(ids);
     fprintf(f, "BLEU %.10f\n", sg_bleu_score(&st));
     fclose(f);
     sg_corpus_free(&c);

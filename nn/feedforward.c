@@ -175,12 +175,11 @@ static void relu_drop_range(sg_dtype dt, int64_t N, void *y, const uint8_t *keep
 /* h [n, F] = relu(x_rows W1^T + b1) keep s for the n rows at x_rows; the mask drawn from
  * *rng (advanced) into keep [n F] when it drops. W1 is read with strides, never a W^T
  * copy: backward must make the same hidden layer. */
-static void ffn_hidden(const sg_feedforward *m, const void *x_rows, int64_t n, void *h,
-                       uint8_t *keep, sg_rng *rng, const ffn_saved *sv)
+static void ffn_hidden(const sg_tensor *W1, const sg_tensor *b1, const void *x_rows, int64_t n,
+                       void *h, uint8_t *keep, sg_rng *rng, const ffn_saved *sv)
 {
-    const sg_tensor *W1 = m->linear1.weight, *b1 = m->linear1.bias;
     sg_dtype dt = b1->dtype;
-    int64_t d = m->linear1.in, F = m->linear1.out;
+    int64_t d = W1->shape[1], F = W1->shape[0];
     sg__affine(dt, n, F, d, x_rows, d, W1->data, W1->stride[0], W1->stride[1], b1->data, h, F);
     if (sv->states)
         sg_rng_keep_mask(rng, keep, n * F, sv->p);
@@ -193,7 +192,6 @@ static void relu_ffn_bwd(sg_graph *g, sg_node *n)
     sg_tensor *x = n->in[0], *W1 = n->in[1], *b1 = n->in[2], *W2 = n->in[3], *b2 = n->in[4];
     sg_tensor *y = n->out[0];
     const ffn_saved *sv = n->saved;
-    const sg_feedforward m = {.linear1 = {W1, b1, W1->shape[1], W1->shape[0]}};
     sg_dtype dt = y->dtype;
     size_t es = sg_dtype_size(dt);
     int64_t d = W1->shape[1], F = W1->shape[0], R = sv->rows, C = sv->chunk;
@@ -212,7 +210,7 @@ static void relu_ffn_bwd(sg_graph *g, sg_node *n)
         const char *xr = (const char *)x->data + (size_t)(r0 * d) * es;
         const char *dyr = (const char *)y->grad + (size_t)(r0 * d) * es;
         sg_rng rng = sv->states ? sv->states[c] : (sg_rng){{0}};
-        ffn_hidden(&m, xr, nr, h, keep, &rng, sv);
+        ffn_hidden(W1, b1, xr, nr, h, keep, &rng, sv);
         if (dW2) /* dW2 += dY^T H */
             sg__gemm(dt, d, F, nr, 1.0, dyr, 1, d, h, F, 1, 1.0, dW2, F, 1);
         if (db2)
@@ -278,7 +276,7 @@ static sg_tensor *relu_ffn(sg_graph *g, const sg_feedforward *m, sg_tensor *x, b
         int64_t nr = R - r0 < C ? R - r0 : C;
         if (drop)
             sv->states[c] = *rng;
-        ffn_hidden(m, (const char *)x->data + (size_t)(r0 * d) * es, nr, h, keep, rng, sv);
+        ffn_hidden(W1, b1, (const char *)x->data + (size_t)(r0 * d) * es, nr, h, keep, rng, sv);
         sg__affine(dt, nr, d, F, h, F, W2->data, W2->stride[0], W2->stride[1], b2->data,
                    (char *)y->data + (size_t)(r0 * d) * es, d);
     }
