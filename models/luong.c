@@ -148,9 +148,9 @@ static sg_tensor *decode_feed(sg_model *m, sg_graph *g, sg_tensor *emb, sg_tenso
     sg_tensor **out = sg_arena_alloc(sg_graph_arena(g), sizeof *out * (size_t)T);
     SG_NEED(gx, Wf, feed, out);
     for (int64_t t = 0; t < T; t++) {
-        /* gx is this loop's alone: each step keeps its gate activations over its rows */
-        h[0] = sg__luong_lstm_step(g, sg_select(g, gx, 1, t), true, w0->bias_hh, feed, h[0],
-                                   c[0], Wf, w0->weight_hh, &c[0]);
+        /* gx is this loop's alone: each step keeps its gates over its rows */
+        h[0] = sg__luong_lstm_step(g, gx, t, w0->bias_hh, feed, h[0], c[0], Wf, w0->weight_hh,
+                                   &c[0]);
         sg_tensor *x = h[0];
         for (int64_t l = 1; l < L; l++) {
             x = sg_dropout(g, x, p, m->training, &m->rng);

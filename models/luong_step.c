@@ -10,6 +10,12 @@
  *     i, f, g, o = sig(a_i), sig(a_f), tanh(a_g), sig(a_o)
  *     c' = f c + i g,  h' = o tanh(c')
  * One node, two GEMMs forward, four backward, hand-written gate derivatives.
+ *
+ * Memory: gx is the model's own, read by nothing but these steps, and sg_linear's
+ * backward does not read its output. So a step keeps its gate activations over its rows
+ * of gx, and its backward writes the gates' gradient over them again: those rows are
+ * gx's gradient, and gx's data becomes its gradient buffer (no [B, T, 4H] gradient and
+ * no per-step copy of it; enfr-luong: 8 MB of the training peak).
  */
 #include "luong_internal.h"
 #include "fastmath.h"
@@ -18,8 +24,7 @@
 #include <string.h>
 
 typedef struct step_saved {
-    void *act;   /* [B, 4H] activated gates i|f|g|o, row stride lda */
-    int64_t lda;
+    int64_t t; /* the step: its rows of gx hold the activated gates i|f|g|o */
 } step_saved;
 
 #define STEP_KERNELS(T, SUF, EXP, TANH, HOT)                                                 \
@@ -40,26 +45,26 @@ typedef struct step_saved {
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
-    /* da [B, 4H] from dh', dc'; dc += dc' f. All given (zeros for a missing gradient):  \
-     * a NULL test in the loop keeps it from vectorising. */                                \
-    HOT static void gates_bwd_##SUF(int64_t B, int64_t H, const T *restrict act,            \
-                                    int64_t lda, const T *restrict c2, const T *restrict c,  \
+    /* The gates' gradient [B, 4H] (row stride lda) over their activations a, from dh',  \
+     * dc'; dc += dc' f. All given (zeros for a missing gradient): a NULL test in the     \
+     * loop keeps it from vectorising. */                                                  \
+    HOT static void gates_bwd_##SUF(int64_t B, int64_t H, T *restrict a, int64_t lda,       \
+                                    const T *restrict c2, const T *restrict c,               \
                                     const T *restrict dh2, const T *restrict dc2,            \
-                                    T *restrict da, T *restrict dc)                          \
+                                    T *restrict dc)                                          \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++) {                                                    \
-            const T *ab = act + b * lda;                                                     \
-            T *db = da + b * 4 * H;                                                          \
+            T *ab = a + b * lda;                                                             \
             for (int64_t k = 0; k < H; k++) {                                                \
                 int64_t j = b * H + k;                                                       \
                 T i = ab[k], f = ab[H + k], g = ab[2 * H + k], o = ab[3 * H + k];            \
                 T t = TANH(c2[j]); /* tanh(c') again: bitwise the forward's, not kept */     \
                 T dh = dh2[j];                                                               \
                 T dct = dc2[j] + dh * o * ((T)1 - t * t);                                    \
-                db[k] = dct * g * i * ((T)1 - i);                                            \
-                db[H + k] = dct * c[j] * f * ((T)1 - f);                                     \
-                db[2 * H + k] = dct * i * ((T)1 - g * g);                                    \
-                db[3 * H + k] = dh * t * o * ((T)1 - o);                                     \
+                ab[k] = dct * g * i * ((T)1 - i);                                            \
+                ab[H + k] = dct * c[j] * f * ((T)1 - f);                                     \
+                ab[2 * H + k] = dct * i * ((T)1 - g * g);                                    \
+                ab[3 * H + k] = dh * t * o * ((T)1 - o);                                     \
                 dc[j] += dct * f;                                                            \
             }                                                                                \
         }                                                                                    \
@@ -70,19 +75,39 @@ typedef struct step_saved {
         for (int64_t k = 0; k < n; k++)                                                      \
             z[k] = x[k] + y[k];                                                              \
     }                                                                                        \
-    static void add_rows_##SUF(int64_t B, int64_t n, const T *src, int64_t rs, T *dst)       \
+    static void add_rows_##SUF(int64_t B, int64_t n, const T *src, int64_t ld, T *dst)       \
     {                                                                                        \
         for (int64_t b = 0; b < B; b++)                                                      \
             for (int64_t k = 0; k < n; k++)                                                  \
-                dst[b * n + k] += src[b * rs + k];                                           \
+                dst[b * ld + k] += src[b * ld + k];                                          \
     }
 
 /* f32: the vectorisable exp and tanh of fastmath.h, as the fused LSTM cells use */
 STEP_KERNELS(float, f32, sg__expf, sg__tanhf, SG_HOT)
 STEP_KERNELS(double, f64, exp, tanh, )
 
-/* in: gx [B, 4H] (unit column stride), feed [B, F], h, c [B, H] contiguous, W_f [4H, F]
- * and W_hh [4H, H] with any strides, the bias [4H] or NULL (contiguous). */
+/* Makes gx's data its gradient buffer when the first step's backward (the last step
+ * that has one: every earlier step then has one too, through h and c) reaches it: the
+ * rows of later steps, which never ran backward, still hold activations and are
+ * zeroed. False when gx already has a gradient buffer of its own (another consumer),
+ * which the steps then add into. */
+static bool claim_gx_grad(sg_tensor *gx, int64_t t)
+{
+    if (gx->grad == gx->data)
+        return true;
+    if (gx->grad)
+        return false;
+    int64_t B = gx->shape[0], T = gx->shape[1], G = gx->shape[2];
+    size_t es = sg_dtype_size(gx->dtype);
+    for (int64_t b = 0; b < B && t + 1 < T; b++)
+        memset((char *)gx->data + (size_t)((b * T + t + 1) * G) * es, 0,
+               (size_t)((T - t - 1) * G) * es);
+    gx->grad = gx->data; /* graph.c does not pool a gradient that is the tensor's data */
+    return true;
+}
+
+/* in: gx [B, T, 4H] contiguous, feed [B, F], h, c [B, H] contiguous, W_f [4H, F] and
+ * W_hh [4H, H] with any strides, the bias [4H] or NULL (contiguous). */
 static void step_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *gx = n->in[0], *feed = n->in[1], *h = n->in[2], *c = n->in[3];
@@ -91,96 +116,90 @@ static void step_bwd(sg_graph *g, sg_node *n)
     const step_saved *sv = n->saved;
     sg_dtype dt = gx->dtype;
     int64_t B = h->shape[0], H = h->shape[1], F = feed->shape[1], G = 4 * H;
+    int64_t lda = gx->shape[1] * G;
     if (!h2->grad && !c2->grad)
         return;
     const char *op = "luong decoder step";
-    size_t BH = sg_dtype_size(dt) * (size_t)(B * H);
-    void *da = sg__scratch_get(g, sg_dtype_size(dt) * (size_t)(B * G), op);
+    size_t es = sg_dtype_size(dt), BH = es * (size_t)(B * H);
+    void *da = (char *)gx->data + (size_t)(sv->t * G) * es; /* activations, then gradient */
     void *dc = sg_grad_of(g, c);
     /* zeros stand for a gradient that did not arrive; spare takes dc' f when c needs none */
     void *zeros = !h2->grad || !c2->grad ? sg__scratch_get(g, BH, op) : NULL;
     void *spare = dc ? NULL : sg__scratch_get(g, BH, op);
-    if (!da || (!zeros && (!h2->grad || !c2->grad)) || (!dc && !spare))
+    if ((!zeros && (!h2->grad || !c2->grad)) || (!dc && !spare))
         goto out;
     if (zeros)
         memset(zeros, 0, BH);
     if (spare)
         memset(spare, 0, BH);
+    bool own = gx->requires_grad && claim_gx_grad(gx, sv->t);
     const void *dh2 = h2->grad ? h2->grad : zeros, *dc2 = c2->grad ? c2->grad : zeros;
     if (dt == SG_F32)
-        gates_bwd_f32(B, H, sv->act, sv->lda, c2->data, c->data, dh2, dc2, da, dc ? dc : spare);
+        gates_bwd_f32(B, H, da, lda, c2->data, c->data, dh2, dc2, dc ? dc : spare);
     else
-        gates_bwd_f64(B, H, sv->act, sv->lda, c2->data, c->data, dh2, dc2, da, dc ? dc : spare);
-    void *dgx = sg_grad_of(g, gx);
+        gates_bwd_f64(B, H, da, lda, c2->data, c->data, dh2, dc2, dc ? dc : spare);
+    void *dgx = !own ? sg_grad_of(g, gx) : NULL;
     if (dgx) {
+        dgx = (char *)dgx + (size_t)(sv->t * G) * es;
         if (dt == SG_F32)
-            add_rows_f32(B, G, da, G, dgx);
+            add_rows_f32(B, G, da, lda, dgx);
         else
-            add_rows_f64(B, G, da, G, dgx);
+            add_rows_f64(B, G, da, lda, dgx);
     }
     void *d;
     if ((d = sg_grad_of(g, bias)))
-        sg__add_colsum(dt, d, da, B, G, G);
+        sg__add_colsum(dt, d, da, B, G, lda);
     if ((d = sg_grad_of(g, feed))) /* dfeed += da W_f */
-        sg__gemm(dt, B, F, G, 1.0, da, G, 1, Wf->data, Wf->stride[0], Wf->stride[1], 1.0, d, F,
-                 1);
+        sg__gemm(dt, B, F, G, 1.0, da, lda, 1, Wf->data, Wf->stride[0], Wf->stride[1], 1.0, d,
+                 F, 1);
     if ((d = sg_grad_of(g, h)))
-        sg__gemm(dt, B, H, G, 1.0, da, G, 1, Whh->data, Whh->stride[0], Whh->stride[1], 1.0, d,
-                 H, 1);
+        sg__gemm(dt, B, H, G, 1.0, da, lda, 1, Whh->data, Whh->stride[0], Whh->stride[1], 1.0,
+                 d, H, 1);
     if ((d = sg_grad_of(g, Wf))) /* dW_f += da^T feed */
-        sg__gemm(dt, G, F, B, 1.0, da, 1, G, feed->data, F, 1, 1.0, d, F, 1);
+        sg__gemm(dt, G, F, B, 1.0, da, 1, lda, feed->data, F, 1, 1.0, d, F, 1);
     if ((d = sg_grad_of(g, Whh)))
-        sg__gemm(dt, G, H, B, 1.0, da, 1, G, h->data, H, 1, 1.0, d, H, 1);
+        sg__gemm(dt, G, H, B, 1.0, da, 1, lda, h->data, H, 1, 1.0, d, H, 1);
 out:
-    sg__scratch_put(g, da);
     sg__scratch_put(g, zeros);
     sg__scratch_put(g, spare);
 }
 
-sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, bool gx_scratch, sg_tensor *b,
+sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, int64_t t, sg_tensor *b,
                                sg_tensor *feed, sg_tensor *h, sg_tensor *c, sg_tensor *Wf,
                                sg_tensor *Whh, sg_tensor **c_out)
 {
     const char *op = "luong decoder step";
     SG_NEED(g, gx, feed, h, c, Wf, Whh, c_out);
     int64_t B = h->shape[0], H = h->shape[1], F = feed->shape[1], G = 4 * H;
-    if (gx->ndim != 2 || gx->shape[0] != B || gx->shape[1] != G || feed->shape[0] != B ||
+    if (gx->ndim != 3 || gx->shape[0] != B || gx->shape[2] != G || t < 0 ||
+        t >= gx->shape[1] || !sg_tensor_is_contiguous(gx) || feed->shape[0] != B ||
         !sg_tensor_same_shape(h, c) || Wf->shape[0] != G || Wf->shape[1] != F ||
         Whh->shape[0] != G || Whh->shape[1] != H || (b && (b->ndim != 1 || b->shape[0] != G)))
-        return sg_graph_fail(g, SG_ESHAPE, "%s: gx %s, feed %s, h %s, c %s, W_f %s, W_hh %s do "
-                                           "not fit together",
-                             op, SG_SHAPE(gx), SG_SHAPE(feed), SG_SHAPE(h), SG_SHAPE(c),
-                             SG_SHAPE(Wf), SG_SHAPE(Whh));
-    if (gx->stride[1] != 1) {
-        gx = sg_contiguous(g, gx);
-        gx_scratch = true; /* a copy of this call's own */
-    }
+        return sg_graph_fail(g, SG_ESHAPE, "%s %lld: gx %s (contiguous), feed %s, h %s, c %s, "
+                                           "W_f %s, W_hh %s do not fit together",
+                             op, (long long)t, SG_SHAPE(gx), SG_SHAPE(feed), SG_SHAPE(h),
+                             SG_SHAPE(c), SG_SHAPE(Wf), SG_SHAPE(Whh));
     if (b && !sg_tensor_is_contiguous(b))
         b = sg_contiguous(g, b);
     feed = sg_contiguous(g, feed);
     h = sg_contiguous(g, h);
     c = sg_contiguous(g, c);
-    SG_NEED(gx, feed, h, c);
+    SG_NEED(feed, h, c);
     sg_dtype dt = gx->dtype;
     size_t es = sg_dtype_size(dt);
     sg_tensor *h2 = sg_empty(g, dt, 2, (int64_t[]){B, H});
     sg_tensor *c2 = sg_empty(g, dt, 2, (int64_t[]){B, H});
     step_saved *sv = sg_arena_alloc(sg_graph_arena(g), sizeof *sv);
-    /* a: over gx's rows when they are ours to write (saves [B, 4H] a step), else new */
-    int64_t lda = gx_scratch ? gx->stride[0] : G;
-    void *act = gx_scratch ? gx->data : sg_arena_alloc(sg_graph_arena(g), es * (size_t)(B * G));
-    if (!h2 || !c2 || !sv || !act)
+    if (!h2 || !c2 || !sv)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-    for (int64_t r = 0; r < B; r++) { /* a = gx_t (rows of the [B, T, 4H] precompute) + b */
-        char *ar = (char *)act + (size_t)(r * lda) * es;
-        const char *gr = (const char *)gx->data + (size_t)(r * gx->stride[0]) * es;
-        if (!b) {
-            if (ar != gr)
-                memcpy(ar, gr, (size_t)G * es);
-        } else if (dt == SG_F32)
-            add_vec_f32(G, (const float *)gr, b->data, (float *)ar);
+    int64_t lda = gx->shape[1] * G; /* this step's rows of gx */
+    void *act = (char *)gx->data + (size_t)(t * G) * es;
+    for (int64_t r = 0; r < B && b; r++) { /* a = gx_t + b */
+        void *ar = (char *)act + (size_t)(r * lda) * es;
+        if (dt == SG_F32)
+            add_vec_f32(G, ar, b->data, ar);
         else
-            add_vec_f64(G, (const double *)gr, b->data, (double *)ar);
+            add_vec_f64(G, ar, b->data, ar);
     }
     /* W_f^T and W_hh^T made once per graph (all steps of a training step share them) give
      * the small-product kernels row-major operands; else the weights are read transposed */
@@ -195,8 +214,7 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, bool gx_scratch, sg_t
     sg_tensor *ins[7] = {gx, feed, h, c, Wf, Whh, b}, *outs[2] = {h2, c2};
     sg_node *n = sg_record(g, op, step_bwd, b ? 7 : 6, ins, 2, outs);
     if (n) {
-        sv->act = act;
-        sv->lda = lda;
+        sv->t = t;
         n->saved = sv;
     }
     *c_out = c2;

@@ -95,10 +95,10 @@ static void rnn_bwd(sg_graph *g, sg_node *n)
         goto out;
     const void *x = in[IN_X]->data, *wih = in[IN_WIH]->data, *whh = in[IN_WHH]->data;
     if (y->dtype == SG_F32)
-        rnn_bwd_f32(sv, x, wih, whh, dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
+        rnn_bwd_f32(sv, x, wih, whh, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
                     dgh, drh);
     else
-        rnn_bwd_f64(sv, x, wih, whh, dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
+        rnn_bwd_f64(sv, x, wih, whh, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
                     dgh, drh);
 out:
     sg__scratch_put(g, dH);
@@ -135,7 +135,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     if (!sv)
         goto oom;
     *sv = (rnn_saved){.cell = cell, .cho = cho && !lstm, .reverse = reverse, .h0_zero = !h0,
-                      .B = B, .T = T, .I = I, .H = H, .G = lstm ? 4 : 3, .S = lstm ? 5 * H : 4 * H};
+                      .B = B, .T = T, .I = I, .H = H, .G = lstm ? 4 : 3, .S = 4 * H};
     sv->perm = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
     sv->plen = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
     sv->off = sg_arena_alloc(a, sizeof(int64_t) * (size_t)(T + 1));
