@@ -303,8 +303,10 @@ bool sg__fresh_unread_sum(sg_graph *g, const sg_tensor *t)
     return sg_tensor_is_contiguous(t) && made_last_by(g, t, ops, sizeof ops / sizeof *ops);
 }
 
+/* over: 0 never writes over x, 1 when x is a fresh unread output, 2 always (x is the
+ * caller's own, contiguous, and read by nothing else, its producer's backward included) */
 static sg_tensor *dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng,
-                          bool may_overwrite)
+                          int may_overwrite)
 {
     SG_NEED(g, x);
     bool drop;
@@ -315,7 +317,8 @@ static sg_tensor *dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg
         return x;
     if (!sg__check_float(g, "sg_dropout", x))
         return NULL;
-    bool over = may_overwrite && sg_tensor_is_contiguous(x) && fresh_unread_output(g, x);
+    bool over = sg_tensor_is_contiguous(x) &&
+                (may_overwrite == 2 || (may_overwrite == 1 && fresh_unread_output(g, x)));
     x = sg_contiguous(g, x);
     SG_NEED(x);
     int64_t N = sg_tensor_numel(x);
@@ -346,12 +349,17 @@ static sg_tensor *dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg
 
 sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng)
 {
-    return dropout(g, x, p, training, rng, false);
+    return dropout(g, x, p, training, rng, 0);
 }
 
 sg_tensor *sg__dropout_over(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng)
 {
-    return dropout(g, x, p, training, rng, true);
+    return dropout(g, x, p, training, rng, 1);
+}
+
+sg_tensor *sg__dropout_over_own(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng)
+{
+    return dropout(g, x, p, training, rng, 2);
 }
 
 /* ---- written over fresh outputs (model-internal) ------------------------------------ */

@@ -34,6 +34,11 @@ sg_tensor *sg__output_over(sg_graph *g, sg_tensor *h, bool over);
  * (an embedding, joined decoder outputs), not for a caller's tensor that may be read
  * afterwards. */
 sg_tensor *sg__dropout_over(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng);
+/* sg_dropout written over x whenever x is contiguous: for a caller whose x nothing else
+ * reads, not even the backward of the op that made it (a multi-layer RNN's output of a
+ * layer, on its way to the next layer). */
+sg_tensor *sg__dropout_over_own(sg_graph *g, sg_tensor *x, double p, bool training,
+                                sg_rng *rng);
 /* sg_tanh written over x when x is a fresh product (sg__fresh_linear_output; contiguous),
  * else sg_tanh: for model code that never reads x again (a Luong combine layer). The
  * node's backward reads only the output, as sg_tanh's does. */

@@ -139,6 +139,7 @@ typedef struct {
     sg_tensor *len;
     int what; /* 0: output, 1: h_n, 2: c_n */
     bool no_h0; /* zero initial states (the inputs are then unused) */
+    double dropout; /* > 0: training, the same masks at every evaluation */
 } gc_rnn;
 
 /* inputs: x, h0, c0 (LSTM), then the module's parameters (already in m) */
@@ -149,6 +150,12 @@ static sg_tensor *gc_rnn_fn(sg_graph *g, sg_tensor *const *in, void *user)
     sg_rnn_opts o = {.lengths = u->len, .h0 = in[1], .c0 = lstm ? in[2] : NULL};
     if (u->no_h0)
         o.h0 = o.c0 = NULL;
+    sg_rng r;
+    sg_rng_seed(&r, 17);
+    if (u->dropout > 0) {
+        o.training = true;
+        o.rng = &r;
+    }
     sg_tensor *hn = NULL, *cn = NULL;
     sg_tensor *out = sg_rnn_forward(g, &u->m, in[0], &o, &hn, &cn);
     return u->what == 0 ? out : u->what == 1 ? hn : cn;
@@ -156,17 +163,18 @@ static sg_tensor *gc_rnn_fn(sg_graph *g, sg_tensor *const *in, void *user)
 
 /* full: every row runs all T steps (no lengths), so the rows keep their order and the
  * run reads the state before step 0 from h0 / c0 themselves */
-static void gradcheck_module_ex(sg_rnn_cell cell, bool cho, int n_layers, bool bidir,
-                                bool no_h0, bool full)
+static void gradcheck_module_drop(sg_rnn_cell cell, bool cho, int n_layers, bool bidir,
+                                  bool no_h0, bool full, double dropout)
 {
     bool lstm = cell == SG_RNN_LSTM;
     sg_rng r;
     sg_rng_seed(&r, 3);
     int64_t B = 3, T = 4, I = 3, H = 2, LD = n_layers * (bidir ? 2 : 1);
-    gc_rnn u = {.what = 0, .no_h0 = no_h0};
+    gc_rnn u = {.what = 0, .no_h0 = no_h0, .dropout = dropout};
     sg_params *p = sg_params_new(SG_F64);
     sg_rnn_config cfg = {.input_size = I, .hidden_size = H, .num_layers = n_layers,
-                         .bidirectional = bidir, .reset_before_matmul = cho};
+                         .bidirectional = bidir, .reset_before_matmul = cho,
+                         .dropout = dropout};
     int rc = lstm ? sg_lstm_init(&u.m, p, "", &cfg, &r) : sg_gru_init(&u.m, p, "", &cfg, &r);
     cr_assert_eq(rc, SG_OK, "%s", sg_last_error());
     sg_params_uniform_(p, &r, -0.8, 0.8);
@@ -186,6 +194,12 @@ static void gradcheck_module_ex(sg_rnn_cell cell, bool cho, int n_layers, bool b
         sg_tensor_free(in[i]);
     sg_tensor_free(u.len);
     sg_params_free(p);
+}
+
+static void gradcheck_module_ex(sg_rnn_cell cell, bool cho, int n_layers, bool bidir,
+                                bool no_h0, bool full)
+{
+    gradcheck_module_drop(cell, cho, n_layers, bidir, no_h0, full, 0);
 }
 
 static void gradcheck_module(sg_rnn_cell cell, bool cho, int n_layers, bool bidir, bool no_h0)
@@ -219,6 +233,16 @@ Test(gru, gradcheck_cho_variant)
 Test(lstm, gradcheck_bidirectional_two_layers_unequal_lengths)
 {
     gradcheck_module(SG_RNN_LSTM, false, 2, true, false);
+}
+
+/* the dropout between layers is written over the lower layer's output, which the
+ * layer's backward must not read */
+Test(rnn, gradcheck_dropout_between_layers)
+{
+    gradcheck_module_drop(SG_RNN_LSTM, false, 3, false, false, false, 0.4);
+    gradcheck_module_drop(SG_RNN_LSTM, false, 2, true, false, false, 0.4);
+    gradcheck_module_drop(SG_RNN_GRU, false, 2, false, false, true, 0.4);
+    gradcheck_module_drop(SG_RNN_GRU, true, 2, false, true, false, 0.4);
 }
 
 Test(lstm, gradcheck_zero_initial_state)
