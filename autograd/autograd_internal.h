@@ -90,6 +90,12 @@ SG_INTERNAL void *sg__grad_for_write(sg_graph *g, sg_tensor *t, bool *fresh);
  * before the call returns. NULL with SG_ENOMEM recorded on g (the message names who). */
 SG_INTERNAL void *sg__scratch_get(sg_graph *g, size_t bytes, const char *who);
 SG_INTERNAL void sg__scratch_put(sg_graph *g, void *p);
+/* sg_linear(sg_concat([a, b], last dim), w, bias) without making the join: a [..., Ka]
+ * and b [..., Kb] with the same leading dims, w [out, Ka + Kb], bias [out] or NULL.
+ * Recorded as an "sg_linear" node (its backward reads no output). SG_ESHAPE, SG_EDTYPE,
+ * SG_ENOMEM recorded on g; NULL then. */
+SG_INTERNAL sg_tensor *sg__linear_cat2(sg_graph *g, sg_tensor *a, sg_tensor *b, sg_tensor *w,
+                                       sg_tensor *bias);
 /* Y[r, 0..N) = b + X[r] W^T for the R rows of X (row stride ldx, unit column stride) into
  * Y (row stride ldy): W is [N, K] with strides (ws0, ws1), b [N] contiguous or NULL (then
  * no bias). The bias rows are written first and the product added (one GEMM, beta 1),

@@ -208,3 +208,80 @@ sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias)
     sg_record(g, "sg_linear", linear_bwd, bias ? 3 : 2, ins, 1, &y);
     return y;
 }
+
+/* ---- linear of a join: y = [a ; b] W^T + bias without making [a ; b] ---------------- */
+
+static void linear_cat2_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *a = n->in[0], *b = n->in[1], *w = n->in[2], *y = n->out[0];
+    sg_tensor *bias = n->n_in > 3 ? n->in[3] : NULL;
+    sg_dtype dt = y->dtype;
+    size_t es = sg_dtype_size(dt);
+    int64_t Ka = a->shape[a->ndim - 1], Kb = b->shape[b->ndim - 1], in = Ka + Kb;
+    int64_t out = w->shape[0], rows = sg_tensor_numel(y) / (out ? out : 1);
+    mat dy = {(char *)y->grad, rows, out, out, 1};
+    mat Wa = {(char *)w->data, out, Ka, w->stride[0], w->stride[1]};
+    mat Wb = {(char *)w->data + (size_t)(Ka * w->stride[1]) * es, out, Kb, w->stride[0],
+              w->stride[1]};
+    bool fresh;
+    void *d = out > 0 ? sg__grad_for_write(g, a, &fresh) : sg_grad_of(g, a);
+    if (d && Ka > 0) /* da (+)= dY W_a */
+        gemm(dt, dy, Wa, (mat){d, rows, Ka, Ka, 1}, fresh ? 0.0 : 1.0);
+    d = out > 0 ? sg__grad_for_write(g, b, &fresh) : sg_grad_of(g, b);
+    if (d && Kb > 0)
+        gemm(dt, dy, Wb, (mat){d, rows, Kb, Kb, 1}, fresh ? 0.0 : 1.0);
+    char *dw = sg_grad_of(g, w);
+    if (dw && Ka > 0) /* dW[:, :Ka] += dY^T a, dW[:, Ka:] += dY^T b */
+        gemm(dt, mat_t(dy), (mat){a->data, rows, Ka, Ka, 1}, (mat){dw, out, Ka, in, 1}, 1.0);
+    if (dw && Kb > 0)
+        gemm(dt, mat_t(dy), (mat){b->data, rows, Kb, Kb, 1},
+             (mat){dw + (size_t)Ka * es, out, Kb, in, 1}, 1.0);
+    if ((d = bias ? sg_grad_of(g, bias) : NULL))
+        sg__add_colsum(dt, d, y->grad, rows, out, out);
+}
+
+sg_tensor *sg__linear_cat2(sg_graph *g, sg_tensor *a, sg_tensor *b, sg_tensor *w,
+                           sg_tensor *bias)
+{
+    const char *op = "sg_linear (of a join)";
+    SG_NEED(g, a, b, w);
+    if (!sg__check_same_float(g, op, a, w) || !sg__check_same_float(g, op, b, w) ||
+        (bias && !sg__check_same_float(g, op, bias, w)))
+        return NULL;
+    int nd = a->ndim;
+    bool fit = nd >= 1 && b->ndim == nd && w->ndim == 2 &&
+               (!bias || (bias->ndim == 1 && bias->shape[0] == w->shape[0]));
+    for (int d = 0; fit && d < nd - 1; d++)
+        fit = a->shape[d] == b->shape[d];
+    if (!fit || a->shape[nd - 1] + b->shape[nd - 1] != w->shape[1])
+        return sg_graph_fail(g, SG_ESHAPE, "%s: inputs %s and %s joined on their last dim do not "
+                                           "fit weight %s%s%s",
+                             op, SG_SHAPE(a), SG_SHAPE(b), SG_SHAPE(w), bias ? ", bias " : "",
+                             bias ? SG_SHAPE(bias) : "");
+    a = sg_contiguous(g, a);
+    b = sg_contiguous(g, b);
+    SG_NEED(a, b);
+    int64_t Ka = a->shape[nd - 1], Kb = b->shape[nd - 1], out = w->shape[0];
+    int64_t rows = 1;
+    for (int d = 0; d < nd - 1; d++)
+        rows *= a->shape[d];
+    int64_t shape[SG_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof shape);
+    shape[nd - 1] = out;
+    sg_tensor *y = sg_empty(g, a->dtype, nd, shape);
+    if (!y)
+        return NULL;
+    size_t es = sg_dtype_size(a->dtype);
+    bool small = (double)rows * (double)out * (double)(Ka + Kb) <= SG_SMALL_GEMM_MNK;
+    sg__operand wt = sg__weight_t_operand(g, w, 1, w->owns_data && rows >= 8 && small);
+    /* y = a W_a^T + bias, then y += b W_b^T (W_b^T: rows Ka.. of W^T) */
+    sg__affine(a->dtype, rows, out, Ka, a->data, Ka, wt.p, wt.cs, wt.rs,
+               bias ? bias->data : NULL, y->data, out);
+    if (Kb > 0)
+        sg__gemm(a->dtype, rows, out, Kb, 1.0, b->data, Kb, 1,
+                 (const char *)wt.p + (size_t)(Ka * wt.rs) * es, wt.rs, wt.cs, 1.0, y->data, out,
+                 1);
+    sg_tensor *ins[4] = {a, b, w, bias};
+    sg_record(g, "sg_linear", linear_cat2_bwd, bias ? 4 : 3, ins, 1, &y);
+    return y;
+}

@@ -102,8 +102,9 @@ static sg_tensor *combine(sg_model *m, sg_graph *g, sg_tensor *ctx, sg_tensor *h
 {
     luong *z = m->impl;
     SG_NEED(ctx, h);
-    sg_tensor *x = sg_concat(g, 2, (sg_tensor *[]){ctx, h}, h->ndim - 1);
-    x = sg__tanh_over(g, sg_linear_layer_forward(g, &z->combine, x)); /* over W_c's output */
+    /* W_c [ctx ; h] without the join, then tanh over W_c's output */
+    sg_tensor *x = sg__linear_cat2(g, ctx, h, z->combine.weight, z->combine.bias);
+    x = sg__tanh_over(g, x);
     return sg_dropout(g, x, m->cfg.dropout, m->training, &m->rng);
 }
 
