@@ -27,7 +27,8 @@ typedef struct rnn_saved {
     void *gates;    /* [B*T, S] */
     /* The state before each step, packed (cp: LSTM): hp0/cp0 [B, H] before step 0 (the
      * caller's h0/c0 themselves when rows keep their order, else a copy or zeros), hp/cp
-     * [N - B, H] before steps 1.. (contiguous after hp0/cp0 when those are not h0/c0). */
+     * [N - B, H] before steps 1.. (contiguous after hp0/cp0 when those are not h0/c0).
+     * The LSTM keeps no hp: its backward reads h_prev from y (rnn_kernels.inc). */
     void *hp0, *cp0, *hp, *cp;
     bool h0_alias;  /* hp0 is h0's data: hp does not follow it */
     void *rh;       /* [N, H] Cho GRU: r * h_prev */
@@ -90,15 +91,18 @@ static void rnn_bwd(sg_graph *g, sg_node *n)
     const char *who = sv->cell == SG_RNN_LSTM ? "sg_lstm" : "sg_gru";
     void *dH = sg__scratch_get(g, BH, who), *dC = sg__scratch_get(g, BH, who);
     void *drh = sg__scratch_get(g, BH, who);
-    void *dgh = sg__scratch_get(g, (size_t)(sv->N * sv->G * sv->H) * es, who);
+    /* dgh: the hidden projection's gradient of every step, packed; the LSTM's is d(gi),
+     * which the gates hold: one step's rows */
+    int64_t dgh_rows = sv->cell == SG_RNN_LSTM ? sv->B : sv->N;
+    void *dgh = sg__scratch_get(g, (size_t)(dgh_rows * sv->G * sv->H) * es, who);
     if (!dH || !dC || !drh || !dgh)
         goto out;
     const void *x = in[IN_X]->data, *wih = in[IN_WIH]->data, *whh = in[IN_WHH]->data;
     if (y->dtype == SG_F32)
-        rnn_bwd_f32(sv, x, wih, whh, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
+        rnn_bwd_f32(sv, x, wih, whh, y->data, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
                     dgh, drh);
     else
-        rnn_bwd_f64(sv, x, wih, whh, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
+        rnn_bwd_f64(sv, x, wih, whh, y->data, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
                     dgh, drh);
 out:
     sg__scratch_put(g, dH);
@@ -129,7 +133,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     int64_t B = x->shape[0], T = x->shape[1], I = x->shape[2], H = w->weight_hh->shape[1];
     bool lstm = cell == SG_RNN_LSTM;
     const char *who = lstm ? "sg_lstm" : "sg_gru";
-    void *gh = NULL, *hn_rows = NULL;
+    void *gh = NULL, *hn_rows = NULL, *hbuf = NULL;
     bool hn_is_y = T == 1; /* see below */
     rnn_saved *sv = sg_arena_alloc(a, sizeof *sv);
     if (!sv)
@@ -179,8 +183,13 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     bool c0_alias = lstm && c0 && in_order;
     sv->h0_alias = h0 && in_order;
     sv->gates = sg_arena_alloc(a, (size_t)(B * T * sv->S) * es);
-    bool states = state_rows(a, sv->h0_alias ? h0->data : NULL, NH, BH, &sv->hp0, &sv->hp) &&
-                  (!lstm || state_rows(a, c0_alias ? c0->data : NULL, NH, BH, &sv->cp0, &sv->cp));
+    /* the LSTM's h before steps 1.. only feeds the next step's product: two [B, H]
+     * scratch blocks in turn (its backward reads h_prev from y) */
+    bool states = lstm ? (sv->hp0 = sv->h0_alias ? h0->data : sg_arena_alloc(a, BH)) &&
+                             (hbuf = sg__scratch_get(g, 2 * BH, who))
+                       : state_rows(a, sv->h0_alias ? h0->data : NULL, NH, BH, &sv->hp0, &sv->hp);
+    states = states &&
+             (!lstm || state_rows(a, c0_alias ? c0->data : NULL, NH, BH, &sv->cp0, &sv->cp));
     sv->rh = sv->cho ? sg_arena_alloc(a, NH) : NULL;
     /* the recurrent product of a step: scratch of this call */
     gh = sg__scratch_get(g, (size_t)(B * sv->G * H) * es, who);
@@ -207,13 +216,14 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     if (dt == SG_F32)
         rnn_fwd_f32(sv, x->data, wih_t, whh_t, data_or_null(w->bias_ih),
                     data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
-                    hn_rows, tcn ? tcn->data : NULL, gh, zeros);
+                    hn_rows, tcn ? tcn->data : NULL, gh, hbuf, zeros);
     else
         rnn_fwd_f64(sv, x->data, wih_t, whh_t, data_or_null(w->bias_ih),
                     data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
-                    hn_rows, tcn ? tcn->data : NULL, gh, zeros);
+                    hn_rows, tcn ? tcn->data : NULL, gh, hbuf, zeros);
     sg__scratch_put(g, gh);
-    gh = NULL;
+    sg__scratch_put(g, hbuf);
+    gh = hbuf = NULL;
     if (hn_is_y)
         sg__scratch_put(g, hn_rows);
     hn_rows = NULL;
@@ -232,6 +242,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     return SG_OK;
 oom:
     sg__scratch_put(g, gh);
+    sg__scratch_put(g, hbuf);
     if (hn_is_y)
         sg__scratch_put(g, hn_rows);
     sg_graph_fail(g, SG_ENOMEM, "sg_rnn: out of memory for a [%lld, %lld, %lld] run",
