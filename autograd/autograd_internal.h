@@ -5,23 +5,18 @@
 #include "../tensor/tensor_internal.h"
 #include "sg_autograd.h"
 
-/* Free lists of gradient buffers by size class (grad_pool.c). */
-#define SG__POOL_CLASSES 192
+/* Gradient and scratch buffers of a graph's backward, each freed when put back
+ * (grad_pool.c). */
 typedef struct sg_grad_pool {
-    void *free[SG__POOL_CLASSES];
-    bool used[SG__POOL_CLASSES]; /* handed out since the last trim */
+    int64_t live; /* buffers handed out and not put back */
 } sg_grad_pool;
 
-/* A zeroed buffer of at least bytes (64-byte aligned); NULL when out of memory. */
+/* A zeroed buffer of bytes (64-byte aligned); NULL when out of memory. */
 SG_INTERNAL void *sg__grad_pool_get(sg_grad_pool *p, size_t bytes);
 /* sg__grad_pool_get without the zeroing (for a caller that writes all of it). */
 SG_INTERNAL void *sg__grad_pool_get_raw(sg_grad_pool *p, size_t bytes);
-/* Returns a buffer that sg__grad_pool_get gave. */
+/* Frees a buffer that sg__grad_pool_get gave. */
 SG_INTERNAL void sg__grad_pool_put(sg_grad_pool *p, void *buf);
-/* Frees the cached buffers of classes not handed out since the previous trim. */
-SG_INTERNAL void sg__grad_pool_trim(sg_grad_pool *p);
-/* Frees every cached buffer. */
-SG_INTERNAL void sg__grad_pool_clear(sg_grad_pool *p);
 
 /* Transposed copies of weights made in this graph (sg__weight_t); a decoding weight home
  * holds the encoder's and the decoder's (a 3+3-layer transformer has ~35 weights). */

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -57,7 +58,7 @@ void sg_graph_free(sg_graph *g)
     if (!g)
         return;
     release_all_grads(g);
-    sg__grad_pool_clear(&g->pool);
+    assert(g->pool.live == 0); /* ops put their scratch back */
     sg_arena_free(g->arena);
     free(g);
 }
@@ -65,7 +66,7 @@ void sg_graph_free(sg_graph *g)
 void sg_graph_reset(sg_graph *g)
 {
     release_all_grads(g);
-    sg__grad_pool_trim(&g->pool);
+    assert(g->pool.live == 0);
     sg_arena_reset(g->arena);
     g->n_wt = 0;
     g->tape = NULL;
