@@ -102,10 +102,9 @@ static sg_tensor *combine(sg_model *m, sg_graph *g, sg_tensor *ctx, sg_tensor *h
 {
     luong *z = m->impl;
     SG_NEED(ctx, h);
-    /* W_c [ctx ; h] without the join, then tanh over W_c's output */
+    /* W_c [ctx ; h] without the join, then tanh and dropout over W_c's output */
     sg_tensor *x = sg__linear_cat2(g, ctx, h, z->combine.weight, z->combine.bias);
-    x = sg__tanh_over(g, x);
-    return sg_dropout(g, x, m->cfg.dropout, m->training, &m->rng);
+    return sg__tanh_dropout_over(g, x, m->cfg.dropout, m->training, &m->rng);
 }
 
 /* Decoder without input feeding: one LSTM run over all T steps, then attention per

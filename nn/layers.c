@@ -362,6 +362,92 @@ sg_tensor *sg__dropout_over_own(sg_graph *g, sg_tensor *x, double p, bool traini
     return dropout(g, x, p, training, rng, 2);
 }
 
+/* ---- tanh then dropout as one node ----------------------------------------------------
+ * Keeps only its output y = tanh(x) * keep * s (and the mask's rng state): where the mask
+ * dropped, the gradient is 0 whatever tanh(x) was; where it kept, tanh(x) = y / s. So the
+ * graph holds one tensor where sg_tanh then sg_dropout hold two (the Luong combine layer:
+ * 1.6 MB of enfr-luong's step). The gradient uses y (1 - p) for tanh(x), which may round
+ * one ulp away from the value torch's tanh backward reads. */
+#define TANH_DROPOUT_KERNELS(T, SUF, TANH)                                                  \
+    SG_HOT static void tanh_dropout_fwd_##SUF(int64_t n, const T *a,                          \
+                                              const uint8_t *restrict keep, T s, T *y)        \
+    {                                                                                       \
+        for (int64_t i = 0; i < n; i++) { /* a == y when written over x */                   \
+            T t = TANH(a[i]);                                                               \
+            y[i] = keep[i] ? t * s : (T)0;                                                  \
+        }                                                                                   \
+    }                                                                                       \
+    SG_HOT static void tanh_dropout_bwd_##SUF(int64_t n, T *restrict d, const T *restrict dy,  \
+                                              const T *restrict y,                          \
+                                              const uint8_t *restrict keep, T s, T q,       \
+                                              bool fresh)                                   \
+    {                                                                                       \
+        for (int64_t i = 0; i < n; i++) {                                                   \
+            T t = y[i] * q;                                                                 \
+            T v = keep[i] ? dy[i] * s * ((T)1 - t * t) : (T)0;                              \
+            d[i] = fresh ? v : d[i] + v;                                                    \
+        }                                                                                   \
+    }
+TANH_DROPOUT_KERNELS(float, f32, sg__tanhf)
+TANH_DROPOUT_KERNELS(double, f64, tanh)
+#undef TANH_DROPOUT_KERNELS
+
+static void tanh_dropout_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *x = n->in[0], *y = n->out[0];
+    bool fresh;
+    void *dx = sg__grad_for_write(g, x, &fresh);
+    if (!dx)
+        return;
+    int64_t N = sg_tensor_numel(x);
+    uint8_t *keep = mask_again(g, n->saved, N, n->f[1], "sg_tanh_dropout backward");
+    if (!keep)
+        return;
+    double s = n->f[0], q = 1 - n->f[1];
+    if (x->dtype == SG_F32)
+        tanh_dropout_bwd_f32(N, dx, y->grad, y->data, keep, (float)s, (float)q, fresh);
+    else
+        tanh_dropout_bwd_f64(N, dx, y->grad, y->data, keep, s, q, fresh);
+    sg__scratch_put(g, keep);
+}
+
+sg_tensor *sg__tanh_dropout_over(sg_graph *g, sg_tensor *x, double p, bool training,
+                                 sg_rng *rng)
+{
+    SG_NEED(g, x);
+    bool drop;
+    double s;
+    if (!sg__dropout_args(g, "sg_tanh_dropout", p, training, rng, &drop, &s))
+        return NULL;
+    if (!drop)
+        return sg__tanh_over(g, x);
+    if (!sg__check_float(g, "sg_tanh_dropout", x))
+        return NULL;
+    bool over = sg_tensor_is_contiguous(x) && sg__fresh_linear_output(g, x);
+    x = sg_contiguous(g, x);
+    SG_NEED(x);
+    int64_t N = sg_tensor_numel(x);
+    sg_tensor *y = sg__output_over(g, x, over);
+    if (!y)
+        return sg_graph_fail(g, SG_ENOMEM, "sg_tanh_dropout: out of memory");
+    sg_rng *state;
+    uint8_t *keep = mask_draw(g, rng, N, p, &state, "sg_tanh_dropout");
+    if (!keep)
+        return NULL;
+    if (x->dtype == SG_F32)
+        tanh_dropout_fwd_f32(N, x->data, keep, (float)s, y->data);
+    else
+        tanh_dropout_fwd_f64(N, x->data, keep, s, y->data);
+    sg__scratch_put(g, keep);
+    sg_node *n = sg_record(g, "sg_tanh_dropout", tanh_dropout_bwd, 1, &x, 1, &y);
+    if (n) {
+        n->saved = state;
+        n->f[0] = s;
+        n->f[1] = p;
+    }
+    return y;
+}
+
 /* ---- written over fresh outputs (model-internal) ------------------------------------ */
 
 sg_tensor *sg__tanh_over(sg_graph *g, sg_tensor *x)

@@ -43,6 +43,12 @@ sg_tensor *sg__dropout_over_own(sg_graph *g, sg_tensor *x, double p, bool traini
  * else sg_tanh: for model code that never reads x again (a Luong combine layer). The
  * node's backward reads only the output, as sg_tanh's does. */
 sg_tensor *sg__tanh_over(sg_graph *g, sg_tensor *x);
+/* sg_dropout(sg_tanh(x)) as one node that keeps only its output (its backward takes
+ * tanh(x) = y (1 - p) where the mask kept), written over x when x is a fresh product as
+ * for sg__tanh_over; sg__tanh_over when it does not drop. For model code that never reads
+ * x again (a Luong combine layer). SG_EINVAL for p outside [0, 1) or no rng, SG_ENOMEM. */
+sg_tensor *sg__tanh_dropout_over(sg_graph *g, sg_tensor *x, double p, bool training,
+                                 sg_rng *rng);
 /* True when t is the output of the node just recorded on g, a residual sum (sg_add,
  * sg_dropout_add: their backward reads no output), contiguous: nothing has read t yet. */
 bool sg__fresh_unread_sum(sg_graph *g, const sg_tensor *t);
