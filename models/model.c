@@ -193,9 +193,10 @@ sg_tensor *sg_model_loss(sg_model *m, sg_graph *g, const sg_batch *b, double lab
     const sg_linear_layer *gen = NULL;
     sg_tensor *x = features(m, g, b, NULL, &gen, "sg_model_loss");
     SG_NEED(x);
-    /* the generator and the loss as one node: the logits are never stored whole */
+    /* the generator and the loss as one node: the logits are never stored whole; the
+     * features are read by nothing else (dloss/dx may be written over them) */
     sg_cross_entropy_opts o = {.ignore_index = SG_TOK_PAD, .label_smoothing = label_smoothing,
-                               .reduction = SG_REDUCTION_MEAN};
+                               .reduction = SG_REDUCTION_MEAN, .overwrite_input = true};
     sg_cross_entropy_stats st = {0};
     sg_tensor *loss = sg_linear_cross_entropy_ex(g, x, gen->weight, gen->bias, b->tgt_out, &o,
                                                  &st);

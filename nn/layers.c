@@ -290,7 +290,7 @@ bool sg__dropout_args(sg_graph *g, const char *op, double p, bool training, cons
 
 /* t is the output of the node just recorded on g, made by an op whose backward reads
  * none of its outputs (a lookup, a product, a sum, a join): nothing has read t yet. */
-static bool fresh_unread_output(sg_graph *g, const sg_tensor *t)
+bool sg__fresh_unread_output(sg_graph *g, const sg_tensor *t)
 {
     static const char *const ops[] = {"sg_embedding_lookup", "sg_linear", "sg_add",
                                       "sg_stack", "sg_concat"};
@@ -318,7 +318,7 @@ static sg_tensor *dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg
     if (!sg__check_float(g, "sg_dropout", x))
         return NULL;
     bool over = sg_tensor_is_contiguous(x) &&
-                (may_overwrite == 2 || (may_overwrite == 1 && fresh_unread_output(g, x)));
+                (may_overwrite == 2 || (may_overwrite == 1 && sg__fresh_unread_output(g, x)));
     x = sg_contiguous(g, x);
     SG_NEED(x);
     int64_t N = sg_tensor_numel(x);
@@ -460,7 +460,7 @@ sg_tensor *sg__tanh_over(sg_graph *g, sg_tensor *x)
 sg_tensor *sg__scale_add_over(sg_graph *g, sg_tensor *x, double scale, sg_tensor *t)
 {
     SG_NEED(g, x, t);
-    if (!sg_tensor_is_contiguous(x) || !fresh_unread_output(g, x))
+    if (!sg_tensor_is_contiguous(x) || !sg__fresh_unread_output(g, x))
         return sg_add(g, sg_mul_scalar(g, x, scale), t);
     /* two nodes, each over x's data: the values round as the ops' do */
     return sg__add_in_place(g, sg__mul_scalar_in_place(g, x, scale), t);

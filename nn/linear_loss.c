@@ -90,7 +90,11 @@ static void lce_bwd(sg_graph *g, sg_node *n)
         if ((d = sg_grad_of(g, w)))
             sg__gemm(dt, V, K, R, dL, sv->dz, 1, V, x->data, K, 1, 1.0, d, K, 1);
     }
-    if (sv->dx) {
+    if (sv->dx == x->data && !x->grad) { /* written over x: it becomes x's gradient */
+        if (dL != 1)
+            add_scaled(dt, x->data, x->data, sg_tensor_numel(x), dL, true);
+        x->grad = x->data; /* graph.c does not free a gradient that is the tensor's data */
+    } else if (sv->dx) {
         bool fresh;
         void *d = sg__grad_for_write(g, x, &fresh);
         if (d)
@@ -137,6 +141,9 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
     SG_NEED(g, x, w, targets);
     if (!check_args(g, op, x, w, bias))
         return NULL;
+    /* before anything else is recorded: is x fresh and unread? */
+    bool x_over = opts && opts->overwrite_input && sg_tensor_is_contiguous(x) &&
+                  sg__fresh_unread_output(g, x);
     int64_t V = w->shape[0], K = w->shape[1], R = sg_tensor_numel(targets), N;
     sg_cross_entropy_opts o;
     if (!sg__ce_prepare(g, op, opts, &targets, x, "input", V, &o, &N))
@@ -171,7 +178,9 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
     if (sv) {
         *sv = (lce_grads){0};
         bool dx = x->requires_grad && !keep_dz, dw = w->requires_grad && !keep_dz;
-        if ((dx && !(sv->dx = sg_arena_alloc(a, (size_t)(R * K + 1) * es))) ||
+        if (dx && x_over)
+            sv->dx = x->data; /* each chunk's rows once its products are made */
+        if ((dx && !sv->dx && !(sv->dx = sg_arena_alloc(a, (size_t)(R * K + 1) * es))) ||
             (dw && !(sv->dw = sg_arena_alloc(a, (size_t)(V * K + 1) * es))) ||
             (keep_dz && !(sv->dz = sg_arena_alloc(a, (size_t)(R * V + 1) * es))) ||
             (bias && bias->requires_grad && !(sv->db = sg_arena_calloc(a, (size_t)V * es))))
@@ -199,10 +208,10 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
          * that consume it (or backward's, from the kept z) */
         sg__ce_rows_forward_grad(dt, z, bias ? bias->data : NULL, sv->db, y + r0, c, V,
                                  o.ignore_index, eps, scale, lse + r0, lrow + r0);
+        if (sv->dw && K > 0) /* before dX, which may be written over these rows of x */
+            gemm(dt, V, K, c, (opnd){z, 1, V}, (opnd){xc, K, 1}, r0 ? 1.0 : 0.0, sv->dw, K);
         if (sv->dx && K > 0)
             gemm(dt, c, K, V, (opnd){z, V, 1}, W, 0.0, (char *)sv->dx + (size_t)(r0 * K) * es, K);
-        if (sv->dw && K > 0)
-            gemm(dt, V, K, c, (opnd){z, 1, V}, (opnd){xc, K, 1}, r0 ? 1.0 : 0.0, sv->dw, K);
     }
     if (!keep_dz)
         sg__scratch_put(g, z);

@@ -49,6 +49,10 @@ sg_tensor *sg__tanh_over(sg_graph *g, sg_tensor *x);
  * x again (a Luong combine layer). SG_EINVAL for p outside [0, 1) or no rng, SG_ENOMEM. */
 sg_tensor *sg__tanh_dropout_over(sg_graph *g, sg_tensor *x, double p, bool training,
                                  sg_rng *rng);
+/* True when t is the only output of the node just recorded on g, made by an op whose
+ * backward reads none of its outputs (sg_embedding_lookup, sg_linear, sg_add, sg_stack,
+ * sg_concat): nothing has read t yet. */
+bool sg__fresh_unread_output(sg_graph *g, const sg_tensor *t);
 /* True when t is the output of the node just recorded on g, a residual sum (sg_add,
  * sg_dropout_add: their backward reads no output), contiguous: nothing has read t yet. */
 bool sg__fresh_unread_sum(sg_graph *g, const sg_tensor *t);

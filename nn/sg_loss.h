@@ -49,6 +49,13 @@ typedef struct sg_cross_entropy_opts {
      * sg_linear (the op recorded just before), backward writes their gradient over them
      * instead of into a second [..., V] buffer (a vocabulary-sized saving per step). */
     bool overwrite_logits;
+    /* sg_linear_cross_entropy_ex only. The caller will not read x after the call: when x
+     * comes straight from an op whose backward reads no output (sg_stack, sg_concat,
+     * sg_linear, sg_add, an embedding lookup: the op recorded just before) and is
+     * contiguous, dloss/dx is written over x's data, chunk by chunk once each chunk's
+     * products are made, and becomes x's gradient in backward (no [.., K] buffer for it,
+     * none for x's gradient). */
+    bool overwrite_input;
 } sg_cross_entropy_opts;
 
 /* Reporting numbers of one call (written only on success). */

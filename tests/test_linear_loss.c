@@ -14,11 +14,14 @@ typedef struct {
     sg_cross_entropy_opts o;
     double upstream; /* the loss is multiplied by it before backward */
     bool fused;
+    bool fresh_x; /* x made by sg_add just before the loss (o.overwrite_input can apply) */
 } lce_case;
 
 static sg_tensor *lce_loss(sg_graph *g, const lce_case *c, sg_cross_entropy_stats *st)
 {
     sg_tensor *x = sg_transpose(g, c->xt, 0, 1), *w = sg_transpose(g, c->wt, 0, 1);
+    if (c->fresh_x)
+        x = sg_add(g, x, sg_zeros(g, x->dtype, 1, &x->shape[2]));
     sg_tensor *l = c->fused ? sg_linear_cross_entropy_ex(g, x, w, c->b, c->y, &c->o, st)
                             : sg_cross_entropy_ex(g, sg_linear(g, x, w, c->b), c->y, &c->o, st);
     return c->upstream == 1 ? l : sg_mul_scalar(g, l, c->upstream);
@@ -107,6 +110,25 @@ Test(linear_cross_entropy, chunked_equals_linear_then_cross_entropy_f64)
     c.upstream = 2.5;
     c.o.reduction = SG_REDUCTION_SUM;
     check_equal(&c, 1e-12, "f64 chunked, sum, upstream 2.5");
+    free_case(&c);
+}
+
+/* dloss/dx written over a fresh x, which becomes x's gradient (scaled in place when the
+ * upstream gradient is not 1): the same gradients; an x that is not fresh is left alone */
+Test(linear_cross_entropy, input_overwritten_only_when_fresh_same_gradients)
+{
+    lce_case c = make_case(SG_F64, 20, 35, 6, 8192, 4);
+    c.o.overwrite_input = true;
+    c.fresh_x = true;
+    check_equal(&c, 1e-12, "f64 chunked, x overwritten");
+    c.upstream = 2.5;
+    check_equal(&c, 1e-12, "f64 chunked, x overwritten, upstream 2.5");
+    c.fresh_x = false; /* x is a view of the heap tensor xt, which must keep its values */
+    sg_tensor *before = sg_tensor_new(SG_F64, 3, c.xt->shape);
+    memcpy(before->data, c.xt->data, (size_t)sg_tensor_numel(c.xt) * sizeof(double));
+    check_equal(&c, 1e-12, "f64 chunked, x not fresh");
+    tu_assert_close(c.xt, before, 0, 0, "x not fresh: untouched");
+    sg_tensor_free(before);
     free_case(&c);
 }
 
