@@ -24,7 +24,7 @@ SG_INTERNAL void sg__grad_pool_put(sg_grad_pool *p, void *buf);
 typedef struct sg_wt_entry {
     const void *data; /* the weight's data */
     int64_t rows, cols, rs, cs;
-    void *t;          /* [cols, rows] row-major, in the arena */
+    void *t;          /* [cols, rows] row-major, malloc'ed (sg__graph_drop_weight_copies) */
 } sg_wt_entry;
 
 struct sg_graph {
@@ -102,6 +102,13 @@ SG_INTERNAL void sg__affine(sg_dtype dt, int64_t R, int64_t N, int64_t K, const 
  * g's use and see no weight change meanwhile: a decoder's per-step graphs, reset every
  * step, share the copies of a graph that lives for the whole decode. */
 SG_INTERNAL void sg__graph_set_weight_home(sg_graph *g, sg_graph *home);
+/* Frees the transposed weight copies g made (sg__weight_t; malloc blocks, not arena
+ * memory, so that they can go before the step ends): at reset, at free, when backward
+ * starts (an optimiser may change the weights after it), and from an op that ends a
+ * forward and needs memory (the fused generator loss: enfr-luong's decoder made 7 MB of
+ * copies that the loss's chunk would sit on top of). A later sg__weight_t makes a copy
+ * again. */
+SG_INTERNAL void sg__graph_drop_weight_copies(sg_graph *g);
 
 /* True when BLIS can read t's last two dims as a matrix in place: no stride 0 in a dim
  * of size > 1 (an expanded operand); else it must be made contiguous first. */

@@ -59,6 +59,7 @@ void sg_graph_free(sg_graph *g)
         return;
     release_all_grads(g);
     assert(g->pool.live == 0); /* ops put their scratch back */
+    sg__graph_drop_weight_copies(g);
     sg_arena_free(g->arena);
     free(g);
 }
@@ -68,7 +69,7 @@ void sg_graph_reset(sg_graph *g)
     release_all_grads(g);
     assert(g->pool.live == 0);
     sg_arena_reset(g->arena);
-    g->n_wt = 0;
+    sg__graph_drop_weight_copies(g);
     g->tape = NULL;
     g->n_nodes = 0;
     g->status = SG_OK;
@@ -403,8 +404,8 @@ static const void *weight_t_in(sg_graph *g, const sg_tensor *w)
     if (g->n_wt == SG_WT_CACHE)
         return NULL;
     size_t es = sg_dtype_size(w->dtype);
-    char *t = sg_arena_alloc(g->arena, es * (size_t)(r * c));
-    if (!t)
+    void *t = NULL;
+    if (posix_memalign(&t, 64, es * (size_t)(r * c) + 1) != 0)
         return NULL;
     if (w->dtype == SG_F32) {
         if (!transpose_f32_avx512(w->data, r, c, rs, cs, (float *)t))
@@ -414,6 +415,13 @@ static const void *weight_t_in(sg_graph *g, const sg_tensor *w)
     }
     g->wt[g->n_wt++] = (sg_wt_entry){w->data, r, c, rs, cs, t};
     return t;
+}
+
+void sg__graph_drop_weight_copies(sg_graph *g)
+{
+    for (int i = 0; i < g->n_wt; i++)
+        free(g->wt[i].t);
+    g->n_wt = 0;
 }
 
 sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, int64_t uses, bool copy)
@@ -426,7 +434,7 @@ sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, int64_t uses, 
 
 static int run_backward(sg_graph *g)
 {
-    g->n_wt = 0; /* an optimiser may change the weights after this backward */
+    sg__graph_drop_weight_copies(g); /* an optimiser may change the weights after this */
     for (sg_node *n = g->tape; n; n = n->prev) {
         bool has_grad = false;
         for (int k = 0; k < n->n_out; k++)

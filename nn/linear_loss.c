@@ -186,6 +186,9 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
             (bias && bias->requires_grad && !(sv->db = sg_arena_calloc(a, (size_t)V * es))))
             return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory for the gradients", op);
     }
+    /* the forward ends here: the weight copies its small products made are done with
+     * (and would sit under the chunk) */
+    sg__graph_drop_weight_copies(g);
     /* the chunk is scratch of this call, from the pool, where backward reuses it; or the
      * kept gradient */
     void *z = keep_dz ? sv->dz : sg__scratch_get(g, (size_t)(chunk * V) * es, op);
