@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define ARENA_ALIGN 64
 
@@ -11,6 +12,7 @@ typedef struct chunk {
     struct chunk *next;
     size_t size; /* usable bytes after the header */
     size_t used;
+    size_t map_bytes; /* the mapping's length */
     _Alignas(ARENA_ALIGN) unsigned char data[];
 } chunk;
 
@@ -37,6 +39,28 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static chunk *cache[CACHE_SLOTS];
 static size_t cache_bytes;
 
+/* Chunks are mappings of their own, not malloc blocks: a freed one goes back to the
+ * system whatever its size. From malloc, a chunk under glibc's mmap threshold (which
+ * rises to 32 MiB as big blocks are freed) came from the heap, and a freed one in the
+ * middle of the heap stayed resident: enfr-luong's first pass over batches of rising
+ * length (each step a larger arena) peaked 11 MB above its steady state. */
+static chunk *chunk_map(size_t size)
+{
+    size_t n = (sizeof(chunk) + size + 4095) & ~(size_t)4095;
+    void *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    chunk *c = m;
+    c->map_bytes = n;
+    return c;
+}
+
+static void chunk_unmap(chunk *c)
+{
+    if (c)
+        munmap(c, c->map_bytes);
+}
+
 /* the smallest cached chunk of at least size bytes (and not over 4x larger), or NULL */
 static chunk *cache_take(size_t size)
 {
@@ -60,7 +84,7 @@ static chunk *cache_take(size_t size)
 static void cache_put(chunk *c)
 {
     if (c->size > CACHE_MAX_CHUNK) {
-        free(c);
+        chunk_unmap(c);
         return;
     }
     pthread_mutex_lock(&cache_lock);
@@ -71,14 +95,14 @@ static void cache_put(chunk *c)
             c = NULL;
         }
     pthread_mutex_unlock(&cache_lock);
-    free(c);
+    chunk_unmap(c);
 }
 
 void sg_arena_release_cache(void)
 {
     pthread_mutex_lock(&cache_lock);
     for (int i = 0; i < CACHE_SLOTS; i++) {
-        free(cache[i]);
+        chunk_unmap(cache[i]);
         cache[i] = NULL;
     }
     cache_bytes = 0;
@@ -94,7 +118,7 @@ static chunk *chunk_new(size_t size)
         c->used = 0;
         return c;
     }
-    c = aligned_alloc(ARENA_ALIGN, sizeof(chunk) + size);
+    c = chunk_map(size);
     if (!c)
         return NULL;
     c->next = NULL;
@@ -124,7 +148,7 @@ static void chunk_list_free(chunk *c)
 {
     while (c) {
         chunk *n = c->next;
-        free(c);
+        chunk_unmap(c);
         c = n;
     }
 }
