@@ -217,6 +217,37 @@ static uint8_t *mask_again(sg_graph *g, const sg_rng *state, int64_t N, double p
     return keep;
 }
 
+/* Tanh then dropout as one node keeps only its output y = tanh(x) * keep * s (and the
+ * mask's rng state): where the mask dropped, the gradient is 0 whatever tanh(x) was;
+ * where it kept, tanh(x) = y / s. So the graph holds one tensor where sg_tanh then
+ * sg_dropout hold two (the Luong combine layer: 1.6 MB of enfr-luong's step). The
+ * gradient uses y (1 - p) for tanh(x), which may round one ulp away from the value
+ * torch's tanh backward reads. */
+#define TANH_DROPOUT_KERNELS(T, SUF, TANH)                                                  \
+    SG_HOT static void tanh_dropout_fwd_##SUF(int64_t n, const T *a,                          \
+                                              const uint8_t *restrict keep, T s, T *y)        \
+    {                                                                                       \
+        for (int64_t i = 0; i < n; i++) { /* a == y when written over x */                   \
+            T t = TANH(a[i]);                                                               \
+            y[i] = keep[i] ? t * s : (T)0;                                                  \
+        }                                                                                   \
+    }                                                                                       \
+    SG_HOT static void tanh_dropout_bwd_##SUF(int64_t n, T *restrict d, const T *restrict dy,  \
+                                              const T *restrict y,                          \
+                                              const uint8_t *restrict keep, T s, T q,       \
+                                              bool fresh)                                   \
+    {                                                                                       \
+        for (int64_t i = 0; i < n; i++) {                                                   \
+            T t = y[i] * q;                                                                 \
+            T v = keep[i] ? dy[i] * s * ((T)1 - t * t) : (T)0;                              \
+            d[i] = fresh ? v : d[i] + v;                                                    \
+        }                                                                                   \
+    }
+TANH_DROPOUT_KERNELS(float, f32, sg__tanhf)
+TANH_DROPOUT_KERNELS(double, f64, tanh)
+#undef TANH_DROPOUT_KERNELS
+
+/* i[0]: tanh first (sg_tanh_dropout) */
 static void dropout_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *x = n->in[0], *y = n->out[0];
@@ -225,11 +256,16 @@ static void dropout_bwd(sg_graph *g, sg_node *n)
     if (!dx)
         return;
     int64_t N = sg_tensor_numel(x);
-    uint8_t *keep = mask_again(g, n->saved, N, n->f[1], "sg_dropout backward");
+    uint8_t *keep = mask_again(g, n->saved, N, n->f[1], n->name);
     if (!keep)
         return;
-    double s = n->f[0];
-    if (x->dtype == SG_F32)
+    double s = n->f[0], q = 1 - n->f[1];
+    bool f32 = x->dtype == SG_F32;
+    if (n->i[0] && f32)
+        tanh_dropout_bwd_f32(N, dx, y->grad, y->data, keep, (float)s, (float)q, fresh);
+    else if (n->i[0])
+        tanh_dropout_bwd_f64(N, dx, y->grad, y->data, keep, s, q, fresh);
+    else if (f32)
         dropout_bwd_f32(N, dx, y->grad, keep, (float)s, fresh);
     else
         dropout_bwd_f64(N, dx, y->grad, keep, s, fresh);
@@ -304,18 +340,20 @@ bool sg__fresh_unread_sum(sg_graph *g, const sg_tensor *t)
 }
 
 /* over: 0 never writes over x, 1 when x is a fresh unread output, 2 always (x is the
- * caller's own, contiguous, and read by nothing else, its producer's backward included) */
+ * caller's own, contiguous, and read by nothing else, its producer's backward included).
+ * with_tanh: y = dropout(tanh(x)) (sg__tanh_dropout_over). */
 static sg_tensor *dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng,
-                          int may_overwrite)
+                          int may_overwrite, bool with_tanh)
 {
     SG_NEED(g, x);
+    const char *op = with_tanh ? "sg_tanh_dropout" : "sg_dropout";
     bool drop;
     double s;
-    if (!sg__dropout_args(g, "sg_dropout", p, training, rng, &drop, &s))
+    if (!sg__dropout_args(g, op, p, training, rng, &drop, &s))
         return NULL;
     if (!drop)
-        return x;
-    if (!sg__check_float(g, "sg_dropout", x))
+        return with_tanh ? sg__tanh_over(g, x) : x;
+    if (!sg__check_float(g, op, x))
         return NULL;
     bool over = sg_tensor_is_contiguous(x) &&
                 (may_overwrite == 2 || (may_overwrite == 1 && sg__fresh_unread_output(g, x)));
@@ -324,129 +362,56 @@ static sg_tensor *dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg
     int64_t N = sg_tensor_numel(x);
     sg_tensor *y = sg__output_over(g, x, over);
     if (!y)
-        return sg_graph_fail(g, SG_ENOMEM, "sg_dropout: out of memory");
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     sg_rng *state;
-    uint8_t *keep = mask_draw(g, rng, N, p, &state, "sg_dropout");
+    uint8_t *keep = mask_draw(g, rng, N, p, &state, op);
     if (!keep)
         return NULL;
-    if (over && x->dtype == SG_F32)
+    bool f32 = x->dtype == SG_F32;
+    if (with_tanh && f32)
+        tanh_dropout_fwd_f32(N, x->data, keep, (float)s, y->data);
+    else if (with_tanh)
+        tanh_dropout_fwd_f64(N, x->data, keep, s, y->data);
+    else if (over && f32)
         dropout_fwd_inplace_f32(N, y->data, keep, (float)s);
     else if (over)
         dropout_fwd_inplace_f64(N, y->data, keep, s);
-    else if (x->dtype == SG_F32)
+    else if (f32)
         dropout_fwd_f32(N, x->data, keep, (float)s, y->data);
     else
         dropout_fwd_f64(N, x->data, keep, s, y->data);
     sg__scratch_put(g, keep);
-    sg_node *n = sg_record(g, "sg_dropout", dropout_bwd, 1, &x, 1, &y);
+    sg_node *n = sg_record(g, op, dropout_bwd, 1, &x, 1, &y);
     if (n) {
         n->saved = state;
         n->f[0] = s;
         n->f[1] = p;
+        n->i[0] = with_tanh;
     }
     return y;
 }
 
 sg_tensor *sg_dropout(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng)
 {
-    return dropout(g, x, p, training, rng, 0);
+    return dropout(g, x, p, training, rng, 0, false);
 }
 
 sg_tensor *sg__dropout_over(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng)
 {
-    return dropout(g, x, p, training, rng, 1);
+    return dropout(g, x, p, training, rng, 1, false);
 }
 
 sg_tensor *sg__dropout_over_own(sg_graph *g, sg_tensor *x, double p, bool training, sg_rng *rng)
 {
-    return dropout(g, x, p, training, rng, 2);
-}
-
-/* ---- tanh then dropout as one node ----------------------------------------------------
- * Keeps only its output y = tanh(x) * keep * s (and the mask's rng state): where the mask
- * dropped, the gradient is 0 whatever tanh(x) was; where it kept, tanh(x) = y / s. So the
- * graph holds one tensor where sg_tanh then sg_dropout hold two (the Luong combine layer:
- * 1.6 MB of enfr-luong's step). The gradient uses y (1 - p) for tanh(x), which may round
- * one ulp away from the value torch's tanh backward reads. */
-#define TANH_DROPOUT_KERNELS(T, SUF, TANH)                                                  \
-    SG_HOT static void tanh_dropout_fwd_##SUF(int64_t n, const T *a,                          \
-                                              const uint8_t *restrict keep, T s, T *y)        \
-    {                                                                                       \
-        for (int64_t i = 0; i < n; i++) { /* a == y when written over x */                   \
-            T t = TANH(a[i]);                                                               \
-            y[i] = keep[i] ? t * s : (T)0;                                                  \
-        }                                                                                   \
-    }                                                                                       \
-    SG_HOT static void tanh_dropout_bwd_##SUF(int64_t n, T *restrict d, const T *restrict dy,  \
-                                              const T *restrict y,                          \
-                                              const uint8_t *restrict keep, T s, T q,       \
-                                              bool fresh)                                   \
-    {                                                                                       \
-        for (int64_t i = 0; i < n; i++) {                                                   \
-            T t = y[i] * q;                                                                 \
-            T v = keep[i] ? dy[i] * s * ((T)1 - t * t) : (T)0;                              \
-            d[i] = fresh ? v : d[i] + v;                                                    \
-        }                                                                                   \
-    }
-TANH_DROPOUT_KERNELS(float, f32, sg__tanhf)
-TANH_DROPOUT_KERNELS(double, f64, tanh)
-#undef TANH_DROPOUT_KERNELS
-
-static void tanh_dropout_bwd(sg_graph *g, sg_node *n)
-{
-    sg_tensor *x = n->in[0], *y = n->out[0];
-    bool fresh;
-    void *dx = sg__grad_for_write(g, x, &fresh);
-    if (!dx)
-        return;
-    int64_t N = sg_tensor_numel(x);
-    uint8_t *keep = mask_again(g, n->saved, N, n->f[1], "sg_tanh_dropout backward");
-    if (!keep)
-        return;
-    double s = n->f[0], q = 1 - n->f[1];
-    if (x->dtype == SG_F32)
-        tanh_dropout_bwd_f32(N, dx, y->grad, y->data, keep, (float)s, (float)q, fresh);
-    else
-        tanh_dropout_bwd_f64(N, dx, y->grad, y->data, keep, s, q, fresh);
-    sg__scratch_put(g, keep);
+    return dropout(g, x, p, training, rng, 2, false);
 }
 
 sg_tensor *sg__tanh_dropout_over(sg_graph *g, sg_tensor *x, double p, bool training,
                                  sg_rng *rng)
 {
-    SG_NEED(g, x);
-    bool drop;
-    double s;
-    if (!sg__dropout_args(g, "sg_tanh_dropout", p, training, rng, &drop, &s))
-        return NULL;
-    if (!drop)
-        return sg__tanh_over(g, x);
-    if (!sg__check_float(g, "sg_tanh_dropout", x))
-        return NULL;
-    bool over = sg_tensor_is_contiguous(x) && sg__fresh_linear_output(g, x);
-    x = sg_contiguous(g, x);
-    SG_NEED(x);
-    int64_t N = sg_tensor_numel(x);
-    sg_tensor *y = sg__output_over(g, x, over);
-    if (!y)
-        return sg_graph_fail(g, SG_ENOMEM, "sg_tanh_dropout: out of memory");
-    sg_rng *state;
-    uint8_t *keep = mask_draw(g, rng, N, p, &state, "sg_tanh_dropout");
-    if (!keep)
-        return NULL;
-    if (x->dtype == SG_F32)
-        tanh_dropout_fwd_f32(N, x->data, keep, (float)s, y->data);
-    else
-        tanh_dropout_fwd_f64(N, x->data, keep, s, y->data);
-    sg__scratch_put(g, keep);
-    sg_node *n = sg_record(g, "sg_tanh_dropout", tanh_dropout_bwd, 1, &x, 1, &y);
-    if (n) {
-        n->saved = state;
-        n->f[0] = s;
-        n->f[1] = p;
-    }
-    return y;
+    return dropout(g, x, p, training, rng, 1, true);
 }
+
 
 /* ---- written over fresh outputs (model-internal) ------------------------------------ */
 

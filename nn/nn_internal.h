@@ -44,9 +44,10 @@ sg_tensor *sg__dropout_over_own(sg_graph *g, sg_tensor *x, double p, bool traini
  * node's backward reads only the output, as sg_tanh's does. */
 sg_tensor *sg__tanh_over(sg_graph *g, sg_tensor *x);
 /* sg_dropout(sg_tanh(x)) as one node that keeps only its output (its backward takes
- * tanh(x) = y (1 - p) where the mask kept), written over x when x is a fresh product as
- * for sg__tanh_over; sg__tanh_over when it does not drop. For model code that never reads
- * x again (a Luong combine layer). SG_EINVAL for p outside [0, 1) or no rng, SG_ENOMEM. */
+ * tanh(x) = y (1 - p) where the mask kept), written over x when x is a fresh unread
+ * output as for sg__dropout_over; sg__tanh_over when it does not drop. For model code
+ * that never reads x again (a Luong combine layer). SG_EINVAL for p outside [0, 1) or no
+ * rng, SG_ENOMEM. */
 sg_tensor *sg__tanh_dropout_over(sg_graph *g, sg_tensor *x, double p, bool training,
                                  sg_rng *rng);
 /* True when t is the only output of the node just recorded on g, made by an op whose
