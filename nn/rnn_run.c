@@ -99,11 +99,11 @@ static void rnn_bwd(sg_graph *g, sg_node *n)
         goto out;
     const void *x = in[IN_X]->data, *wih = in[IN_WIH]->data, *whh = in[IN_WHH]->data;
     if (y->dtype == SG_F32)
-        rnn_bwd_f32(sv, x, wih, whh, y->data, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
-                    dgh, drh);
+        rnn_bwd_f32(sv, x, wih, whh, y->data, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh,
+                    dbih, dbhh, dh0, dc0, dH, dC, dgh, drh);
     else
-        rnn_bwd_f64(sv, x, wih, whh, y->data, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh, dbih, dbhh, dh0, dc0, dH, dC,
-                    dgh, drh);
+        rnn_bwd_f64(sv, x, wih, whh, y->data, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh,
+                    dbih, dbhh, dh0, dc0, dH, dC, dgh, drh);
 out:
     sg__scratch_put(g, dH);
     sg__scratch_put(g, dC);

@@ -92,8 +92,11 @@ SG_API sg_tensor *sg_cross_entropy(sg_graph *g, sg_tensor *logits, sg_tensor *ta
  * the logits' gradient overwrites each chunk and goes straight into dloss/dx [.., K],
  * dloss/dW [V, K] and dloss/db [V], kept in g until sg_backward scales them by the
  * actual upstream gradient and adds them to x's, w's and bias's gradients. Nothing is
- * added before sg_backward runs. Memory: the chunk, dloss/dx and dloss/dW (the size of
- * W) in g's arena; the FLOPs are those of the linear and its backward.
+ * added before sg_backward runs. Memory: the chunk (freed when the call returns),
+ * dloss/dx (none with opts.overwrite_input, below) and dloss/dW (the size of W) in g;
+ * the FLOPs are those of the linear and its backward. The call also frees the
+ * transposed weight copies that earlier ops of g made for small products (g's forward
+ * ends here; a later op makes them again).
  *
  * x [..., K] (f32/f64, any layout), w [V, K] (any strides), bias [V] or NULL, targets
  * SG_I64 of x's shape without the last dim; opts and stats as for sg_cross_entropy_ex
