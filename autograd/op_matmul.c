@@ -134,20 +134,31 @@ static bool rows_uniform(const sg_tensor *x)
     return true;
 }
 
+/* The part of a linear's backward that belongs to one input x [rows, K] (row stride ldx)
+ * and its weight columns W_x = w[:, c0 : c0 + K]: dx (+)= dY W_x, dW[:, c0 : c0 + K] +=
+ * dY^T x (dw: w's gradient [out, in] or NULL). */
+static void linear_input_bwd(sg_graph *g, mat dy, sg_tensor *x, int64_t ldx,
+                             const sg_tensor *w, int64_t c0, int64_t K, char *dw)
+{
+    sg_dtype dt = w->dtype;
+    size_t es = sg_dtype_size(dt);
+    mat W = {(char *)w->data + (size_t)(c0 * w->stride[1]) * es, dy.c, K, w->stride[0],
+             w->stride[1]};
+    bool fresh = false;
+    void *dx = dy.c > 0 ? sg__grad_for_write(g, x, &fresh) : sg_grad_of(g, x);
+    if (dx) /* dX += dY W (dX = dY W into a fresh buffer: no zeroing, no read) */
+        gemm(dt, dy, W, (mat){dx, dy.r, K, K, 1}, fresh ? 0.0 : 1.0);
+    if (dw)
+        gemm(dt, mat_t(dy), (mat){(char *)x->data, dy.r, K, ldx, 1},
+             (mat){dw + (size_t)c0 * es, dy.c, K, w->shape[1], 1}, 1.0);
+}
+
 static void linear_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *x = n->in[0], *w = n->in[1], *bias = n->n_in > 2 ? n->in[2] : NULL, *y = n->out[0];
     int64_t in = w->shape[1], out = w->shape[0], rows = sg_tensor_numel(y) / (out ? out : 1);
     mat dy = {(char *)y->grad, rows, out, out, 1};
-    mat X = {(char *)x->data, rows, in, row_stride(x), 1};
-    mat W = {(char *)w->data, out, in, w->stride[0], w->stride[1]};
-    bool fresh = false;
-    void *dx = out > 0 ? sg__grad_for_write(g, x, &fresh) : sg_grad_of(g, x);
-    void *dw = sg_grad_of(g, w);
-    if (dx) /* dX += dY W (dX = dY W into a fresh buffer: no zeroing, no read) */
-        gemm(y->dtype, dy, W, (mat){dx, rows, in, in, 1}, fresh ? 0.0 : 1.0);
-    if (dw) /* dW += dY^T X */
-        gemm(y->dtype, mat_t(dy), X, (mat){dw, out, in, in, 1}, 1.0);
+    linear_input_bwd(g, dy, x, row_stride(x), w, 0, in, sg_grad_of(g, w));
     void *db = bias ? sg_grad_of(g, bias) : NULL;
     if (db)
         sg__add_colsum(y->dtype, db, y->grad, rows, out, out);
@@ -215,29 +226,15 @@ static void linear_cat2_bwd(sg_graph *g, sg_node *n)
 {
     sg_tensor *a = n->in[0], *b = n->in[1], *w = n->in[2], *y = n->out[0];
     sg_tensor *bias = n->n_in > 3 ? n->in[3] : NULL;
-    sg_dtype dt = y->dtype;
-    size_t es = sg_dtype_size(dt);
-    int64_t Ka = a->shape[a->ndim - 1], Kb = b->shape[b->ndim - 1], in = Ka + Kb;
+    int64_t Ka = a->shape[a->ndim - 1], Kb = b->shape[b->ndim - 1];
     int64_t out = w->shape[0], rows = sg_tensor_numel(y) / (out ? out : 1);
     mat dy = {(char *)y->grad, rows, out, out, 1};
-    mat Wa = {(char *)w->data, out, Ka, w->stride[0], w->stride[1]};
-    mat Wb = {(char *)w->data + (size_t)(Ka * w->stride[1]) * es, out, Kb, w->stride[0],
-              w->stride[1]};
-    bool fresh;
-    void *d = out > 0 ? sg__grad_for_write(g, a, &fresh) : sg_grad_of(g, a);
-    if (d && Ka > 0) /* da (+)= dY W_a */
-        gemm(dt, dy, Wa, (mat){d, rows, Ka, Ka, 1}, fresh ? 0.0 : 1.0);
-    d = out > 0 ? sg__grad_for_write(g, b, &fresh) : sg_grad_of(g, b);
-    if (d && Kb > 0)
-        gemm(dt, dy, Wb, (mat){d, rows, Kb, Kb, 1}, fresh ? 0.0 : 1.0);
     char *dw = sg_grad_of(g, w);
-    if (dw && Ka > 0) /* dW[:, :Ka] += dY^T a, dW[:, Ka:] += dY^T b */
-        gemm(dt, mat_t(dy), (mat){a->data, rows, Ka, Ka, 1}, (mat){dw, out, Ka, in, 1}, 1.0);
-    if (dw && Kb > 0)
-        gemm(dt, mat_t(dy), (mat){b->data, rows, Kb, Kb, 1},
-             (mat){dw + (size_t)Ka * es, out, Kb, in, 1}, 1.0);
-    if ((d = bias ? sg_grad_of(g, bias) : NULL))
-        sg__add_colsum(dt, d, y->grad, rows, out, out);
+    linear_input_bwd(g, dy, a, Ka, w, 0, Ka, dw);
+    linear_input_bwd(g, dy, b, Kb, w, Ka, Kb, dw);
+    void *db = bias ? sg_grad_of(g, bias) : NULL;
+    if (db)
+        sg__add_colsum(y->dtype, db, y->grad, rows, out, out);
 }
 
 sg_tensor *sg__linear_cat2(sg_graph *g, sg_tensor *a, sg_tensor *b, sg_tensor *w,

@@ -23,10 +23,6 @@
 #include <math.h>
 #include <string.h>
 
-typedef struct step_saved {
-    int64_t t; /* the step: its rows of gx hold the activated gates i|f|g|o */
-} step_saved;
-
 #define STEP_KERNELS(T, SUF, EXP, TANH, HOT)                                                 \
     HOT static void gates_fwd_##SUF(int64_t B, int64_t H, T *restrict a, int64_t lda,       \
                                     const T *restrict c, T *restrict c2, T *restrict h2)     \
@@ -113,7 +109,7 @@ static void step_bwd(sg_graph *g, sg_node *n)
     sg_tensor *gx = n->in[0], *feed = n->in[1], *h = n->in[2], *c = n->in[3];
     sg_tensor *Wf = n->in[4], *Whh = n->in[5], *bias = n->n_in > 6 ? n->in[6] : NULL;
     sg_tensor *h2 = n->out[0], *c2 = n->out[1];
-    const step_saved *sv = n->saved;
+    int64_t t = n->i[0]; /* the step: its rows of gx hold the activated gates i|f|g|o */
     sg_dtype dt = gx->dtype;
     int64_t B = h->shape[0], H = h->shape[1], F = feed->shape[1], G = 4 * H;
     int64_t lda = gx->shape[1] * G;
@@ -121,7 +117,7 @@ static void step_bwd(sg_graph *g, sg_node *n)
         return;
     const char *op = "luong decoder step";
     size_t es = sg_dtype_size(dt), BH = es * (size_t)(B * H);
-    void *da = (char *)gx->data + (size_t)(sv->t * G) * es; /* activations, then gradient */
+    void *da = (char *)gx->data + (size_t)(t * G) * es; /* activations, then gradient */
     void *dc = sg_grad_of(g, c);
     /* zeros stand for a gradient that did not arrive; spare takes dc' f when c needs none */
     void *zeros = !h2->grad || !c2->grad ? sg__scratch_get(g, BH, op) : NULL;
@@ -132,7 +128,7 @@ static void step_bwd(sg_graph *g, sg_node *n)
         memset(zeros, 0, BH);
     if (spare)
         memset(spare, 0, BH);
-    bool own = gx->requires_grad && claim_gx_grad(gx, sv->t);
+    bool own = gx->requires_grad && claim_gx_grad(gx, t);
     const void *dh2 = h2->grad ? h2->grad : zeros, *dc2 = c2->grad ? c2->grad : zeros;
     if (dt == SG_F32)
         gates_bwd_f32(B, H, da, lda, c2->data, c->data, dh2, dc2, dc ? dc : spare);
@@ -140,7 +136,7 @@ static void step_bwd(sg_graph *g, sg_node *n)
         gates_bwd_f64(B, H, da, lda, c2->data, c->data, dh2, dc2, dc ? dc : spare);
     void *dgx = !own ? sg_grad_of(g, gx) : NULL;
     if (dgx) {
-        dgx = (char *)dgx + (size_t)(sv->t * G) * es;
+        dgx = (char *)dgx + (size_t)(t * G) * es;
         if (dt == SG_F32)
             add_rows_f32(B, G, da, lda, dgx);
         else
@@ -189,8 +185,7 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, int64_t t, sg_tensor 
     size_t es = sg_dtype_size(dt);
     sg_tensor *h2 = sg_empty(g, dt, 2, (int64_t[]){B, H});
     sg_tensor *c2 = sg_empty(g, dt, 2, (int64_t[]){B, H});
-    step_saved *sv = sg_arena_alloc(sg_graph_arena(g), sizeof *sv);
-    if (!h2 || !c2 || !sv)
+    if (!h2 || !c2)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     int64_t lda = gx->shape[1] * G; /* this step's rows of gx */
     void *act = (char *)gx->data + (size_t)(t * G) * es;
@@ -213,10 +208,8 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, int64_t t, sg_tensor 
         gates_fwd_f64(B, H, act, lda, c->data, c2->data, h2->data);
     sg_tensor *ins[7] = {gx, feed, h, c, Wf, Whh, b}, *outs[2] = {h2, c2};
     sg_node *n = sg_record(g, op, step_bwd, b ? 7 : 6, ins, 2, outs);
-    if (n) {
-        sv->t = t;
-        n->saved = sv;
-    }
+    if (n)
+        n->i[0] = t;
     *c_out = c2;
     return h2;
 }

@@ -412,7 +412,6 @@ sg_tensor *sg__tanh_dropout_over(sg_graph *g, sg_tensor *x, double p, bool train
     return dropout(g, x, p, training, rng, 1, true);
 }
 
-
 /* ---- written over fresh outputs (model-internal) ------------------------------------ */
 
 sg_tensor *sg__tanh_over(sg_graph *g, sg_tensor *x)
