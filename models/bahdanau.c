@@ -6,8 +6,10 @@
  *   c_t = attention(s_{t-1}, h)            (keys W_h h + b_a precomputed once)
  *   s_t = GRU([e_t ; c_t], s_{t-1})
  *   logits_t = generator(dropout([s_t ; c_t ; e_t]))
- * Training runs the recurrence step by step (the attention needs s_{t-1}) and the
- * generator once over all B*T rows after the loop.
+ * Training runs the recurrence step by step (the attention needs s_{t-1}), the GRU as
+ * one fused node a step over the embedding part of its input gates made for all steps
+ * at once (bahdanau_step.c), and the generator once over all B*T rows after the loop.
+ * Decoding runs the GRU cell on [e_t ; c_t].
  */
 #include "models_internal.h"
 
@@ -88,21 +90,29 @@ static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tenso
                           const sg_linear_layer **gen)
 {
     bahdanau *net = m->impl;
-    int64_t T = b->tgt_in->shape[1];
+    int64_t T = b->tgt_in->shape[1], E = m->cfg.emb_dim, C = 2 * m->cfg.hidden_dim;
     sg_attn_memory mem;
     sg_tensor *s;
     if (encode(m, g, b->src, b->src_len, &mem, &s) != SG_OK)
         return NULL;
     sg_tensor *emb = /* [B, T, E] */
         sg__model_drop_over(g, m, sg_embedding_forward(g, &net->tgt_embed, b->tgt_in));
-    SG_NEED(emb);
+    const sg_rnn_weights *w = &net->decoder.w[0][0];
+    /* the embedding part of the decoder's input gates for every step, with b_ih: one GEMM
+     * for [B, T, 3H]; each step adds its context's part (W_c, a strided view) */
+    sg_tensor *gx = sg_linear(g, emb, sg_narrow(g, w->weight_ih, 1, 0, E), w->bias_ih);
+    sg_tensor *Wc = sg_narrow(g, w->weight_ih, 1, E, C);
     sg_tensor **outs = sg_arena_alloc(sg_graph_arena(g), sizeof *outs * (size_t)T);
     sg_tensor **alphas = attn ? sg_arena_alloc(sg_graph_arena(g), sizeof *alphas * (size_t)T) : NULL;
+    SG_NEED(gx, Wc);
     if (!outs || (attn && !alphas))
         return sg_graph_fail(g, SG_ENOMEM, "bahdanau: out of memory");
     for (int64_t t = 0; t < T; t++) {
-        s = step(m, g, &mem, s, sg_select(g, emb, 1, t), &outs[t], alphas ? &alphas[t] : NULL);
-        SG_NEED(s);
+        sg_tensor *ctx = sg_additive_attention_step(g, &net->attention, &mem, s,
+                                                    alphas ? &alphas[t] : NULL); /* [B, 2H] */
+        s = sg__bahdanau_gru_step(g, gx, t, w->bias_hh, ctx, s, Wc, w->weight_hh);
+        outs[t] = sg_concat(g, 3, (sg_tensor *[]){s, ctx, sg_select(g, emb, 1, t)}, 1);
+        SG_NEED(outs[t]);
     }
     if (attn)
         *attn = sg_stack(g, (int)T, alphas, 1); /* [B, T, S] */

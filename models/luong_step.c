@@ -82,26 +82,6 @@
 STEP_KERNELS(float, f32, sg__expf, sg__tanhf, SG_HOT)
 STEP_KERNELS(double, f64, exp, tanh, )
 
-/* Makes gx's data its gradient buffer when the first step's backward (the last step
- * that has one: every earlier step then has one too, through h and c) reaches it: the
- * rows of later steps, which never ran backward, still hold activations and are
- * zeroed. False when gx already has a gradient buffer of its own (another consumer),
- * which the steps then add into. */
-static bool claim_gx_grad(sg_tensor *gx, int64_t t)
-{
-    if (gx->grad == gx->data)
-        return true;
-    if (gx->grad)
-        return false;
-    int64_t B = gx->shape[0], T = gx->shape[1], G = gx->shape[2];
-    size_t es = sg_dtype_size(gx->dtype);
-    for (int64_t b = 0; b < B && t + 1 < T; b++)
-        memset((char *)gx->data + (size_t)((b * T + t + 1) * G) * es, 0,
-               (size_t)((T - t - 1) * G) * es);
-    gx->grad = gx->data; /* graph.c does not pool a gradient that is the tensor's data */
-    return true;
-}
-
 /* in: gx [B, T, 4H] contiguous, feed [B, F], h, c [B, H] contiguous, W_f [4H, F] and
  * W_hh [4H, H] with any strides, the bias [4H] or NULL (contiguous). */
 static void step_bwd(sg_graph *g, sg_node *n)
@@ -128,7 +108,7 @@ static void step_bwd(sg_graph *g, sg_node *n)
         memset(zeros, 0, BH);
     if (spare)
         memset(spare, 0, BH);
-    bool own = gx->requires_grad && claim_gx_grad(gx, t);
+    bool own = gx->requires_grad && sg__claim_gate_rows_grad(gx, t);
     const void *dh2 = h2->grad ? h2->grad : zeros, *dc2 = c2->grad ? c2->grad : zeros;
     if (dt == SG_F32)
         gates_bwd_f32(B, H, da, lda, c2->data, c->data, dh2, dc2, dc ? dc : spare);

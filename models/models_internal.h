@@ -50,6 +50,23 @@ SG_INTERNAL extern const sg_model_vt sg__transformer_vt;
 
 /* Checks a batch against the model's vocabularies (shapes, dtypes, ids in range,
  * lengths in [1, S]); SG_OK or an error recorded on g. */
+/* Makes gx's data [B, T, G] (contiguous) its gradient buffer when the backward of step
+ * t reaches it, the first step whose backward runs being the last step that has one
+ * (every earlier step then has one too, through the state): the rows of later steps,
+ * which never ran backward, still hold activations and are zeroed. False when gx
+ * already has a gradient buffer of its own (another consumer), which the steps then add
+ * into. For the fused decoder steps that keep their gates over their rows of gx. */
+SG_INTERNAL bool sg__claim_gate_rows_grad(sg_tensor *gx, int64_t t);
+/* One fused GRU step of the Bahdanau decoder (bahdanau_step.c): a = gx[:, t] + ctx
+ * W_c^T with gx [B, T, 3H] (contiguous) the precomputed embedding part of every step (b_ih
+ * included), ctx [B, C], s [B, H], W_c [3H, C] and W_hh [3H, H] (any strides), b [3H] the
+ * hidden bias or NULL; PyTorch's GRU update of s from a and s W_hh^T + b. Returns s'
+ * ([B, H], graph-owned). gx is consumed by these steps alone, as sg__luong_lstm_step's
+ * (its rows hold the gates, then their gradient). SG_ESHAPE when the shapes do not fit
+ * or t is outside [0, T), SG_EDTYPE, SG_ENOMEM. */
+SG_INTERNAL sg_tensor *sg__bahdanau_gru_step(sg_graph *g, sg_tensor *gx, int64_t t, sg_tensor *b,
+                                             sg_tensor *ctx, sg_tensor *s, sg_tensor *Wc,
+                                             sg_tensor *Whh);
 SG_INTERNAL int sg__check_batch(sg_graph *g, const sg_model *m, const sg_batch *b);
 
 /* Graph-owned [B, T] slice helpers: column t of an SG_I64 [B, T] tensor as [B]. */

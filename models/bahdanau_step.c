@@ -1,0 +1,193 @@
+/*
+ * bahdanau_step.c - the Bahdanau decoder's GRU step as one fused node.
+ *
+ * The decoder input is [e_t ; c_t] and c_t depends on s_{t-1}, so the recurrence cannot
+ * run over all steps at once; but the embedding half of the input projection does not
+ * depend on it: the model computes gx [B, T, 3H] = e W_ih[:, :E]^T + b_ih for every step
+ * with one GEMM, and this op adds the context and hidden products of one step:
+ *     a = gx_t + c W_c^T                       (W_c = W_ih[:, E:], a strided view)
+ *     gh = s W_hh^T + b_hh
+ *     r = sig(a_r + gh_r), z = sig(a_z + gh_z), n = tanh(a_n + r gh_n)
+ *     s' = (1 - z) n + z s
+ * (PyTorch's GRU). One node, two GEMMs forward, four backward, hand-written gate
+ * derivatives; no [e_t ; c_t] join and its split in backward, and a 2H-deep input
+ * product per step instead of an (E + 2H)-deep one.
+ *
+ * Memory: as in luong_step.c, a step keeps r|z|n over its rows of gx (the model's own,
+ * read by nothing else) and its backward writes the gates' gradient there, so gx's data
+ * becomes its gradient; the step keeps gh_n [B, H] besides (n's derivative in r needs
+ * it).
+ */
+#include "models_internal.h"
+#include "fastmath.h"
+
+#include <math.h>
+#include <string.h>
+
+#define STEP_KERNELS(T, SUF, SIGM, TANH, HOT)                                                \
+    /* a (row stride lda): a_r|a_z|a_n in, r|z|n out; gh [B, 3H] the hidden product, bh  \
+     * its bias; ghn := gh_n + bh_n; s2 := the new state */                                  \
+    HOT static void gates_fwd_##SUF(int64_t B, int64_t H, T *restrict a, int64_t lda,       \
+                                    const T *restrict gh, const T *restrict bh,              \
+                                    const T *restrict s, T *restrict ghn, T *restrict s2)    \
+    {                                                                                        \
+        for (int64_t b = 0; b < B; b++) {                                                    \
+            T *ab = a + b * lda;                                                             \
+            const T *gb = gh + b * 3 * H;                                                    \
+            for (int64_t k = 0; k < H; k++) {                                                \
+                int64_t j = b * H + k;                                                       \
+                T r = SIGM(ab[k] + gb[k] + bh[k]);                                           \
+                T z = SIGM(ab[H + k] + gb[H + k] + bh[H + k]);                               \
+                T hn = gb[2 * H + k] + bh[2 * H + k];                                        \
+                T n = TANH(ab[2 * H + k] + r * hn);                                          \
+                ab[k] = r, ab[H + k] = z, ab[2 * H + k] = n;                                 \
+                ghn[j] = hn;                                                                 \
+                s2[j] = n + z * (s[j] - n); /* (1 - z) n + z s */                            \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    /* From ds' (zeros when none arrived): the input gates' gradient over a, the hidden  \
+     * product's into dgh [B, 3H], and ds += ds' z. */                                      \
+    HOT static void gates_bwd_##SUF(int64_t B, int64_t H, T *restrict a, int64_t lda,       \
+                                    const T *restrict ghn, const T *restrict s,              \
+                                    const T *restrict ds2, T *restrict dgh, T *restrict ds)  \
+    {                                                                                        \
+        for (int64_t b = 0; b < B; b++) {                                                    \
+            T *ab = a + b * lda, *gb = dgh + b * 3 * H;                                      \
+            for (int64_t k = 0; k < H; k++) {                                                \
+                int64_t j = b * H + k;                                                       \
+                T r = ab[k], z = ab[H + k], n = ab[2 * H + k], d = ds2[j];                   \
+                T dan = d * (1 - z) * (1 - n * n);                                           \
+                T dar = dan * ghn[j] * r * (1 - r);                                          \
+                T daz = d * (s[j] - n) * z * (1 - z);                                        \
+                ab[k] = dar, ab[H + k] = daz, ab[2 * H + k] = dan;                           \
+                gb[k] = dar, gb[H + k] = daz, gb[2 * H + k] = dan * r;                       \
+                ds[j] += d * z;                                                              \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    static void add_rows_##SUF(int64_t B, int64_t n, const T *src, int64_t ld, T *dst)       \
+    {                                                                                        \
+        for (int64_t b = 0; b < B; b++)                                                      \
+            for (int64_t k = 0; k < n; k++)                                                  \
+                dst[b * ld + k] += src[b * ld + k];                                          \
+    }
+
+static inline double sigm_f64(double v) { return 1.0 / (1.0 + exp(-v)); }
+
+/* f32: the vectorisable sigmoid and tanh of fastmath.h, as the fused GRU cells use */
+STEP_KERNELS(float, f32, sg__sigmoidf, sg__tanhf, SG_HOT)
+STEP_KERNELS(double, f64, sigm_f64, tanh, )
+
+/* in: gx [B, T, 3H] contiguous, ctx [B, C], s [B, H] contiguous, W_c [3H, C] and W_hh
+ * [3H, H] with any strides, b_hh [3H] or NULL; out: s' and (kept) gh_n, both [B, H] */
+static void step_bwd(sg_graph *g, sg_node *n)
+{
+    sg_tensor *gx = n->in[0], *ctx = n->in[1], *s = n->in[2], *Wc = n->in[3], *Whh = n->in[4];
+    sg_tensor *bias = n->n_in > 5 ? n->in[5] : NULL, *s2 = n->out[0];
+    int64_t t = n->i[0]; /* the step: its rows of gx hold r|z|n */
+    sg_dtype dt = gx->dtype;
+    int64_t B = s->shape[0], H = s->shape[1], C = ctx->shape[1], G = 3 * H;
+    int64_t lda = gx->shape[1] * G;
+    if (!s2->grad)
+        return;
+    const char *op = "bahdanau decoder step";
+    size_t es = sg_dtype_size(dt), BH = es * (size_t)(B * H);
+    void *da = (char *)gx->data + (size_t)(t * G) * es; /* activations, then gradient */
+    const void *ghn = n->saved;
+    void *ds = sg_grad_of(g, s);
+    void *dgh = sg__scratch_get(g, 3 * BH, op);
+    void *spare = ds ? NULL : sg__scratch_get(g, BH, op); /* takes ds' z when s needs none */
+    if (!dgh || (!ds && !spare))
+        goto out;
+    if (spare)
+        memset(spare, 0, BH);
+    bool own = gx->requires_grad && sg__claim_gate_rows_grad(gx, t);
+    if (dt == SG_F32)
+        gates_bwd_f32(B, H, da, lda, ghn, s->data, s2->grad, dgh, ds ? ds : spare);
+    else
+        gates_bwd_f64(B, H, da, lda, ghn, s->data, s2->grad, dgh, ds ? ds : spare);
+    void *dgx = !own ? sg_grad_of(g, gx) : NULL;
+    if (dgx) {
+        dgx = (char *)dgx + (size_t)(t * G) * es;
+        if (dt == SG_F32)
+            add_rows_f32(B, G, da, lda, dgx);
+        else
+            add_rows_f64(B, G, da, lda, dgx);
+    }
+    void *d;
+    if ((d = sg_grad_of(g, bias)))
+        sg__add_colsum(dt, d, dgh, B, G, G);
+    if ((d = sg_grad_of(g, ctx))) /* dctx += da W_c */
+        sg__gemm(dt, B, C, G, 1.0, da, lda, 1, Wc->data, Wc->stride[0], Wc->stride[1], 1.0, d,
+                 C, 1);
+    if (ds) /* ds += dgh W_hh */
+        sg__gemm(dt, B, H, G, 1.0, dgh, G, 1, Whh->data, Whh->stride[0], Whh->stride[1], 1.0,
+                 ds, H, 1);
+    if ((d = sg_grad_of(g, Wc))) /* dW_c += da^T ctx */
+        sg__gemm(dt, G, C, B, 1.0, da, 1, lda, ctx->data, C, 1, 1.0, d, C, 1);
+    if ((d = sg_grad_of(g, Whh)))
+        sg__gemm(dt, G, H, B, 1.0, dgh, 1, G, s->data, H, 1, 1.0, d, H, 1);
+out:
+    sg__scratch_put(g, dgh);
+    sg__scratch_put(g, spare);
+}
+
+sg_tensor *sg__bahdanau_gru_step(sg_graph *g, sg_tensor *gx, int64_t t, sg_tensor *b,
+                                 sg_tensor *ctx, sg_tensor *s, sg_tensor *Wc, sg_tensor *Whh)
+{
+    const char *op = "bahdanau decoder step";
+    SG_NEED(g, gx, ctx, s, Wc, Whh);
+    int64_t B = s->shape[0], H = s->shape[1], C = ctx->shape[1], G = 3 * H;
+    if (gx->ndim != 3 || gx->shape[0] != B || gx->shape[2] != G || t < 0 ||
+        t >= gx->shape[1] || !sg_tensor_is_contiguous(gx) || s->ndim != 2 || ctx->ndim != 2 ||
+        ctx->shape[0] != B || Wc->ndim != 2 || Wc->shape[0] != G || Wc->shape[1] != C ||
+        Whh->ndim != 2 || Whh->shape[0] != G || Whh->shape[1] != H ||
+        (b && (b->ndim != 1 || b->shape[0] != G)))
+        return sg_graph_fail(g, SG_ESHAPE, "%s %lld: gx %s (contiguous), context %s, state %s, "
+                                           "W_c %s, W_hh %s do not fit together",
+                             op, (long long)t, SG_SHAPE(gx), SG_SHAPE(ctx), SG_SHAPE(s),
+                             SG_SHAPE(Wc), SG_SHAPE(Whh));
+    sg_dtype dt = gx->dtype;
+    if (!sg__check_same_float(g, op, gx, ctx) || !sg__check_same_float(g, op, gx, s))
+        return NULL;
+    if (b && !sg_tensor_is_contiguous(b))
+        b = sg_contiguous(g, b);
+    ctx = sg_contiguous(g, ctx);
+    s = sg_contiguous(g, s);
+    SG_NEED(ctx, s);
+    size_t es = sg_dtype_size(dt);
+    sg_tensor *s2 = sg_empty(g, dt, 2, (int64_t[]){B, H});
+    void *ghn = sg_arena_alloc(sg_graph_arena(g), (size_t)(B * H) * es + 1);
+    void *gh = sg__scratch_get(g, (size_t)(B * G) * es + 1, op);
+    void *zb = b ? NULL : sg__scratch_get(g, (size_t)G * es, op); /* no bias: zeros */
+    if (!s2 || !ghn || !gh || (!b && !zb)) {
+        sg__scratch_put(g, gh);
+        sg__scratch_put(g, zb);
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+    }
+    if (zb)
+        memset(zb, 0, (size_t)G * es);
+    int64_t lda = gx->shape[1] * G; /* this step's rows of gx */
+    void *act = (char *)gx->data + (size_t)(t * G) * es;
+    /* W_c^T and W_hh^T made once per graph (all steps of a training step share them) give
+     * the small-product kernels row-major operands; else the weights are read transposed */
+    sg__operand wct = sg__weight_t_operand(g, Wc, 1, true);
+    sg__operand whht = sg__weight_t_operand(g, Whh, 1, true);
+    sg__gemm(dt, B, G, C, 1.0, ctx->data, C, 1, wct.p, wct.rs, wct.cs, 1.0, act, lda, 1);
+    sg__gemm(dt, B, G, H, 1.0, s->data, H, 1, whht.p, whht.rs, whht.cs, 0.0, gh, G, 1);
+    const void *bh = b ? b->data : zb;
+    if (dt == SG_F32)
+        gates_fwd_f32(B, H, act, lda, gh, bh, s->data, ghn, s2->data);
+    else
+        gates_fwd_f64(B, H, act, lda, gh, bh, s->data, ghn, s2->data);
+    sg__scratch_put(g, gh);
+    sg__scratch_put(g, zb);
+    sg_tensor *ins[6] = {gx, ctx, s, Wc, Whh, b};
+    sg_node *n = sg_record(g, op, step_bwd, b ? 6 : 5, ins, 1, &s2);
+    if (n) {
+        n->i[0] = t;
+        n->saved = ghn;
+    }
+    return s2;
+}
