@@ -85,6 +85,14 @@ SG_INTERNAL void *sg__grad_for_write(sg_graph *g, sg_tensor *t, bool *fresh);
  * before the call returns. NULL with SG_ENOMEM recorded on g (the message names who). */
 SG_INTERNAL void *sg__scratch_get(sg_graph *g, size_t bytes, const char *who);
 SG_INTERNAL void sg__scratch_put(sg_graph *g, void *p);
+/* y [B, T, D] = the K pieces side by side along the last dim, for a decoder's per-step
+ * outputs: piece k is the T steps seq[k][0..T) [B, d_k] when seq[k] is not NULL, else
+ * whole[k] [B, T, d_k]. One copy of each value (sg_stack of per-step sg_concats copies
+ * twice), one in backward. SG_ESHAPE / SG_EDTYPE naming the first piece that does not
+ * fit, SG_ENOMEM; NULL inputs propagate. */
+#define SG_JOIN_STEPS_OP "sg_concat (of decoder steps)" /* its nodes' name */
+SG_INTERNAL sg_tensor *sg__join_steps(sg_graph *g, int K, int64_t T, sg_tensor **const *seq,
+                                      sg_tensor *const *whole);
 /* sg_linear(sg_concat([a, b], last dim), w, bias) without making the join: a [..., Ka]
  * and b [..., Kb] with the same leading dims, w [out, Ka + Kb], bias [out] or NULL.
  * Recorded as an "sg_linear" node (its backward reads no output). SG_ESHAPE, SG_EDTYPE,

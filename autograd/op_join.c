@@ -183,6 +183,126 @@ sg_tensor *sg_stack(sg_graph *g, int n, sg_tensor *const *xs, int dim)
     return join(g, "sg_stack", n, xs, hdrs, d, true);
 }
 
+/* ---- the per-step outputs of a decoder joined in one copy ------------------------ */
+
+/* Layout of an sg__join_steps output: piece k is d[k] wide at column off[k], made of T
+ * step inputs [B, d] (seq[k]) or one input [B, T, d]. */
+typedef struct {
+    int K;
+    int64_t B, T, D;
+    int64_t *d, *off;
+    bool *seq;
+} steps_layout;
+
+/* Row r of x: x is [B, d] (one step) or [B, T, d] (rows b * T + t), unit column stride. */
+static char *x_row(const sg_tensor *x, int64_t b, int64_t t, size_t es)
+{
+    int64_t o = b * x->stride[0] + (x->ndim == 3 ? t * x->stride[1] : 0);
+    return (char *)x->data + o * (int64_t)es;
+}
+
+static void join_steps_bwd(sg_graph *g, sg_node *n)
+{
+    const steps_layout *L = n->saved;
+    sg_tensor *y = n->out[0];
+    size_t es = sg_dtype_size(y->dtype);
+    int i = 0;
+    for (int k = 0; k < L->K; k++) {
+        int64_t nx = L->seq[k] ? L->T : 1, d = L->d[k];
+        for (int64_t s = 0; s < nx; s++, i++) {
+            sg_tensor *x = n->in[i];
+            bool fresh;
+            char *dx = sg__grad_for_write(g, x, &fresh);
+            if (!dx)
+                continue;
+            int64_t t0 = L->seq[k] ? s : 0, t1 = L->seq[k] ? s + 1 : L->T;
+            for (int64_t b = 0; b < L->B; b++)
+                for (int64_t t = t0; t < t1; t++) {
+                    const char *src = (const char *)y->grad +
+                                      (size_t)((b * L->T + t) * L->D + L->off[k]) * es;
+                    /* x's gradient is contiguous: [B, d] or [B, T, d] */
+                    char *dst = dx + (size_t)((x->ndim == 3 ? b * L->T + t : b) * d) * es;
+                    if (fresh)
+                        memcpy(dst, src, (size_t)d * es);
+                    else if (y->dtype == SG_F32)
+                        for (int64_t j = 0; j < d; j++)
+                            ((float *)dst)[j] += ((const float *)src)[j];
+                    else
+                        for (int64_t j = 0; j < d; j++)
+                            ((double *)dst)[j] += ((const double *)src)[j];
+                }
+        }
+    }
+}
+
+sg_tensor *sg__join_steps(sg_graph *g, int K, int64_t T, sg_tensor **const *seq,
+                          sg_tensor *const *whole)
+{
+    static const char *op = SG_JOIN_STEPS_OP;
+    if (!g)
+        return NULL;
+    if (K < 1 || T < 1 || !seq || !whole)
+        return sg_graph_fail(g, SG_EINVAL, "%s: needs pieces (K = %d) and steps (T = %lld)", op,
+                             K, (long long)T);
+    sg_arena *a = sg_graph_arena(g);
+    steps_layout *L = sg_arena_alloc(a, sizeof *L);
+    int64_t *dd = sg_arena_alloc(a, 2 * sizeof(int64_t) * (size_t)K);
+    bool *sq = sg_arena_alloc(a, sizeof(bool) * (size_t)K);
+    int n_in = 0;
+    for (int k = 0; k < K; k++)
+        n_in += seq[k] ? (int)T : 1;
+    sg_tensor **ins = sg_arena_alloc(a, sizeof *ins * (size_t)n_in);
+    if (!L || !dd || !sq || !ins)
+        return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+    *L = (steps_layout){.K = K, .T = T, .d = dd, .off = dd + K, .seq = sq, .B = -1};
+    sg_dtype dt = SG_F32;
+    int i = 0;
+    for (int k = 0; k < K; k++) {
+        sq[k] = seq[k] != NULL;
+        for (int64_t s = 0; s < (sq[k] ? T : 1); s++, i++) {
+            sg_tensor *x = sq[k] ? seq[k][s] : whole[k];
+            if (!x)
+                return NULL; /* the error that made it is recorded */
+            int nd = sq[k] ? 2 : 3;
+            if (i == 0) {
+                dt = x->dtype;
+                L->B = x->ndim > 0 ? x->shape[0] : -1;
+            }
+            if (x->ndim != nd || x->shape[0] != L->B || (nd == 3 && x->shape[1] != T) ||
+                (s > 0 && x->shape[nd - 1] != dd[k]) || x->dtype != dt)
+                return sg_graph_fail(g, SG_ESHAPE, "%s: piece %d, step %lld is %s %s; pieces "
+                                                   "must be %s [%lld, d] steps or [%lld, %lld, d]",
+                                     op, k, (long long)s, sg_dtype_name(x->dtype), SG_SHAPE(x),
+                                     sg_dtype_name(dt), (long long)L->B, (long long)L->B,
+                                     (long long)T);
+            if (x->stride[nd - 1] != 1 && !(x = sg_contiguous(g, x)))
+                return NULL;
+            dd[k] = x->shape[nd - 1];
+            ins[i] = x;
+        }
+        L->off[k] = L->D;
+        L->D += dd[k];
+    }
+    sg_tensor *y = sg__empty_for(g, op, dt, 3, (int64_t[]){L->B, T, L->D});
+    if (!y)
+        return NULL;
+    size_t es = sg_dtype_size(dt);
+    i = 0;
+    for (int k = 0; k < K; k++)
+        for (int64_t s = 0; s < (sq[k] ? T : 1); s++, i++) {
+            const sg_tensor *x = ins[i];
+            int64_t t0 = sq[k] ? s : 0, t1 = sq[k] ? s + 1 : T;
+            for (int64_t b = 0; b < L->B; b++)
+                for (int64_t t = t0; t < t1; t++)
+                    memcpy((char *)y->data + (size_t)((b * T + t) * L->D + L->off[k]) * es,
+                           x_row(x, b, t, es), (size_t)dd[k] * es);
+        }
+    sg_node *nd = sg_record(g, op, join_steps_bwd, n_in, ins, 1, &y);
+    if (nd)
+        nd->saved = L;
+    return y;
+}
+
 /* Clears out[0..n) and reports a NULL input / bad arguments. */
 static int split_fail(sg_graph *g, sg_tensor **out, int n, int code)
 {

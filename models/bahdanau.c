@@ -102,21 +102,24 @@ static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tenso
      * for [B, T, 3H]; each step adds its context's part (W_c, a strided view) */
     sg_tensor *gx = sg_linear(g, emb, sg_narrow(g, w->weight_ih, 1, 0, E), w->bias_ih);
     sg_tensor *Wc = sg_narrow(g, w->weight_ih, 1, E, C);
-    sg_tensor **outs = sg_arena_alloc(sg_graph_arena(g), sizeof *outs * (size_t)T);
-    sg_tensor **alphas = attn ? sg_arena_alloc(sg_graph_arena(g), sizeof *alphas * (size_t)T) : NULL;
+    sg_arena *a = sg_graph_arena(g);
+    sg_tensor **ss = sg_arena_alloc(a, sizeof *ss * (size_t)T);
+    sg_tensor **cs = sg_arena_alloc(a, sizeof *cs * (size_t)T);
+    sg_tensor **alphas = attn ? sg_arena_alloc(a, sizeof *alphas * (size_t)T) : NULL;
     SG_NEED(gx, Wc);
-    if (!outs || (attn && !alphas))
+    if (!ss || !cs || (attn && !alphas))
         return sg_graph_fail(g, SG_ENOMEM, "bahdanau: out of memory");
     for (int64_t t = 0; t < T; t++) {
-        sg_tensor *ctx = sg_additive_attention_step(g, &net->attention, &mem, s,
-                                                    alphas ? &alphas[t] : NULL); /* [B, 2H] */
-        s = sg__bahdanau_gru_step(g, gx, t, w->bias_hh, ctx, s, Wc, w->weight_hh);
-        outs[t] = sg_concat(g, 3, (sg_tensor *[]){s, ctx, sg_select(g, emb, 1, t)}, 1);
-        SG_NEED(outs[t]);
+        cs[t] = sg_additive_attention_step(g, &net->attention, &mem, s,
+                                           alphas ? &alphas[t] : NULL); /* [B, 2H] */
+        s = ss[t] = sg__bahdanau_gru_step(g, gx, t, w->bias_hh, cs[t], s, Wc, w->weight_hh);
+        SG_NEED(s);
     }
     if (attn)
         *attn = sg_stack(g, (int)T, alphas, 1); /* [B, T, S] */
-    sg_tensor *o = sg_stack(g, (int)T, outs, 1); /* [B, T, 3H+E] */
+    /* the generator's input [s_t ; c_t ; e_t] for all steps, each value copied once */
+    sg_tensor *o = sg__join_steps(g, 3, T, (sg_tensor **const[]){ss, cs, NULL},
+                                  (sg_tensor *const[]){NULL, NULL, emb}); /* [B, T, 3H+E] */
     *gen = &net->generator;
     return sg__model_drop_over(g, m, o);
 }

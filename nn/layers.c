@@ -329,7 +329,7 @@ bool sg__dropout_args(sg_graph *g, const char *op, double p, bool training, cons
 bool sg__fresh_unread_output(sg_graph *g, const sg_tensor *t)
 {
     static const char *const ops[] = {"sg_embedding_lookup", "sg_linear", "sg_add",
-                                      "sg_stack", "sg_concat"};
+                                      "sg_stack", "sg_concat", SG_JOIN_STEPS_OP};
     return made_last_by(g, t, ops, sizeof ops / sizeof *ops);
 }
 
