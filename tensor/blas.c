@@ -90,6 +90,34 @@ static void gemm_by_rows(sg_dtype dt, int64_t m, int64_t n, int64_t k, double al
     }
 }
 
+/* C = alpha A B + beta C through BLIS. */
+static void gemm_blis(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha, const void *A,
+                      int64_t rsa, int64_t csa, const void *B, int64_t rsb, int64_t csb,
+                      double beta, void *C, int64_t rsc, int64_t csc)
+{
+    /* Waking BLIS's threads costs more than a small product gains from them (and
+     * under load a parallel region can stall for a whole time slice): products below
+     * SMALL_GEMM multiply-adds run on the calling thread. The result is the same. */
+    rntm_t rntm;
+    bli_rntm_init(&rntm);
+    int nthr = sg__threads();
+    bli_rntm_set_num_threads(
+        nthr > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM ? nthr : 1, &rntm);
+    if (m <= 4 && n >= 256 && k >= 256 && skinny_by_rows) {
+        gemm_by_rows(dt, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc, &rntm);
+        return;
+    }
+    if (dt == SG_F32) {
+        float a = (float)alpha, b = (float)beta;
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &a, (float *)A, rsa, csa,
+                     (float *)B, rsb, csb, &b, (float *)C, rsc, csc, NULL, &rntm);
+    } else {
+        double a = alpha, b = beta;
+        bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &a, (double *)A, rsa, csa,
+                     (double *)B, rsb, csb, &b, (double *)C, rsc, csc, NULL, &rntm);
+    }
+}
+
 #ifdef SG_HAVE_XSMM
 /* Products up to this many multiply-adds go to LIBXSMM's JIT kernels when their layout
  * allows. BLIS packs both operands on every call; for the per-time-step products of an
@@ -154,8 +182,8 @@ static bool gemm_xsmm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
         rsb = n, csa = rsa == 1 ? m : 1;
     bool a_trans = csa != 1;
     /* A weight gradient dY^T X summed over more than 1024 rows: LIBXSMM's kernels for a
-     * transposed first operand fall to ~70 GFLOP/s there (dates' encoder, 384 x 64 x 1600)
-     * where BLIS makes 80-93. */
+     * transposed first operand fall to ~70 GFLOP/s there (dates' encoder, 384 x 64 x 1600;
+     * xsmm_by_k_pieces splits such products). */
     if (csb != 1 || csc != 1 || (a_trans && (rsa != 1 || k > 1024)))
         return false;
     int64_t lda_ = a_trans ? csa : rsa;
@@ -196,6 +224,36 @@ static bool gemm_xsmm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
         else /* rows [t part, ...) of A and C; all of B */
             xsmm_run(dt, ft, B, (const char *)A + (size_t)(t * part * a_row) * es,
                      (char *)C + (size_t)(t * part * rsc) * es);
+    }
+    return true;
+}
+
+/* A weight gradient dY^T X summed over more than 1024 rows, on one thread, as products
+ * over pieces of at most 1024 rows each added in (LIBXSMM: 160-180 GFLOP/s on dates'
+ * encoder pieces; whole, BLIS makes 90-130; at two threads BLIS's split of the whole
+ * product did better: enfr-transformer 3-4% slower with pieces). False, doing nothing,
+ * where it does not apply. */
+static bool xsmm_by_k_pieces(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha,
+                             const void *A, int64_t rsa, int64_t csa, const void *B, int64_t rsb,
+                             int64_t csb, double beta, void *C, int64_t rsc, int64_t csc)
+{
+    if (!(csa != 1 && rsa == 1 && k > 1024 && alpha == 1.0 && (beta == 0.0 || beta == 1.0)) ||
+        sg__threads() > 1)
+        return false;
+    int64_t pieces = (k + 1023) / 1024, piece = (k + pieces - 1) / pieces;
+    if ((double)m * (double)n * (double)piece > XSMM_MAX_MNK)
+        return false;
+    size_t es = sg_dtype_size(dt);
+    for (int64_t k0 = 0; k0 < k; k0 += piece) {
+        int64_t kk = k - k0 < piece ? k - k0 : piece;
+        const char *a = (const char *)A + (size_t)(k0 * csa) * es;
+        const char *b = (const char *)B + (size_t)(k0 * rsb) * es;
+        double be = k0 ? 1.0 : beta;
+        if (gemm_xsmm(dt, m, n, kk, 1.0, a, rsa, csa, b, rsb, csb, be, C, rsc, csc))
+            continue;
+        if (k0 == 0)
+            return false; /* nothing done yet */
+        gemm_blis(dt, m, n, kk, 1.0, a, rsa, csa, b, rsb, csb, be, C, rsc, csc);
     }
     return true;
 }
@@ -268,28 +326,10 @@ void sg__gemm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha, const 
         rsb = rsb ? rsb : 1;
     }
 #ifdef SG_HAVE_XSMM
-    if (use_xsmm && gemm_xsmm(dt, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc))
+    if (use_xsmm && (xsmm_by_k_pieces(dt, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc,
+                                      csc) ||
+                     gemm_xsmm(dt, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc)))
         return;
 #endif
-    /* Waking BLIS's threads costs more than a small product gains from them (and
-     * under load a parallel region can stall for a whole time slice): products below
-     * SMALL_GEMM multiply-adds run on the calling thread. The result is the same. */
-    rntm_t rntm;
-    bli_rntm_init(&rntm);
-    int nthr = sg__threads();
-    bli_rntm_set_num_threads(
-        nthr > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM ? nthr : 1, &rntm);
-    if (m <= 4 && n >= 256 && k >= 256 && skinny_by_rows) {
-        gemm_by_rows(dt, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc, &rntm);
-        return;
-    }
-    if (dt == SG_F32) {
-        float a = (float)alpha, b = (float)beta;
-        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &a, (float *)A, rsa, csa,
-                     (float *)B, rsb, csb, &b, (float *)C, rsc, csc, NULL, &rntm);
-    } else {
-        double a = alpha, b = beta;
-        bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &a, (double *)A, rsa, csa,
-                     (double *)B, rsb, csb, &b, (double *)C, rsc, csc, NULL, &rntm);
-    }
+    gemm_blis(dt, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
 }
