@@ -80,12 +80,15 @@ static void join_bwd(sg_graph *g, sg_node *n)
     int64_t outer = n->i[0], inner = n->i[1], k = n->n_in;
     size_t es = sg_dtype_size(y->dtype);
     for (int j = 0; j < k; j++) {
-        void *dx = sg_grad_of(g, n->in[j]);
+        bool fresh; /* a new gradient buffer: copied into, not zeroed and added to */
+        void *dx = sg__grad_for_write(g, n->in[j], &fresh);
         if (!dx)
             continue;
         for (int64_t o = 0; o < outer; o++) {
             const char *src = (const char *)y->grad + (size_t)((o * k + j) * inner) * es;
-            if (y->dtype == SG_F32) {
+            if (fresh)
+                memcpy((char *)dx + (size_t)(o * inner) * es, src, (size_t)inner * es);
+            else if (y->dtype == SG_F32) {
                 float *d = (float *)dx + o * inner;
                 for (int64_t e = 0; e < inner; e++)
                     d[e] += ((const float *)src)[e];
