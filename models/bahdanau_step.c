@@ -65,12 +65,6 @@
                 ds[j] += d * z;                                                              \
             }                                                                                \
         }                                                                                    \
-    }                                                                                        \
-    static void add_rows_##SUF(int64_t B, int64_t n, const T *src, int64_t ld, T *dst)       \
-    {                                                                                        \
-        for (int64_t b = 0; b < B; b++)                                                      \
-            for (int64_t k = 0; k < n; k++)                                                  \
-                dst[b * ld + k] += src[b * ld + k];                                          \
     }
 
 static inline double sigm_f64(double v) { return 1.0 / (1.0 + exp(-v)); }
@@ -87,7 +81,7 @@ static void step_bwd(sg_graph *g, sg_node *n)
     sg_tensor *bias = n->n_in > 5 ? n->in[5] : NULL, *s2 = n->out[0];
     int64_t t = n->i[0]; /* the step: its rows of gx hold r|z|n */
     sg_dtype dt = gx->dtype;
-    int64_t B = s->shape[0], H = s->shape[1], C = ctx->shape[1], G = 3 * H;
+    int64_t B = s->shape[0], H = s->shape[1], G = 3 * H;
     int64_t lda = gx->shape[1] * G;
     if (!s2->grad)
         return;
@@ -107,27 +101,12 @@ static void step_bwd(sg_graph *g, sg_node *n)
         gates_bwd_f32(B, H, da, lda, ghn, s->data, s2->grad, dgh, ds ? ds : spare);
     else
         gates_bwd_f64(B, H, da, lda, ghn, s->data, s2->grad, dgh, ds ? ds : spare);
-    void *dgx = !own ? sg_grad_of(g, gx) : NULL;
-    if (dgx) {
-        dgx = (char *)dgx + (size_t)(t * G) * es;
-        if (dt == SG_F32)
-            add_rows_f32(B, G, da, lda, dgx);
-        else
-            add_rows_f64(B, G, da, lda, dgx);
-    }
     void *d;
     if ((d = sg_grad_of(g, bias)))
         sg__add_colsum(dt, d, dgh, B, G, G);
-    if ((d = sg_grad_of(g, ctx))) /* dctx += da W_c */
-        sg__gemm(dt, B, C, G, 1.0, da, lda, 1, Wc->data, Wc->stride[0], Wc->stride[1], 1.0, d,
-                 C, 1);
-    if (ds) /* ds += dgh W_hh */
-        sg__gemm(dt, B, H, G, 1.0, dgh, G, 1, Whh->data, Whh->stride[0], Whh->stride[1], 1.0,
-                 ds, H, 1);
-    if ((d = sg_grad_of(g, Wc))) /* dW_c += da^T ctx */
-        sg__gemm(dt, G, C, B, 1.0, da, 1, lda, ctx->data, C, 1, 1.0, d, C, 1);
-    if ((d = sg_grad_of(g, Whh)))
-        sg__gemm(dt, G, H, B, 1.0, dgh, 1, G, s->data, H, 1, 1.0, d, H, 1);
+    sg__step_gx_bwd(g, gx, t, own, da, lda);
+    sg__step_product_bwd(g, da, lda, G, ctx, Wc);
+    sg__step_product_bwd(g, dgh, G, G, s, Whh); /* ds += dgh W_hh: s's gradient is ds */
 out:
     sg__scratch_put(g, dgh);
     sg__scratch_put(g, spare);

@@ -1,7 +1,8 @@
 /*
  * gate_rows.c - the gradient of a precomputed input projection gx [B, T, G] whose rows
  * fused decoder steps (luong_step.c, bahdanau_step.c) keep their gate activations over
- * and then overwrite with the gates' gradient.
+ * and then overwrite with the gates' gradient, and the backward of such a step's input
+ * side.
  */
 #include "models_internal.h"
 
@@ -20,4 +21,36 @@ bool sg__claim_gate_rows_grad(sg_tensor *gx, int64_t t)
                (size_t)((T - t - 1) * G) * es);
     gx->grad = gx->data; /* graph.c does not pool a gradient that is the tensor's data */
     return true;
+}
+
+void sg__step_gx_bwd(sg_graph *g, sg_tensor *gx, int64_t t, bool own, const void *da,
+                     int64_t lda)
+{
+    char *dgx = !own ? sg_grad_of(g, gx) : NULL;
+    if (!dgx)
+        return;
+    size_t es = sg_dtype_size(gx->dtype);
+    int64_t B = gx->shape[0], G = gx->shape[2];
+    dgx += (size_t)(t * G) * es; /* gx has a gradient of its own: add these rows into it */
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t k = 0; k < G; k++) {
+            size_t i = (size_t)(b * lda + k);
+            if (gx->dtype == SG_F32)
+                ((float *)dgx)[i] += ((const float *)da)[i];
+            else
+                ((double *)dgx)[i] += ((const double *)da)[i];
+        }
+}
+
+void sg__step_product_bwd(sg_graph *g, const void *da, int64_t lda, int64_t G, sg_tensor *x,
+                          const sg_tensor *Wx)
+{
+    sg_dtype dt = x->dtype;
+    int64_t B = x->shape[0], F = x->shape[1];
+    void *d;
+    if ((d = sg_grad_of(g, x))) /* dx += da W_x */
+        sg__gemm(dt, B, F, G, 1.0, da, lda, 1, Wx->data, Wx->stride[0], Wx->stride[1], 1.0, d,
+                 F, 1);
+    if ((d = sg_grad_of(g, (sg_tensor *)Wx))) /* dW_x += da^T x */
+        sg__gemm(dt, G, F, B, 1.0, da, 1, lda, x->data, F, 1, 1.0, d, F, 1);
 }

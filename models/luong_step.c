@@ -70,12 +70,6 @@
     {                                                                                        \
         for (int64_t k = 0; k < n; k++)                                                      \
             z[k] = x[k] + y[k];                                                              \
-    }                                                                                        \
-    static void add_rows_##SUF(int64_t B, int64_t n, const T *src, int64_t ld, T *dst)       \
-    {                                                                                        \
-        for (int64_t b = 0; b < B; b++)                                                      \
-            for (int64_t k = 0; k < n; k++)                                                  \
-                dst[b * ld + k] += src[b * ld + k];                                          \
     }
 
 /* f32: the vectorisable exp and tanh of fastmath.h, as the fused LSTM cells use */
@@ -91,7 +85,7 @@ static void step_bwd(sg_graph *g, sg_node *n)
     sg_tensor *h2 = n->out[0], *c2 = n->out[1];
     int64_t t = n->i[0]; /* the step: its rows of gx hold the activated gates i|f|g|o */
     sg_dtype dt = gx->dtype;
-    int64_t B = h->shape[0], H = h->shape[1], F = feed->shape[1], G = 4 * H;
+    int64_t B = h->shape[0], H = h->shape[1], G = 4 * H;
     int64_t lda = gx->shape[1] * G;
     if (!h2->grad && !c2->grad)
         return;
@@ -114,27 +108,12 @@ static void step_bwd(sg_graph *g, sg_node *n)
         gates_bwd_f32(B, H, da, lda, c2->data, c->data, dh2, dc2, dc ? dc : spare);
     else
         gates_bwd_f64(B, H, da, lda, c2->data, c->data, dh2, dc2, dc ? dc : spare);
-    void *dgx = !own ? sg_grad_of(g, gx) : NULL;
-    if (dgx) {
-        dgx = (char *)dgx + (size_t)(t * G) * es;
-        if (dt == SG_F32)
-            add_rows_f32(B, G, da, lda, dgx);
-        else
-            add_rows_f64(B, G, da, lda, dgx);
-    }
     void *d;
     if ((d = sg_grad_of(g, bias)))
         sg__add_colsum(dt, d, da, B, G, lda);
-    if ((d = sg_grad_of(g, feed))) /* dfeed += da W_f */
-        sg__gemm(dt, B, F, G, 1.0, da, lda, 1, Wf->data, Wf->stride[0], Wf->stride[1], 1.0, d,
-                 F, 1);
-    if ((d = sg_grad_of(g, h)))
-        sg__gemm(dt, B, H, G, 1.0, da, lda, 1, Whh->data, Whh->stride[0], Whh->stride[1], 1.0,
-                 d, H, 1);
-    if ((d = sg_grad_of(g, Wf))) /* dW_f += da^T feed */
-        sg__gemm(dt, G, F, B, 1.0, da, 1, lda, feed->data, F, 1, 1.0, d, F, 1);
-    if ((d = sg_grad_of(g, Whh)))
-        sg__gemm(dt, G, H, B, 1.0, da, 1, lda, h->data, H, 1, 1.0, d, H, 1);
+    sg__step_gx_bwd(g, gx, t, own, da, lda);
+    sg__step_product_bwd(g, da, lda, G, feed, Wf);
+    sg__step_product_bwd(g, da, lda, G, h, Whh);
 out:
     sg__scratch_put(g, zeros);
     sg__scratch_put(g, spare);

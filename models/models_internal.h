@@ -57,6 +57,15 @@ SG_INTERNAL extern const sg_model_vt sg__transformer_vt;
  * already has a gradient buffer of its own (another consumer), which the steps then add
  * into. For the fused decoder steps that keep their gates over their rows of gx. */
 SG_INTERNAL bool sg__claim_gate_rows_grad(sg_tensor *gx, int64_t t);
+/* Pieces of a fused step's backward, its gates' gradient da [B, G] (row stride lda)
+ * being over rows t of gx [B, T, G]. sg__step_gx_bwd adds da into gx's own gradient
+ * buffer unless own (sg__claim_gate_rows_grad made gx's data its gradient).
+ * sg__step_product_bwd is the backward of da's share x W_x^T: dx += da W_x and dW_x +=
+ * da^T x for x [B, F] (contiguous) and W_x [G, F] (any strides). */
+SG_INTERNAL void sg__step_gx_bwd(sg_graph *g, sg_tensor *gx, int64_t t, bool own, const void *da,
+                                 int64_t lda);
+SG_INTERNAL void sg__step_product_bwd(sg_graph *g, const void *da, int64_t lda, int64_t G,
+                                      sg_tensor *x, const sg_tensor *Wx);
 /* One fused GRU step of the Bahdanau decoder (bahdanau_step.c): a = gx[:, t] + ctx
  * W_c^T with gx [B, T, 3H] (contiguous) the precomputed embedding part of every step (b_ih
  * included), ctx [B, C], s [B, H], W_c [3H, C] and W_hh [3H, H] (any strides), b [3H] the
