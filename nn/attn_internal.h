@@ -9,6 +9,14 @@
 SG_INTERNAL int sg__attn_memory_init(sg_graph *g, const char *op, sg_tensor *values,
                                      sg_tensor *lengths, sg_tensor *mask, sg_attn_memory *mem);
 
+/* The values [B, S, D] of an attention memory as one more node (a view of the same data,
+ * made contiguous) when a graph records: sg_attn_context steps over it leave their share
+ * of dV (weights and a copy of dc) to this node, whose backward adds all of them at once,
+ * a row of dV at a time (each step adding into the whole [B, S, D] dV read and wrote it
+ * once a step). valid [B, S] or NULL: rows the steps skip. values as they are when
+ * nothing records; NULL (recorded) on ENOMEM. */
+SG_INTERNAL sg_tensor *sg__attn_values(sg_graph *g, sg_tensor *values, const uint8_t *valid);
+
 /* Checks a step query: 2-D [mem->B, width], same dtype as the memory. */
 SG_INTERNAL bool sg__attn_check_query(sg_graph *g, const char *op, const sg_attn_memory *mem,
                                       const sg_tensor *q, int64_t width);
