@@ -47,7 +47,10 @@ extern "C" {
 
 /* What _precompute makes once per source batch. All pointers are graph-owned. */
 typedef struct sg_attn_memory {
-    sg_tensor *values;     /* [B, S, Dv] vectors averaged into the context (h_j / hbar_j) */
+    /* [B, S, Dv] vectors averaged into the context (h_j / hbar_j): when the graph
+     * records, a view of them made by one more node, to which the context steps leave
+     * their share of the values' gradient (added at once in its backward) */
+    sg_tensor *values;
     sg_tensor *keys;       /* [B, S, K] precomputed keys (K_j, W_a hbar_j, ...) */
     const uint8_t *valid;  /* [B, S] 1 = real source position */
     const int64_t *len;    /* [B] n_b (number of real positions) */
