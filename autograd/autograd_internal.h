@@ -73,6 +73,11 @@ typedef struct sg__operand {
  * it is made, else w's own data read transposed. */
 SG_INTERNAL sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, int64_t uses,
                                              bool copy);
+/* The W^T operand of a product x W^T of `rows` rows by a weight w [out, in]: the copy of
+ * sg__weight_t when the product is small (SG_SMALL_GEMM_MNK, at least 8 rows) and w a
+ * heap tensor (a decoder's per-step projection, a small generator), since blas.c's
+ * kernels for small products need row-major operands; else w read transposed. */
+SG_INTERNAL sg__operand sg__linear_weight_operand(sg_graph *g, const sg_tensor *w, int64_t rows);
 /* sg_grad_of for a backward that will write every element of t's gradient: when t has
  * no gradient yet and is an op's output, the pooled buffer comes unzeroed and *fresh is
  * true (the caller must then overwrite it all, e.g. a GEMM with beta = 0, instead of

@@ -215,22 +215,23 @@ static void join_steps_bwd(sg_graph *g, sg_node *n)
             char *dx = sg__grad_for_write(g, x, &fresh);
             if (!dx)
                 continue;
-            int64_t t0 = L->seq[k] ? s : 0, t1 = L->seq[k] ? s + 1 : L->T;
-            for (int64_t b = 0; b < L->B; b++)
-                for (int64_t t = t0; t < t1; t++) {
-                    const char *src = (const char *)y->grad +
-                                      (size_t)((b * L->T + t) * L->D + L->off[k]) * es;
-                    /* x's gradient is contiguous: [B, d] or [B, T, d] */
-                    char *dst = dx + (size_t)((x->ndim == 3 ? b * L->T + t : b) * d) * es;
-                    if (fresh)
-                        memcpy(dst, src, (size_t)d * es);
-                    else if (y->dtype == SG_F32)
-                        for (int64_t j = 0; j < d; j++)
-                            ((float *)dst)[j] += ((const float *)src)[j];
-                    else
-                        for (int64_t j = 0; j < d; j++)
-                            ((double *)dst)[j] += ((const double *)src)[j];
-                }
+            /* x's slice of dy: [B, d] of step s, or [B, T, d]; x's gradient is contiguous */
+            const char *src = (const char *)y->grad + (size_t)(s * L->D + L->off[k]) * es;
+            if (fresh) {
+                int64_t t0 = L->seq[k] ? s : 0, t1 = L->seq[k] ? s + 1 : L->T;
+                for (int64_t b = 0; b < L->B; b++)
+                    for (int64_t t = t0; t < t1; t++)
+                        memcpy(dx + (size_t)((x->ndim == 3 ? b * L->T + t : b) * d) * es,
+                               src + (size_t)((b * L->T + t - t0) * L->D) * es,
+                               (size_t)d * es);
+            } else if (x->ndim == 3) {
+                sg__accumulate(y->dtype, dx, (int64_t[]){L->T * d, d, 1}, 3,
+                               (int64_t[]){L->B, L->T, d}, src,
+                               (int64_t[]){L->T * L->D, L->D, 1});
+            } else {
+                sg__accumulate(y->dtype, dx, (int64_t[]){d, 1}, 2, (int64_t[]){L->B, d}, src,
+                               (int64_t[]){L->T * L->D, 1});
+            }
         }
     }
 }

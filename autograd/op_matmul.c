@@ -179,6 +179,12 @@ void sg__affine(sg_dtype dt, int64_t R, int64_t N, int64_t K, const void *X, int
         sg__gemm(dt, R, N, K, 1.0, X, ldx, 1, W, ws1, ws0, b ? 1.0 : 0.0, Y, ldy, 1);
 }
 
+sg__operand sg__linear_weight_operand(sg_graph *g, const sg_tensor *w, int64_t rows)
+{
+    bool small = (double)rows * (double)w->shape[0] * (double)w->shape[1] <= SG_SMALL_GEMM_MNK;
+    return sg__weight_t_operand(g, w, 1, w->owns_data && rows >= 8 && small);
+}
+
 sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias)
 {
     SG_NEED(g, x, w);
@@ -208,11 +214,7 @@ sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias)
     sg_tensor *y = sg_empty(g, x->dtype, x->ndim, shape);
     if (!y)
         return NULL;
-    /* A small product by a weight (a heap tensor: a decoder's per-step projection) reads
-     * W^T made once per graph: blas.c's kernels for small products need row-major
-     * operands. */
-    bool small = (double)rows * (double)out * (double)in <= SG_SMALL_GEMM_MNK;
-    sg__operand wt = sg__weight_t_operand(g, w, 1, w->owns_data && rows >= 8 && small);
+    sg__operand wt = sg__linear_weight_operand(g, w, rows);
     sg__affine(x->dtype, rows, out, in, x->data, row_stride(x), wt.p, wt.cs, wt.rs,
                bias ? bias->data : NULL, y->data, out);
     sg_tensor *ins[3] = {x, w, bias};
@@ -269,8 +271,7 @@ sg_tensor *sg__linear_cat2(sg_graph *g, sg_tensor *a, sg_tensor *b, sg_tensor *w
     if (!y)
         return NULL;
     size_t es = sg_dtype_size(a->dtype);
-    bool small = (double)rows * (double)out * (double)(Ka + Kb) <= SG_SMALL_GEMM_MNK;
-    sg__operand wt = sg__weight_t_operand(g, w, 1, w->owns_data && rows >= 8 && small);
+    sg__operand wt = sg__linear_weight_operand(g, w, rows);
     /* y = a W_a^T + bias, then y += b W_b^T (W_b^T: rows Ka.. of W^T) */
     sg__affine(a->dtype, rows, out, Ka, a->data, Ka, wt.p, wt.cs, wt.rs,
                bias ? bias->data : NULL, y->data, out);

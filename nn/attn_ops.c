@@ -165,8 +165,9 @@ static inline __attribute__((always_inline)) float dot32_f32(int64_t n, const fl
  * keys (0 where invalid). One clone for the whole row, so tanh and the dot inline (a
  * call per key to clone-dispatched helpers cost two indirect calls per 128 floats); the
  * dot sums in 16 lanes, which the AVX-512 clone runs as one vector (with 8 its tanh ran
- * at half width: dates' scores kernel 23% slower), in a fixed order. GCC only if-converts (and so vectorises) the selects of
- * sg__tanhf without trapping-math, which the build turns off. */
+ * at half width: dates' scores kernel 23% slower), in a fixed order. GCC only
+ * if-converts (and so vectorises) the selects of sg__tanhf without trapping-math, which
+ * the build turns off. */
 static inline __attribute__((always_inline)) void
 additive_keys_f32(int64_t S, int64_t A, const float *restrict q, const float *restrict K,
                   const float *restrict v, const uint8_t *valid, float *restrict t,
@@ -772,29 +773,24 @@ static void values_bwd(sg_graph *g, sg_node *n)
         sg__accumulate(V->dtype, dV, V->stride, V->ndim, V->shape, Vd->grad, V->stride);
     else if (fresh)
         memset(dV, 0, bytes);
-    const void *w[64], *dc[64]; /* up to 64 steps a pass */
     /* the steps in the order their backward ran (the last made first): each element sums
      * them as the steps would have one after another */
+    const void **w = sv->n ? sg__scratch_get(g, 2 * sizeof *w * (size_t)sv->n, n->name) : NULL;
+    if (!w)
+        return; /* no steps, or ENOMEM (recorded) */
+    const void **dc = w + sv->n;
     for (deferred_step *d = sv->head; d; d = d->next) {
         if (!d->done || !stash->grad)
             continue;
         d->done = false; /* consumed: a second backward of this graph finds none */
         w[k] = d->w;
         dc[k++] = (const char *)stash->grad + (size_t)(d->k * B * D) * es;
-        if (k == 64) {
-            if (V->dtype == SG_F32)
-                values_bwd_f32(k, B, S, D, sv->valid, w, dc, dV);
-            else
-                values_bwd_f64(k, B, S, D, sv->valid, w, dc, dV);
-            k = 0;
-        }
     }
-    if (k) {
-        if (V->dtype == SG_F32)
-            values_bwd_f32(k, B, S, D, sv->valid, w, dc, dV);
-        else
-            values_bwd_f64(k, B, S, D, sv->valid, w, dc, dV);
-    }
+    if (V->dtype == SG_F32)
+        values_bwd_f32(k, B, S, D, sv->valid, w, dc, dV);
+    else
+        values_bwd_f64(k, B, S, D, sv->valid, w, dc, dV);
+    sg__scratch_put(g, w);
 }
 
 sg_tensor *sg__attn_values(sg_graph *g, sg_tensor *values, const uint8_t *valid)
@@ -862,12 +858,10 @@ static void context_bwd(sg_graph *g, sg_node *n)
     int64_t B = V->shape[0], S = V->shape[1], D = V->shape[2];
     if (!c->grad && !w->grad)
         return;
-    void *de = sg_grad_of(g, e), *dpos = pos ? sg_grad_of(g, pos) : NULL;
-    void *dV = NULL;
     if (sv->defer && !defer_dV(g, V, sv->defer, c))
         return;
-    if (!sv->defer)
-        dV = sg_grad_of(g, V);
+    void *de = sg_grad_of(g, e), *dpos = pos ? sg_grad_of(g, pos) : NULL;
+    void *dV = sv->defer ? NULL : sg_grad_of(g, V);
     void *scratch =
         sg__scratch_get(g, sg_dtype_size(e->dtype) * (size_t)(B * S), "sg_attn_context");
     if (!scratch)

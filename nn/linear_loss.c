@@ -198,10 +198,8 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
     double eps = o.label_smoothing, scale = sg__ce_scale(&o, N);
     opnd W = {w->data, w->stride[0], w->stride[1]};
     /* a small generator (dates: 15 words) reads W^T made once per graph, as sg_linear
-     * does: the kernels for small products need row-major operands (BLIS made 32 GFLOP/s
-     * of dates' 704 x 15 x 448 logits with W read transposed) */
-    bool small = (double)(chunk < R ? chunk : R) * (double)V * (double)K <= SG_SMALL_GEMM_MNK;
-    sg__operand wt = sg__weight_t_operand(g, w, 1, w->owns_data && R >= 8 && small);
+     * does (BLIS made 32 GFLOP/s of dates' 704 x 15 x 448 logits with W read transposed) */
+    sg__operand wt = sg__linear_weight_operand(g, w, chunk < R ? chunk : R);
     for (int64_t r0 = 0; r0 < R; r0 += chunk) {
         int64_t c = R - r0 < chunk ? R - r0 : chunk;
         const char *xc = (const char *)x->data + (size_t)(r0 * K) * es;
