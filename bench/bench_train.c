@@ -101,9 +101,8 @@ static sg_optim *make_optim(sg_model *m, const sg_named_config *nc)
 static double train_step(sg_model *m, sg_optim *opt, sg_graph *g, const sg_batch *b, double ls)
 {
     sg_graph_reset(g);
-    sg_tensor *loss = sg_model_loss(m, g, b, ls, NULL);
+    sg_tensor *loss = sg_model_loss_backward(m, g, b, ls, NULL); /* forward + backward */
     BCHECK(loss);
-    BCHECK(sg_backward(g, loss) == SG_OK);
     int rc = sg_optim_step_zero_grad(opt, NULL); /* update, zero the gradients */
     BCHECK(rc == SG_OK || rc == SG_ENUMERIC); /* a NaN gradient skips the update */
     return sg_tensor_get(loss, 0);

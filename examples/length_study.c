@@ -237,9 +237,8 @@ static void run_model(const args *a, int model, const sg_corpus *corpus, result 
             CHECK(sg_batch_make_at(&b, train, &bs, k) == SG_OK);
             sg_graph_reset(g);
             int64_t ntok = 0;
-            sg_tensor *loss = sg_model_loss(m, g, &b, 0.0, &ntok);
-            CHECK(loss);
-            CHECK(sg_backward(g, loss) == SG_OK);
+            sg_tensor *loss = sg_model_loss_backward(m, g, &b, 0.0, &ntok);
+            CHECK(loss); /* forward and backward */
             int rc = sg_optim_step_zero_grad(opt, NULL); /* update, zero the gradients */
             CHECK(rc == SG_OK || rc == SG_ENUMERIC); /* a NaN gradient skips the update */
             double l = sg_tensor_get(loss, 0);

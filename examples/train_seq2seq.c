@@ -404,9 +404,8 @@ int main(int argc, char **argv)
             CHECK(sg_batch_make_at(&b, train, &bs, k) == SG_OK);
             sg_graph_reset(g);
             int64_t ntok = 0;
-            sg_tensor *loss = sg_model_loss(m, g, &b, a.label_smoothing, &ntok);
-            CHECK(loss);
-            CHECK(sg_backward(g, loss) == SG_OK);
+            sg_tensor *loss = sg_model_loss_backward(m, g, &b, a.label_smoothing, &ntok);
+            CHECK(loss); /* forward and backward */
             double norm;
             int rc = sg_optim_step_zero_grad(opt, &norm); /* update, zero the gradients */
             CHECK(rc == SG_OK || rc == SG_ENUMERIC); /* a NaN gradient skips the update */

@@ -184,25 +184,40 @@ sg_tensor *sg_model_forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tens
     return x ? sg_linear_layer_forward(g, gen, x) : NULL;
 }
 
-sg_tensor *sg_model_loss(sg_model *m, sg_graph *g, const sg_batch *b, double label_smoothing,
-                         int64_t *n_tokens)
+/* sg_model_loss, and with backward_now its backward too (the loss op adds the generator's
+ * weight gradients during its forward). */
+static sg_tensor *loss_of(sg_model *m, sg_graph *g, const sg_batch *b, double label_smoothing,
+                          int64_t *n_tokens, bool backward_now, const char *who)
 {
     SG_NEED(m, g, b);
     if (!b->tgt_out)
-        return sg_graph_fail(g, SG_EINVAL, "sg_model_loss: batch has no tgt_out");
+        return sg_graph_fail(g, SG_EINVAL, "%s: batch has no tgt_out", who);
     const sg_linear_layer *gen = NULL;
-    sg_tensor *x = features(m, g, b, NULL, &gen, "sg_model_loss");
+    sg_tensor *x = features(m, g, b, NULL, &gen, who);
     SG_NEED(x);
     /* the generator and the loss as one node: the logits are never stored whole; the
      * features are read by nothing else (dloss/dx may be written over them) */
     sg_cross_entropy_opts o = {.ignore_index = SG_TOK_PAD, .label_smoothing = label_smoothing,
                                .reduction = SG_REDUCTION_MEAN, .overwrite_input = true};
     sg_cross_entropy_stats st = {0};
-    sg_tensor *loss = sg_linear_cross_entropy_ex(g, x, gen->weight, gen->bias, b->tgt_out, &o,
-                                                 &st);
-    if (n_tokens)
+    sg_tensor *loss =
+        (backward_now ? sg_linear_cross_entropy_backward : sg_linear_cross_entropy_ex)(
+            g, x, gen->weight, gen->bias, b->tgt_out, &o, &st);
+    if (loss && n_tokens)
         *n_tokens = st.n_tokens;
     return loss;
+}
+
+sg_tensor *sg_model_loss(sg_model *m, sg_graph *g, const sg_batch *b, double label_smoothing,
+                         int64_t *n_tokens)
+{
+    return loss_of(m, g, b, label_smoothing, n_tokens, false, "sg_model_loss");
+}
+
+sg_tensor *sg_model_loss_backward(sg_model *m, sg_graph *g, const sg_batch *b,
+                                  double label_smoothing, int64_t *n_tokens)
+{
+    return loss_of(m, g, b, label_smoothing, n_tokens, true, "sg_model_loss_backward");
 }
 
 int sg_model_score(sg_model *m, const sg_batch *b, double *out)

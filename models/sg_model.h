@@ -55,6 +55,16 @@ SG_API sg_tensor *sg_model_forward(sg_model *m, sg_graph *g, const sg_batch *b, 
 SG_API sg_tensor *sg_model_loss(sg_model *m, sg_graph *g, const sg_batch *b, double label_smoothing,
                                 int64_t *n_tokens);
 
+/* One training step's forward and backward: sg_model_loss, then sg_backward on it, in less memory
+ * (sg_linear_cross_entropy_backward: the generator's weight gradient is added during the loss's
+ * forward instead of keeping the logits' gradient or a copy of dW for it; enfr-bahdanau's training
+ * peak 355 -> 318 MB, 6% slower). The parameters' gradients receive what sg_backward would add (up
+ * to f32 rounding). Returns the loss (owned by g; reading only: an sg_backward on it fails with
+ * SG_ESTATE), NULL on error with the graph's status set (a failed backward leaves the gradients
+ * part-accumulated, as sg_backward does). */
+SG_API sg_tensor *sg_model_loss_backward(sg_model *m, sg_graph *g, const sg_batch *b,
+                                         double label_smoothing, int64_t *n_tokens);
+
 /* Sum of target-token log-probabilities per sentence under teacher forcing (</s>
  * included, pads excluded) into out[B], for rescoring (evaluation mode, no dropout). */
 SG_API int sg_model_score(sg_model *m, const sg_batch *b, double *out);

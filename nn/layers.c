@@ -325,11 +325,12 @@ bool sg__dropout_args(sg_graph *g, const char *op, double p, bool training, cons
 }
 
 /* t is the output of the node just recorded on g, made by an op whose backward reads
- * none of its outputs (a lookup, a product, a sum, a join): nothing has read t yet. */
+ * none of its outputs (a lookup, a product, a sum, a join, a dropout: its backward draws
+ * the mask again): nothing has read t yet. */
 bool sg__fresh_unread_output(sg_graph *g, const sg_tensor *t)
 {
     static const char *const ops[] = {"sg_embedding_lookup", "sg_linear", "sg_add",
-                                      "sg_stack", "sg_concat", SG_JOIN_STEPS_OP};
+                                      "sg_stack", "sg_concat", SG_JOIN_STEPS_OP, "sg_dropout"};
     return made_last_by(g, t, ops, sizeof ops / sizeof *ops);
 }
 

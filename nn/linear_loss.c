@@ -18,6 +18,10 @@
  * that generator made training 8-11% slower and saved little. The line is drawn where
  * chunking keeps at most 2/3 of the logits' memory (enfr-luong: 816 rows and more).
  *
+ * sg_linear_cross_entropy_backward knows that the backward follows at once, with an
+ * upstream gradient of 1: its chunks add dW and db straight into w's and bias's
+ * gradients, so neither a kept dW nor a kept logits' gradient is needed, whatever K.
+ *
  * The product is made without the bias; the row passes add it to each logit they read
  * and sum the gradient rows into db while they are in cache (no [R x V] fill with copies
  * of b before the product, no column-sum pass over the gradient after it).
@@ -27,6 +31,12 @@
 #include <string.h>
 
 #define CHUNK_LOGITS (1 << 21)
+/* Chunks of sg_linear_cross_entropy_backward, which adds every chunk's dW into W's
+ * gradient: each such product reads and writes all of it, so fewer, larger chunks pay
+ * off where K is wide. enfr-bahdanau (K = 1024) at 3M logits (384 rows, 12 MB): 5.7%
+ * slower than with the whole logits' gradient kept, and 37 MB less at the peak; at 2M
+ * 10% slower and 5 MB less again. */
+#define CHUNK_LOGITS_ADDING 3072000
 
 /* What the forward computed for an upstream gradient of 1 (arena buffers), or NULL. */
 typedef struct lce_grads {
@@ -35,6 +45,9 @@ typedef struct lce_grads {
     void *db; /* [V] */
     void *dz; /* [R, V] the logits' gradient when the rows were one kept chunk: dx and dw
                * are then made from it in backward */
+    bool added; /* sg_linear_cross_entropy_backward: dW and db went straight into w's and
+                 * bias's gradients in the forward; backward must run once, with dL = 1 */
+    bool ran;
 } lce_grads;
 
 /* C = A B + beta C on (pointer, row stride, col stride) operands */
@@ -81,6 +94,12 @@ static void lce_bwd(sg_graph *g, sg_node *n)
     double dL = dt == SG_F32 ? (double)*(const float *)out->grad : *(const double *)out->grad;
     int64_t R = sg_tensor_numel(x) / (w->shape[1] ? w->shape[1] : 1), V = w->shape[0];
     int64_t K = w->shape[1];
+    if (sv->added && (dL != 1 || sv->ran)) { /* e.g. sg_backward again on the returned loss */
+        sg_graph_fail(g, SG_ESTATE, "sg_linear_cross_entropy_backward: its backward ran %s",
+                      sv->ran ? "twice" : "with an upstream gradient other than 1");
+        return;
+    }
+    ((lce_grads *)n->saved)->ran = true;
     if (sv->dz && K > 0) { /* dX (+)= dL dZ W, dW += dL dZ^T X */
         bool fresh;
         void *d = sg__grad_for_write(g, x, &fresh);
@@ -100,6 +119,8 @@ static void lce_bwd(sg_graph *g, sg_node *n)
         if (d)
             add_scaled(dt, d, sv->dx, sg_tensor_numel(x), dL, fresh);
     }
+    if (sv->added)
+        return;
     void *dw = sv->dw ? sg_grad_of(g, w) : NULL;
     if (dw)
         add_scaled(dt, dw, sv->dw, sg_tensor_numel(w), dL, false);
@@ -133,11 +154,12 @@ static bool check_args(sg_graph *g, const char *op, const sg_tensor *x, const sg
     return true;
 }
 
-sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias,
-                                      sg_tensor *targets, const sg_cross_entropy_opts *opts,
-                                      sg_cross_entropy_stats *stats)
+/* The forward of both public calls. add_now: w's and bias's gradients get dW and db here
+ * (the caller runs the backward next). */
+static sg_tensor *lce_forward(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias,
+                              sg_tensor *targets, const sg_cross_entropy_opts *opts,
+                              sg_cross_entropy_stats *stats, bool add_now, const char *op)
 {
-    static const char *op = "sg_linear_cross_entropy";
     SG_NEED(g, x, w, targets);
     if (!check_args(g, op, x, w, bias))
         return NULL;
@@ -157,13 +179,13 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
     sg_tensor *ins[3] = {x, w, bias};
     int n_in = bias ? 3 : 2;
     bool rec = sg__will_record(g, n_in, ins);
-    int64_t chunk = CHUNK_LOGITS / V;
+    int64_t chunk = (add_now ? CHUNK_LOGITS_ADDING : CHUNK_LOGITS) / V;
     chunk = chunk < 1 ? 1 : chunk;
     /* chunks when they hold at most 2/3 of the logits' memory, counting the chunk, dW and
      * dX; else the rows are one chunk whose gradient backward uses (K wide against V: the
      * kept dW is as large as the logits, and chunking cost 8-11% of enfr-bahdanau's speed) */
     double kept = (double)chunk * (double)V + (double)V * (double)K + (double)R * (double)K;
-    bool keep_dz = rec && w->requires_grad && 3 * kept > 2 * (double)R * (double)V;
+    bool keep_dz = rec && !add_now && w->requires_grad && 3 * kept > 2 * (double)R * (double)V;
     if (chunk > R || keep_dz)
         chunk = R ? R : 1;
     sg_dtype dt = x->dtype;
@@ -176,14 +198,23 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
     if (!lse || (rec && !sv) || !loss)
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory (%lld rows)", op, (long long)R);
     if (sv) {
-        *sv = (lce_grads){0};
+        *sv = (lce_grads){.added = add_now};
         bool dx = x->requires_grad && !keep_dz, dw = w->requires_grad && !keep_dz;
+        bool db = bias && bias->requires_grad;
         if (dx && x_over)
             sv->dx = x->data; /* each chunk's rows once its products are made */
+        if (add_now) { /* gradients that exist already, or are allocated now */
+            int status = sg_graph_status(g);
+            if ((dw && !(sv->dw = sg_grad_of(g, w))) || (db && !(sv->db = sg_grad_of(g, bias))))
+                return status == sg_graph_status(g)
+                           ? sg_graph_fail(g, SG_ENOMEM, "%s: no gradient for the weights", op)
+                           : NULL;
+            dw = db = false;
+        }
         if ((dx && !sv->dx && !(sv->dx = sg_arena_alloc(a, (size_t)(R * K + 1) * es))) ||
             (dw && !(sv->dw = sg_arena_alloc(a, (size_t)(V * K + 1) * es))) ||
             (keep_dz && !(sv->dz = sg_arena_alloc(a, (size_t)(R * V + 1) * es))) ||
-            (bias && bias->requires_grad && !(sv->db = sg_arena_calloc(a, (size_t)V * es))))
+            (db && !(sv->db = sg_arena_calloc(a, (size_t)V * es))))
             return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory for the gradients", op);
     }
     /* the forward ends here: the weight copies its small products made are done with
@@ -214,13 +245,14 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
         sg__ce_rows_forward_grad(dt, z, bias ? bias->data : NULL, sv->db, y + r0, c, V,
                                  o.ignore_index, eps, scale, lse + r0, lrow + r0);
         if (sv->dw && K > 0) /* before dX, which may be written over these rows of x */
-            gemm(dt, V, K, c, (opnd){z, 1, V}, (opnd){xc, K, 1}, r0 ? 1.0 : 0.0, sv->dw, K);
+            gemm(dt, V, K, c, (opnd){z, 1, V}, (opnd){xc, K, 1}, r0 || add_now ? 1.0 : 0.0,
+                 sv->dw, K);
         if (sv->dx && K > 0)
             gemm(dt, c, K, V, (opnd){z, V, 1}, W, 0.0, (char *)sv->dx + (size_t)(r0 * K) * es, K);
     }
     if (!keep_dz)
         sg__scratch_put(g, z);
-    if (sv && sv->dw && (R == 0 || K == 0))
+    if (sv && sv->dw && !add_now && (R == 0 || K == 0))
         memset(sv->dw, 0, (size_t)(V * K) * es);
     double total = sg__ce_total(y, R, o.ignore_index, lrow), value = total * scale;
     if (dt == SG_F32)
@@ -237,4 +269,26 @@ sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, s
         stats->loss_sum = total;
     }
     return loss;
+}
+
+sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias,
+                                      sg_tensor *targets, const sg_cross_entropy_opts *opts,
+                                      sg_cross_entropy_stats *stats)
+{
+    return lce_forward(g, x, w, bias, targets, opts, stats, false, "sg_linear_cross_entropy");
+}
+
+sg_tensor *sg_linear_cross_entropy_backward(sg_graph *g, sg_tensor *x, sg_tensor *w,
+                                            sg_tensor *bias, sg_tensor *targets,
+                                            const sg_cross_entropy_opts *opts,
+                                            sg_cross_entropy_stats *stats)
+{
+    static const char *op = "sg_linear_cross_entropy_backward";
+    sg_tensor *loss = lce_forward(g, x, w, bias, targets, opts, stats, true, op);
+    if (!loss)
+        return NULL;
+    if (!loss->requires_grad) /* nothing records: the loss alone, as sg_backward would fail */
+        return sg_graph_fail(g, SG_EINVAL, "%s: no input requires grad (or grad mode is off)",
+                             op);
+    return sg_backward(g, loss) == SG_OK ? loss : NULL;
 }

@@ -111,6 +111,24 @@ SG_API sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tenso
                                              const sg_cross_entropy_opts *opts,
                                              sg_cross_entropy_stats *stats);
 
+/* sg_linear_cross_entropy_ex, then sg_backward(g, loss), in less memory: knowing that the
+ * backward follows at once with an upstream gradient of 1, the call adds dloss/dW and
+ * dloss/db to w's and bias's gradients chunk by chunk during the forward, so neither a
+ * [V, K] copy of dW nor (where rows are few against K) the [R, V] logits' gradient is
+ * kept (enfr-bahdanau's generator, K = 1024: 47 MB of a step's peak). The gradients of
+ * every input of g's graph are then as after sg_linear_cross_entropy_ex + sg_backward (up
+ * to f32 rounding: dW is summed in another order). Use it as the last op of a training
+ * step's forward; the returned loss (owned by g) is for reading: an sg_backward on it
+ * again fails with SG_ESTATE.
+ * Errors (NULL, graph status set, message): those of sg_linear_cross_entropy_ex, those of
+ * sg_backward (a failed backward leaves the gradients part-accumulated, as sg_backward
+ * does; dW and db are then already added), and SG_EINVAL when nothing records (grad mode
+ * off, or neither x, w nor bias requires grad). */
+SG_API sg_tensor *sg_linear_cross_entropy_backward(sg_graph *g, sg_tensor *x, sg_tensor *w,
+                                                   sg_tensor *bias, sg_tensor *targets,
+                                                   const sg_cross_entropy_opts *opts,
+                                                   sg_cross_entropy_stats *stats);
+
 #ifdef __cplusplus
 }
 #endif

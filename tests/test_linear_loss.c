@@ -1,6 +1,7 @@
 /* test_linear_loss.c - the generator and cross entropy as one node
  * (sg_linear_cross_entropy_ex): equal to sg_linear then sg_cross_entropy_ex in value and
- * gradients, chunked or not, for any upstream gradient; gradchecks; no-grad mode; errors. */
+ * gradients, chunked or not, for any upstream gradient; gradchecks; no-grad mode; errors;
+ * sg_linear_cross_entropy_backward equal to the node then sg_backward. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,13 +16,26 @@ typedef struct {
     double upstream; /* the loss is multiplied by it before backward */
     bool fused;
     bool fresh_x; /* x made by sg_add just before the loss (o.overwrite_input can apply) */
+    bool dropout_x; /* x made by sg_dropout (p 0.3, seed 99) just before the loss (also) */
 } lce_case;
+
+/* x of a case: a transposed view of xt, or fresh from sg_add or sg_dropout */
+static sg_tensor *case_x(sg_graph *g, const lce_case *c)
+{
+    sg_tensor *x = sg_transpose(g, c->xt, 0, 1);
+    if (c->fresh_x)
+        x = sg_add(g, x, sg_zeros(g, x->dtype, 1, &x->shape[2]));
+    if (c->dropout_x) {
+        sg_rng r;
+        sg_rng_seed(&r, 99);
+        x = sg_dropout(g, x, 0.3, true, &r);
+    }
+    return x;
+}
 
 static sg_tensor *lce_loss(sg_graph *g, const lce_case *c, sg_cross_entropy_stats *st)
 {
-    sg_tensor *x = sg_transpose(g, c->xt, 0, 1), *w = sg_transpose(g, c->wt, 0, 1);
-    if (c->fresh_x)
-        x = sg_add(g, x, sg_zeros(g, x->dtype, 1, &x->shape[2]));
+    sg_tensor *x = case_x(g, c), *w = sg_transpose(g, c->wt, 0, 1);
     sg_tensor *l = c->fused ? sg_linear_cross_entropy_ex(g, x, w, c->b, c->y, &c->o, st)
                             : sg_cross_entropy_ex(g, sg_linear(g, x, w, c->b), c->y, &c->o, st);
     return c->upstream == 1 ? l : sg_mul_scalar(g, l, c->upstream);
@@ -123,6 +137,13 @@ Test(linear_cross_entropy, input_overwritten_only_when_fresh_same_gradients)
     check_equal(&c, 1e-12, "f64 chunked, x overwritten");
     c.upstream = 2.5;
     check_equal(&c, 1e-12, "f64 chunked, x overwritten, upstream 2.5");
+    c.fresh_x = false;
+    c.dropout_x = true; /* from a dropout, whose backward reads no output */
+    check_equal(&c, 1e-12, "f64 chunked, x from dropout overwritten, upstream 2.5");
+    c.upstream = 1;
+    check_equal(&c, 1e-12, "f64 chunked, x from dropout overwritten");
+    c.dropout_x = false;
+    c.upstream = 2.5;
     c.fresh_x = false; /* x is a view of the heap tensor xt, which must keep its values */
     sg_tensor *before = sg_tensor_new(SG_F64, 3, c.xt->shape);
     memcpy(before->data, c.xt->data, (size_t)sg_tensor_numel(c.xt) * sizeof(double));
@@ -260,6 +281,101 @@ Test(linear_cross_entropy, forward_without_backward_adds_no_gradient)
     sg_graph_reset(g); /* the step is abandoned: no backward */
     for (int64_t i = 0; i < 8192 * 6; i += 101)
         cr_assert_eq(sg_tensor_grad_get(c.wt, i), 0.0);
+    sg_graph_free(g);
+    free_case(&c);
+}
+
+/* ---- sg_linear_cross_entropy_backward: the loss and its backward in one call ----------- */
+
+/* Gradients start at `start` (accumulation) and must end as after
+ * sg_linear_cross_entropy_ex + sg_backward. */
+static void check_one_call(lce_case *c, double start, double rtol, const char *what)
+{
+    sg_tensor *grads[2][3];
+    double loss[2];
+    sg_tensor *heap[3] = {c->xt, c->wt, c->b};
+    for (int run = 0; run < 2; run++) {
+        for (int k = 0; k < 3; k++)
+            for (int64_t i = 0; i < sg_tensor_numel(heap[k]); i++) {
+                double v = start * (double)(i % 5);
+                if (heap[k]->dtype == SG_F32)
+                    ((float *)heap[k]->grad)[i] = (float)v;
+                else
+                    ((double *)heap[k]->grad)[i] = v;
+            }
+        sg_graph *g = sg_graph_new();
+        sg_tensor *x = case_x(g, c), *w = sg_transpose(g, c->wt, 0, 1);
+        sg_cross_entropy_stats st = {0};
+        sg_tensor *l;
+        if (run == 0) {
+            l = sg_linear_cross_entropy_backward(g, x, w, c->b, c->y, &c->o, &st);
+            cr_assert(l, "%s: %s", what, sg_last_error());
+        } else {
+            l = sg_linear_cross_entropy_ex(g, x, w, c->b, c->y, &c->o, &st);
+            cr_assert(l && sg_backward(g, l) == SG_OK, "%s: %s", what, sg_last_error());
+        }
+        cr_assert_gt(st.n_tokens, 0);
+        loss[run] = sg_tensor_get(l, 0);
+        for (int k = 0; k < 3; k++)
+            grads[run][k] = grad_copy(heap[k]);
+        sg_graph_free(g);
+    }
+    cr_assert(fabs(loss[0] - loss[1]) <= rtol * fabs(loss[1]), "%s: loss", what);
+    const char *names[3] = {"dx", "dW", "db"};
+    for (int k = 0; k < 3; k++) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s %s", what, names[k]);
+        tu_assert_close(grads[0][k], grads[1][k], rtol * 1e-3, rtol, msg);
+        sg_tensor_free(grads[0][k]);
+        sg_tensor_free(grads[1][k]);
+    }
+}
+
+Test(linear_cross_entropy, backward_in_one_call_equals_loss_then_backward)
+{
+    lce_case c = make_case(SG_F64, 20, 35, 6, 8192, 9); /* three chunks of rows */
+    check_one_call(&c, 0, 1e-12, "chunked");
+    check_one_call(&c, 0.25, 1e-12, "chunked, gradients accumulate");
+    c.o.overwrite_input = true;
+    c.fresh_x = true;
+    check_one_call(&c, 0.25, 1e-12, "chunked, x overwritten");
+    c.fresh_x = false;
+    c.dropout_x = true;
+    check_one_call(&c, 0.25, 1e-12, "chunked, x from dropout overwritten");
+    c.o.reduction = SG_REDUCTION_SUM;
+    check_one_call(&c, 0, 1e-12, "chunked, sum");
+    free_case(&c);
+    /* K wide against the rows: loss then backward keeps the logits' gradient; one call
+     * keeps nothing */
+    c = make_case(SG_F64, 4, 5, 40, 30, 10);
+    check_one_call(&c, 0.25, 1e-12, "wide");
+    free_case(&c);
+    c = make_case(SG_F32, 20, 35, 6, 8192, 11);
+    check_one_call(&c, 0, 2e-5, "f32");
+    free_case(&c);
+}
+
+Test(linear_cross_entropy, backward_in_one_call_refuses_a_second_backward_and_no_grad)
+{
+    lce_case c = make_case(SG_F64, 4, 5, 3, 7, 12);
+    sg_graph *g = sg_graph_new();
+    sg_tensor *x = sg_transpose(g, c.xt, 0, 1), *w = sg_transpose(g, c.wt, 0, 1);
+    sg_tensor *l = sg_linear_cross_entropy_backward(g, x, w, c.b, c.y, NULL, NULL);
+    cr_assert(l, "%s", sg_last_error());
+    sg_tensor *dw = grad_copy(c.wt);
+    cr_assert_neq(sg_backward(g, l), SG_OK); /* dW was added in the forward: not twice */
+    cr_assert(strstr(sg_last_error(), "twice"), "%s", sg_last_error());
+    sg_tensor *dw2 = grad_copy(c.wt);
+    tu_assert_close(dw2, dw, 0, 0, "W's gradient after the refused backward");
+    sg_tensor_free(dw);
+    sg_tensor_free(dw2);
+    sg_graph_reset(g);
+    sg_graph_set_grad_enabled(g, false);
+    x = sg_transpose(g, c.xt, 0, 1);
+    w = sg_transpose(g, c.wt, 0, 1);
+    cr_assert_null(sg_linear_cross_entropy_backward(g, x, w, c.b, c.y, NULL, NULL));
+    cr_assert_eq(sg_graph_status(g), SG_EINVAL, "%s", sg_last_error());
+    cr_assert(strstr(sg_last_error(), "requires grad"), "%s", sg_last_error());
     sg_graph_free(g);
     free_case(&c);
 }

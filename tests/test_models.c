@@ -42,7 +42,33 @@ static void golden_close(golden *gd)
     sg_model_free(gd->m);
 }
 
-/* Logits, loss (label smoothing 0.1) and every parameter gradient. */
+/* Every parameter gradient against the reference's; how = what ran. */
+static void check_grads(golden *gd, const char *variant, const char *how)
+{
+    sg_params *p = sg_model_params(gd->m);
+    int checked = 0;
+    for (int i = 0; i < sg_params_count(p); i++) {
+        const sg_param *e = sg_params_at(p, i);
+        char path[256] = "/golden/grad/", what[256];
+        size_t k = strlen(path);
+        for (const char *c = e->name; *c && k < sizeof path - 1; c++)
+            path[k++] = *c == '.' ? '/' : *c;
+        path[k] = 0;
+        if (e->alias_of >= 0 || H5Lexists(gd->f, path, H5P_DEFAULT) <= 0)
+            continue;
+        sg_tensor *gref = fx_read(gd->f, path, SG_F32);
+        sg_tensor got = *e->value;
+        got.data = e->value->grad;
+        snprintf(what, sizeof what, "%s %s (%s)", variant, e->name, how);
+        tu_assert_close(&got, gref, 1e-5, 1e-3, what);
+        sg_tensor_free(gref);
+        checked++;
+    }
+    cr_assert_gt(checked, 5, "only %d gradients compared", checked);
+}
+
+/* Logits, loss (label smoothing 0.1) and every parameter gradient, by sg_model_loss then
+ * sg_backward and by sg_model_loss_backward. */
 static void check_forward_backward(const char *variant)
 {
     golden gd;
@@ -68,24 +94,17 @@ static void check_forward_backward(const char *variant)
     cr_assert_eq(sg_backward(g, loss), SG_OK, "%s", sg_last_error());
     cr_assert_eq(sg_arena_used(sg_graph_arena(g)), fwd_bytes, "%s: backward took %zu arena bytes",
                  variant, sg_arena_used(sg_graph_arena(g)) - fwd_bytes);
-    int checked = 0;
-    for (int i = 0; i < sg_params_count(p); i++) {
-        const sg_param *e = sg_params_at(p, i);
-        char path[256] = "/golden/grad/";
-        size_t k = strlen(path);
-        for (const char *c = e->name; *c && k < sizeof path - 1; c++)
-            path[k++] = *c == '.' ? '/' : *c;
-        path[k] = 0;
-        if (e->alias_of >= 0 || H5Lexists(gd.f, path, H5P_DEFAULT) <= 0)
-            continue;
-        sg_tensor *gref = fx_read(gd.f, path, SG_F32);
-        sg_tensor got = *e->value;
-        got.data = e->value->grad;
-        tu_assert_close(&got, gref, 1e-5, 1e-3, e->name);
-        sg_tensor_free(gref);
-        checked++;
-    }
-    cr_assert_gt(checked, 5, "only %d gradients compared", checked);
+    check_grads(&gd, variant, "sg_model_loss, sg_backward");
+
+    sg_graph_reset(g);
+    sg_params_zero_grad(p);
+    int64_t n_tok = 0;
+    loss = sg_model_loss_backward(gd.m, g, &gd.b, 0.1, &n_tok);
+    cr_assert(loss, "%s loss_backward: %s", variant, sg_last_error());
+    cr_assert_float_eq(sg_tensor_get(loss, 0), want, 1e-5 + 1e-5 * fabs(want), "loss %.8g vs %.8g",
+                       sg_tensor_get(loss, 0), want);
+    cr_assert_gt(n_tok, 0);
+    check_grads(&gd, variant, "sg_model_loss_backward");
     sg_graph_free(g);
     golden_close(&gd);
 }
