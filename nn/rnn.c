@@ -223,10 +223,10 @@ sg_tensor *sg_rnn_forward(sg_graph *g, const sg_rnn *m, sg_tensor *x, const sg_r
         out = D == 2 ? join(g, 2, yd, B * T, H, 3, (int64_t[]){B, T, 2 * H}) : yd[0];
         SG_NEED(out);
         if (l + 1 < L) {
-            /* over the layer's output, which only the next layer reads: a GRU run's
+            /* over the layer's output, which only the next layer reads: a Cho GRU run's
              * backward reads its packed states, not y (but for T = 1, h_n is y's data);
-             * an LSTM run's reads y, a join's nothing */
-            bool over = D == 2 || (T > 1 && m->cell != SG_RNN_LSTM);
+             * a GRU or LSTM run's reads y, a join's nothing */
+            bool over = D == 2 || (T > 1 && m->cell != SG_RNN_LSTM && c->reset_before_matmul);
             in = over ? sg__dropout_over_own(g, out, c->dropout, drop, o.rng)
                       : sg_dropout(g, out, c->dropout, drop, o.rng);
             SG_NEED(in);

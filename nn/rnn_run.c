@@ -28,7 +28,8 @@ typedef struct rnn_saved {
     /* The state before each step, packed (cp: LSTM): hp0/cp0 [B, H] before step 0 (the
      * caller's h0/c0 themselves when rows keep their order, else a copy or zeros), hp/cp
      * [N - B, H] before steps 1.. (contiguous after hp0/cp0 when those are not h0/c0).
-     * The LSTM keeps no hp: its backward reads h_prev from y (rnn_kernels.inc). */
+     * Only the Cho GRU keeps hp: the others' backward reads h_prev from y
+     * (rnn_kernels.inc). */
     void *hp0, *cp0, *hp, *cp;
     bool h0_alias;  /* hp0 is h0's data: hp does not follow it */
     void *rh;       /* [N, H] Cho GRU: r * h_prev */
@@ -91,9 +92,10 @@ static void rnn_bwd(sg_graph *g, sg_node *n)
     const char *who = sv->cell == SG_RNN_LSTM ? "sg_lstm" : "sg_gru";
     void *dH = sg__scratch_get(g, BH, who), *dC = sg__scratch_get(g, BH, who);
     void *drh = sg__scratch_get(g, BH, who);
-    /* dgh: the hidden projection's gradient of every step, packed; the LSTM's is d(gi),
-     * which the gates hold: one step's rows */
-    int64_t dgh_rows = sv->cell == SG_RNN_LSTM ? sv->B : sv->N;
+    /* dgh: the hidden projection's gradient of one step's rows (the gates keep it for
+     * dW_hh: the LSTM's is d(gi), the GRU's d(gi) with d(gh_n) beside it); the Cho GRU's
+     * of every step, packed */
+    int64_t dgh_rows = sv->cho ? sv->N : sv->B;
     void *dgh = sg__scratch_get(g, (size_t)(dgh_rows * sv->G * sv->H) * es, who);
     if (!dH || !dC || !drh || !dgh)
         goto out;
@@ -183,11 +185,13 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     bool c0_alias = lstm && c0 && in_order;
     sv->h0_alias = h0 && in_order;
     sv->gates = sg_arena_alloc(a, (size_t)(B * T * sv->S) * es);
-    /* the LSTM's h before steps 1.. only feeds the next step's product: two [B, H]
-     * scratch blocks in turn (its backward reads h_prev from y) */
-    bool states = lstm ? (sv->hp0 = sv->h0_alias ? h0->data : sg_arena_alloc(a, BH)) &&
-                             (hbuf = sg__scratch_get(g, 2 * BH, who))
-                       : state_rows(a, sv->h0_alias ? h0->data : NULL, NH, BH, &sv->hp0, &sv->hp);
+    /* h before steps 1.. only feeds the next step's product: two [B, H] scratch blocks
+     * in turn (backward reads h_prev from y); the Cho GRU keeps them packed, for its
+     * r * h_prev products */
+    bool states = !sv->cho ? (sv->hp0 = sv->h0_alias ? h0->data : sg_arena_alloc(a, BH)) &&
+                                 (hbuf = sg__scratch_get(g, 2 * BH, who))
+                           : state_rows(a, sv->h0_alias ? h0->data : NULL, NH, BH, &sv->hp0,
+                                        &sv->hp);
     states = states &&
              (!lstm || state_rows(a, c0_alias ? c0->data : NULL, NH, BH, &sv->cp0, &sv->cp));
     sv->rh = sv->cho ? sg_arena_alloc(a, NH) : NULL;
