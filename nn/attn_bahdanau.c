@@ -74,7 +74,8 @@ sg_tensor *sg_additive_attention_step(sg_graph *g, const sg_additive_attention *
         return NULL;
     sg_tensor *q = sg_linear(g, s, m->query_proj.weight, NULL);                   /* [B, A] */
     sg_tensor *e =
-        sg__attn_additive_scores_rows(g, q, mem->keys, m->energy.weight, mem->valid, mem->rows);
+        sg__attn_additive_scores_rows(g, q, mem->keys, m->energy.weight, mem->valid, mem->rows,
+                                      mem->tanh_kept);
     return sg__attn_context_rows(g, e, mem->values, mem->valid, mem->rows, NULL, 0,
                                  weights); /* [B, Hk] */
 }

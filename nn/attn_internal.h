@@ -30,10 +30,11 @@ SG_INTERNAL uint8_t *sg__key_validity(sg_graph *g, const char *op, int64_t B, in
  * memory row rows[b]
  * (keys / values [Bm, S, *], valid [Bm, S]); only without gradients (decoding): SG_EINVAL
  * if the op would be recorded, SG_ERANGE for a row outside [0, Bm). rows NULL: the public
- * ops. */
+ * ops. The additive scores' kept: the memory's tanh_kept (the budget of kept tanh values,
+ * added to), or NULL for the per-call rule alone. */
 SG_INTERNAL sg_tensor *sg__attn_additive_scores_rows(sg_graph *g, sg_tensor *q, sg_tensor *keys,
                                                      sg_tensor *v, const uint8_t *valid,
-                                                     const int64_t *rows);
+                                                     const int64_t *rows, size_t *kept);
 SG_INTERNAL sg_tensor *sg__attn_dot_scores_rows(sg_graph *g, sg_tensor *q, sg_tensor *keys,
                                                 const uint8_t *valid, const int64_t *rows);
 SG_INTERNAL sg_tensor *sg__attn_context_rows(sg_graph *g, sg_tensor *scores, sg_tensor *values,

@@ -158,7 +158,7 @@ sg_tensor *sg_luong_attention_step(sg_graph *g, const sg_luong_attention *m,
     sg_tensor *e;
     if (m->score == SG_LUONG_CONCAT) {
         sg_tensor *q = sg_linear(g, h_t, sg_narrow(g, m->W_a, 1, 0, H), NULL); /* [B, A] */
-        e = sg__attn_additive_scores_rows(g, q, mem->keys, m->v, valid, mem->rows);
+        e = sg__attn_additive_scores_rows(g, q, mem->keys, m->v, valid, mem->rows, mem->tanh_kept);
     } else {
         e = sg__attn_dot_scores_rows(g, h_t, mem->keys, valid, mem->rows);
     }

@@ -117,6 +117,11 @@ int sg__attn_memory_init(sg_graph *g, const char *op, sg_tensor *values, sg_tens
     mem->values = sg__attn_values(g, values, valid);
     if (!mem->values)
         return sg_graph_status(g);
+    mem->tanh_kept = sg_arena_calloc(sg_graph_arena(g), sizeof *mem->tanh_kept);
+    if (!mem->tanh_kept) {
+        sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
+        return SG_ENOMEM;
+    }
     mem->valid = valid;
     mem->len = len;
     mem->B = B;
@@ -554,12 +559,15 @@ VALUES_BWD(double, f64, )
 
 /* ---- additive scores ---------------------------------------------------------------- */
 
-/* Tanh values of the additive scores up to this many bytes a call are kept for the
- * backward; larger ones are made again there, from the same inputs by the same kernel
- * (the same values): enfr-bahdanau's decoder kept [64 x S x 256] floats a step, ~30 MB
- * of a 141 MB forward at 24 steps, while dates-bahdanau's calls (at most ~1 MB) keep
- * theirs and do not pay the second tanh. */
+/* Tanh values of the additive scores up to this many bytes a call, and this many in all
+ * for one attention memory (one forward), are kept for the backward; the others are made
+ * again there, from the same inputs by the same kernel (the same values): enfr-bahdanau's
+ * decoder kept [64 x S x 256] floats a step, ~30 MB of a 141 MB forward at 24 steps, and
+ * its short-source batches (S <= 16, 1 MB a step) still 17 MB of a 45 MB step, its
+ * largest (with the budget: peak RSS 315 -> 309.5 MB, same speed); dates-bahdanau's
+ * calls (at most 1 MB, 11 a forward) keep theirs and do not pay the second tanh. */
 #define ADDITIVE_KEEP_BYTES ((size_t)1 << 20)
+#define ADDITIVE_KEEP_TOTAL ((size_t)12 << 20)
 
 static void additive_bwd(sg_graph *g, sg_node *n)
 {
@@ -631,7 +639,8 @@ static bool check_qk(sg_graph *g, const char *op, const sg_tensor *q, const sg_t
 }
 
 sg_tensor *sg__attn_additive_scores_rows(sg_graph *g, sg_tensor *q, sg_tensor *keys,
-                                         sg_tensor *v, const uint8_t *valid, const int64_t *rows)
+                                         sg_tensor *v, const uint8_t *valid, const int64_t *rows,
+                                         size_t *kept)
 {
     const char *op = "sg_attn_additive_scores";
     SG_NEED(g, q, keys, v);
@@ -650,10 +659,14 @@ sg_tensor *sg__attn_additive_scores_rows(sg_graph *g, sg_tensor *q, sg_tensor *k
     size_t es = sg_dtype_size(q->dtype);
     sg_tensor *e = sg_empty(g, q->dtype, 2, (int64_t[]){B, S});
     sg_tensor *ins[3] = {q, keys, v};
-    /* the tanh values: kept for the backward when small (ADDITIVE_KEEP_BYTES), else made
-     * again there; the f64 kernel always writes them (into scratch when not kept) */
+    /* the tanh values: kept for the backward when small (ADDITIVE_KEEP_BYTES, and the
+     * memory's budget *kept), else made again there; the f64 kernel always writes them
+     * (into scratch when not kept) */
     size_t t_bytes = es * (size_t)(B * S * A > 0 ? B * S * A : 1);
-    bool keep_t = sg__will_record(g, 3, ins) && t_bytes <= ADDITIVE_KEEP_BYTES;
+    bool keep_t = sg__will_record(g, 3, ins) && t_bytes <= ADDITIVE_KEEP_BYTES &&
+                  (!kept || *kept + t_bytes <= ADDITIVE_KEEP_TOTAL);
+    if (keep_t && kept)
+        *kept += t_bytes;
     bool scratch_t = !keep_t && q->dtype != SG_F32;
     void *t = keep_t      ? sg_arena_alloc(sg_graph_arena(g), t_bytes)
               : scratch_t ? sg__scratch_get(g, t_bytes, op)
@@ -680,7 +693,7 @@ sg_tensor *sg__attn_additive_scores_rows(sg_graph *g, sg_tensor *q, sg_tensor *k
 sg_tensor *sg_attn_additive_scores(sg_graph *g, sg_tensor *q, sg_tensor *keys, sg_tensor *v,
                                    const uint8_t *valid)
 {
-    return sg__attn_additive_scores_rows(g, q, keys, v, valid, NULL);
+    return sg__attn_additive_scores_rows(g, q, keys, v, valid, NULL, NULL);
 }
 
 /* ---- dot scores --------------------------------------------------------------------- */

@@ -60,6 +60,9 @@ typedef struct sg_attn_memory {
      * sentence's memory instead of a copy each. NULL: row b reads row b. The Luong step
      * takes it with global alignment only (SG_EINVAL for local-m/p). */
     const int64_t *rows;
+    /* Internal (graph-owned, set by _precompute): bytes of additive-score tanh values the
+     * steps have kept for backward, against a budget (sg_attn_additive_scores) */
+    size_t *tanh_kept;
 } sg_attn_memory;
 
 /* ---- Bahdanau additive attention (MODELS.md 5) --------------------------------- */

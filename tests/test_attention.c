@@ -561,6 +561,56 @@ Test(bahdanau, remade_tanh_values_give_the_composed_gradients)
     }
 }
 
+/* A memory's steps keep their tanh values for backward up to a budget (12 MiB), later
+ * steps make them again: the arena holds 2 MiB less after 14 steps of 1 MiB than without
+ * the budget (mem.tanh_kept NULL: the per-call rule alone), with the same gradients,
+ * bitwise. */
+Test(bahdanau, tanh_values_kept_within_the_memory_budget_same_gradients)
+{
+    int64_t B = 8, S = 128, A = 256, Hq = 16, Hk = 8, steps = 14; /* 1 MiB of tanh a step */
+    sg_rng r;
+    sg_rng_seed(&r, 21);
+    sg_params *p = sg_params_new(SG_F32);
+    sg_additive_attention m;
+    cr_assert_eq(sg_additive_attention_init(&m, p, "attention", Hq, Hk, A, &r), SG_OK);
+    sg_tensor *h = sg_tensor_new(SG_F32, 3, (int64_t[]){B, S, Hk});
+    sg_tensor *s = sg_tensor_new(SG_F32, 3, (int64_t[]){steps, B, Hq});
+    sg_tensor_normal_(h, &r, 0, 1);
+    sg_tensor_normal_(s, &r, 0, 1);
+    size_t used[2];
+    sg_tensor *grads[2];
+    for (int budget = 0; budget < 2; budget++) {
+        sg_params_zero_grad(p);
+        sg_graph *g = sg_graph_new();
+        sg_attn_memory mem;
+        cr_assert_eq(sg_additive_attention_precompute(g, &m, h, NULL, NULL, &mem), SG_OK);
+        if (!budget)
+            mem.tanh_kept = NULL;
+        size_t before = sg_arena_used(sg_graph_arena(g));
+        sg_tensor *total = NULL;
+        for (int64_t t = 0; t < steps; t++) {
+            sg_tensor *c = sg_additive_attention_step(g, &m, &mem, sg_select(g, s, 0, t), NULL);
+            cr_assert(c, "%s", sg_last_error());
+            sg_tensor *l = sg_sum_all(g, sg_mul(g, c, c));
+            total = total ? sg_add(g, total, l) : l;
+        }
+        used[budget] = sg_arena_used(sg_graph_arena(g)) - before;
+        cr_assert_eq(sg_backward(g, total), SG_OK, "%s", sg_last_error());
+        sg_tensor *w = m.query_proj.weight;
+        grads[budget] = sg_tensor_from_buffer(SG_F32, w->ndim, w->shape, w->grad);
+        sg_graph_free(g);
+    }
+    size_t mib = (size_t)1 << 20;
+    cr_assert_eq(used[0] - used[1], 2 * mib, "arena: %zu bytes without the budget, %zu with",
+                 used[0], used[1]);
+    tu_assert_close(grads[1], grads[0], 0, 0, "query_proj.weight's gradient");
+    sg_tensor_free(grads[0]);
+    sg_tensor_free(grads[1]);
+    sg_tensor_free(h);
+    sg_tensor_free(s);
+    sg_params_free(p);
+}
+
 /* Rows split across threads above a size threshold: results must not depend on it. */
 Test(bahdanau, threaded_kernels_match_single_thread_bitwise)
 {
