@@ -305,8 +305,9 @@ Test(options, usage_lists_sections_options_and_defaults)
     cr_assert(!strstr(buf, "(default (null))"));
     /* descriptions line up in one column */
     const char *h = strstr(buf, "hidden units"), *l = strstr(buf, "learning rate");
-    size_t col_h = (size_t)(h - buf) - (size_t)(memrchr(buf, '\n', (size_t)(h - buf)) - (void *)buf);
-    size_t col_l = (size_t)(l - buf) - (size_t)(memrchr(buf, '\n', (size_t)(l - buf)) - (void *)buf);
+    const char *line_h = memrchr(buf, '\n', (size_t)(h - buf));
+    const char *line_l = memrchr(buf, '\n', (size_t)(l - buf));
+    size_t col_h = (size_t)(h - line_h), col_l = (size_t)(l - line_l);
     cr_assert_eq(col_h, col_l);
     free(buf);
 }
