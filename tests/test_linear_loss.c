@@ -79,6 +79,20 @@ static void free_case(lce_case *c)
     sg_tensor_free(c->y);
 }
 
+/* The two runs' gradients of x, W and b agree (and are freed). */
+static void compare_grads(sg_tensor *grads[2][3], double rtol, const char *what)
+{
+    const char *names[3] = {"dx", "dW", "db"};
+    for (int k = 0; k < 3; k++) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s %s", what, names[k]);
+        /* gradients are ~1/N each: an absolute floor well below that */
+        tu_assert_close(grads[0][k], grads[1][k], rtol * 1e-3, rtol, msg);
+        sg_tensor_free(grads[0][k]);
+        sg_tensor_free(grads[1][k]);
+    }
+}
+
 /* Runs the case fused and composed; loss, stats and the three gradients must agree. */
 static void check_equal(lce_case *c, double rtol, const char *what)
 {
@@ -104,15 +118,7 @@ static void check_equal(lce_case *c, double rtol, const char *what)
               loss[0], loss[1]);
     cr_assert_eq(st[0].n_tokens, st[1].n_tokens, "%s", what);
     cr_assert(fabs(st[0].loss_sum - st[1].loss_sum) <= rtol * fabs(st[1].loss_sum), "%s", what);
-    const char *names[3] = {"dx", "dW", "db"};
-    for (int k = 0; k < 3; k++) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "%s %s", what, names[k]);
-        /* gradients are ~1/N each: an absolute floor well below that */
-        tu_assert_close(grads[0][k], grads[1][k], rtol * 1e-3, rtol, msg);
-        sg_tensor_free(grads[0][k]);
-        sg_tensor_free(grads[1][k]);
-    }
+    compare_grads(grads, rtol, what);
 }
 
 Test(linear_cross_entropy, chunked_equals_linear_then_cross_entropy_f64)
@@ -321,14 +327,7 @@ static void check_one_call(lce_case *c, double start, double rtol, const char *w
         sg_graph_free(g);
     }
     cr_assert(fabs(loss[0] - loss[1]) <= rtol * fabs(loss[1]), "%s: loss", what);
-    const char *names[3] = {"dx", "dW", "db"};
-    for (int k = 0; k < 3; k++) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "%s %s", what, names[k]);
-        tu_assert_close(grads[0][k], grads[1][k], rtol * 1e-3, rtol, msg);
-        sg_tensor_free(grads[0][k]);
-        sg_tensor_free(grads[1][k]);
-    }
+    compare_grads(grads, rtol, what);
 }
 
 Test(linear_cross_entropy, backward_in_one_call_equals_loss_then_backward)
