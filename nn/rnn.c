@@ -84,20 +84,15 @@ static void join_bwd(sg_graph *g, sg_node *n)
         void *dx = sg__grad_for_write(g, n->in[j], &fresh);
         if (!dx)
             continue;
-        for (int64_t o = 0; o < outer; o++) {
-            const char *src = (const char *)y->grad + (size_t)((o * k + j) * inner) * es;
-            if (fresh)
-                memcpy((char *)dx + (size_t)(o * inner) * es, src, (size_t)inner * es);
-            else if (y->dtype == SG_F32) {
-                float *d = (float *)dx + o * inner;
-                for (int64_t e = 0; e < inner; e++)
-                    d[e] += ((const float *)src)[e];
-            } else {
-                double *d = (double *)dx + o * inner;
-                for (int64_t e = 0; e < inner; e++)
-                    d[e] += ((const double *)src)[e];
-            }
+        const char *src = (const char *)y->grad + (size_t)(j * inner) * es; /* [outer, inner] */
+        if (!fresh) {
+            sg__accumulate(y->dtype, dx, (int64_t[]){inner, 1}, 2, (int64_t[]){outer, inner},
+                           src, (int64_t[]){k * inner, 1});
+            continue;
         }
+        for (int64_t o = 0; o < outer; o++)
+            memcpy((char *)dx + (size_t)(o * inner) * es, src + (size_t)(o * k * inner) * es,
+                   (size_t)inner * es);
     }
 }
 
