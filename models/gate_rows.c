@@ -29,17 +29,10 @@ void sg__step_gx_bwd(sg_graph *g, sg_tensor *gx, int64_t t, bool own, const void
     char *dgx = !own ? sg_grad_of(g, gx) : NULL;
     if (!dgx)
         return;
-    size_t es = sg_dtype_size(gx->dtype);
     int64_t B = gx->shape[0], G = gx->shape[2];
-    dgx += (size_t)(t * G) * es; /* gx has a gradient of its own: add these rows into it */
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t k = 0; k < G; k++) {
-            size_t i = (size_t)(b * lda + k);
-            if (gx->dtype == SG_F32)
-                ((float *)dgx)[i] += ((const float *)da)[i];
-            else
-                ((double *)dgx)[i] += ((const double *)da)[i];
-        }
+    dgx += (size_t)(t * G) * sg_dtype_size(gx->dtype); /* gx has a gradient of its own */
+    sg__accumulate(gx->dtype, dgx, (int64_t[]){lda, 1}, 2, (int64_t[]){B, G}, da,
+                   (int64_t[]){lda, 1});
 }
 
 void sg__step_product_bwd(sg_graph *g, const void *da, int64_t lda, int64_t G, sg_tensor *x,

@@ -50,6 +50,8 @@ SG_INTERNAL extern const sg_model_vt sg__transformer_vt;
 
 /* Checks a batch against the model's vocabularies (shapes, dtypes, ids in range,
  * lengths in [1, S]); SG_OK or an error recorded on g. */
+SG_INTERNAL int sg__check_batch(sg_graph *g, const sg_model *m, const sg_batch *b);
+
 /* Makes gx's data [B, T, G] (contiguous) its gradient buffer when the backward of step
  * t reaches it, the first step whose backward runs being the last step that has one
  * (every earlier step then has one too, through the state): the rows of later steps,
@@ -76,7 +78,6 @@ SG_INTERNAL void sg__step_product_bwd(sg_graph *g, const void *da, int64_t lda, 
 SG_INTERNAL sg_tensor *sg__bahdanau_gru_step(sg_graph *g, sg_tensor *gx, int64_t t, sg_tensor *b,
                                              sg_tensor *ctx, sg_tensor *s, sg_tensor *Wc,
                                              sg_tensor *Whh);
-SG_INTERNAL int sg__check_batch(sg_graph *g, const sg_model *m, const sg_batch *b);
 
 /* Graph-owned [B, T] slice helpers: column t of an SG_I64 [B, T] tensor as [B]. */
 SG_INTERNAL sg_tensor *sg__column(sg_graph *g, sg_tensor *ids, int64_t t);

@@ -86,7 +86,7 @@ static void add_scaled(sg_dtype dt, void *dst, const void *src, int64_t n, doubl
 
 static void lce_bwd(sg_graph *g, sg_node *n)
 {
-    const lce_grads *sv = n->saved;
+    lce_grads *sv = n->saved;
     sg_tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL, *out = n->out[0];
     if (!out->grad)
         return;
@@ -99,7 +99,7 @@ static void lce_bwd(sg_graph *g, sg_node *n)
                       sv->ran ? "twice" : "with an upstream gradient other than 1");
         return;
     }
-    ((lce_grads *)n->saved)->ran = true;
+    sv->ran = true;
     if (sv->dz && K > 0) { /* dX (+)= dL dZ W, dW += dL dZ^T X */
         bool fresh;
         void *d = sg__grad_for_write(g, x, &fresh);
