@@ -69,8 +69,9 @@ typedef struct sg__operand {
     const void *p;
     int64_t rs, cs;
 } sg__operand;
-/* W^T for a product x W^T: sg__weight_t's row-major copy when `copy` asks for one and
- * it is made, else w's own data read transposed. */
+/* W^T for a product x W^T: sg__weight_t's row-major copy when `copy` asks for one, small
+ * products go to LIBXSMM (sg__small_gemm_row_major) and it is made, else w's own data
+ * read transposed. */
 SG_INTERNAL sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, int64_t uses,
                                              bool copy);
 /* The W^T operand of a product x W^T of `rows` rows by a weight w [out, in]: the copy of

@@ -426,7 +426,7 @@ void sg__graph_drop_weight_copies(sg_graph *g)
 
 sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, int64_t uses, bool copy)
 {
-    const void *t = copy ? sg__weight_t(g, w, uses) : NULL;
+    const void *t = copy && sg__small_gemm_row_major() ? sg__weight_t(g, w, uses) : NULL;
     if (t)
         return (sg__operand){t, w->shape[0], 1};
     return (sg__operand){w->data, w->stride[1], w->stride[0]};

@@ -11,7 +11,12 @@
 static int num_threads = 0; /* 0: not initialised yet */
 /* the active kernels have no unpacked path for skinny products (skx) */
 static bool skinny_by_rows = false;
-/* LIBXSMM for small products (SG_XSMM=0 in the environment turns it off, for comparisons) */
+/* LIBXSMM for small products: by default only where the CPU has AVX-512 (SG_XSMM=0 or 1
+ * in the environment decides instead). Its JIT kernels beat BLIS's on the per-step
+ * products of an RNN there (Intel, 1.5-2.3x), but on an AVX2-only CPU (AMD EPYC Zen 3)
+ * BLIS's haswell/zen kernels were faster (dates 7%, enfr-bahdanau 5% per training step),
+ * and LIBXSMM's code registry, allocated and written at its initialisation, adds 16 MB
+ * to the resident memory of every process. */
 static bool use_xsmm = false;
 /* LIBXSMM's JIT kernels leave the upper halves of the vector registers dirty (no
  * vzeroupper); SSE code run after them, such as libm or any loop not compiled for AVX,
@@ -21,6 +26,8 @@ static bool has_avx = false;
 
 /* multiply-adds (m n k) from which a product is worth BLIS's threads */
 #define SMALL_GEMM (96.0 * 96.0 * 96.0)
+/* products whose output has a side of at most this many may use BLIS's sup kernels */
+#define SUP_MAX_SIDE 48
 /* 2 m n k of every product so far, all threads (mha.c calls sg__gemm in parallel loops). */
 static uint64_t gemm_flops = 0;
 
@@ -43,8 +50,8 @@ static void choose_kernels(void)
     bli_init(); /* after the arch is chosen: BLIS reads BLIS_ARCH_TYPE here */
 #ifdef SG_HAVE_XSMM
     const char *x = getenv("SG_XSMM");
-    use_xsmm = !(x && x[0] == '0');
     __builtin_cpu_init();
+    use_xsmm = x && x[0] ? x[0] != '0' : __builtin_cpu_supports("avx512f");
     has_avx = __builtin_cpu_supports("avx");
     if (use_xsmm)
         libxsmm_init();
@@ -103,6 +110,13 @@ static void gemm_blis(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
     int nthr = sg__threads();
     bli_rntm_set_num_threads(
         nthr > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM ? nthr : 1, &rntm);
+    /* BLIS 0.9 sends a product to its small/unpacked ("sup") kernels whenever one
+     * dimension is under a threshold (512 rows for f32 on zen3). They win only on
+     * skinny outputs: on the generator of a 384-row chunk (384 x 8000 x 1024) they made
+     * 27-35 GFLOP/s where packing makes 86 (AMD EPYC Zen 3, one thread), and 0.5-0.9x
+     * of the packed speed on most other products with both sides of 64 or more. */
+    if (m > SUP_MAX_SIDE && n > SUP_MAX_SIDE)
+        bli_rntm_disable_l3_sup(&rntm);
     if (m <= 4 && n >= 256 && k >= 256 && skinny_by_rows) {
         gemm_by_rows(dt, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc, &rntm);
         return;
@@ -297,6 +311,12 @@ int sg__threads(void)
 {
     init_once();
     return thread_cap && thread_cap < num_threads ? thread_cap : num_threads;
+}
+
+bool sg__small_gemm_row_major(void)
+{
+    init_once();
+    return use_xsmm;
 }
 
 uint64_t sg_gemm_flops(void)

@@ -61,6 +61,10 @@ SG_INTERNAL void sg__iter_run(sg__iter *it, sg__iter_fn fn, void *user);
  * (e.g. a beam's 320 x 320 x 384 step projection), where LIBXSMM's unpacked kernels beat
  * BLIS's packing: 400^3 rather than 256^3 made dates-bahdanau training 6-8% faster. */
 #define SG_SMALL_GEMM_MNK (400.0 * 400.0 * 400.0)
+/* Whether small products go to LIBXSMM (built with it, and chosen for this CPU or by
+ * SG_XSMM), whose kernels need row-major operands: only then is a transposed copy of a
+ * weight worth making for them. */
+SG_INTERNAL bool sg__small_gemm_row_major(void);
 /* C = alpha * op(A) * op(B) + beta * C with arbitrary element strides (rs, cs) on
  * every matrix, through BLIS; dt is SG_F32 or SG_F64. A is m x k, B is k x n after
  * the strides (transposition is expressed by swapping rs/cs). */
