@@ -192,8 +192,9 @@ if [[ " $MODES " == *" rnn "* ]]; then
         run_pair "$name" bash -c "'$BUILD/bench/bench_rnn' --cell gru --threads $th --reps $RNN_REPS && '$BUILD/bench/bench_rnn' --cell lstm --threads $th --reps $RNN_REPS" \
             -- "$PY" "$PEER/bench_rnn_micro.py" --threads "$th" --reps "$RNN_REPS"
         for cell in gru lstm; do
-            a=$(grep " $cell " "$WORK/$name.sg" | sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' | head -1)
-            b=$(grep " $cell " "$WORK/$name.pt" | sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' | head -1)
+            # the wall-clock median (seqgrad's line ends with a CPU-time median too)
+            a=$(grep " $cell " "$WORK/$name.sg" | sed -n 's/.*fwd+bwd min [0-9.]* ms median \([0-9.]*\) ms.*/\1/p' | head -1)
+            b=$(grep " $cell " "$WORK/$name.pt" | sed -n 's/.*fwd+bwd min [0-9.]* ms median \([0-9.]*\) ms.*/\1/p' | head -1)
             row "rnn-micro-$cell" "$th" fwd_bwd_ms_median "$a" "$b" lower
         done
     done
