@@ -24,8 +24,11 @@ SG_INTERNAL void sg__grad_pool_put(sg_grad_pool *p, void *buf);
 typedef struct sg_wt_entry {
     const void *data; /* the weight's data */
     int64_t rows, cols, rs, cs;
-    void *t;          /* [cols, rows] row-major, malloc'ed (sg__graph_drop_weight_copies) */
+    int kind;         /* SG_WT_COPY_T: W^T row-major; SG_WT_PACK_T / SG_WT_PACK: W^T / W packed */
+    void *t;          /* the copy, malloc'ed (sg__graph_drop_weight_copies) */
+    sg__packed pk;    /* the packed kinds: t described for sg__gemm_packed */
 } sg_wt_entry;
+enum { SG_WT_COPY_T, SG_WT_PACK_T, SG_WT_PACK };
 
 struct sg_graph {
     sg_arena *arena;
@@ -64,11 +67,25 @@ SG_INTERNAL const sg_node *sg__graph_last_node(const sg_graph *g);
  * or on SG_ENOMEM (no error recorded): the caller then uses w as it is. */
 SG_INTERNAL const void *sg__weight_t(sg_graph *g, const sg_tensor *w, int64_t uses);
 
-/* A matrix operand of sg__gemm: data, row stride, column stride. */
+/* A matrix operand of sg__gemm: data, row stride, column stride; pk, when not NULL, the
+ * same matrix packed for sg__gemm_packed (sg__gemm_op takes it). */
 typedef struct sg__operand {
     const void *p;
     int64_t rs, cs;
+    const sg__packed *pk;
 } sg__operand;
+/* C [m, n] = A [m, k] (row stride lda) B' + beta C (row stride ldc), B' rows [k0, k0 + k)
+ * and columns [j0, j0 + n) of B, an operand of sg__weight_t_operand or
+ * sg__weight_operand: through sg__gemm_packed when B.pk is set, beta is 0 or 1 and j0 a
+ * multiple of 16, else sg__gemm. */
+SG_INTERNAL void sg__gemm_op(sg_dtype dt, int64_t m, int64_t n, int64_t k, const void *A,
+                             int64_t lda, sg__operand B, int64_t k0, int64_t j0, double beta,
+                             void *C, int64_t ldc);
+/* W [rows, cols] itself as the right operand of a product dY W (a step's input
+ * gradient): packed once per graph when `reuse` says that products with it repeat and
+ * the packed kernel runs here (sg__packed_gemm_on), else W read in place. Packed copies
+ * made during a backward are dropped at its end. */
+SG_INTERNAL sg__operand sg__weight_operand(sg_graph *g, const sg_tensor *w, bool reuse);
 /* W^T for a product x W^T: sg__weight_t's row-major copy when `copy` asks for one, small
  * products go to LIBXSMM (sg__small_gemm_row_major) and it is made, else w's own data
  * read transposed. */
@@ -79,6 +96,9 @@ SG_INTERNAL sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, in
  * heap tensor (a decoder's per-step projection, a small generator), since blas.c's
  * kernels for small products need row-major operands; else w read transposed. */
 SG_INTERNAL sg__operand sg__linear_weight_operand(sg_graph *g, const sg_tensor *w, int64_t rows);
+/* Whether sg__linear_weight_operand takes a copy for this product (its backward's dY W
+ * then takes one too: sg__weight_operand). */
+SG_INTERNAL bool sg__linear_weight_reused(const sg_tensor *w, int64_t rows);
 /* sg_grad_of for a backward that will write every element of t's gradient: when t has
  * no gradient yet and is an op's output, the pooled buffer comes unzeroed and *fresh is
  * true (the caller must then overwrite it all, e.g. a GEMM with beta = 0, instead of
@@ -112,6 +132,10 @@ SG_INTERNAL sg_tensor *sg__linear_cat2(sg_graph *g, sg_tensor *a, sg_tensor *b, 
 SG_INTERNAL void sg__affine(sg_dtype dt, int64_t R, int64_t N, int64_t K, const void *X,
                             int64_t ldx, const void *W, int64_t ws0, int64_t ws1, const void *b,
                             void *Y, int64_t ldy);
+/* sg__affine with W^T as an operand of sg__weight_t_operand (packed when it is). */
+SG_INTERNAL void sg__affine_op(sg_dtype dt, int64_t R, int64_t N, int64_t K, const void *X,
+                               int64_t ldx, sg__operand Wt, const void *b, void *Y,
+                               int64_t ldy);
 /* Makes g keep its transposed weights in home (NULL: in g itself), which must outlive
  * g's use and see no weight change meanwhile: a decoder's per-step graphs, reset every
  * step, share the copies of a graph that lives for the whole decode. */

@@ -374,47 +374,65 @@ void sg__graph_set_weight_home(sg_graph *g, sg_graph *home) { g->wt_home = home;
  * caller's sg_decode_opts.weights): its lookups and insertions take this lock. */
 static pthread_mutex_t wt_home_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static const void *weight_t_in(sg_graph *g, const sg_tensor *w);
+static const sg_wt_entry *copy_in(sg_graph *g, const sg_tensor *w, int kind);
 
-const void *sg__weight_t(sg_graph *g, const sg_tensor *w, int64_t uses)
+/* The copy of w of the given kind from g's weight home, or from g itself when it will be
+ * reused (uses > 1 or grad mode on); NULL otherwise. */
+static const sg_wt_entry *weight_copy(sg_graph *g, const sg_tensor *w, int64_t uses, int kind)
 {
     if (!g || !w || w->ndim != 2 || !sg_dtype_is_float(w->dtype))
         return NULL;
     if (g->wt_home) {
         pthread_mutex_lock(&wt_home_lock);
-        const void *t = weight_t_in(g->wt_home, w);
+        const sg_wt_entry *e = copy_in(g->wt_home, w, kind);
         pthread_mutex_unlock(&wt_home_lock);
-        return t;
+        return e;
     }
     if (uses < 2 && !g->grad_enabled) /* e.g. a decoding step: no reuse */
         return NULL;
-    return weight_t_in(g, w);
+    return copy_in(g, w, kind);
 }
 
-/* W^T from g's copies, made there on a miss; NULL when g holds SG_WT_CACHE already or
- * on ENOMEM (the caller then reads W with strides). */
-static const void *weight_t_in(sg_graph *g, const sg_tensor *w)
+const void *sg__weight_t(sg_graph *g, const sg_tensor *w, int64_t uses)
+{
+    const sg_wt_entry *e = weight_copy(g, w, uses, SG_WT_COPY_T);
+    return e ? e->t : NULL;
+}
+
+/* w's copy of that kind in g, made there on a miss; NULL when g holds SG_WT_CACHE
+ * already or on ENOMEM (the caller then reads W with strides). An entry's address stays
+ * valid until the copies are dropped. */
+static const sg_wt_entry *copy_in(sg_graph *g, const sg_tensor *w, int kind)
 {
     int64_t r = w->shape[0], c = w->shape[1], rs = w->stride[0], cs = w->stride[1];
     for (int i = 0; i < g->n_wt; i++) {
         const sg_wt_entry *e = &g->wt[i];
-        if (e->data == w->data && e->rows == r && e->cols == c && e->rs == rs && e->cs == cs)
-            return e->t;
+        if (e->data == w->data && e->rows == r && e->cols == c && e->rs == rs && e->cs == cs &&
+            e->kind == kind)
+            return e;
     }
     if (g->n_wt == SG_WT_CACHE)
         return NULL;
     size_t es = sg_dtype_size(w->dtype);
+    size_t bytes = kind == SG_WT_COPY_T ? es * (size_t)(r * c)
+                   : kind == SG_WT_PACK_T ? sizeof(float) * sg__packed_floats(c, r)
+                                          : sizeof(float) * sg__packed_floats(r, c);
     void *t = NULL;
-    if (posix_memalign(&t, 64, es * (size_t)(r * c) + 1) != 0)
+    if (posix_memalign(&t, 64, bytes + 1) != 0)
         return NULL;
-    if (w->dtype == SG_F32) {
-        if (!transpose_f32_avx512(w->data, r, c, rs, cs, (float *)t))
-            transpose_f32(w->data, r, c, rs, cs, (float *)t);
-    } else {
+    sg_wt_entry *e = &g->wt[g->n_wt++];
+    *e = (sg_wt_entry){w->data, r, c, rs, cs, kind, t, {0}};
+    if (kind == SG_WT_PACK_T) /* B = W^T [c, r] */
+        sg__pack(&e->pk, t, w->data, c, r, cs, rs);
+    else if (kind == SG_WT_PACK) /* B = W [r, c] */
+        sg__pack(&e->pk, t, w->data, r, c, rs, cs);
+    else if (w->dtype == SG_F32 && transpose_f32_avx512(w->data, r, c, rs, cs, (float *)t))
+        ;
+    else if (w->dtype == SG_F32)
+        transpose_f32(w->data, r, c, rs, cs, (float *)t);
+    else
         transpose_f64(w->data, r, c, rs, cs, (double *)t);
-    }
-    g->wt[g->n_wt++] = (sg_wt_entry){w->data, r, c, rs, cs, t};
-    return t;
+    return e;
 }
 
 void sg__graph_drop_weight_copies(sg_graph *g)
@@ -426,10 +444,41 @@ void sg__graph_drop_weight_copies(sg_graph *g)
 
 sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, int64_t uses, bool copy)
 {
-    const void *t = copy && sg__small_gemm_row_major() ? sg__weight_t(g, w, uses) : NULL;
-    if (t)
-        return (sg__operand){t, w->shape[0], 1};
-    return (sg__operand){w->data, w->stride[1], w->stride[0]};
+    sg__operand in_place = {w->data, w->stride[1], w->stride[0], NULL};
+    if (!copy)
+        return in_place;
+    if (sg__packed_gemm_on(w->dtype)) {
+        const sg_wt_entry *e = weight_copy(g, w, uses, SG_WT_PACK_T);
+        if (e)
+            in_place.pk = &e->pk;
+        return in_place;
+    }
+    if (!sg__small_gemm_row_major())
+        return in_place;
+    const void *t = sg__weight_t(g, w, uses);
+    return t ? (sg__operand){t, w->shape[0], 1, NULL} : in_place;
+}
+
+sg__operand sg__weight_operand(sg_graph *g, const sg_tensor *w, bool reuse)
+{
+    sg__operand in_place = {w->data, w->stride[0], w->stride[1], NULL};
+    if (!reuse || !sg__packed_gemm_on(w->dtype))
+        return in_place;
+    const sg_wt_entry *e = weight_copy(g, w, 2, SG_WT_PACK);
+    if (e)
+        in_place.pk = &e->pk;
+    return in_place;
+}
+
+void sg__gemm_op(sg_dtype dt, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
+                 sg__operand B, int64_t k0, int64_t j0, double beta, void *C, int64_t ldc)
+{
+    if (B.pk && dt == SG_F32 && (beta == 0.0 || beta == 1.0) && j0 % 16 == 0)
+        sg__gemm_packed(m, n, k, A, lda, B.pk, k0, j0, beta != 0.0, C, ldc);
+    else
+        sg__gemm(dt, m, n, k, 1.0, A, lda, 1,
+                 (const char *)B.p + (size_t)(k0 * B.rs + j0 * B.cs) * sg_dtype_size(dt), B.rs,
+                 B.cs, beta, C, ldc, 1);
 }
 
 static int run_backward(sg_graph *g)
@@ -444,9 +493,10 @@ static int run_backward(sg_graph *g)
             n->backward(g, n);
         release_out_grads(g, n);
         if (g->status != SG_OK)
-            return g->status;
+            break;
     }
-    return SG_OK;
+    sg__graph_drop_weight_copies(g); /* packed in backward (sg__weight_operand) */
+    return g->status;
 }
 
 int sg_backward(sg_graph *g, sg_tensor *loss)

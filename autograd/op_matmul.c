@@ -146,7 +146,12 @@ static void linear_input_bwd(sg_graph *g, mat dy, sg_tensor *x, int64_t ldx,
              w->stride[1]};
     bool fresh = false;
     void *dx = dy.c > 0 ? sg__grad_for_write(g, x, &fresh) : sg_grad_of(g, x);
-    if (dx) /* dX += dY W (dX = dY W into a fresh buffer: no zeroing, no read) */
+    /* dX += dY W (dX = dY W into a fresh buffer: no zeroing, no read); W packed once per
+     * backward when the forward's product was small and repeats (a decoder's steps) */
+    if (dx && dy.cs == 1 && sg__linear_weight_reused(w, dy.r))
+        sg__gemm_op(dt, dy.r, K, dy.c, dy.p, dy.rs, sg__weight_operand(g, w, true), 0, c0,
+                    fresh ? 0.0 : 1.0, dx, K);
+    else if (dx)
         gemm(dt, dy, W, (mat){dx, dy.r, K, K, 1}, fresh ? 0.0 : 1.0);
     if (dw)
         gemm(dt, mat_t(dy), (mat){(char *)x->data, dy.r, K, ldx, 1},
@@ -164,8 +169,8 @@ static void linear_bwd(sg_graph *g, sg_node *n)
         sg__add_colsum(y->dtype, db, y->grad, rows, out, out);
 }
 
-void sg__affine(sg_dtype dt, int64_t R, int64_t N, int64_t K, const void *X, int64_t ldx,
-                const void *W, int64_t ws0, int64_t ws1, const void *b, void *Y, int64_t ldy)
+void sg__affine_op(sg_dtype dt, int64_t R, int64_t N, int64_t K, const void *X, int64_t ldx,
+                   sg__operand Wt, const void *b, void *Y, int64_t ldy)
 {
     size_t es = sg_dtype_size(dt);
     for (int64_t r = 0; r < R && (b || K == 0); r++) {
@@ -176,13 +181,24 @@ void sg__affine(sg_dtype dt, int64_t R, int64_t N, int64_t K, const void *X, int
             memset(y, 0, (size_t)N * es);
     }
     if (K > 0)
-        sg__gemm(dt, R, N, K, 1.0, X, ldx, 1, W, ws1, ws0, b ? 1.0 : 0.0, Y, ldy, 1);
+        sg__gemm_op(dt, R, N, K, X, ldx, Wt, 0, 0, b ? 1.0 : 0.0, Y, ldy);
+}
+
+void sg__affine(sg_dtype dt, int64_t R, int64_t N, int64_t K, const void *X, int64_t ldx,
+                const void *W, int64_t ws0, int64_t ws1, const void *b, void *Y, int64_t ldy)
+{
+    sg__affine_op(dt, R, N, K, X, ldx, (sg__operand){W, ws1, ws0, NULL}, b, Y, ldy);
+}
+
+bool sg__linear_weight_reused(const sg_tensor *w, int64_t rows)
+{
+    bool small = (double)rows * (double)w->shape[0] * (double)w->shape[1] <= SG_SMALL_GEMM_MNK;
+    return w->owns_data && rows >= 8 && small;
 }
 
 sg__operand sg__linear_weight_operand(sg_graph *g, const sg_tensor *w, int64_t rows)
 {
-    bool small = (double)rows * (double)w->shape[0] * (double)w->shape[1] <= SG_SMALL_GEMM_MNK;
-    return sg__weight_t_operand(g, w, 1, w->owns_data && rows >= 8 && small);
+    return sg__weight_t_operand(g, w, 1, sg__linear_weight_reused(w, rows));
 }
 
 sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias)
@@ -215,8 +231,8 @@ sg_tensor *sg_linear(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *bias)
     if (!y)
         return NULL;
     sg__operand wt = sg__linear_weight_operand(g, w, rows);
-    sg__affine(x->dtype, rows, out, in, x->data, row_stride(x), wt.p, wt.cs, wt.rs,
-               bias ? bias->data : NULL, y->data, out);
+    sg__affine_op(x->dtype, rows, out, in, x->data, row_stride(x), wt, bias ? bias->data : NULL,
+                  y->data, out);
     sg_tensor *ins[3] = {x, w, bias};
     sg_record(g, "sg_linear", linear_bwd, bias ? 3 : 2, ins, 1, &y);
     return y;
@@ -270,15 +286,12 @@ sg_tensor *sg__linear_cat2(sg_graph *g, sg_tensor *a, sg_tensor *b, sg_tensor *w
     sg_tensor *y = sg_empty(g, a->dtype, nd, shape);
     if (!y)
         return NULL;
-    size_t es = sg_dtype_size(a->dtype);
     sg__operand wt = sg__linear_weight_operand(g, w, rows);
     /* y = a W_a^T + bias, then y += b W_b^T (W_b^T: rows Ka.. of W^T) */
-    sg__affine(a->dtype, rows, out, Ka, a->data, Ka, wt.p, wt.cs, wt.rs,
-               bias ? bias->data : NULL, y->data, out);
+    sg__affine_op(a->dtype, rows, out, Ka, a->data, Ka, wt, bias ? bias->data : NULL, y->data,
+                  out);
     if (Kb > 0)
-        sg__gemm(a->dtype, rows, out, Kb, 1.0, b->data, Kb, 1,
-                 (const char *)wt.p + (size_t)(Ka * wt.rs) * es, wt.rs, wt.cs, 1.0, y->data, out,
-                 1);
+        sg__gemm_op(a->dtype, rows, out, Kb, b->data, Kb, wt, Ka, 0, 1.0, y->data, out);
     sg_tensor *ins[4] = {a, b, w, bias};
     sg_record(g, "sg_linear", linear_cat2_bwd, bias ? 4 : 3, ins, 1, &y);
     return y;

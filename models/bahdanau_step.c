@@ -149,12 +149,12 @@ sg_tensor *sg__bahdanau_gru_step(sg_graph *g, sg_tensor *gx, int64_t t, sg_tenso
         memset(zb, 0, (size_t)G * es);
     int64_t lda = gx->shape[1] * G; /* this step's rows of gx */
     void *act = (char *)gx->data + (size_t)(t * G) * es;
-    /* W_c^T and W_hh^T made once per graph (all steps of a training step share them) give
-     * the small-product kernels row-major operands; else the weights are read transposed */
+    /* W_c^T and W_hh^T copied (packed, or row-major for LIBXSMM) once per graph: all steps
+     * of a training step share them; else the weights are read transposed */
     sg__operand wct = sg__weight_t_operand(g, Wc, 1, true);
     sg__operand whht = sg__weight_t_operand(g, Whh, 1, true);
-    sg__gemm(dt, B, G, C, 1.0, ctx->data, C, 1, wct.p, wct.rs, wct.cs, 1.0, act, lda, 1);
-    sg__gemm(dt, B, G, H, 1.0, s->data, H, 1, whht.p, whht.rs, whht.cs, 0.0, gh, G, 1);
+    sg__gemm_op(dt, B, G, C, ctx->data, C, wct, 0, 0, 1.0, act, lda);
+    sg__gemm_op(dt, B, G, H, s->data, H, whht, 0, 0, 0.0, gh, G);
     const void *bh = b ? b->data : zb;
     if (dt == SG_F32)
         gates_fwd_f32(B, H, act, lda, gh, bh, s->data, ghn, s2->data);

@@ -41,9 +41,8 @@ void sg__step_product_bwd(sg_graph *g, const void *da, int64_t lda, int64_t G, s
     sg_dtype dt = x->dtype;
     int64_t B = x->shape[0], F = x->shape[1];
     void *d;
-    if ((d = sg_grad_of(g, x))) /* dx += da W_x */
-        sg__gemm(dt, B, F, G, 1.0, da, lda, 1, Wx->data, Wx->stride[0], Wx->stride[1], 1.0, d,
-                 F, 1);
+    if ((d = sg_grad_of(g, x))) /* dx += da W_x, W_x packed once per backward */
+        sg__gemm_op(dt, B, F, G, da, lda, sg__weight_operand(g, Wx, true), 0, 0, 1.0, d, F);
     if ((d = sg_grad_of(g, (sg_tensor *)Wx))) /* dW_x += da^T x */
         sg__gemm(dt, G, F, B, 1.0, da, 1, lda, x->data, F, 1, 1.0, d, F, 1);
 }

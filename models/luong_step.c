@@ -155,12 +155,12 @@ sg_tensor *sg__luong_lstm_step(sg_graph *g, sg_tensor *gx, int64_t t, sg_tensor 
         else
             add_vec_f64(G, ar, b->data, ar);
     }
-    /* W_f^T and W_hh^T made once per graph (all steps of a training step share them) give
-     * the small-product kernels row-major operands; else the weights are read transposed */
+    /* W_f^T and W_hh^T copied (packed, or row-major for LIBXSMM) once per graph: all steps
+     * of a training step share them; else the weights are read transposed */
     sg__operand wft = sg__weight_t_operand(g, Wf, 1, true);
     sg__operand whht = sg__weight_t_operand(g, Whh, 1, true);
-    sg__gemm(dt, B, G, F, 1.0, feed->data, F, 1, wft.p, wft.rs, wft.cs, 1.0, act, lda, 1);
-    sg__gemm(dt, B, G, H, 1.0, h->data, H, 1, whht.p, whht.rs, whht.cs, 1.0, act, lda, 1);
+    sg__gemm_op(dt, B, G, F, feed->data, F, wft, 0, 0, 1.0, act, lda);
+    sg__gemm_op(dt, B, G, H, h->data, H, whht, 0, 0, 1.0, act, lda);
     if (dt == SG_F32)
         gates_fwd_f32(B, H, act, lda, c->data, c2->data, h2->data);
     else

@@ -235,7 +235,7 @@ static sg_tensor *lce_forward(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor
         int64_t c = R - r0 < chunk ? R - r0 : chunk;
         const char *xc = (const char *)x->data + (size_t)(r0 * K) * es;
         bool add_b = bias && !sv; /* with a gradient, the row passes add the bias */
-        sg__affine(dt, c, V, K, xc, K, wt.p, wt.cs, wt.rs, add_b ? bias->data : NULL, z, V);
+        sg__affine_op(dt, c, V, K, xc, K, wt, add_b ? bias->data : NULL, z, V);
         if (!sv) {
             sg__ce_rows_forward(dt, z, y + r0, c, V, o.ignore_index, eps, lse + r0, lrow + r0);
             continue;

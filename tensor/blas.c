@@ -25,7 +25,7 @@ static bool use_xsmm = false;
 static bool has_avx = false;
 
 /* multiply-adds (m n k) from which a product is worth BLIS's threads */
-#define SMALL_GEMM (96.0 * 96.0 * 96.0)
+#define SMALL_GEMM SG_SMALL_GEMM_THREADS
 /* products whose output has a side of at most this many may use BLIS's sup kernels */
 #define SUP_MAX_SIDE 48
 /* 2 m n k of every product so far, all threads (mha.c calls sg__gemm in parallel loops). */
@@ -319,6 +319,11 @@ bool sg__small_gemm_row_major(void)
     return use_xsmm;
 }
 
+void sg__count_gemm_flops(int64_t m, int64_t n, int64_t k)
+{
+    __atomic_fetch_add(&gemm_flops, 2u * (uint64_t)m * (uint64_t)n * (uint64_t)k, __ATOMIC_RELAXED);
+}
+
 uint64_t sg_gemm_flops(void)
 {
     return __atomic_load_n(&gemm_flops, __ATOMIC_RELAXED);
@@ -331,7 +336,7 @@ void sg__gemm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha, const 
     init_once();
     if (m == 0 || n == 0)
         return;
-    __atomic_fetch_add(&gemm_flops, 2u * (uint64_t)m * (uint64_t)n * (uint64_t)k, __ATOMIC_RELAXED);
+    sg__count_gemm_flops(m, n, k);
     /* BLIS rejects zero strides for size-1 dims; any positive value works there. */
     if (m == 1) {
         rsa = rsa ? rsa : 1;

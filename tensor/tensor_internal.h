@@ -61,6 +61,32 @@ SG_INTERNAL void sg__iter_run(sg__iter *it, sg__iter_fn fn, void *user);
  * (e.g. a beam's 320 x 320 x 384 step projection), where LIBXSMM's unpacked kernels beat
  * BLIS's packing: 400^3 rather than 256^3 made dates-bahdanau training 6-8% faster. */
 #define SG_SMALL_GEMM_MNK (400.0 * 400.0 * 400.0)
+/* Products of at least this many multiply-adds are worth waking the library's threads. */
+#define SG_SMALL_GEMM_THREADS (96.0 * 96.0 * 96.0)
+/* Adds a product's 2 m n k to sg_gemm_flops. */
+SG_INTERNAL void sg__count_gemm_flops(int64_t m, int64_t n, int64_t k);
+
+/* A right operand B [k, n] of f32 packed for sg__gemm_packed (gemm_packed.c): column
+ * panels 16 wide, each k rows deep, the last padded with zeros. p is the caller's. */
+typedef struct sg__packed {
+    float *p;
+    int64_t k, n;
+} sg__packed;
+/* Whether sg__gemm_packed runs here: f32 on an AVX2+FMA CPU where small products do
+ * not go to LIBXSMM. Where false, callers use sg__gemm. */
+SG_INTERNAL bool sg__packed_gemm_on(sg_dtype dt);
+/* Floats that sg__pack needs for a B of [k, n]. */
+SG_INTERNAL size_t sg__packed_floats(int64_t k, int64_t n);
+/* Packs B [k, n] (element strides rsb, csb) into buf (sg__packed_floats(k, n) floats,
+ * the caller's) and describes it in *dst. */
+SG_INTERNAL void sg__pack(sg__packed *dst, float *buf, const float *B, int64_t k, int64_t n,
+                          int64_t rsb, int64_t csb);
+/* C [m, n] = A [m, k] B' (acc: C += A B') where B' is rows [k0, k0 + k) and columns
+ * [j0, j0 + n) of the packed B (j0 a multiple of 16); A and C row-major with row strides
+ * lda, ldc. Requires sg__packed_gemm_on(SG_F32). */
+SG_INTERNAL void sg__gemm_packed(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
+                                 const sg__packed *B, int64_t k0, int64_t j0, bool acc,
+                                 float *C, int64_t ldc);
 /* Whether small products go to LIBXSMM (built with it, and chosen for this CPU or by
  * SG_XSMM), whose kernels need row-major operands: only then is a transposed copy of a
  * weight worth making for them. */

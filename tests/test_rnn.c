@@ -665,3 +665,108 @@ Test(gru_cell, null_biases_are_zero)
     for (int i = 0; i < 5; i++)
         sg_tensor_free(all[i]);
 }
+
+/* ---- f32 against f64 at awkward sizes ---------------------------------------------
+ * The f32 per-step products may take the packed kernel (tensor/gemm_packed.c: 6-row
+ * tiles, 16-column panels) where the f64 ones go to BLIS: hidden sizes that leave
+ * partial panels (H 20: 60 gate columns) or start the Cho GRU's W_hn block on a panel
+ * (H 24), 13 rows (two 6-row tiles and one) shrinking as rows end, an initial state. */
+/* One run in dt: parameters from src when given (else initialised; *keep receives
+ * them when keep is not NULL), outputs to out, the gradients of every parameter, x and
+ * h0 to grads (*n_grads values). */
+static void run_dtype(sg_rnn_cell cell, bool cho, int64_t H, sg_dtype dt, const sg_params *src,
+                      double *out, double *grads, int64_t *n_grads, sg_params **keep)
+{
+    enum { B = 13, T = 7, I = 9 };
+    sg_rng r;
+    sg_rng_seed(&r, 5);
+    sg_params *p = sg_params_new(dt);
+    sg_rnn m;
+    sg_rnn_config cfg = {.input_size = I, .hidden_size = H, .bidirectional = true,
+                         .reset_before_matmul = cho};
+    cr_assert_eq(cell == SG_RNN_LSTM ? sg_lstm_init(&m, p, "t", &cfg, &r)
+                                     : sg_gru_init(&m, p, "t", &cfg, &r), SG_OK);
+    for (int i = 0; src && i < sg_params_count(p); i++) { /* the f64 module's values */
+        sg_tensor *d = sg_params_at(p, i)->value, *s = sg_params_at(src, i)->value;
+        for (int64_t e = 0; e < sg_tensor_numel(d); e++)
+            sg_tensor_set(d, e, sg_tensor_get(s, e));
+    }
+    sg_graph *g = sg_graph_new();
+    sg_rng_seed(&r, 6);
+    /* x and h0 on the heap, where they can take gradients */
+    sg_tensor *x = sg_tensor_new(dt, 3, (int64_t[]){B, T, I});
+    sg_tensor *h0 = sg_tensor_new(dt, 3, (int64_t[]){2, B, H});
+    sg_tensor_uniform_(x, &r, -1, 1);
+    sg_tensor_uniform_(h0, &r, -1, 1);
+    cr_assert_eq(sg_tensor_set_requires_grad(x, true), SG_OK);
+    cr_assert_eq(sg_tensor_set_requires_grad(h0, true), SG_OK);
+    sg_tensor *c0 = cell == SG_RNN_LSTM ? sg_randn(g, dt, 3, (int64_t[]){2, B, H}, &r) : NULL;
+    sg_tensor *wy = sg_randn(g, dt, 3, (int64_t[]){B, T, 2 * H}, &r);
+    int64_t lens[B];
+    for (int i = 0; i < B; i++)
+        lens[i] = 1 + (i * 5) % T;
+    sg_rnn_opts o = {.lengths = sg_from_buffer(g, SG_I64, 1, (int64_t[]){B}, lens), .h0 = h0,
+                     .c0 = c0};
+    sg_tensor *y = sg_rnn_forward(g, &m, x, &o, NULL, NULL);
+    cr_assert(y, "%s", sg_last_error());
+    cr_assert_eq(sg_backward(g, sg_sum_all(g, sg_mul(g, y, wy))), SG_OK, "%s", sg_last_error());
+    for (int64_t e = 0; e < sg_tensor_numel(y); e++)
+        out[e] = sg_tensor_get(y, e);
+    int64_t n = 0;
+    for (int i = 0; i < sg_params_count(p); i++) {
+        sg_tensor *v = sg_params_at(p, i)->value;
+        for (int64_t e = 0; e < sg_tensor_numel(v); e++)
+            grads[n++] = sg_tensor_grad_get(v, e);
+    }
+    for (int64_t e = 0; e < sg_tensor_numel(x); e++)
+        grads[n++] = sg_tensor_grad_get(x, e);
+    for (int64_t e = 0; e < sg_tensor_numel(h0); e++)
+        grads[n++] = sg_tensor_grad_get(h0, e);
+    *n_grads = n;
+    sg_graph_free(g);
+    sg_tensor_free(x);
+    sg_tensor_free(h0);
+    if (keep)
+        *keep = p;
+    else
+        sg_params_free(p);
+}
+
+static void check_f32_vs_f64(sg_rnn_cell cell, bool cho, int64_t H)
+{
+    static double o64[13 * 7 * 2 * 64], o32[13 * 7 * 2 * 64], g64[60000], g32[60000];
+    int64_t n64, n32;
+    sg_params *p64;
+    run_dtype(cell, cho, H, SG_F64, NULL, o64, g64, &n64, &p64);
+    run_dtype(cell, cho, H, SG_F32, p64, o32, g32, &n32, NULL);
+    sg_params_free(p64);
+    cr_assert_eq(n64, n32);
+    for (int64_t i = 0; i < 13 * 7 * 2 * H; i++)
+        cr_assert(fabs(o32[i] - o64[i]) <= 1e-5 + 1e-4 * fabs(o64[i]), "H %lld output %lld: "
+                  "%g vs %g", (long long)H, (long long)i, o32[i], o64[i]);
+    for (int64_t i = 0; i < n64; i++)
+        cr_assert(fabs(g32[i] - g64[i]) <= 1e-4 + 1e-4 * fabs(g64[i]), "H %lld grad %lld: "
+                  "%g vs %g", (long long)H, (long long)i, g32[i], g64[i]);
+}
+
+Test(gru, f32_matches_f64_at_awkward_sizes)
+{
+    for (int t = 1; t <= 2; t++) {
+        sg_set_num_threads(t);
+        check_f32_vs_f64(SG_RNN_GRU, false, 20);
+        check_f32_vs_f64(SG_RNN_GRU, false, 48);
+        check_f32_vs_f64(SG_RNN_GRU, true, 20);
+        check_f32_vs_f64(SG_RNN_GRU, true, 24);
+    }
+    sg_set_num_threads(1);
+}
+
+Test(lstm, f32_matches_f64_at_awkward_sizes)
+{
+    for (int t = 1; t <= 2; t++) {
+        sg_set_num_threads(t);
+        check_f32_vs_f64(SG_RNN_LSTM, false, 20);
+        check_f32_vs_f64(SG_RNN_LSTM, false, 40);
+    }
+    sg_set_num_threads(1);
+}
