@@ -6,9 +6,11 @@
  * where that packing and BLIS's set-up cost a quarter of the time: on AMD EPYC Zen 3,
  * one thread, BLIS made 68-80 GFLOP/s on these shapes and the kernel below 97-100.
  * A tile is 6 rows x 16 columns held in 12 AVX registers over the whole k; the panel
- * (k x 16 floats) stays in L1 while the row blocks of A pass over it. */
+ * (k x 16 floats) stays in L1 while the row blocks of A pass over it. C is added after
+ * the sum when accumulating. */
 #include "tensor_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -46,55 +48,78 @@ void sg__pack(sg__packed *dst, float *buf, const float *B, int64_t k, int64_t n,
 #if HAVE_KERNEL
 #define KERNEL_TARGET __attribute__((target("avx2,fma")))
 
-/* C[R rows, 16 or fewer cols (mask)] (+)= A[R, k] panel[k, 16]; lda, ldc in floats. */
-#define TILE(R)                                                                            \
-    KERNEL_TARGET static void tile##R(int64_t k, const float *A, int64_t lda,              \
-                                      const float *p, float *C, int64_t ldc, bool acc,     \
-                                      int64_t w)                                           \
-    {                                                                                      \
-        __m256 c0[R], c1[R];                                                               \
-        __m256i m0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);                            \
-        __m256i m1 = _mm256_add_epi32(m0, _mm256_set1_epi32(8));                           \
-        __m256i wv = _mm256_set1_epi32((int)w);                                            \
-        m0 = _mm256_cmpgt_epi32(wv, m0);                                                   \
-        m1 = _mm256_cmpgt_epi32(wv, m1);                                                   \
-        for (int r = 0; r < R; r++) {                                                      \
-            c0[r] = acc ? _mm256_maskload_ps(C + r * ldc, m0) : _mm256_setzero_ps();       \
-            c1[r] = acc ? _mm256_maskload_ps(C + r * ldc + 8, m1) : _mm256_setzero_ps();   \
-        }                                                                                  \
-        for (int64_t kk = 0; kk < k; kk++) {                                               \
-            __m256 b0 = _mm256_loadu_ps(p + kk * PANEL), b1 = _mm256_loadu_ps(p + kk * PANEL + 8); \
-            for (int r = 0; r < R; r++) {                                                  \
-                __m256 a = _mm256_broadcast_ss(A + r * lda + kk);                          \
-                c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);                                     \
-                c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);                                     \
-            }                                                                              \
-        }                                                                                  \
-        for (int r = 0; r < R; r++) {                                                      \
-            _mm256_maskstore_ps(C + r * ldc, m0, c0[r]);                                   \
-            _mm256_maskstore_ps(C + r * ldc + 8, m1, c1[r]);                               \
-        }                                                                                  \
+/* One row of a tile's result: c (+)= the row of C, w <= 16 columns. */
+KERNEL_TARGET static inline void store_row(float *C, __m256 lo, __m256 hi, bool acc, int64_t w)
+{
+    if (w == PANEL) {
+        if (acc) {
+            lo = _mm256_add_ps(lo, _mm256_loadu_ps(C));
+            hi = _mm256_add_ps(hi, _mm256_loadu_ps(C + 8));
+        }
+        _mm256_storeu_ps(C, lo);
+        _mm256_storeu_ps(C + 8, hi);
+        return;
     }
-TILE(6)
-TILE(5)
-TILE(4)
-TILE(3)
-TILE(2)
-TILE(1)
+    float t[PANEL];
+    _mm256_storeu_ps(t, lo);
+    _mm256_storeu_ps(t + 8, hi);
+    for (int64_t c = 0; c < w; c++)
+        C[c] = acc ? C[c] + t[c] : t[c];
+}
 
-typedef void (*tile_fn)(int64_t, const float *, int64_t, const float *, float *, int64_t,
-                        bool, int64_t);
-static const tile_fn tiles[7] = {NULL, tile1, tile2, tile3, tile4, tile5, tile6};
+/* C[rows <= 6, w <= 16] (+)= A[rows, k] panel[k, 16]; lda, ldc in floats. The twelve
+ * accumulators are named variables so that they stay in registers (as arrays, GCC kept
+ * them on the stack: 1.6x slower). Rows past `rows` read row 0 again and are not
+ * stored. */
+KERNEL_TARGET static void tile(int64_t k, const float *A, int64_t lda, int rows,
+                               const float *p, float *C, int64_t ldc, bool acc, int64_t w)
+{
+    const float *a0 = A, *a1 = A + (rows > 1 ? lda : 0), *a2 = A + (rows > 2 ? 2 * lda : 0);
+    const float *a3 = A + (rows > 3 ? 3 * lda : 0), *a4 = A + (rows > 4 ? 4 * lda : 0);
+    const float *a5 = A + (rows > 5 ? 5 * lda : 0);
+    __m256 z = _mm256_setzero_ps();
+    __m256 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z;
+    __m256 c30 = z, c31 = z, c40 = z, c41 = z, c50 = z, c51 = z;
+    for (int64_t kk = 0; kk < k; kk++, p += PANEL) {
+        __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8), a;
+        a = _mm256_broadcast_ss(a0 + kk);
+        c00 = _mm256_fmadd_ps(a, b0, c00);
+        c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(a1 + kk);
+        c10 = _mm256_fmadd_ps(a, b0, c10);
+        c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(a2 + kk);
+        c20 = _mm256_fmadd_ps(a, b0, c20);
+        c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(a3 + kk);
+        c30 = _mm256_fmadd_ps(a, b0, c30);
+        c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(a4 + kk);
+        c40 = _mm256_fmadd_ps(a, b0, c40);
+        c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(a5 + kk);
+        c50 = _mm256_fmadd_ps(a, b0, c50);
+        c51 = _mm256_fmadd_ps(a, b1, c51);
+    }
+    store_row(C, c00, c01, acc, w);
+    if (rows > 1)
+        store_row(C + ldc, c10, c11, acc, w);
+    if (rows > 2)
+        store_row(C + 2 * ldc, c20, c21, acc, w);
+    if (rows > 3)
+        store_row(C + 3 * ldc, c30, c31, acc, w);
+    if (rows > 4)
+        store_row(C + 4 * ldc, c40, c41, acc, w);
+    if (rows > 5)
+        store_row(C + 5 * ldc, c50, c51, acc, w);
+}
 
 /* Columns [j, j + w) of C: every 6-row block of A over one panel. */
 static void panel_rows(int64_t m, int64_t k, const float *A, int64_t lda, const float *p,
                        float *C, int64_t ldc, bool acc, int64_t w)
 {
-    int64_t i = 0;
-    for (; i + 6 <= m; i += 6)
-        tile6(k, A + i * lda, lda, p, C + i * ldc, ldc, acc, w);
-    if (i < m)
-        tiles[m - i](k, A + i * lda, lda, p, C + i * ldc, ldc, acc, w);
+    for (int64_t i = 0; i < m; i += 6)
+        tile(k, A + i * lda, lda, m - i < 6 ? (int)(m - i) : 6, p, C + i * ldc, ldc, acc, w);
 }
 #endif
 
@@ -104,8 +129,9 @@ bool sg__packed_gemm_on(sg_dtype dt)
     static int on = -1;
     if (on < 0) {
         __builtin_cpu_init();
+        const char *e = getenv("SG_PACKED"); /* SG_PACKED=0: BLIS only, for comparisons */
         on = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             !sg__small_gemm_row_major();
+             !sg__small_gemm_row_major() && !(e && e[0] == '0');
     }
     return dt == SG_F32 && on;
 #else
