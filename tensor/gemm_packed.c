@@ -80,38 +80,24 @@ KERNEL_TARGET static void tile(int64_t k, const float *A, int64_t lda, int rows,
     __m256 z = _mm256_setzero_ps();
     __m256 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z;
     __m256 c30 = z, c31 = z, c40 = z, c41 = z, c50 = z, c51 = z;
+/* one row of A times the panel's row kk into that row's two accumulators */
+#define FMA_ROW(ar, lo, hi)                                                                 \
+    a = _mm256_broadcast_ss((ar) + kk);                                                     \
+    lo = _mm256_fmadd_ps(a, b0, lo);                                                        \
+    hi = _mm256_fmadd_ps(a, b1, hi)
     for (int64_t kk = 0; kk < k; kk++, p += PANEL) {
         __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8), a;
-        a = _mm256_broadcast_ss(a0 + kk);
-        c00 = _mm256_fmadd_ps(a, b0, c00);
-        c01 = _mm256_fmadd_ps(a, b1, c01);
-        a = _mm256_broadcast_ss(a1 + kk);
-        c10 = _mm256_fmadd_ps(a, b0, c10);
-        c11 = _mm256_fmadd_ps(a, b1, c11);
-        a = _mm256_broadcast_ss(a2 + kk);
-        c20 = _mm256_fmadd_ps(a, b0, c20);
-        c21 = _mm256_fmadd_ps(a, b1, c21);
-        a = _mm256_broadcast_ss(a3 + kk);
-        c30 = _mm256_fmadd_ps(a, b0, c30);
-        c31 = _mm256_fmadd_ps(a, b1, c31);
-        a = _mm256_broadcast_ss(a4 + kk);
-        c40 = _mm256_fmadd_ps(a, b0, c40);
-        c41 = _mm256_fmadd_ps(a, b1, c41);
-        a = _mm256_broadcast_ss(a5 + kk);
-        c50 = _mm256_fmadd_ps(a, b0, c50);
-        c51 = _mm256_fmadd_ps(a, b1, c51);
+        FMA_ROW(a0, c00, c01);
+        FMA_ROW(a1, c10, c11);
+        FMA_ROW(a2, c20, c21);
+        FMA_ROW(a3, c30, c31);
+        FMA_ROW(a4, c40, c41);
+        FMA_ROW(a5, c50, c51);
     }
-    store_row(C, c00, c01, acc, w);
-    if (rows > 1)
-        store_row(C + ldc, c10, c11, acc, w);
-    if (rows > 2)
-        store_row(C + 2 * ldc, c20, c21, acc, w);
-    if (rows > 3)
-        store_row(C + 3 * ldc, c30, c31, acc, w);
-    if (rows > 4)
-        store_row(C + 4 * ldc, c40, c41, acc, w);
-    if (rows > 5)
-        store_row(C + 5 * ldc, c50, c51, acc, w);
+#undef FMA_ROW
+    __m256 lo[6] = {c00, c10, c20, c30, c40, c50}, hi[6] = {c01, c11, c21, c31, c41, c51};
+    for (int r = 0; r < rows; r++)
+        store_row(C + r * ldc, lo[r], hi[r], acc, w);
 }
 
 /* Columns [j, j + w) of C: every 6-row block of A over one panel. */
