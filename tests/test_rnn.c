@@ -668,9 +668,10 @@ Test(gru_cell, null_biases_are_zero)
 
 /* ---- f32 against f64 at awkward sizes ---------------------------------------------
  * The f32 per-step products may take the packed kernel (tensor/gemm_packed.c: 6-row
- * tiles, 16-column panels) where the f64 ones go to BLIS: hidden sizes that leave
- * partial panels (H 20: 60 gate columns) or start the Cho GRU's W_hn block on a panel
- * (H 24), 13 rows (two 6-row tiles and one) shrinking as rows end, an initial state. */
+ * tiles, 16-column panels) where the f64 ones go to BLIS:
+ * hidden sizes that leave partial panels (H 20: 60 gate columns), start the Cho GRU's
+ * W_hn block on a panel (H 24) or give backward long panels (k = 288: H 72, 96), 13
+ * rows (two 6-row tiles and one) shrinking as rows end, an initial state. */
 /* One run in dt: parameters from src when given (else initialised; *keep receives
  * them when keep is not NULL), outputs to out, the gradients of every parameter, x and
  * h0 to grads (*n_grads values). */
@@ -734,7 +735,7 @@ static void run_dtype(sg_rnn_cell cell, bool cho, int64_t H, sg_dtype dt, const 
 
 static void check_f32_vs_f64(sg_rnn_cell cell, bool cho, int64_t H)
 {
-    static double o64[13 * 7 * 2 * 64], o32[13 * 7 * 2 * 64], g64[60000], g32[60000];
+    static double o64[13 * 7 * 2 * 96], o32[13 * 7 * 2 * 96], g64[100000], g32[100000];
     int64_t n64, n32;
     sg_params *p64;
     run_dtype(cell, cho, H, SG_F64, NULL, o64, g64, &n64, &p64);
@@ -757,6 +758,7 @@ Test(gru, f32_matches_f64_at_awkward_sizes)
         check_f32_vs_f64(SG_RNN_GRU, false, 48);
         check_f32_vs_f64(SG_RNN_GRU, true, 20);
         check_f32_vs_f64(SG_RNN_GRU, true, 24);
+        check_f32_vs_f64(SG_RNN_GRU, false, 96); /* backward's k = 288 */
     }
     sg_set_num_threads(1);
 }
@@ -767,6 +769,7 @@ Test(lstm, f32_matches_f64_at_awkward_sizes)
         sg_set_num_threads(t);
         check_f32_vs_f64(SG_RNN_LSTM, false, 20);
         check_f32_vs_f64(SG_RNN_LSTM, false, 40);
+        check_f32_vs_f64(SG_RNN_LSTM, false, 72); /* backward's k = 288 */
     }
     sg_set_num_threads(1);
 }
