@@ -426,12 +426,10 @@ static const sg_wt_entry *copy_in(sg_graph *g, const sg_tensor *w, int kind)
         sg__pack(&e->pk, t, w->data, c, r, cs, rs);
     else if (kind == SG_WT_PACK) /* B = W [r, c] */
         sg__pack(&e->pk, t, w->data, r, c, rs, cs);
-    else if (w->dtype == SG_F32 && transpose_f32_avx512(w->data, r, c, rs, cs, (float *)t))
-        ;
-    else if (w->dtype == SG_F32)
-        transpose_f32(w->data, r, c, rs, cs, (float *)t);
-    else
+    else if (w->dtype == SG_F64)
         transpose_f64(w->data, r, c, rs, cs, (double *)t);
+    else if (!transpose_f32_avx512(w->data, r, c, rs, cs, (float *)t))
+        transpose_f32(w->data, r, c, rs, cs, (float *)t);
     return e;
 }
 

@@ -76,29 +76,6 @@ enum { IN_X, IN_WIH, IN_WHH, IN_BIH, IN_BHH, IN_H0, IN_C0, IN_COUNT };
 
 static void *data_or_null(const sg_tensor *t) { return t ? t->data : NULL; }
 
-/* The recurrent weight packed for sg__gemm_packed into pool scratch *buf (the caller
- * puts it back), when that kernel runs here and at least two steps multiply by it:
- * W_hh^T [H, GH] for the forward (trans), W_hh [GH, H] for the backward. Returns pk, or
- * NULL when the steps go to sg__gemm (a failed allocation also returns NULL, after
- * sg__scratch_get has recorded SG_ENOMEM in g). */
-static const sg__packed *packed_whh(sg_graph *g, const sg_tensor *whh, bool trans, int64_t T,
-                                    bool cho, sg__packed *pk, void **buf, const char *who)
-{
-    *buf = NULL;
-    int64_t GH = whh->shape[0], H = whh->shape[1];
-    /* the Cho GRU's W_hn columns of W_hh^T must start on a panel */
-    if (T < 2 || !sg__packed_gemm_on(whh->dtype) || (trans && cho && (2 * H) % 16))
-        return NULL;
-    int64_t k = trans ? H : GH, n = trans ? GH : H;
-    *buf = sg__scratch_get(g, sg__packed_floats(k, n) * sizeof(float), who);
-    if (!*buf)
-        return NULL;
-    const float *w = whh->data;
-    sg__pack(pk, *buf, w, k, n, trans ? whh->stride[1] : whh->stride[0],
-             trans ? whh->stride[0] : whh->stride[1]);
-    return pk;
-}
-
 static void rnn_bwd(sg_graph *g, sg_node *n)
 {
     rnn_saved *sv = n->saved;
@@ -120,24 +97,22 @@ static void rnn_bwd(sg_graph *g, sg_node *n)
      * of every step, packed */
     int64_t dgh_rows = sv->cho ? sv->N : sv->B;
     void *dgh = sg__scratch_get(g, (size_t)(dgh_rows * sv->G * sv->H) * es, who);
-    void *pbuf = NULL;
-    sg__packed pk;
-    const sg__packed *whh_p = packed_whh(g, in[IN_WHH], false, sv->T, sv->cho, &pk, &pbuf, who);
     if (!dH || !dC || !drh || !dgh)
         goto out;
-    const void *x = in[IN_X]->data, *wih = in[IN_WIH]->data, *whh = in[IN_WHH]->data;
+    const void *x = in[IN_X]->data, *wih = in[IN_WIH]->data;
+    /* dh W_hh at every step: W_hh packed once per backward where the packed kernel runs */
+    sg__operand whh = sg__weight_operand(g, in[IN_WHH], true);
     if (y->dtype == SG_F32)
-        rnn_bwd_f32(sv, x, wih, whh, whh_p, y->data, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh,
+        rnn_bwd_f32(sv, x, wih, whh, y->data, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh,
                     dbih, dbhh, dh0, dc0, dH, dC, dgh, drh);
     else
-        rnn_bwd_f64(sv, x, wih, whh, NULL, y->data, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh,
+        rnn_bwd_f64(sv, x, wih, whh, y->data, data_or_null(cN), dy, dhN, dcN, dx, dwih, dwhh,
                     dbih, dbhh, dh0, dc0, dH, dC, dgh, drh);
 out:
     sg__scratch_put(g, dH);
     sg__scratch_put(g, dC);
     sg__scratch_put(g, drh);
     sg__scratch_put(g, dgh);
-    sg__scratch_put(g, pbuf);
 }
 
 /* Packed state rows (see rnn_saved): *p0 = the B rows before step 0, first when given
@@ -162,8 +137,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     int64_t B = x->shape[0], T = x->shape[1], I = x->shape[2], H = w->weight_hh->shape[1];
     bool lstm = cell == SG_RNN_LSTM;
     const char *who = lstm ? "sg_lstm" : "sg_gru";
-    void *gh = NULL, *hn_rows = NULL, *hbuf = NULL, *pbuf = NULL;
-    sg__packed pk;
+    void *gh = NULL, *hn_rows = NULL, *hbuf = NULL;
     bool hn_is_y = T == 1; /* see below */
     rnn_saved *sv = sg_arena_alloc(a, sizeof *sv);
     if (!sv)
@@ -234,7 +208,6 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     sg__operand wih_t =
         sg__weight_t_operand(g, w->weight_ih, 1, ih_small && w->weight_ih->owns_data);
     sg__operand whh_t = sg__weight_t_operand(g, w->weight_hh, T, w->weight_hh->owns_data);
-    const sg__packed *whh_p = packed_whh(g, w->weight_hh, true, T, sv->cho, &pk, &pbuf, who);
     sg_tensor *ty = sg_empty(g, dt, 3, (int64_t[]){B, T, H});
     /* one step (a decoder cell): h_n is y's data under a [B, H] header, not a copy; the
      * kernel's h_n rows go to pool scratch */
@@ -247,17 +220,16 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
         !ty || !thn || !hn_rows || (lstm && !tcn))
         goto oom;
     if (dt == SG_F32)
-        rnn_fwd_f32(sv, x->data, wih_t, whh_t, whh_p, data_or_null(w->bias_ih),
+        rnn_fwd_f32(sv, x->data, wih_t, whh_t, data_or_null(w->bias_ih),
                     data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
                     hn_rows, tcn ? tcn->data : NULL, gh, hbuf, zeros);
     else
-        rnn_fwd_f64(sv, x->data, wih_t, whh_t, NULL, data_or_null(w->bias_ih),
+        rnn_fwd_f64(sv, x->data, wih_t, whh_t, data_or_null(w->bias_ih),
                     data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
                     hn_rows, tcn ? tcn->data : NULL, gh, hbuf, zeros);
     sg__scratch_put(g, gh);
     sg__scratch_put(g, hbuf);
-    sg__scratch_put(g, pbuf);
-    gh = hbuf = pbuf = NULL;
+    gh = hbuf = NULL;
     if (hn_is_y)
         sg__scratch_put(g, hn_rows);
     hn_rows = NULL;
@@ -277,7 +249,6 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
 oom:
     sg__scratch_put(g, gh);
     sg__scratch_put(g, hbuf);
-    sg__scratch_put(g, pbuf);
     if (hn_is_y)
         sg__scratch_put(g, hn_rows);
     sg_graph_fail(g, SG_ENOMEM, "sg_rnn: out of memory for a [%lld, %lld, %lld] run",

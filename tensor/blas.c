@@ -24,8 +24,6 @@ static bool use_xsmm = false;
  * 3x slower). We clear them after each kernel when the CPU has AVX. */
 static bool has_avx = false;
 
-/* multiply-adds (m n k) from which a product is worth BLIS's threads */
-#define SMALL_GEMM SG_SMALL_GEMM_THREADS
 /* products whose output has a side of at most this many may use BLIS's sup kernels */
 #define SUP_MAX_SIDE 48
 /* 2 m n k of every product so far, all threads (mha.c calls sg__gemm in parallel loops). */
@@ -104,12 +102,12 @@ static void gemm_blis(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
 {
     /* Waking BLIS's threads costs more than a small product gains from them (and
      * under load a parallel region can stall for a whole time slice): products below
-     * SMALL_GEMM multiply-adds run on the calling thread. The result is the same. */
+     * SG_SMALL_GEMM_THREADS multiply-adds run on the calling thread. The result is the same. */
     rntm_t rntm;
     bli_rntm_init(&rntm);
     int nthr = sg__threads();
     bli_rntm_set_num_threads(
-        nthr > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM ? nthr : 1, &rntm);
+        nthr > 1 && (double)m * (double)n * (double)k >= SG_SMALL_GEMM_THREADS ? nthr : 1, &rntm);
     /* BLIS 0.9 sends a product to its small/unpacked ("sup") kernels whenever one
      * dimension is under a threshold (512 rows for f32 on zen3). They win only on
      * skinny outputs: on the generator of a 384-row chunk (384 x 8000 x 1024) they made
@@ -209,7 +207,7 @@ static bool gemm_xsmm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
      * columns of B (a weight [k, n] of a decoder step with 64 rows is most of the
      * traffic). Blocks are multiples of 16 columns (one AVX-512 vector). */
     int nthr = sg__threads();
-    int nt = nthr > 1 && (double)m * (double)n * (double)k >= SMALL_GEMM && (m >= 16 || n >= 32)
+    int nt = nthr > 1 && (double)m * (double)n * (double)k >= SG_SMALL_GEMM_THREADS && (m >= 16 || n >= 32)
                  ? nthr
                  : 1;
     bool by_cols = nt > 1 && n > m;
