@@ -2,6 +2,7 @@
  * bench_decode.c - decoding throughput of a trained checkpoint, MODELS.md 10.2.
  *
  *     bench_decode --config NAME --checkpoint M.h5 [--threads N] [--data DIR] [--passes P]
+ *                  [--search greedy|beam5|both]
  *
  * Batches: bench(10) of the test split (640 sentences, 64 per batch), numericalised
  * with the checkpoint's vocabularies. For greedy, then beam 5 (alpha 0.7, "avg"): one
@@ -102,20 +103,20 @@ static void sha1_str(sha1 *s, const char *str)
 /* ---- the benchmark -------------------------------------------------------------- */
 
 typedef struct opts {
-    const char *config, *data, *checkpoint;
+    const char *config, *data, *checkpoint, *search;
     int threads, passes;
 } opts;
 
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_decode --config NAME --checkpoint M.h5 [--threads N] "
-                    "[--data DIR] [--passes P]\n");
+                    "[--data DIR] [--passes P] [--search greedy|beam5|both]\n");
     exit(2);
 }
 
 static opts parse(int argc, char **argv)
 {
-    opts o = {.threads = 1, .passes = 3};
+    opts o = {.threads = 1, .passes = 3, .search = "both"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h") || !v)
@@ -130,13 +131,18 @@ static opts parse(int argc, char **argv)
             o.threads = atoi(v);
         else if (!strcmp(a, "--passes"))
             o.passes = atoi(v);
+        else if (!strcmp(a, "--search"))
+            o.search = v; /* one search alone: for profiling */
         else {
             fprintf(stderr, "bench_decode: unknown option %s\n", a);
             usage();
         }
         i++;
     }
-    if (!o.config || !o.checkpoint || o.threads < 1 || o.passes < 1 || o.passes > MAX_PASSES)
+    bool search_ok = !strcmp(o.search, "greedy") || !strcmp(o.search, "beam5") ||
+                     !strcmp(o.search, "both");
+    if (!o.config || !o.checkpoint || o.threads < 1 || o.passes < 1 || o.passes > MAX_PASSES ||
+        !search_ok)
         usage();
     return o;
 }
@@ -268,8 +274,10 @@ int main(int argc, char **argv)
     bench_json_int(&j, "blas_threads", sg_get_num_threads());
     bench_json_int(&j, "sentences", n_sent);
     bench_json_str(&j, "ckpt", base ? base + 1 : o.checkpoint);
-    run(&j, "greedy", m, bs, n_sent, 0, o.passes);
-    run(&j, "beam5", m, bs, n_sent, 5, o.passes);
+    if (strcmp(o.search, "beam5"))
+        run(&j, "greedy", m, bs, n_sent, 0, o.passes);
+    if (strcmp(o.search, "greedy"))
+        run(&j, "beam5", m, bs, n_sent, 5, o.passes);
     bench_json_num(&j, "peak_rss_mb", bench_peak_rss_mb(), 1);
     fputs("}\n", stdout);
 

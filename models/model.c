@@ -91,6 +91,7 @@ void sg_model_free(sg_model *m)
         return;
     if (m->vt && m->vt->free)
         m->vt->free(m);
+    sg__replica_free(m->replica);
     sg_params_free(m->params);
     free(m);
 }
@@ -186,8 +187,8 @@ sg_tensor *sg_model_forward(sg_model *m, sg_graph *g, const sg_batch *b, sg_tens
 
 /* sg_model_loss, and with backward_now its backward too (the loss op adds the generator's
  * weight gradients during its forward). */
-static sg_tensor *loss_of(sg_model *m, sg_graph *g, const sg_batch *b, double label_smoothing,
-                          int64_t *n_tokens, bool backward_now, const char *who)
+sg_tensor *sg__loss_of(sg_model *m, sg_graph *g, const sg_batch *b, double label_smoothing,
+                       int64_t mean_over, int64_t *n_tokens, bool backward_now, const char *who)
 {
     SG_NEED(m, g, b);
     if (!b->tgt_out)
@@ -198,7 +199,8 @@ static sg_tensor *loss_of(sg_model *m, sg_graph *g, const sg_batch *b, double la
     /* the generator and the loss as one node: the logits are never stored whole; the
      * features are read by nothing else (dloss/dx may be written over them) */
     sg_cross_entropy_opts o = {.ignore_index = SG_TOK_PAD, .label_smoothing = label_smoothing,
-                               .reduction = SG_REDUCTION_MEAN, .overwrite_input = true};
+                               .reduction = SG_REDUCTION_MEAN, .overwrite_input = true,
+                               .mean_over = mean_over};
     sg_cross_entropy_stats st = {0};
     sg_tensor *loss =
         (backward_now ? sg_linear_cross_entropy_backward : sg_linear_cross_entropy_ex)(
@@ -211,13 +213,21 @@ static sg_tensor *loss_of(sg_model *m, sg_graph *g, const sg_batch *b, double la
 sg_tensor *sg_model_loss(sg_model *m, sg_graph *g, const sg_batch *b, double label_smoothing,
                          int64_t *n_tokens)
 {
-    return loss_of(m, g, b, label_smoothing, n_tokens, false, "sg_model_loss");
+    return sg__loss_of(m, g, b, label_smoothing, 0, n_tokens, false, "sg_model_loss");
 }
 
 sg_tensor *sg_model_loss_backward(sg_model *m, sg_graph *g, const sg_batch *b,
                                   double label_smoothing, int64_t *n_tokens)
 {
-    return loss_of(m, g, b, label_smoothing, n_tokens, true, "sg_model_loss_backward");
+    static const char who[] = "sg_model_loss_backward";
+    SG_NEED(m, g, b);
+    if (sg__train_halves_wanted(m, b)) {
+        /* checked whole first, so that a message names the batch's own row numbers */
+        if (sg__check_batch(g, m, b) != SG_OK)
+            return NULL;
+        return sg__loss_backward_halves(m, g, b, label_smoothing, n_tokens);
+    }
+    return sg__loss_of(m, g, b, label_smoothing, 0, n_tokens, true, who);
 }
 
 int sg_model_score(sg_model *m, const sg_batch *b, double *out)
@@ -331,27 +341,6 @@ static int decode_whole(sg_model *m, const sg_tensor *src, const sg_tensor *src_
     return rc;
 }
 
-/* Sentences of a half below which a batch is decoded whole. */
-#define SPLIT_MIN 16
-/* Parameters above which a model's decoding is left to split its operations: measured at
- * 2 threads, halves decoded side by side made greedy decoding of dates-bahdanau (0.4M
- * parameters) 1.3x faster, but enfr models (14M) 10-20% slower (each thread streams the
- * [8000 x 1024] generator on its own, where BLIS shares it) and beam search slower on
- * both (the halves' beams finish at different steps). */
-#define SPLIT_MAX_PARAMS 2000000
-
-/* Rows [r0, r0 + n) of t (a header over t's data; nothing is copied). */
-static sg_tensor rows_of(const sg_tensor *t, int64_t r0, int64_t n)
-{
-    sg_tensor h = *t;
-    h.shape[0] = n;
-    h.data = (char *)t->data + (size_t)(r0 * t->stride[0]) * sg_dtype_size(t->dtype);
-    h.grad = NULL;
-    h.node = NULL;
-    h.requires_grad = h.owns_data = false;
-    return h;
-}
-
 /* One result holding a's sentences then b's; frees a and b. */
 static int join_results(sg_decode_result *a, sg_decode_result *b, sg_decode_result *out)
 {
@@ -396,13 +385,13 @@ static int join_results(sg_decode_result *a, sg_decode_result *b, sg_decode_resu
  * (its operations capped at 1 thread): a small model's decoding step is made of
  * operations too small to split well (the threads wait for each other at the end of
  * every one of them), whole sentences are not. Every sentence is decoded as in the whole
- * batch. Greedy decoding of small models only (SPLIT_MAX_PARAMS). */
+ * batch. Greedy decoding of small models only (SG_SPLIT_MAX_PARAMS). */
 static int decode_halves(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
                          const sg_decode_opts *opts, sg_decode_result *out)
 {
     int64_t B = src->shape[0], B0 = (B + 1) / 2;
-    sg_tensor srcs[2] = {rows_of(src, 0, B0), rows_of(src, B0, B - B0)};
-    sg_tensor lens[2] = {rows_of(src_len, 0, B0), rows_of(src_len, B0, B - B0)};
+    sg_tensor srcs[2] = {sg__rows_of(src, 0, B0), sg__rows_of(src, B0, B - B0)};
+    sg_tensor lens[2] = {sg__rows_of(src_len, 0, B0), sg__rows_of(src_len, B0, B - B0)};
     /* the caller's step graphs (opts->work) serve the first half; the second gets its own */
     sg_decode_opts o[2] = {sg_decode_opts_default(), sg_decode_opts_default()};
     if (opts)
@@ -450,9 +439,9 @@ int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
         return sg__error(SG_EINVAL, "sg_model_decode: opts->weights must not be one of opts->work");
     /* a batch that the checks would reject is decoded whole, for their message */
     bool split = sg__threads() >= 2 && (!opts || opts->beam == 0) &&
-                 sg_params_numel(m->params) <= SPLIT_MAX_PARAMS && src->ndim == 2 &&
+                 sg_params_numel(m->params) <= SG_SPLIT_MAX_PARAMS && src->ndim == 2 &&
                  src_len->ndim == 1 && src_len->shape[0] == src->shape[0] &&
-                 src->shape[0] >= 2 * SPLIT_MIN;
+                 src->shape[0] >= 2 * SG_SPLIT_MIN;
     return split ? decode_halves(m, src, src_len, opts, out)
                  : decode_whole(m, src, src_len, opts, out);
 }

@@ -27,6 +27,8 @@ typedef struct sg_model_vt {
     void (*free)(sg_model *m);
 } sg_model_vt;
 
+typedef struct sg__replica sg__replica;
+
 struct sg_model {
     sg_model_config cfg;
     sg_params *params;
@@ -34,7 +36,18 @@ struct sg_model {
     bool training;
     const sg_model_vt *vt;
     void *impl;
+    sg__replica *replica; /* train_halves.c's second model, or NULL */
 };
+
+/* Work on two halves of a batch side by side (one thread each, at 2+ threads): for
+ * models of at most this many parameters (greedy decoding, training steps), with at
+ * least SG_SPLIT_MIN sentences a half. Measured at 2 threads: halves decoded side by
+ * side made greedy decoding of dates-bahdanau (0.4M parameters) 1.3x faster, but enfr
+ * models (14M) 10-20% slower (each thread streams the [8000 x 1024] generator on its
+ * own, where BLIS shares it), and beam search slower on both (the halves' beams finish
+ * at different steps). */
+#define SG_SPLIT_MAX_PARAMS 2000000
+#define SG_SPLIT_MIN 16
 
 /* The model's dropout over a fresh tensor its code never reads again (an embedding,
  * joined decoder outputs): in place when sg__dropout_over can. */
@@ -81,6 +94,23 @@ SG_INTERNAL sg_tensor *sg__bahdanau_gru_step(sg_graph *g, sg_tensor *gx, int64_t
 
 /* Graph-owned [B, T] slice helpers: column t of an SG_I64 [B, T] tensor as [B]. */
 SG_INTERNAL sg_tensor *sg__column(sg_graph *g, sg_tensor *ids, int64_t t);
+
+/* sg_model_loss (backward_now false) or sg_model_loss_backward (true), the mean taken
+ * over mean_over tokens when > 0 (sg_cross_entropy_opts.mean_over). */
+SG_INTERNAL sg_tensor *sg__loss_of(sg_model *m, sg_graph *g, const sg_batch *b,
+                                   double label_smoothing, int64_t mean_over, int64_t *n_tokens,
+                                   bool backward_now, const char *who);
+
+/* ---- train_halves.c ---- */
+/* Rows [r0, r0 + n) of t: a header over t's data (nothing is copied; no gradient). */
+SG_INTERNAL sg_tensor sg__rows_of(const sg_tensor *t, int64_t r0, int64_t n);
+/* Whether sg_model_loss_backward runs b as two halves side by side (2+ threads, a small
+ * model, a large enough batch of the usual layout). */
+SG_INTERNAL bool sg__train_halves_wanted(const sg_model *m, const sg_batch *b);
+/* sg_model_loss_backward on the halves of a checked batch; the same contract. */
+SG_INTERNAL sg_tensor *sg__loss_backward_halves(sg_model *m, sg_graph *g, const sg_batch *b,
+                                                double label_smoothing, int64_t *n_tokens);
+SG_INTERNAL void sg__replica_free(sg__replica *r);
 
 /* An attention memory with one row per decoding row. Beam search and finished
  * sentences change which sentence each row belongs to; the memory rows depend only on

@@ -355,6 +355,10 @@ bool sg__ce_prepare(sg_graph *g, const char *op, const sg_cross_entropy_opts *op
         sg_graph_fail(g, SG_EINVAL, "%s: unknown reduction %d", op, (int)o->reduction);
         return false;
     }
+    if (o->mean_over < 0) {
+        sg_graph_fail(g, SG_EINVAL, "%s: mean_over %lld is negative", op, (long long)o->mean_over);
+        return false;
+    }
     if (!sg_tensor_is_contiguous(t) && !(t = *targets = sg_contiguous(g, t)))
         return false;
     const int64_t *y = t->data;
@@ -386,7 +390,8 @@ double sg__ce_total(const int64_t *y, int64_t R, int64_t ignore, const double *l
 double sg__ce_scale(const sg_cross_entropy_opts *o, int64_t N)
 {
     /* all rows ignored: mean is 0 (not PyTorch's 0/0 = NaN) and no gradient flows */
-    return o->reduction == SG_REDUCTION_SUM ? 1.0 : N > 0 ? 1.0 / (double)N : 0.0;
+    int64_t n = o->mean_over > 0 ? o->mean_over : N;
+    return o->reduction == SG_REDUCTION_SUM ? 1.0 : n > 0 ? 1.0 / (double)n : 0.0;
 }
 
 sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *targets,

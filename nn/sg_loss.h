@@ -56,6 +56,10 @@ typedef struct sg_cross_entropy_opts {
      * products are made, and becomes x's gradient in backward (no [.., K] buffer for it,
      * none for x's gradient). */
     bool overwrite_input;
+    /* SG_REDUCTION_MEAN: when > 0, the sum is divided by this count instead of the number
+     * of counted rows, so that the loss of one part of a batch is its share of the whole
+     * batch's mean (the parts' losses and gradients then add up to the whole's). */
+    int64_t mean_over;
 } sg_cross_entropy_opts;
 
 /* Reporting numbers of one call (written only on success). */
@@ -71,7 +75,7 @@ typedef struct sg_cross_entropy_stats {
  * Errors (NULL, graph status set, message): SG_EDTYPE (logits not float, targets not
  * i64), SG_ESHAPE (logits 0-d or V = 0, targets' shape does not match), SG_ERANGE (a
  * counted target outside [0, V): names the flat position and the id), SG_EINVAL
- * (label_smoothing outside [0, 1], unknown reduction), SG_ENOMEM. */
+ * (label_smoothing outside [0, 1], unknown reduction, negative mean_over), SG_ENOMEM. */
 SG_API sg_tensor *sg_cross_entropy_ex(sg_graph *g, sg_tensor *logits, sg_tensor *targets,
                                       const sg_cross_entropy_opts *opts,
                                       sg_cross_entropy_stats *stats);
@@ -105,7 +109,7 @@ SG_API sg_tensor *sg_cross_entropy(sg_graph *g, sg_tensor *logits, sg_tensor *ta
  * Errors (NULL, graph status set, message): SG_EDTYPE (x, w, bias not the same float
  * type, targets not i64), SG_ESHAPE (w not 2-D, K or V mismatch, bias not [V], targets'
  * shape not x's without the last dim), SG_ERANGE (a counted target outside [0, V)),
- * SG_EINVAL (label_smoothing, reduction), SG_ENOMEM. */
+ * SG_EINVAL (label_smoothing, reduction, mean_over), SG_ENOMEM. */
 SG_API sg_tensor *sg_linear_cross_entropy_ex(sg_graph *g, sg_tensor *x, sg_tensor *w,
                                              sg_tensor *bias, sg_tensor *targets,
                                              const sg_cross_entropy_opts *opts,

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #define ARENA_ALIGN 64
 
@@ -236,4 +239,20 @@ size_t sg_arena_reserved(const sg_arena *a)
     for (const chunk *c = a->full; c; c = c->next)
         n += c->size;
     return n;
+}
+
+int sg_malloc_keep_freed(size_t max_block)
+{
+    if (max_block == 0 || max_block > ((size_t)32 << 20))
+        return sg__error(SG_EINVAL, "sg_malloc_keep_freed: max_block %zu is outside [1, 32 MiB]",
+                         max_block);
+#ifdef __GLIBC__
+    /* setting either turns glibc's own adaptation of both off: set both */
+    if (!mallopt(M_MMAP_THRESHOLD, (int)max_block) ||
+        !mallopt(M_TRIM_THRESHOLD, (int)(4 * max_block)))
+        return sg__error(SG_EINVAL, "sg_malloc_keep_freed: glibc refused max_block %zu", max_block);
+    return SG_OK;
+#else
+    return sg__error(SG_ESTATE, "sg_malloc_keep_freed: needs glibc's malloc");
+#endif
 }

@@ -1,5 +1,9 @@
 /* test_core.c - arena, graph, views, elementwise, matmul, sums, backward, gradcheck. */
+#include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "test_util.h"
 
@@ -18,6 +22,26 @@ Test(arena, merges_chunks_and_resets)
     /* after the merge one chunk holds the whole step */
     cr_assert_geq(sg_arena_reserved(a), used);
     sg_arena_free(a);
+}
+
+/* sg_malloc_keep_freed: a 2 MB block then comes from malloc's heap, not a mapping of its
+ * own (glibc's default threshold is 128 KB); bad sizes are refused. */
+Test(arena, malloc_keep_freed_serves_blocks_from_the_heap)
+{
+    cr_assert_eq(sg_malloc_keep_freed(0), SG_EINVAL);
+    cr_assert(strstr(sg_last_error(), "max_block"), "%s", sg_last_error());
+    cr_assert_eq(sg_malloc_keep_freed((size_t)64 << 20), SG_EINVAL);
+#ifdef __GLIBC__
+    cr_assert_eq(sg_malloc_keep_freed((size_t)4 << 20), SG_OK, "%s", sg_last_error());
+    size_t mapped = mallinfo2().hblks;
+    void *p = malloc((size_t)2 << 20);
+    cr_assert(p);
+    memset(p, 1, (size_t)2 << 20);
+    cr_assert_eq(mallinfo2().hblks, mapped, "the 2 MB block was mapped on its own");
+    free(p);
+#else
+    cr_assert_eq(sg_malloc_keep_freed((size_t)4 << 20), SG_ESTATE);
+#endif
 }
 
 /* A freed arena's chunk serves the next arena (no fresh pages), once, with nothing of its

@@ -116,6 +116,58 @@ Test(cross_entropy, gradcheck_sum_reduction)
     sg_tensor_free(c.targets);
 }
 
+Test(cross_entropy, gradcheck_mean_over_a_larger_batch)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 10);
+    sg_tensor *x = tu_rand64(&r, -2, 2, 3, (int64_t)2, (int64_t)3, (int64_t)5);
+    ce_case c = {small_targets(), {.label_smoothing = 0.1, .mean_over = 11}};
+    TU_GRADCHECK(f_ce, &c, 1, &x);
+    sg_tensor_free(x);
+    sg_tensor_free(c.targets);
+}
+
+/* Two parts of a batch, each with mean_over = the whole batch's token count: their losses
+ * and gradients add up to the whole batch's mean loss and its gradient. */
+Test(cross_entropy, parts_with_mean_over_add_up_to_the_whole_batch)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 11);
+    sg_tensor *x = tu_rand64(&r, -2, 2, 2, (int64_t)6, (int64_t)5);
+    int64_t ids[6] = {1, 0, 4, 2, 3, 0}; /* 4 counted */
+    sg_tensor *y = sg_tensor_from_buffer(SG_I64, 1, (int64_t[]){6}, ids);
+    sg_cross_entropy_opts whole = {.label_smoothing = 0.1}, part = whole;
+    part.mean_over = 4;
+    sg_graph *g = sg_graph_new();
+    sg_tensor *l = sg_cross_entropy_ex(g, x, y, &whole, NULL);
+    cr_assert(l && sg_backward(g, l) == SG_OK, "%s", sg_last_error());
+    double want = sg_tensor_get(l, 0), dwant[30];
+    for (int i = 0; i < 30; i++)
+        dwant[i] = sg_tensor_grad_get(x, i);
+    sg_tensor_zero_grad(x);
+    double sum = 0;
+    for (int h = 0; h < 2; h++) { /* rows 0-2, then 3-5 */
+        sg_graph_reset(g);
+        sg_tensor *xp = sg_narrow(g, x, 0, 3 * h, 3), *yp = sg_narrow(g, y, 0, 3 * h, 3);
+        sg_cross_entropy_stats st;
+        l = sg_cross_entropy_ex(g, xp, yp, &part, &st);
+        cr_assert(l && sg_backward(g, l) == SG_OK, "%s", sg_last_error());
+        cr_assert_eq(st.n_tokens, 2); /* the count reported is still the part's own */
+        sum += sg_tensor_get(l, 0);
+    }
+    cr_assert_float_eq(sum, want, 1e-12);
+    for (int i = 0; i < 30; i++)
+        cr_assert_float_eq(sg_tensor_grad_get(x, i), dwant[i], 1e-12, "gradient %d", i);
+    sg_graph_reset(g);
+    part.mean_over = -1;
+    cr_assert_null(sg_cross_entropy_ex(g, x, y, &part, NULL));
+    cr_assert_eq(sg_graph_status(g), SG_EINVAL);
+    cr_assert(strstr(sg_last_error(), "mean_over"), "%s", sg_last_error());
+    sg_graph_free(g);
+    sg_tensor_free(x);
+    sg_tensor_free(y);
+}
+
 static sg_tensor *f_ce_scaled(sg_graph *g, sg_tensor *const *in, void *u)
 {
     /* upstream gradient != 1 and logits reached through a transposed view */

@@ -23,14 +23,6 @@ static void batch_make(sg_batch *b)
     b->tgt_out = sg_tensor_from_buffer(SG_I64, 2, (int64_t[]){3, 4}, TGT_OUT);
 }
 
-static void batch_free(sg_batch *b)
-{
-    sg_tensor_free(b->src);
-    sg_tensor_free(b->src_len);
-    sg_tensor_free(b->tgt_in);
-    sg_tensor_free(b->tgt_out);
-}
-
 static sg_model_config tiny(int64_t E, int64_t H, int64_t A)
 {
     sg_model_config c;
@@ -82,7 +74,7 @@ static void gradcheck_bahdanau(double dropout)
     cr_assert_eq(rc, SG_OK, "%s", rc == SG_ENUMERIC ? res.report : sg_last_error());
     cr_assert_gt(res.checked, 100);
     sg_model_free(fx.m);
-    batch_free(&fx.b);
+    sg_batch_free(&fx.b);
 }
 
 Test(bahdanau, gradcheck_every_parameter) { gradcheck_bahdanau(0.0); }
@@ -129,7 +121,7 @@ Test(bahdanau, overfits_a_batch_and_decodes_it)
     sg_graph_free(g);
     sg_optim_free(o);
     sg_model_free(m);
-    batch_free(&b);
+    sg_batch_free(&b);
 }
 
 Test(bahdanau, attention_weights_are_a_distribution_over_real_positions)
@@ -156,7 +148,7 @@ Test(bahdanau, attention_weights_are_a_distribution_over_real_positions)
         }
     sg_graph_free(g);
     sg_model_free(m);
-    batch_free(&b);
+    sg_batch_free(&b);
 }
 
 Test(bahdanau, rejects_ids_beyond_the_vocabulary)
@@ -172,5 +164,5 @@ Test(bahdanau, rejects_ids_beyond_the_vocabulary)
     cr_assert_eq(sg_graph_status(g), SG_ERANGE);
     sg_graph_free(g);
     sg_model_free(m);
-    batch_free(&b);
+    sg_batch_free(&b);
 }

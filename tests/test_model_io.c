@@ -62,14 +62,6 @@ static void tiny_batch(sg_batch *b)
     b->tgt_out = sg_tensor_from_buffer(SG_I64, 2, (int64_t[]){3, 4}, tout);
 }
 
-static void batch_free(sg_batch *b)
-{
-    sg_tensor_free(b->src);
-    sg_tensor_free(b->src_len);
-    sg_tensor_free(b->tgt_in);
-    sg_tensor_free(b->tgt_out);
-}
-
 static void assert_params_identical(sg_model *a, sg_model *b)
 {
     sg_params *pa = sg_model_params(a), *pb = sg_model_params(b);
@@ -116,7 +108,7 @@ static void round_trip(sg_arch arch)
     cr_assert(l1 && l2, "%s", sg_last_error());
     cr_assert_eq(sg_tensor_get(l1, 0), sg_tensor_get(l2, 0));
     sg_graph_free(g);
-    batch_free(&b);
+    sg_batch_free(&b);
     sg_model_free(m);
     sg_model_free(r);
 }
@@ -189,7 +181,7 @@ Test(model_io, resume_continues_bit_for_bit)
     sg_optim_free(o);
     sg_model_free(m2);
     sg_optim_free(o2);
-    batch_free(&b);
+    sg_batch_free(&b);
 }
 
 Test(model_io, load_rejects_missing_and_corrupt_files)

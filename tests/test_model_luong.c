@@ -42,14 +42,6 @@ static void batch_make(sg_batch *b)
     b->tgt_out = i64(&TGT_OUT[0][0], 2, B_, T_);
 }
 
-static void batch_free(sg_batch *b)
-{
-    sg_tensor_free(b->src);
-    sg_tensor_free(b->src_len);
-    sg_tensor_free(b->tgt_in);
-    sg_tensor_free(b->tgt_out);
-}
-
 static sg_model_config tiny(const char *attn_type, const char *score, int64_t feed, int64_t E,
                             int64_t H, int64_t A, int64_t D)
 {
@@ -102,7 +94,7 @@ static void gradcheck_config(const sg_model_config *c)
     cr_assert_eq(rc, SG_OK, "%s", rc == SG_ENUMERIC ? res.report : sg_last_error());
     cr_assert_gt(res.checked, 0);
     sg_model_free(fx.m);
-    batch_free(&fx.b);
+    sg_batch_free(&fx.b);
 }
 
 Test(luong, gradcheck_global_general_input_feed)
@@ -180,7 +172,7 @@ static void overfit(const char *attn_type, const char *score, int64_t feed)
     sg_graph_free(g);
     sg_optim_free(o);
     sg_model_free(m);
-    batch_free(&b);
+    sg_batch_free(&b);
 }
 
 Test(luong, overfits_a_batch_global_general_feed) { overfit("global", "general", 1); }
@@ -233,7 +225,7 @@ Test(luong, attention_weights_respect_padding_and_windows)
             }
         sg_graph_free(g);
         sg_model_free(m);
-        batch_free(&b);
+        sg_batch_free(&b);
     }
 }
 
@@ -266,5 +258,5 @@ Test(luong, dropout_only_in_training)
     cr_assert_neq(tr[0], ev[0]);
     sg_graph_free(g);
     sg_model_free(m);
-    batch_free(&b);
+    sg_batch_free(&b);
 }

@@ -36,14 +36,6 @@ static sg_batch tiny_batch(void)
     return b;
 }
 
-static void batch_free(sg_batch *b)
-{
-    sg_tensor_free(b->src);
-    sg_tensor_free(b->src_len);
-    sg_tensor_free(b->tgt_in);
-    sg_tensor_free(b->tgt_out);
-}
-
 static sg_model_config tiny_config(const char *cell, int64_t layers, int64_t reverse, int64_t feed)
 {
     sg_model_config c;
@@ -109,7 +101,7 @@ static void gradcheck_all_ex(const char *cell, int64_t layers, int64_t feed, dou
         in[i] = sg_params_at(p, i)->value;
     loss_ctx lc = {m, &b};
     TU_GRADCHECK(loss_fn, &lc, n, in);
-    batch_free(&b);
+    sg_batch_free(&b);
     sg_model_free(m);
 }
 
@@ -184,7 +176,7 @@ static void overfit(const char *cell, int64_t feed, double dropout)
         cr_assert_lt(loss, 0.02, "%s feed %lld: loss %.4g after 300 Adam steps", cell,
                      (long long)feed, loss);
     assert_decodes_targets(m, &b);
-    batch_free(&b);
+    sg_batch_free(&b);
     sg_model_free(m);
 }
 
@@ -211,7 +203,7 @@ Test(seq2seq, dropout_only_in_training_mode)
         differ = sg_tensor_get(e1, i) != sg_tensor_get(t1, i);
     cr_assert(differ, "training mode with dropout 0.5 gave the evaluation logits");
     sg_graph_free(g);
-    batch_free(&b);
+    sg_batch_free(&b);
     sg_model_free(m);
 }
 
@@ -268,7 +260,7 @@ Test(seq2seq, reverse_source_keeps_eos_last_and_padding_in_place)
                 noisy[i * 5 + j] = 1 + (i + j) % 8;
         tu_assert_close(y, logits_with_src(rev, g, &b, noisy), 0, 0, "ids at padding positions");
         sg_graph_free(g);
-        batch_free(&b);
+        sg_batch_free(&b);
         sg_model_free(rev);
         sg_model_free(plain);
     }
@@ -310,11 +302,11 @@ static void decode_matches_forward(const char *cell, int64_t feed)
             cr_assert_eq(sg_model_score(m, &one, &s), SG_OK, "%s", sg_last_error());
             cr_assert_float_eq(s, h->logp, 1e-9, "%s row %lld: score %.12g, decoder logp %.12g",
                                w ? "beam" : "greedy", (long long)i, s, h->logp);
-            batch_free(&one);
+            sg_batch_free(&one);
         }
         sg_decode_result_free(&r);
     }
-    batch_free(&b);
+    sg_batch_free(&b);
     sg_model_free(m);
 }
 
@@ -347,6 +339,6 @@ Test(seq2seq, target_id_beyond_vocabulary_is_an_error)
     cr_assert_eq(sg_graph_status(g), SG_ERANGE);
     cr_assert(strstr(sg_last_error(), "tgt_in"), "message: %s", sg_last_error());
     sg_graph_free(g);
-    batch_free(&b);
+    sg_batch_free(&b);
     sg_model_free(m);
 }

@@ -210,6 +210,106 @@ static void check_split_decode(const char *variant)
     golden_close(&gd);
 }
 
+/* The golden batch's rows repeated into a batch of B (row i is golden row i * step mod
+ * its size), targets too; free with batch_free. */
+static sg_batch repeat_golden_batch(const golden *gd, int64_t B, int64_t step)
+{
+    sg_batch b = {.B = B, .S = gd->b.S, .T = gd->b.T};
+    repeat_golden_rows(gd, B, step, &b.src, &b.src_len);
+    b.tgt_in = sg_tensor_new(SG_I64, 2, (int64_t[]){B, b.T});
+    b.tgt_out = sg_tensor_new(SG_I64, 2, (int64_t[]){B, b.T});
+    cr_assert(b.tgt_in && b.tgt_out);
+    for (int64_t i = 0; i < B; i++) {
+        int64_t r = (i * step) % gd->b.B;
+        size_t row = (size_t)b.T * sizeof(int64_t);
+        memcpy((int64_t *)b.tgt_in->data + i * b.T, (int64_t *)gd->b.tgt_in->data + r * b.T, row);
+        memcpy((int64_t *)b.tgt_out->data + i * b.T, (int64_t *)gd->b.tgt_out->data + r * b.T,
+               row);
+    }
+    return b;
+}
+
+/* The parameters' gradients, concatenated (aliases once), as a malloc'd f64 array. */
+static double *grads_of(sg_model *m, int64_t *n)
+{
+    sg_params *p = sg_model_params(m);
+    double *out = malloc((size_t)sg_params_numel(p) * sizeof *out);
+    cr_assert(out);
+    int64_t k = 0;
+    for (int i = 0; i < sg_params_count(p); i++) {
+        const sg_param *e = sg_params_at(p, i);
+        if (e->alias_of >= 0)
+            continue;
+        const float *gr = e->value->grad;
+        for (int64_t j = 0; j < sg_tensor_numel(e->value); j++)
+            out[k++] = gr ? gr[j] : 0.0;
+    }
+    *n = k;
+    return out;
+}
+
+/* At 2 threads sg_model_loss_backward runs a small model's batch of 32 or more sentences
+ * as two halves side by side (train_halves.c): the loss, the token count and every
+ * gradient must be the whole batch's at 1 thread (to f32 rounding), gradients must add
+ * to those already there, and two runs at 2 threads must agree bitwise. A bad id is
+ * reported with its row in the whole batch. */
+static void check_split_training(const char *variant)
+{
+    golden gd;
+    golden_open(&gd, variant);
+    sg_batch b = repeat_golden_batch(&gd, 37, 3);
+    int before = sg_get_num_threads();
+    sg_graph *g = sg_graph_new();
+    sg_params *p = sg_model_params(gd.m);
+    double loss[3];
+    int64_t ntok[3], n = 0;
+    double *grad[3];
+    for (int run = 0; run < 3; run++) { /* 1 thread, then 2 threads twice */
+        cr_assert_eq(sg_set_num_threads(run == 0 ? 1 : 2), SG_OK);
+        sg_params_zero_grad(p);
+        sg_graph_reset(g);
+        sg_tensor *l = sg_model_loss_backward(gd.m, g, &b, 0.1, &ntok[run]);
+        cr_assert(l, "%s run %d: %s", variant, run, sg_last_error());
+        loss[run] = sg_tensor_get(l, 0);
+        grad[run] = grads_of(gd.m, &n);
+    }
+    cr_assert_eq(ntok[1], ntok[0]);
+    cr_assert(fabs(loss[1] - loss[0]) <= 1e-5 * (1 + fabs(loss[0])), "%s: loss %.9g at 2 "
+              "threads, %.9g at 1", variant, loss[1], loss[0]);
+    cr_assert(loss[2] == loss[1], "%s: two runs at 2 threads: loss %.9g / %.9g", variant,
+              loss[1], loss[2]);
+    for (int64_t k = 0; k < n; k++) {
+        cr_assert(fabs(grad[1][k] - grad[0][k]) <= 1e-6 + 1e-4 * fabs(grad[0][k]),
+                  "%s: gradient %lld is %.9g at 2 threads, %.9g at 1", variant, (long long)k,
+                  grad[1][k], grad[0][k]);
+        cr_assert(grad[2][k] == grad[1][k], "%s: gradient %lld differs between two runs at 2 "
+                  "threads", variant, (long long)k);
+    }
+    /* accumulation: a second step without zeroing doubles every gradient */
+    sg_graph_reset(g);
+    cr_assert(sg_model_loss_backward(gd.m, g, &b, 0.1, NULL), "%s", sg_last_error());
+    double *twice = grads_of(gd.m, &n);
+    for (int64_t k = 0; k < n; k++)
+        cr_assert(fabs(twice[k] - 2 * grad[1][k]) <= 1e-6 + 1e-5 * fabs(grad[1][k]),
+                  "%s: gradient %lld after two steps %.9g, one step %.9g", variant,
+                  (long long)k, twice[k], grad[1][k]);
+    /* an id outside the vocabulary in the second half: named by its row in the batch */
+    int64_t *src = b.src->data, keep = src[30 * b.S];
+    src[30 * b.S] = 1 << 30;
+    sg_graph_reset(g);
+    cr_assert_null(sg_model_loss_backward(gd.m, g, &b, 0.1, NULL));
+    cr_assert_eq(sg_graph_status(g), SG_ERANGE);
+    cr_assert(strstr(sg_last_error(), "row 30"), "%s", sg_last_error());
+    src[30 * b.S] = keep;
+    free(twice);
+    for (int run = 0; run < 3; run++)
+        free(grad[run]);
+    sg_set_num_threads(before);
+    sg_graph_free(g);
+    sg_batch_free(&b);
+    golden_close(&gd);
+}
+
 /* Bitwise the same hypotheses (the same products run with or without kept copies). */
 static void assert_same_results(const sg_decode_result *x, const sg_decode_result *y,
                                 const char *what)
@@ -289,7 +389,8 @@ static void check_weights_graph(const char *variant)
     Test(id, matches_torch_logits_loss_and_gradients) { check_forward_backward(variant); } \
     Test(id, greedy_and_beam_match_torch) { check_decodes(variant); }                      \
     Test(id, split_decode_matches_whole_batch) { check_split_decode(variant); }            \
-    Test(id, weights_graph_decodes_as_per_call_copies) { check_weights_graph(variant); }
+    Test(id, weights_graph_decodes_as_per_call_copies) { check_weights_graph(variant); }    \
+    Test(id, split_training_step_matches_whole_batch) { check_split_training(variant); }
 
 GOLDEN_TESTS(bahdanau, "bahdanau")
 GOLDEN_TESTS(seq2seq_lstm, "seq2seq-lstm")
