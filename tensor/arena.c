@@ -250,7 +250,8 @@ int sg_malloc_keep_freed(size_t max_block)
     /* setting either turns glibc's own adaptation of both off: set both */
     if (!mallopt(M_MMAP_THRESHOLD, (int)max_block) ||
         !mallopt(M_TRIM_THRESHOLD, (int)(4 * max_block)))
-        return sg__error(SG_EINVAL, "sg_malloc_keep_freed: glibc refused max_block %zu", max_block);
+        return sg__error(SG_ESTATE, "sg_malloc_keep_freed: the malloc in use refused the "
+                                    "settings (not glibc's own: a sanitizer's, or preloaded)");
     return SG_OK;
 #else
     return sg__error(SG_ESTATE, "sg_malloc_keep_freed: needs glibc's malloc");

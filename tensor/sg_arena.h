@@ -52,7 +52,8 @@ SG_API void sg_arena_release_cache(void);
  * costs a larger model peak memory (enfr-bahdanau +7 MB at 4 MiB), which is why the
  * project's training programs call it only for models of at most 2M parameters.
  * SG_OK; SG_EINVAL for max_block 0 or over 32 MiB (glibc's limit); SG_ESTATE where the
- * C library is not glibc (nothing is changed). */
+ * malloc in use is not glibc's (another C library, a sanitizer's or a preloaded one):
+ * nothing is changed. */
 SG_API int sg_malloc_keep_freed(size_t max_block);
 
 /* Bytes handed out since the last reset, and bytes reserved from the system. */
