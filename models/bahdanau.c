@@ -60,10 +60,9 @@ static int encode(sg_model *m, sg_graph *g, sg_tensor *src, sg_tensor *src_len,
                   sg_attn_memory *mem, sg_tensor **s0)
 {
     bahdanau *net = m->impl;
-    sg_tensor *e = sg__model_drop_over(g, m, sg_embedding_forward(g, &net->src_embed, src));
     sg_rnn_opts o = {.lengths = src_len, .training = m->training, .rng = &m->rng};
-    sg_tensor *h_n = NULL;
-    sg_tensor *h = sg_gru_forward(g, &net->encoder, e, &o, &h_n); /* h_n [2, B, H] */
+    sg_tensor *h_n = NULL; /* [2, B, H] */
+    sg_tensor *h = sg__model_encode_ids(g, m, &net->encoder, &net->src_embed, src, &o, &h_n, NULL);
     if (!h)
         return sg_graph_status(g);
     sg_tensor *bwd0 = sg_select(g, h_n, 0, 1);                   /* backward state [B, H] */
@@ -99,8 +98,14 @@ static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tenso
         sg__model_drop_over(g, m, sg_embedding_forward(g, &net->tgt_embed, b->tgt_in));
     const sg_rnn_weights *w = &net->decoder.w[0][0];
     /* the embedding part of the decoder's input gates for every step, with b_ih: one GEMM
-     * for [B, T, 3H]; each step adds its context's part (W_c, a strided view) */
-    sg_tensor *gx = sg_linear(g, emb, sg_narrow(g, w->weight_ih, 1, 0, E), w->bias_ih);
+     * for [B, T, 3H]; each step adds its context's part (W_c, a strided view). Without
+     * dropout and with fewer words than positions, made once per word and looked up (as
+     * sg_rnn_forward_ids does for the encoder). */
+    sg_tensor *We = sg_narrow(g, w->weight_ih, 1, 0, E), *table = net->tgt_embed.weight;
+    sg_tensor *gx = !sg__model_drops(m) && table->shape[0] < b->tgt_in->shape[0] * T
+                        ? sg_embedding_lookup(g, sg_linear(g, table, We, w->bias_ih), b->tgt_in,
+                                              net->tgt_embed.padding_idx)
+                        : sg_linear(g, emb, We, w->bias_ih);
     sg_tensor *Wc = sg_narrow(g, w->weight_ih, 1, E, C);
     sg_arena *a = sg_graph_arena(g);
     sg_tensor **ss = sg_arena_alloc(a, sizeof *ss * (size_t)T);

@@ -90,11 +90,8 @@ static sg_tensor *encode(sg_model *m, sg_graph *g, sg_tensor *src, sg_tensor *sr
                          sg_tensor **h_n, sg_tensor **c_n)
 {
     luong *z = m->impl;
-    sg_tensor *e = sg_embedding_forward(g, &z->src_embed, src);
-    e = sg__model_drop_over(g, m, e); /* e is not read again */
-    SG_NEED(e);
     sg_rnn_opts o = {.lengths = src_len, .training = m->training, .rng = &m->rng};
-    return sg_lstm_forward(g, &z->encoder, e, &o, h_n, c_n);
+    return sg__model_encode_ids(g, m, &z->encoder, &z->src_embed, src, &o, h_n, c_n);
 }
 
 /* htilde = dropout(tanh(W_c [ctx ; h])) for [..., H] operands. */

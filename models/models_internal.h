@@ -56,6 +56,23 @@ static inline sg_tensor *sg__model_drop_over(sg_graph *g, sg_model *m, sg_tensor
     return sg__dropout_over(g, x, m->cfg.dropout, m->training, &m->rng);
 }
 
+/* Whether the model drops its embeddings now (training with dropout > 0). */
+static inline bool sg__model_drops(const sg_model *m) { return m->training && m->cfg.dropout > 0; }
+
+/* An encoder RNN over the embedded ids, the embeddings dropped as the model drops them:
+ * without dropout through sg_rnn_forward_ids (the first layer's input projection made
+ * once per word when the vocabulary is small), else embedding, dropout, sg_rnn_forward. */
+static inline sg_tensor *sg__model_encode_ids(sg_graph *g, sg_model *m, const sg_rnn *rnn,
+                                              const sg_embedding *emb, sg_tensor *ids,
+                                              const sg_rnn_opts *o, sg_tensor **h_n,
+                                              sg_tensor **c_n)
+{
+    if (!sg__model_drops(m))
+        return sg_rnn_forward_ids(g, rnn, emb->weight, ids, emb->padding_idx, o, h_n, c_n);
+    sg_tensor *e = sg__model_drop_over(g, m, sg_embedding_forward(g, emb, ids));
+    return sg_rnn_forward(g, rnn, e, o, h_n, c_n);
+}
+
 SG_INTERNAL extern const sg_model_vt sg__seq2seq_vt;
 SG_INTERNAL extern const sg_model_vt sg__bahdanau_vt;
 SG_INTERNAL extern const sg_model_vt sg__luong_vt;

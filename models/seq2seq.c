@@ -100,10 +100,9 @@ static int encode(sg_model *m, sg_graph *g, sg_tensor *src, sg_tensor *src_len, 
     s2s *n = m->impl;
     *c_n = NULL;
     sg_tensor *ids = n->reverse ? reversed_source(g, src, src_len) : src;
-    sg_tensor *e = sg_embedding_forward(g, &n->src_embed, ids); /* [B, S, E] */
-    e = sg__model_drop_over(g, m, e); /* e is not read again */
     sg_rnn_opts o = {.lengths = src_len, .training = m->training, .rng = &m->rng};
-    sg_tensor *out = e ? sg_rnn_forward(g, &n->encoder, e, &o, h_n, c_n) : NULL; /* [B, S, H] */
+    sg_tensor *out = ids ? sg__model_encode_ids(g, m, &n->encoder, &n->src_embed, ids, &o, h_n, c_n)
+                         : NULL; /* [B, S, H] */
     return out ? SG_OK : sg_graph_status(g);
 }
 

@@ -157,32 +157,17 @@ static const int64_t *read_lengths(sg_graph *g, const char *fn, const sg_tensor 
     return len;
 }
 
-sg_tensor *sg_rnn_forward(sg_graph *g, const sg_rnn *m, sg_tensor *x, const sg_rnn_opts *opts,
-                          sg_tensor **h_n, sg_tensor **c_n)
+/* The layers over a checked input: x [B, T, I] (NULL when gx is given), or gx[d] the first
+ * layer's input projections W_ih x + b_ih per direction [B, T, G*H]. */
+static sg_tensor *run_layers(sg_graph *g, const sg_rnn *m, sg_tensor *x, sg_tensor *const *gx,
+                             int64_t B, int64_t T, const sg_rnn_opts *opts, sg_tensor **h_n,
+                             sg_tensor **c_n, const char *fn)
 {
-    if (!g)
-        return NULL;
-    if (!m)
-        return sg_graph_fail(g, SG_EINVAL, "sg_rnn_forward: module is NULL");
-    SG_NEED(x);
-    const char *fn = m->cell == SG_RNN_LSTM ? "sg_lstm_forward" : "sg_gru_forward";
     sg_rnn_opts o = opts ? *opts : (sg_rnn_opts){0};
     const sg_rnn_config *c = &m->cfg;
     int L = c->num_layers, D = m->dirs;
     int64_t H = c->hidden_size;
-    if (!m->w[0][0].weight_ih)
-        return sg_graph_fail(g, SG_EINVAL, "%s: module is not initialised", fn);
     sg_dtype dt = m->w[0][0].weight_ih->dtype;
-    if (x->ndim != 3 || x->shape[2] != c->input_size)
-        return sg_graph_fail(g, SG_ESHAPE, "%s: input %s must be [batch, time, %lld]", fn,
-                             SG_SHAPE(x), (long long)c->input_size);
-    if (x->dtype != dt)
-        return sg_graph_fail(g, SG_EDTYPE, "%s: input is %s, the parameters are %s", fn,
-                             sg_dtype_name(x->dtype), sg_dtype_name(dt));
-    int64_t B = x->shape[0], T = x->shape[1];
-    if (B < 1 || T < 1)
-        return sg_graph_fail(g, SG_ESHAPE, "%s: input %s has an empty batch or time dim", fn,
-                             SG_SHAPE(x));
     if (m->cell != SG_RNN_LSTM && o.c0)
         return sg_graph_fail(g, SG_EINVAL, "%s: c0 given to a GRU", fn);
     if (o.h0 && !check_state(g, fn, "h0", o.h0, (int64_t)L * D, B, H, dt))
@@ -198,9 +183,8 @@ sg_tensor *sg_rnn_forward(sg_graph *g, const sg_rnn *m, sg_tensor *x, const sg_r
         return NULL;
     sg_tensor *h0 = o.h0 ? sg_contiguous(g, o.h0) : NULL;
     sg_tensor *c0 = o.c0 ? sg_contiguous(g, o.c0) : NULL;
-    sg_tensor *in = sg_contiguous(g, x);
-    SG_NEED(in);
-    if ((o.h0 && !h0) || (o.c0 && !c0))
+    sg_tensor *in = x ? sg_contiguous(g, x) : NULL;
+    if ((x && !in) || (o.h0 && !h0) || (o.c0 && !c0))
         return NULL;
     sg_tensor *hn[2 * SG_RNN_MAX_LAYERS], *cn[2 * SG_RNN_MAX_LAYERS], *out = NULL;
     for (int l = 0; l < L; l++) {
@@ -211,8 +195,10 @@ sg_tensor *sg_rnn_forward(sg_graph *g, const sg_rnn *m, sg_tensor *x, const sg_r
             sg_tensor *c0k = c0 ? sg_select(g, c0, 0, k) : NULL;
             if ((h0 && !h0k) || (c0 && !c0k))
                 return NULL;
-            if (sg__rnn_run(g, m->cell, c->reset_before_matmul, d == 1, in, len, &m->w[l][d],
-                            h0k, c0k, &yd[d], &hn[k], &cn[k]) != SG_OK)
+            bool projected = l == 0 && gx;
+            if (sg__rnn_run(g, m->cell, c->reset_before_matmul, d == 1, projected ? gx[d] : in,
+                            projected, len, &m->w[l][d], h0k, c0k, &yd[d], &hn[k],
+                            &cn[k]) != SG_OK)
                 return NULL;
         }
         out = D == 2 ? join(g, 2, yd, B * T, H, 3, (int64_t[]){B, T, 2 * H}) : yd[0];
@@ -235,6 +221,83 @@ sg_tensor *sg_rnn_forward(sg_graph *g, const sg_rnn *m, sg_tensor *x, const sg_r
     else if (c_n && !(*c_n = join(g, L * D, cn, 1, B * H, 3, sshape)))
         return NULL;
     return out;
+}
+
+/* The module's name in messages; NULL (with the graph failed) when it cannot run. */
+static const char *check_module(sg_graph *g, const sg_rnn *m, const char *what)
+{
+    if (!m) {
+        sg_graph_fail(g, SG_EINVAL, "%s: module is NULL", what);
+        return NULL;
+    }
+    const char *fn = m->cell == SG_RNN_LSTM ? "sg_lstm_forward" : "sg_gru_forward";
+    if (!m->w[0][0].weight_ih) {
+        sg_graph_fail(g, SG_EINVAL, "%s: module is not initialised", fn);
+        return NULL;
+    }
+    return fn;
+}
+
+sg_tensor *sg_rnn_forward(sg_graph *g, const sg_rnn *m, sg_tensor *x, const sg_rnn_opts *opts,
+                          sg_tensor **h_n, sg_tensor **c_n)
+{
+    if (!g)
+        return NULL;
+    const char *fn = check_module(g, m, "sg_rnn_forward");
+    if (!fn)
+        return NULL;
+    SG_NEED(x);
+    const sg_rnn_config *c = &m->cfg;
+    sg_dtype dt = m->w[0][0].weight_ih->dtype;
+    if (x->ndim != 3 || x->shape[2] != c->input_size)
+        return sg_graph_fail(g, SG_ESHAPE, "%s: input %s must be [batch, time, %lld]", fn,
+                             SG_SHAPE(x), (long long)c->input_size);
+    if (x->dtype != dt)
+        return sg_graph_fail(g, SG_EDTYPE, "%s: input is %s, the parameters are %s", fn,
+                             sg_dtype_name(x->dtype), sg_dtype_name(dt));
+    int64_t B = x->shape[0], T = x->shape[1];
+    if (B < 1 || T < 1)
+        return sg_graph_fail(g, SG_ESHAPE, "%s: input %s has an empty batch or time dim", fn,
+                             SG_SHAPE(x));
+    return run_layers(g, m, x, NULL, B, T, opts, h_n, c_n, fn);
+}
+
+sg_tensor *sg_rnn_forward_ids(sg_graph *g, const sg_rnn *m, sg_tensor *table, sg_tensor *ids,
+                              int64_t padding_idx, const sg_rnn_opts *opts, sg_tensor **h_n,
+                              sg_tensor **c_n)
+{
+    if (!g)
+        return NULL;
+    const char *fn = check_module(g, m, "sg_rnn_forward_ids");
+    if (!fn)
+        return NULL;
+    SG_NEED(table, ids);
+    if (ids->ndim != 2 || ids->shape[0] < 1 || ids->shape[1] < 1)
+        return sg_graph_fail(g, SG_ESHAPE, "%s: ids %s must be [batch, time]", fn,
+                             SG_SHAPE(ids));
+    int64_t B = ids->shape[0], T = ids->shape[1];
+    /* one projection per word when there are fewer words than positions: W_ih's rows
+     * for every word, looked up at each position (backward: the positions' gradients
+     * summed per word, then the weight gradients of V rows instead of B*T) */
+    bool per_word = table->ndim == 2 && table->shape[0] < B * T;
+    if (!per_word)
+        return sg_rnn_forward(g, m, sg_embedding_lookup(g, table, ids, padding_idx), opts, h_n,
+                              c_n);
+    if (table->shape[1] != m->cfg.input_size)
+        return sg_graph_fail(g, SG_ESHAPE, "%s: table %s must be [vocabulary, %lld]", fn,
+                             SG_SHAPE(table), (long long)m->cfg.input_size);
+    if (table->dtype != m->w[0][0].weight_ih->dtype)
+        return sg_graph_fail(g, SG_EDTYPE, "%s: table is %s, the parameters are %s", fn,
+                             sg_dtype_name(table->dtype),
+                             sg_dtype_name(m->w[0][0].weight_ih->dtype));
+    sg_tensor *gx[2] = {NULL, NULL};
+    for (int d = 0; d < m->dirs; d++) {
+        const sg_rnn_weights *w = &m->w[0][d];
+        gx[d] = sg_embedding_lookup(g, sg_linear(g, table, w->weight_ih, w->bias_ih), ids,
+                                    padding_idx);
+        SG_NEED(gx[d]);
+    }
+    return run_layers(g, m, NULL, gx, B, T, opts, h_n, c_n, fn);
 }
 
 sg_tensor *sg_gru_forward(sg_graph *g, const sg_gru *m, sg_tensor *x, const sg_rnn_opts *opts,
@@ -323,8 +386,8 @@ sg_tensor *sg_gru_cell_forward(sg_graph *g, sg_tensor *x, sg_tensor *h, const sg
     if (!cell_prepare(g, SG_RNN_GRU, &x, &h, NULL, w, &wc))
         return NULL;
     sg_tensor *y, *hn;
-    if (sg__rnn_run(g, SG_RNN_GRU, reset_before_matmul, false, x, NULL, &wc, h, NULL, &y, &hn,
-                    NULL) != SG_OK)
+    if (sg__rnn_run(g, SG_RNN_GRU, reset_before_matmul, false, x, false, NULL, &wc, h, NULL, &y,
+                    &hn, NULL) != SG_OK)
         return NULL;
     return hn;
 }
@@ -339,7 +402,8 @@ sg_tensor *sg_lstm_cell_forward(sg_graph *g, sg_tensor *x, sg_tensor *h, sg_tens
     if (!cell_prepare(g, SG_RNN_LSTM, &x, &h, &c, w, &wc))
         return NULL;
     sg_tensor *y, *hn, *cn;
-    if (sg__rnn_run(g, SG_RNN_LSTM, false, false, x, NULL, &wc, h, c, &y, &hn, &cn) != SG_OK)
+    if (sg__rnn_run(g, SG_RNN_LSTM, false, false, x, false, NULL, &wc, h, c, &y, &hn, &cn) !=
+        SG_OK)
         return NULL;
     *c_out = cn;
     return hn;

@@ -18,6 +18,7 @@
 typedef struct rnn_saved {
     sg_rnn_cell cell;
     bool cho, reverse;
+    bool projected; /* x is the input projection W_ih x + b_ih itself [B, T, G*H] */
     bool h0_zero;   /* no initial state given: h before step 0 is 0 */
     int64_t B, T, I, H, G, S, N;
     int64_t *perm;  /* [B] batch rows by decreasing length (stable) */
@@ -99,7 +100,7 @@ static void rnn_bwd(sg_graph *g, sg_node *n)
     void *dgh = sg__scratch_get(g, (size_t)(dgh_rows * sv->G * sv->H) * es, who);
     if (!dH || !dC || !drh || !dgh)
         goto out;
-    const void *x = in[IN_X]->data, *wih = in[IN_WIH]->data;
+    const void *x = in[IN_X]->data, *wih = in[IN_WIH] ? in[IN_WIH]->data : NULL;
     /* dh W_hh at every step: W_hh packed once per backward where the packed kernel runs */
     sg__operand whh = sg__weight_operand(g, in[IN_WHH], true);
     if (y->dtype == SG_F32)
@@ -128,8 +129,8 @@ static bool state_rows(sg_arena *a, void *first, size_t NH, size_t BH, void **p0
 }
 
 int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor *x,
-                const int64_t *len, const sg_rnn_weights *w, sg_tensor *h0, sg_tensor *c0,
-                sg_tensor **y, sg_tensor **h_n, sg_tensor **c_n)
+                bool projected, const int64_t *len, const sg_rnn_weights *w, sg_tensor *h0,
+                sg_tensor *c0, sg_tensor **y, sg_tensor **h_n, sg_tensor **c_n)
 {
     sg_arena *a = sg_graph_arena(g);
     sg_dtype dt = x->dtype;
@@ -142,7 +143,8 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     rnn_saved *sv = sg_arena_alloc(a, sizeof *sv);
     if (!sv)
         goto oom;
-    *sv = (rnn_saved){.cell = cell, .cho = cho && !lstm, .reverse = reverse, .h0_zero = !h0,
+    *sv = (rnn_saved){.cell = cell, .cho = cho && !lstm, .reverse = reverse,
+                      .projected = projected, .h0_zero = !h0,
                       .B = B, .T = T, .I = I, .H = H, .G = lstm ? 4 : 3, .S = 4 * H};
     sv->perm = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
     sv->plen = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
@@ -206,8 +208,8 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
      * a copy, and on the input projection of a whole sequence (1,600 x 384 x 64, dates'
      * encoder) it made 55-72 GFLOP/s where the packed kernel made 46-60 (AMD Zen 3). */
     bool ih_small = T == 1 && (double)B * (double)(sv->G * H) * (double)I <= SG_SMALL_GEMM_MNK;
-    sg__operand wih_t =
-        sg__weight_t_operand(g, w->weight_ih, 1, ih_small && w->weight_ih->owns_data);
+    sg__operand wih_t = sg__weight_t_operand(
+        g, w->weight_ih, 1, !projected && ih_small && w->weight_ih->owns_data);
     sg__operand whh_t = sg__weight_t_operand(g, w->weight_hh, T, w->weight_hh->owns_data);
     sg_tensor *ty = sg_empty(g, dt, 3, (int64_t[]){B, T, H});
     /* one step (a decoder cell): h_n is y's data under a [B, H] header, not a copy; the
@@ -220,12 +222,13 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     if (!sv->gates || !states || (sv->cho && !sv->rh) || !gh || !zeros ||
         !ty || !thn || !hn_rows || (lstm && !tcn))
         goto oom;
+    sg_tensor *bih = projected ? NULL : w->bias_ih; /* in x when projected */
     if (dt == SG_F32)
-        rnn_fwd_f32(sv, x->data, wih_t, whh_t, data_or_null(w->bias_ih),
+        rnn_fwd_f32(sv, x->data, wih_t, whh_t, data_or_null(bih),
                     data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
                     hn_rows, tcn ? tcn->data : NULL, gh, hbuf, zeros);
     else
-        rnn_fwd_f64(sv, x->data, wih_t, whh_t, data_or_null(w->bias_ih),
+        rnn_fwd_f64(sv, x->data, wih_t, whh_t, data_or_null(bih),
                     data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
                     hn_rows, tcn ? tcn->data : NULL, gh, hbuf, zeros);
     sg__scratch_put(g, gh);
@@ -234,7 +237,8 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     if (hn_is_y)
         sg__scratch_put(g, hn_rows);
     hn_rows = NULL;
-    sg_tensor *ins[IN_COUNT] = {x, w->weight_ih, w->weight_hh, w->bias_ih, w->bias_hh, h0, c0};
+    sg_tensor *ins[IN_COUNT] = {x,   projected ? NULL : w->weight_ih, w->weight_hh, bih,
+                                w->bias_hh, h0, c0};
     sg_tensor *outs[3] = {ty, thn, tcn};
     sg_node *n = sg_record(g, lstm ? "sg_lstm" : "sg_gru", rnn_bwd, IN_COUNT, ins, lstm ? 3 : 2,
                            outs);

@@ -119,6 +119,19 @@ SG_API sg_tensor *sg_lstm_forward(sg_graph *g, const sg_lstm *m, sg_tensor *x,
 /* Either cell, dispatching on m->cell (*c_n = NULL for a GRU). */
 SG_API sg_tensor *sg_rnn_forward(sg_graph *g, const sg_rnn *m, sg_tensor *x,
                                  const sg_rnn_opts *opts, sg_tensor **h_n, sg_tensor **c_n);
+/* sg_rnn_forward over embedded ids: the same results and gradients (to rounding) as
+ * sg_rnn_forward(g, m, sg_embedding_lookup(g, table, ids, padding_idx), ...), with table
+ * [V, I] (an sg_embedding's weight; may require grad) and ids SG_I64 [B, T]. With fewer
+ * words than positions (V < B*T: a character model's encoder, 50 words for 1,600
+ * positions), the first layer's input projection W_ih e + b_ih is made once per word
+ * and looked up at each position, and its backward makes the weight gradients of V rows
+ * instead of B*T. (No dropout can stand between the table and the RNN: a model that
+ * drops its embeddings in training calls sg_rnn_forward then.) Errors: those of
+ * sg_embedding_lookup (SG_ERANGE names an id outside the table) and sg_rnn_forward;
+ * SG_ESHAPE for ids not [B, T] or a table of the wrong width. */
+SG_API sg_tensor *sg_rnn_forward_ids(sg_graph *g, const sg_rnn *m, sg_tensor *table,
+                                     sg_tensor *ids, int64_t padding_idx,
+                                     const sg_rnn_opts *opts, sg_tensor **h_n, sg_tensor **c_n);
 
 /* ---- single steps, for decoders ------------------------------------------------ */
 

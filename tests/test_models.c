@@ -248,6 +248,29 @@ static double *grads_of(sg_model *m, int64_t *n)
     return out;
 }
 
+/* The golden batch with every row repeated 7 times: the mean loss and its gradients are
+ * the reference's. With 28 rows every vocabulary is smaller than the positions, so the
+ * input projections of the embeddings are made once per word (sg_rnn_forward_ids, the
+ * Bahdanau decoder's gx), where the golden batch itself makes the target side's per
+ * position. */
+static void check_repeated_rows(const char *variant)
+{
+    golden gd;
+    golden_open(&gd, variant);
+    sg_batch b = repeat_golden_batch(&gd, 7 * gd.b.B, 1);
+    sg_graph *g = sg_graph_new();
+    sg_params_zero_grad(sg_model_params(gd.m));
+    sg_tensor *loss = sg_model_loss_backward(gd.m, g, &b, 0.1, NULL);
+    cr_assert(loss, "%s: %s", variant, sg_last_error());
+    double want = fx_scalar(gd.f, "/golden/loss");
+    cr_assert_float_eq(sg_tensor_get(loss, 0), want, 1e-5 + 1e-5 * fabs(want), "loss %.8g vs %.8g",
+                       sg_tensor_get(loss, 0), want);
+    check_grads(&gd, variant, "rows repeated 7 times");
+    sg_graph_free(g);
+    sg_batch_free(&b);
+    golden_close(&gd);
+}
+
 /* At 2 threads sg_model_loss_backward runs a small model's batch of 32 or more sentences
  * as two halves side by side (train_halves.c): the loss, the token count and every
  * gradient must be the whole batch's at 1 thread (to f32 rounding), gradients must add
@@ -390,7 +413,8 @@ static void check_weights_graph(const char *variant)
     Test(id, greedy_and_beam_match_torch) { check_decodes(variant); }                      \
     Test(id, split_decode_matches_whole_batch) { check_split_decode(variant); }            \
     Test(id, weights_graph_decodes_as_per_call_copies) { check_weights_graph(variant); }    \
-    Test(id, split_training_step_matches_whole_batch) { check_split_training(variant); }
+    Test(id, split_training_step_matches_whole_batch) { check_split_training(variant); }    \
+    Test(id, repeated_rows_match_torch) { check_repeated_rows(variant); }
 
 GOLDEN_TESTS(bahdanau, "bahdanau")
 GOLDEN_TESTS(seq2seq_lstm, "seq2seq-lstm")

@@ -207,6 +207,133 @@ static void gradcheck_module(sg_rnn_cell cell, bool cho, int n_layers, bool bidi
     gradcheck_module_ex(cell, cho, n_layers, bidir, no_h0, false);
 }
 
+/* ---- sg_rnn_forward_ids ------------------------------------------------------- */
+
+typedef struct {
+    sg_rnn m;
+    sg_tensor *ids, *len;
+    int what; /* 0: output, 1: h_n, 2: c_n */
+    bool via_lookup; /* sg_embedding_lookup then sg_rnn_forward, for comparison */
+} gc_ids;
+
+/* inputs: the table, then the module's parameters (already in m) */
+static sg_tensor *gc_ids_fn(sg_graph *g, sg_tensor *const *in, void *user)
+{
+    gc_ids *u = user;
+    sg_rnn_opts o = {.lengths = u->len};
+    sg_tensor *hn = NULL, *cn = NULL;
+    sg_tensor *out = u->via_lookup
+                         ? sg_rnn_forward(g, &u->m, sg_embedding_lookup(g, in[0], u->ids, 0), &o,
+                                          &hn, &cn)
+                         : sg_rnn_forward_ids(g, &u->m, in[0], u->ids, 0, &o, &hn, &cn);
+    return u->what == 0 ? out : u->what == 1 ? hn : cn;
+}
+
+/* 4 words at 3 x 4 positions (the per-word projection) and 20 words (the plain path):
+ * gradients by central differences w.r.t. the table and every parameter, and the same
+ * outputs and gradients as sg_embedding_lookup then sg_rnn_forward (pad id 0 included:
+ * the table's row 0 gets no gradient either way). */
+static void check_rnn_ids(sg_rnn_cell cell, int n_layers, bool bidir)
+{
+    bool lstm = cell == SG_RNN_LSTM;
+    sg_rng r;
+    sg_rng_seed(&r, 5);
+    int64_t B = 3, T = 4, I = 3, H = 2;
+    for (int64_t V = 4; V <= 20; V += 16) {
+        gc_ids u = {0};
+        sg_params *p = sg_params_new(SG_F64);
+        sg_rnn_config cfg = {.input_size = I, .hidden_size = H, .num_layers = n_layers,
+                             .bidirectional = bidir};
+        int rc = lstm ? sg_lstm_init(&u.m, p, "", &cfg, &r) : sg_gru_init(&u.m, p, "", &cfg, &r);
+        cr_assert_eq(rc, SG_OK, "%s", sg_last_error());
+        sg_params_uniform_(p, &r, -0.8, 0.8);
+        int64_t ids[12] = {1, 3, 0, 0, 2, 1, 3, 2, 3, 0, 0, 0}; /* lengths 2, 4, 1; pads 0 */
+        if (V > 4)
+            ids[5] = 17;
+        u.ids = sg_tensor_from_buffer(SG_I64, 2, (int64_t[]){B, T}, ids);
+        u.len = sg_tensor_from_buffer(SG_I64, 1, (int64_t[]){B}, (int64_t[]){2, 4, 1});
+        sg_tensor *in[64];
+        int n = 0;
+        in[n++] = tu_rand64(&r, -1, 1, 2, V, I);
+        for (int i = 0; i < sg_params_count(p); i++)
+            in[n++] = sg_params_at(p, i)->value;
+        for (u.what = 0; u.what < (lstm ? 3 : 2); u.what++) {
+            TU_GRADCHECK(gc_ids_fn, &u, n, in);
+            double val[2][64], grad[2][64]; /* output and table gradient, both ways */
+            for (int way = 0; way < 2; way++) {
+                u.via_lookup = way == 1;
+                sg_graph *g = sg_graph_new();
+                for (int i = 0; i < n; i++)
+                    sg_tensor_zero_grad(in[i]);
+                sg_tensor *y = gc_ids_fn(g, in, &u);
+                cr_assert(y, "%s", sg_last_error());
+                sg_tensor *sum = sg_sum_all(g, sg_mul(g, y, y));
+                cr_assert_eq(sg_backward(g, sum), SG_OK, "%s", sg_last_error());
+                for (int64_t k = 0; k < sg_tensor_numel(y) && k < 64; k++)
+                    val[way][k] = sg_tensor_get(y, k);
+                for (int64_t k = 0; k < V * I && k < 64; k++)
+                    grad[way][k] = sg_tensor_grad_get(in[0], k);
+                int64_t ny = sg_tensor_numel(y);
+                for (int64_t k = 0; k < ny && k < 64 && way == 1; k++)
+                    cr_assert_float_eq(val[0][k], val[1][k], 1e-12, "V %lld what %d value %lld",
+                                       (long long)V, u.what, (long long)k);
+                sg_graph_free(g);
+            }
+            u.via_lookup = false;
+            for (int64_t k = 0; k < V * I && k < 64; k++)
+                cr_assert_float_eq(grad[0][k], grad[1][k], 1e-12, "V %lld what %d d(table) %lld",
+                                   (long long)V, u.what, (long long)k);
+            for (int64_t k = 0; k < I; k++) /* the padding row */
+                cr_assert_eq(grad[0][k], 0.0);
+        }
+        sg_tensor_free(in[0]);
+        sg_tensor_free(u.ids);
+        sg_tensor_free(u.len);
+        sg_params_free(p);
+    }
+}
+
+Test(gru, forward_ids_gradcheck_and_equals_lookup_bidirectional_two_layers)
+{
+    check_rnn_ids(SG_RNN_GRU, 2, true);
+}
+
+Test(lstm, forward_ids_gradcheck_and_equals_lookup)
+{
+    check_rnn_ids(SG_RNN_LSTM, 1, false);
+}
+
+Test(gru, forward_ids_rejects_bad_ids_and_tables)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 1);
+    sg_params *p = sg_params_new(SG_F32);
+    sg_rnn m;
+    sg_rnn_config cfg = {.input_size = 3, .hidden_size = 2, .num_layers = 1};
+    cr_assert_eq(sg_gru_init(&m, p, "", &cfg, &r), SG_OK);
+    sg_graph *g = sg_graph_new();
+    sg_tensor *table = sg_zeros(g, SG_F32, 2, (int64_t[]){4, 3});
+    sg_tensor *ids = sg_zeros(g, SG_I64, 2, (int64_t[]){3, 4});
+    ((int64_t *)ids->data)[7] = 4; /* outside the table */
+    cr_assert_null(sg_rnn_forward_ids(g, &m, table, ids, 0, NULL, NULL, NULL));
+    cr_assert_eq(sg_graph_status(g), SG_ERANGE);
+    cr_assert(strstr(sg_last_error(), "position 7"), "%s", sg_last_error());
+    sg_graph_reset(g);
+    table = sg_zeros(g, SG_F32, 2, (int64_t[]){4, 5});
+    ids = sg_zeros(g, SG_I64, 2, (int64_t[]){3, 4});
+    cr_assert_null(sg_rnn_forward_ids(g, &m, table, ids, 0, NULL, NULL, NULL));
+    cr_assert_eq(sg_graph_status(g), SG_ESHAPE);
+    cr_assert(strstr(sg_last_error(), "table"), "%s", sg_last_error());
+    sg_graph_reset(g);
+    table = sg_zeros(g, SG_F32, 2, (int64_t[]){4, 3});
+    ids = sg_zeros(g, SG_I64, 1, (int64_t[]){12});
+    cr_assert_null(sg_rnn_forward_ids(g, &m, table, ids, 0, NULL, NULL, NULL));
+    cr_assert_eq(sg_graph_status(g), SG_ESHAPE);
+    cr_assert(strstr(sg_last_error(), "ids"), "%s", sg_last_error());
+    sg_graph_free(g);
+    sg_params_free(p);
+}
+
 Test(rnn, gradcheck_full_lengths_initial_state_read_in_place)
 {
     gradcheck_module_ex(SG_RNN_GRU, false, 2, true, false, true);
