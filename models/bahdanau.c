@@ -72,19 +72,6 @@ static int encode(sg_model *m, sg_graph *g, sg_tensor *src, sg_tensor *src_len,
     return sg_additive_attention_precompute(g, &net->attention, h, src_len, NULL, mem);
 }
 
-/* One decoder step from s_{t-1} and the embedded input e_t [B, E]: returns s_t and the
- * generator input o_t = [s_t ; c_t ; e_t]. */
-static sg_tensor *step(sg_model *m, sg_graph *g, const sg_attn_memory *mem, sg_tensor *s,
-                       sg_tensor *e_t, sg_tensor **o_t, sg_tensor **alpha)
-{
-    bahdanau *net = m->impl;
-    sg_tensor *ctx = sg_additive_attention_step(g, &net->attention, mem, s, alpha); /* [B, 2H] */
-    sg_tensor *x = sg_concat(g, 2, (sg_tensor *[]){e_t, ctx}, 1);                  /* [B, E+2H] */
-    sg_tensor *s_new = sg_gru_cell_forward(g, x, s, &net->decoder.w[0][0], false);
-    *o_t = sg_concat(g, 3, (sg_tensor *[]){s_new, ctx, e_t}, 1);
-    return s_new;
-}
-
 static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tensor **attn,
                           const sg_linear_layer **gen)
 {
@@ -133,8 +120,10 @@ static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tenso
 
 typedef struct {
     sg_model *m;
-    sg__attn_rows mem; /* encoder outputs and keys, per decoding row */
-    sg_tensor *s;      /* [R, H] decoder state, in a step graph */
+    sg__attn_rows mem;  /* encoder outputs and keys, per decoding row */
+    sg_tensor *s;       /* [R, H] decoder state, in a step graph */
+    sg_tensor *gx_word; /* [Vt, 3H] the embedding part of the input gates, with b_ih, of
+                         * every target word (in the encoder's graph) */
 } dec_state;
 
 static void decoder_free(void *p)
@@ -155,8 +144,13 @@ static void *decoder_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *
     }
     d->m = m;
     sg_attn_memory base;
+    bahdanau *net = m->impl;
+    const sg_rnn_weights *w = &net->decoder.w[0][0];
     if (encode(m, enc, src, src_len, &base, &d->s) != SG_OK ||
-        sg__attn_rows_init(&d->mem, enc, &base, true) != SG_OK) {
+        sg__attn_rows_init(&d->mem, enc, &base, true) != SG_OK ||
+        !(d->gx_word = sg_linear(enc, net->tgt_embed.weight,
+                                 sg_narrow(enc, w->weight_ih, 1, 0, m->cfg.emb_dim),
+                                 w->bias_ih))) {
         decoder_free(d);
         return NULL;
     }
@@ -177,9 +171,19 @@ static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor 
     (void)t;
     dec_state *d = p;
     bahdanau *net = d->m->impl;
+    const sg_rnn_weights *w = &net->decoder.w[0][0];
+    int64_t R = prev->shape[0], E = d->m->cfg.emb_dim, H = d->m->cfg.hidden_dim;
+    /* the training step's GRU (bahdanau_step.c) over the words' rows of gx_word: the
+     * embedding part of the input product is looked up, not multiplied again */
     sg_tensor *e = sg_embedding_forward(g, &net->tgt_embed, prev); /* [R, E] */
-    sg_tensor *o = NULL;
-    d->s = step(d->m, g, &d->mem.cur, d->s, e, &o, NULL);
+    sg_tensor *ctx = sg_additive_attention_step(g, &net->attention, &d->mem.cur, d->s, NULL);
+    sg_tensor *gx = sg_view(g, sg_embedding_lookup(g, d->gx_word, prev, -1), 3,
+                            (int64_t[]){R, 1, 3 * H});
+    if (!e || !ctx || !gx)
+        return sg_graph_status(g);
+    d->s = sg__bahdanau_gru_step(g, gx, 0, w->bias_hh, ctx, d->s,
+                                 sg_narrow(g, w->weight_ih, 1, E, 2 * H), w->weight_hh);
+    sg_tensor *o = sg_concat(g, 3, (sg_tensor *[]){d->s, ctx, e}, 1); /* [s_t ; c_t ; e_t] */
     *logits = sg_linear_layer_forward(g, &net->generator, o);
     return *logits ? SG_OK : sg_graph_status(g);
 }

@@ -157,11 +157,13 @@ static const int64_t *read_lengths(sg_graph *g, const char *fn, const sg_tensor 
     return len;
 }
 
-/* The layers over a checked input: x [B, T, I] (NULL when gx is given), or gx[d] the first
- * layer's input projections W_ih x + b_ih per direction [B, T, G*H]. */
-static sg_tensor *run_layers(sg_graph *g, const sg_rnn *m, sg_tensor *x, sg_tensor *const *gx,
-                             int64_t B, int64_t T, const sg_rnn_opts *opts, sg_tensor **h_n,
-                             sg_tensor **c_n, const char *fn)
+/* The layers over a checked input: x [B, T, I], or (x NULL) the words of ids [B, T] with
+ * px[d] the first layer's input projection W_ih e + b_ih of each word per direction,
+ * [V, G*H]. */
+static sg_tensor *run_layers(sg_graph *g, const sg_rnn *m, sg_tensor *x, sg_tensor *const *px,
+                             const sg__rnn_words *words, int64_t B, int64_t T,
+                             const sg_rnn_opts *opts, sg_tensor **h_n, sg_tensor **c_n,
+                             const char *fn)
 {
     sg_rnn_opts o = opts ? *opts : (sg_rnn_opts){0};
     const sg_rnn_config *c = &m->cfg;
@@ -195,9 +197,9 @@ static sg_tensor *run_layers(sg_graph *g, const sg_rnn *m, sg_tensor *x, sg_tens
             sg_tensor *c0k = c0 ? sg_select(g, c0, 0, k) : NULL;
             if ((h0 && !h0k) || (c0 && !c0k))
                 return NULL;
-            bool projected = l == 0 && gx;
-            if (sg__rnn_run(g, m->cell, c->reset_before_matmul, d == 1, projected ? gx[d] : in,
-                            projected, len, &m->w[l][d], h0k, c0k, &yd[d], &hn[k],
+            bool per_word = l == 0 && !x;
+            if (sg__rnn_run(g, m->cell, c->reset_before_matmul, d == 1, per_word ? px[d] : in,
+                            per_word ? words : NULL, len, &m->w[l][d], h0k, c0k, &yd[d], &hn[k],
                             &cn[k]) != SG_OK)
                 return NULL;
         }
@@ -259,7 +261,7 @@ sg_tensor *sg_rnn_forward(sg_graph *g, const sg_rnn *m, sg_tensor *x, const sg_r
     if (B < 1 || T < 1)
         return sg_graph_fail(g, SG_ESHAPE, "%s: input %s has an empty batch or time dim", fn,
                              SG_SHAPE(x));
-    return run_layers(g, m, x, NULL, B, T, opts, h_n, c_n, fn);
+    return run_layers(g, m, x, NULL, NULL, B, T, opts, h_n, c_n, fn);
 }
 
 sg_tensor *sg_rnn_forward_ids(sg_graph *g, const sg_rnn *m, sg_tensor *table, sg_tensor *ids,
@@ -290,14 +292,26 @@ sg_tensor *sg_rnn_forward_ids(sg_graph *g, const sg_rnn *m, sg_tensor *table, sg
         return sg_graph_fail(g, SG_EDTYPE, "%s: table is %s, the parameters are %s", fn,
                              sg_dtype_name(table->dtype),
                              sg_dtype_name(m->w[0][0].weight_ih->dtype));
-    sg_tensor *gx[2] = {NULL, NULL};
+    if (ids->dtype != SG_I64)
+        return sg_graph_fail(g, SG_EDTYPE, "%s: ids must be i64, got %s", fn,
+                             sg_dtype_name(ids->dtype));
+    if (!sg_tensor_is_contiguous(ids) && !(ids = sg_contiguous(g, ids)))
+        return NULL;
+    int64_t V = table->shape[0];
+    const int64_t *id = ids->data;
+    for (int64_t k = 0; k < B * T; k++)
+        if (id[k] < 0 || id[k] >= V)
+            return sg_graph_fail(g, SG_ERANGE, "%s: id %lld at position %lld of ids %s is "
+                                               "outside the vocabulary [0, %lld)",
+                                 fn, (long long)id[k], (long long)k, SG_SHAPE(ids), (long long)V);
+    sg_tensor *px[2] = {NULL, NULL}; /* [V, G*H]: each word's input projection */
     for (int d = 0; d < m->dirs; d++) {
         const sg_rnn_weights *w = &m->w[0][d];
-        gx[d] = sg_embedding_lookup(g, sg_linear(g, table, w->weight_ih, w->bias_ih), ids,
-                                    padding_idx);
-        SG_NEED(gx[d]);
+        px[d] = sg_linear(g, table, w->weight_ih, w->bias_ih);
+        SG_NEED(px[d]);
     }
-    return run_layers(g, m, NULL, gx, B, T, opts, h_n, c_n, fn);
+    sg__rnn_words words = {.ids = id, .B = B, .T = T, .padding_idx = padding_idx};
+    return run_layers(g, m, NULL, px, &words, B, T, opts, h_n, c_n, fn);
 }
 
 sg_tensor *sg_gru_forward(sg_graph *g, const sg_gru *m, sg_tensor *x, const sg_rnn_opts *opts,
@@ -386,7 +400,7 @@ sg_tensor *sg_gru_cell_forward(sg_graph *g, sg_tensor *x, sg_tensor *h, const sg
     if (!cell_prepare(g, SG_RNN_GRU, &x, &h, NULL, w, &wc))
         return NULL;
     sg_tensor *y, *hn;
-    if (sg__rnn_run(g, SG_RNN_GRU, reset_before_matmul, false, x, false, NULL, &wc, h, NULL, &y,
+    if (sg__rnn_run(g, SG_RNN_GRU, reset_before_matmul, false, x, NULL, NULL, &wc, h, NULL, &y,
                     &hn, NULL) != SG_OK)
         return NULL;
     return hn;
@@ -402,7 +416,7 @@ sg_tensor *sg_lstm_cell_forward(sg_graph *g, sg_tensor *x, sg_tensor *h, sg_tens
     if (!cell_prepare(g, SG_RNN_LSTM, &x, &h, &c, w, &wc))
         return NULL;
     sg_tensor *y, *hn, *cn;
-    if (sg__rnn_run(g, SG_RNN_LSTM, false, false, x, false, NULL, &wc, h, c, &y, &hn, &cn) !=
+    if (sg__rnn_run(g, SG_RNN_LSTM, false, false, x, NULL, NULL, &wc, h, c, &y, &hn, &cn) !=
         SG_OK)
         return NULL;
     *c_out = cn;

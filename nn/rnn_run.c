@@ -18,7 +18,10 @@
 typedef struct rnn_saved {
     sg_rnn_cell cell;
     bool cho, reverse;
-    bool projected; /* x is the input projection W_ih x + b_ih itself [B, T, G*H] */
+    /* x is the input projection W_ih e + b_ih of each word [V, G*H], ids [B*T] (arena)
+     * the words at the positions, pad_id a padding index (no gradient), or ids NULL */
+    const int64_t *ids;
+    int64_t pad_id;
     bool h0_zero;   /* no initial state given: h before step 0 is 0 */
     int64_t B, T, I, H, G, S, N;
     int64_t *perm;  /* [B] batch rows by decreasing length (stable) */
@@ -129,13 +132,14 @@ static bool state_rows(sg_arena *a, void *first, size_t NH, size_t BH, void **p0
 }
 
 int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor *x,
-                bool projected, const int64_t *len, const sg_rnn_weights *w, sg_tensor *h0,
-                sg_tensor *c0, sg_tensor **y, sg_tensor **h_n, sg_tensor **c_n)
+                const sg__rnn_words *words, const int64_t *len, const sg_rnn_weights *w,
+                sg_tensor *h0, sg_tensor *c0, sg_tensor **y, sg_tensor **h_n, sg_tensor **c_n)
 {
     sg_arena *a = sg_graph_arena(g);
     sg_dtype dt = x->dtype;
     size_t es = sg_dtype_size(dt);
-    int64_t B = x->shape[0], T = x->shape[1], I = x->shape[2], H = w->weight_hh->shape[1];
+    int64_t B = words ? words->B : x->shape[0], T = words ? words->T : x->shape[1];
+    int64_t I = x->shape[x->ndim - 1], H = w->weight_hh->shape[1];
     bool lstm = cell == SG_RNN_LSTM;
     const char *who = lstm ? "sg_lstm" : "sg_gru";
     void *gh = NULL, *hn_rows = NULL, *hbuf = NULL;
@@ -144,7 +148,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     if (!sv)
         goto oom;
     *sv = (rnn_saved){.cell = cell, .cho = cho && !lstm, .reverse = reverse,
-                      .projected = projected, .h0_zero = !h0,
+                      .pad_id = words ? words->padding_idx : -1, .h0_zero = !h0,
                       .B = B, .T = T, .I = I, .H = H, .G = lstm ? 4 : 3, .S = 4 * H};
     sv->perm = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
     sv->plen = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
@@ -152,6 +156,13 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     sv->cnt = sg_arena_calloc(a, sizeof(int64_t) * (size_t)(T + 1));
     if (!sv->perm || !sv->plen || !sv->off || !sv->cnt)
         goto oom;
+    if (words) { /* read again by backward: the caller's may not live that long */
+        int64_t *ids = sg_arena_alloc(a, sizeof(int64_t) * (size_t)(B * T));
+        if (!ids)
+            goto oom;
+        memcpy(ids, words->ids, sizeof(int64_t) * (size_t)(B * T));
+        sv->ids = ids;
+    }
     /* counting sort by decreasing length, stable: running rows form a prefix */
     for (int64_t b = 0; b < B; b++)
         sv->cnt[len ? len[b] - 1 : T - 1]++; /* cnt[l-1] = rows of length l (for now) */
@@ -209,7 +220,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
      * encoder) it made 55-72 GFLOP/s where the packed kernel made 46-60 (AMD Zen 3). */
     bool ih_small = T == 1 && (double)B * (double)(sv->G * H) * (double)I <= SG_SMALL_GEMM_MNK;
     sg__operand wih_t = sg__weight_t_operand(
-        g, w->weight_ih, 1, !projected && ih_small && w->weight_ih->owns_data);
+        g, w->weight_ih, 1, !words && ih_small && w->weight_ih->owns_data);
     sg__operand whh_t = sg__weight_t_operand(g, w->weight_hh, T, w->weight_hh->owns_data);
     sg_tensor *ty = sg_empty(g, dt, 3, (int64_t[]){B, T, H});
     /* one step (a decoder cell): h_n is y's data under a [B, H] header, not a copy; the
@@ -222,7 +233,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     if (!sv->gates || !states || (sv->cho && !sv->rh) || !gh || !zeros ||
         !ty || !thn || !hn_rows || (lstm && !tcn))
         goto oom;
-    sg_tensor *bih = projected ? NULL : w->bias_ih; /* in x when projected */
+    sg_tensor *bih = words ? NULL : w->bias_ih; /* in x with words */
     if (dt == SG_F32)
         rnn_fwd_f32(sv, x->data, wih_t, whh_t, data_or_null(bih),
                     data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
@@ -237,7 +248,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     if (hn_is_y)
         sg__scratch_put(g, hn_rows);
     hn_rows = NULL;
-    sg_tensor *ins[IN_COUNT] = {x,   projected ? NULL : w->weight_ih, w->weight_hh, bih,
+    sg_tensor *ins[IN_COUNT] = {x,   words ? NULL : w->weight_ih, w->weight_hh, bih,
                                 w->bias_hh, h0, c0};
     sg_tensor *outs[3] = {ty, thn, tcn};
     sg_node *n = sg_record(g, lstm ? "sg_lstm" : "sg_gru", rnn_bwd, IN_COUNT, ins, lstm ? 3 : 2,
