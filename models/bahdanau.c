@@ -123,7 +123,8 @@ typedef struct {
     sg__attn_rows mem;  /* encoder outputs and keys, per decoding row */
     sg_tensor *s;       /* [R, H] decoder state, in a step graph */
     sg_tensor *gx_word; /* [Vt, 3H] the embedding part of the input gates, with b_ih, of
-                         * every target word (in the encoder's graph) */
+                         * every target word (in the encoder's graph), or NULL: made per
+                         * step when the vocabulary has more words than the batch rows */
 } dec_state;
 
 static void decoder_free(void *p)
@@ -146,11 +147,13 @@ static void *decoder_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *
     sg_attn_memory base;
     bahdanau *net = m->impl;
     const sg_rnn_weights *w = &net->decoder.w[0][0];
+    sg_tensor *table = net->tgt_embed.weight;
+    bool per_word = table->shape[0] <= src->shape[0]; /* dates: 15 words, 64 rows */
     if (encode(m, enc, src, src_len, &base, &d->s) != SG_OK ||
         sg__attn_rows_init(&d->mem, enc, &base, true) != SG_OK ||
-        !(d->gx_word = sg_linear(enc, net->tgt_embed.weight,
-                                 sg_narrow(enc, w->weight_ih, 1, 0, m->cfg.emb_dim),
-                                 w->bias_ih))) {
+        (per_word &&
+         !(d->gx_word = sg_linear(enc, table, sg_narrow(enc, w->weight_ih, 1, 0, m->cfg.emb_dim),
+                                  w->bias_ih)))) {
         decoder_free(d);
         return NULL;
     }
@@ -173,12 +176,13 @@ static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor 
     bahdanau *net = d->m->impl;
     const sg_rnn_weights *w = &net->decoder.w[0][0];
     int64_t R = prev->shape[0], E = d->m->cfg.emb_dim, H = d->m->cfg.hidden_dim;
-    /* the training step's GRU (bahdanau_step.c) over the words' rows of gx_word: the
-     * embedding part of the input product is looked up, not multiplied again */
+    /* the training step's GRU (bahdanau_step.c) over the embedding part of the input
+     * gates: the words' rows of gx_word, or one product per step */
     sg_tensor *e = sg_embedding_forward(g, &net->tgt_embed, prev); /* [R, E] */
     sg_tensor *ctx = sg_additive_attention_step(g, &net->attention, &d->mem.cur, d->s, NULL);
-    sg_tensor *gx = sg_view(g, sg_embedding_lookup(g, d->gx_word, prev, -1), 3,
-                            (int64_t[]){R, 1, 3 * H});
+    sg_tensor *gx = d->gx_word ? sg_embedding_lookup(g, d->gx_word, prev, -1)
+                               : sg_linear(g, e, sg_narrow(g, w->weight_ih, 1, 0, E), w->bias_ih);
+    gx = sg_view(g, gx, 3, (int64_t[]){R, 1, 3 * H});
     if (!e || !ctx || !gx)
         return sg_graph_status(g);
     d->s = sg__bahdanau_gru_step(g, gx, 0, w->bias_hh, ctx, d->s,

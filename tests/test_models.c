@@ -109,26 +109,25 @@ static void check_forward_backward(const char *variant)
     golden_close(&gd);
 }
 
-/* Greedy and beam (k = 3, alpha 0.7, avg) decodes equal the reference's. */
-static void check_decodes(const char *variant)
+/* Greedy and beam (k = 3, alpha 0.7, avg) decodes of src (row b being golden row
+ * b mod the golden batch's size) equal the reference's. */
+static void check_decodes_of(golden *gd, const char *variant, sg_tensor *src, sg_tensor *src_len)
 {
-    golden gd;
-    golden_open(&gd, variant);
     const char *names[2] = {"greedy", "beam"};
     for (int w = 0; w < 2; w++) {
         sg_decode_opts o = sg_decode_opts_default();
         o.beam = w == 0 ? 0 : 3;
         o.alpha = 0.7;
         sg_decode_result r;
-        cr_assert_eq(sg_model_decode(gd.m, gd.b.src, gd.b.src_len, &o, &r), SG_OK, "%s %s: %s",
+        cr_assert_eq(sg_model_decode(gd->m, src, src_len, &o, &r), SG_OK, "%s %s: %s",
                      variant, names[w], sg_last_error());
         char p1[64], p2[64];
         snprintf(p1, sizeof p1, "/golden/%s", names[w]);
         snprintf(p2, sizeof p2, "/golden/%s_len", names[w]);
-        sg_tensor *toks = fx_read(gd.f, p1, SG_I64), *lens = fx_read(gd.f, p2, SG_I64);
-        for (int64_t b = 0; b < gd.b.B; b++) {
-            const sg_hypothesis *h = sg_decode_best(&r, b);
-            int64_t want = ((int64_t *)lens->data)[b];
+        sg_tensor *toks = fx_read(gd->f, p1, SG_I64), *lens = fx_read(gd->f, p2, SG_I64);
+        for (int64_t row = 0; row < src->shape[0]; row++) {
+            const sg_hypothesis *h = sg_decode_best(&r, row);
+            int64_t b = row % gd->b.B, want = ((int64_t *)lens->data)[b];
             cr_assert_eq(h->len, want, "%s %s row %lld: length %lld, reference %lld", variant,
                          names[w], (long long)b, (long long)h->len, (long long)want);
             for (int64_t j = 0; j < want; j++)
@@ -140,6 +139,13 @@ static void check_decodes(const char *variant)
         sg_tensor_free(lens);
         sg_decode_result_free(&r);
     }
+}
+
+static void check_decodes(const char *variant)
+{
+    golden gd;
+    golden_open(&gd, variant);
+    check_decodes_of(&gd, variant, gd.b.src, gd.b.src_len);
     golden_close(&gd);
 }
 
@@ -248,16 +254,17 @@ static double *grads_of(sg_model *m, int64_t *n)
     return out;
 }
 
-/* The golden batch with every row repeated 7 times: the mean loss and its gradients are
- * the reference's. With 28 rows every vocabulary is smaller than the positions, so the
+/* The golden batch with every row repeated 8 times: the mean loss and its gradients, and
+ * every row's greedy and beam decodes, are the reference's. With 32 rows every
+ * vocabulary is smaller than the positions and the target one than the rows, so the
  * input projections of the embeddings are made once per word (sg_rnn_forward_ids, the
- * Bahdanau decoder's gx), where the golden batch itself makes the target side's per
- * position. */
+ * Bahdanau decoder's gx in training and decoding), where the golden batch itself makes
+ * the target side's per position. */
 static void check_repeated_rows(const char *variant)
 {
     golden gd;
     golden_open(&gd, variant);
-    sg_batch b = repeat_golden_batch(&gd, 7 * gd.b.B, 1);
+    sg_batch b = repeat_golden_batch(&gd, 8 * gd.b.B, 1);
     sg_graph *g = sg_graph_new();
     sg_params_zero_grad(sg_model_params(gd.m));
     sg_tensor *loss = sg_model_loss_backward(gd.m, g, &b, 0.1, NULL);
@@ -265,7 +272,11 @@ static void check_repeated_rows(const char *variant)
     double want = fx_scalar(gd.f, "/golden/loss");
     cr_assert_float_eq(sg_tensor_get(loss, 0), want, 1e-5 + 1e-5 * fabs(want), "loss %.8g vs %.8g",
                        sg_tensor_get(loss, 0), want);
-    check_grads(&gd, variant, "rows repeated 7 times");
+    check_grads(&gd, variant, "rows repeated 8 times");
+    int before = sg_get_num_threads();
+    cr_assert_eq(sg_set_num_threads(1), SG_OK); /* the whole batch (2 threads split it) */
+    check_decodes_of(&gd, variant, b.src, b.src_len);
+    sg_set_num_threads(before);
     sg_graph_free(g);
     sg_batch_free(&b);
     golden_close(&gd);
