@@ -381,6 +381,18 @@ static int join_results(sg_decode_result *a, sg_decode_result *b, sg_decode_resu
     return SG_OK;
 }
 
+/* Rows [r0, r0 + n) of t: a header over t's data (nothing is copied; no gradient). */
+static sg_tensor rows_of(const sg_tensor *t, int64_t r0, int64_t n)
+{
+    sg_tensor h = *t;
+    h.shape[0] = n;
+    h.data = (char *)t->data + (size_t)(r0 * t->stride[0]) * sg_dtype_size(t->dtype);
+    h.grad = NULL;
+    h.node = NULL;
+    h.requires_grad = h.owns_data = false;
+    return h;
+}
+
 /* At 2+ threads the two halves of a batch are decoded side by side, each on one thread
  * (its operations capped at 1 thread): a small model's decoding step is made of
  * operations too small to split well (the threads wait for each other at the end of
@@ -390,8 +402,8 @@ static int decode_halves(sg_model *m, const sg_tensor *src, const sg_tensor *src
                          const sg_decode_opts *opts, sg_decode_result *out)
 {
     int64_t B = src->shape[0], B0 = (B + 1) / 2;
-    sg_tensor srcs[2] = {sg__rows_of(src, 0, B0), sg__rows_of(src, B0, B - B0)};
-    sg_tensor lens[2] = {sg__rows_of(src_len, 0, B0), sg__rows_of(src_len, B0, B - B0)};
+    sg_tensor srcs[2] = {rows_of(src, 0, B0), rows_of(src, B0, B - B0)};
+    sg_tensor lens[2] = {rows_of(src_len, 0, B0), rows_of(src_len, B0, B - B0)};
     /* the caller's step graphs (opts->work) serve the first half; the second gets its own */
     sg_decode_opts o[2] = {sg_decode_opts_default(), sg_decode_opts_default()};
     if (opts)

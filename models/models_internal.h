@@ -119,8 +119,6 @@ SG_INTERNAL sg_tensor *sg__loss_of(sg_model *m, sg_graph *g, const sg_batch *b,
                                    bool backward_now, const char *who);
 
 /* ---- train_halves.c ---- */
-/* Rows [r0, r0 + n) of t: a header over t's data (nothing is copied; no gradient). */
-SG_INTERNAL sg_tensor sg__rows_of(const sg_tensor *t, int64_t r0, int64_t n);
 /* Whether sg_model_loss_backward runs b as two halves side by side (2+ threads, a small
  * model, a large enough batch of the usual layout). */
 SG_INTERNAL bool sg__train_halves_wanted(const sg_model *m, const sg_batch *b);

@@ -34,26 +34,20 @@ void sg__replica_free(sg__replica *r)
     free(r);
 }
 
-/* Rows [r0, r0 + n) of t: a header over t's data (nothing is copied). */
-sg_tensor sg__rows_of(const sg_tensor *t, int64_t r0, int64_t n)
-{
-    sg_tensor h = *t;
-    h.shape[0] = n;
-    h.data = (char *)t->data + (size_t)(r0 * t->stride[0]) * sg_dtype_size(t->dtype);
-    h.grad = NULL;
-    h.node = NULL;
-    h.requires_grad = h.owns_data = false;
-    return h;
-}
-
 bool sg__train_halves_wanted(const sg_model *m, const sg_batch *b)
 {
-    return sg__threads() >= 2 && sg_params_numel(m->params) <= SG_SPLIT_MAX_PARAMS && b &&
-           b->src && b->src_len && b->tgt_in && b->tgt_out && b->src->ndim == 2 &&
-           b->src->shape[0] >= 2 * SG_SPLIT_MIN && b->src_len->ndim == 1 &&
-           b->src_len->shape[0] == b->src->shape[0] && b->tgt_in->ndim == 2 &&
-           b->tgt_out->ndim == 2 && b->tgt_in->shape[0] == b->src->shape[0] &&
-           b->tgt_out->shape[0] == b->src->shape[0] && sg_tensor_is_contiguous(b->tgt_out);
+    if (sg__threads() < 2 || sg_params_numel(m->params) > SG_SPLIT_MAX_PARAMS || !b || !b->src ||
+        !b->src_len || !b->tgt_in || !b->tgt_out || b->src->ndim != 2 ||
+        b->src->shape[0] < 2 * SG_SPLIT_MIN)
+        return false;
+    /* the halves copy rows of contiguous tensors; anything else runs whole (and a batch
+     * the checks reject, for their message) */
+    const sg_tensor *t[5] = {b->src, b->src_len, b->src_mask, b->tgt_in, b->tgt_out};
+    for (int k = 0; k < 5; k++)
+        if (t[k] && (t[k]->ndim < 1 || t[k]->shape[0] != b->src->shape[0] ||
+                     !sg_tensor_is_contiguous(t[k])))
+            return false;
+    return true;
 }
 
 /* The replica (made on first use) with the model's weights and training flag, in *out;
