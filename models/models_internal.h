@@ -40,12 +40,13 @@ struct sg_model {
 };
 
 /* Work on two halves of a batch side by side (one thread each, at 2+ threads): for
- * models of at most this many parameters (greedy decoding, training steps), with at
- * least SG_SPLIT_MIN sentences a half. Measured at 2 threads: halves decoded side by
- * side made greedy decoding of dates-bahdanau (0.4M parameters) 1.3x faster, but enfr
- * models (14M) 10-20% slower (each thread streams the [8000 x 1024] generator on its
- * own, where BLIS shares it), and beam search slower on both (the halves' beams finish
- * at different steps). */
+ * models of at most this many parameters (decoding, training steps), with at least
+ * SG_SPLIT_MIN sentences a half. Measured at 2 threads: halves decoded side by side made
+ * greedy decoding of dates-bahdanau (0.4M parameters) 1.3x faster, but enfr models (14M)
+ * 10-20% slower (each thread streams the [8000 x 1024] generator on its own, where BLIS
+ * shares it). Beam search was slower in halves on the Intel machine of 2026-11 (the
+ * halves' beams finish at different steps); on the AMD EPYC of 2026-12-06 dates-bahdanau's
+ * beam-5 decoding was 12-23% faster in halves (three pairs), and it is split too. */
 #define SG_SPLIT_MAX_PARAMS 2000000
 #define SG_SPLIT_MIN 16
 

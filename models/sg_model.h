@@ -75,7 +75,9 @@ SG_API int sg_model_score(sg_model *m, const sg_batch *b, double *out);
 /* Decodes the source batch src [B, S] (SG_I64, right-padded, rows end with </s>) with
  * lengths src_len [B]: greedy when opts is NULL or opts->beam == 0, else beam search
  * (sg_decode.h). Runs in evaluation mode without recording gradients; the encoder runs
- * once per batch. On success fills *out (free with sg_decode_result_free). */
+ * once per batch. At 2+ threads a model of at most 2M parameters decodes a batch of 32 or
+ * more sentences as two halves side by side (each sentence as in the whole batch). On
+ * success fills *out (free with sg_decode_result_free). */
 SG_API int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
                            const sg_decode_opts *opts, sg_decode_result *out);
 
