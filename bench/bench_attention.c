@@ -28,6 +28,10 @@ static double now(void)
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 20;
+    if (iters < 1) {
+        fprintf(stderr, "usage: bench_attention [iters >= 1]\n");
+        return 2;
+    }
     int64_t B = 64, S = 30, H = 256, A = 256;
     sg_rng r;
     sg_rng_seed(&r, 1);
