@@ -134,6 +134,66 @@ Test(bahdanau, bool_mask_equals_lengths_and_empty_row_gives_zeros)
     sg_params_free(p);
 }
 
+/* f32 against f64 with an attention width of 32 (the f32 scores take the AVX2 row kernel
+ * on CPUs with AVX2 and no AVX-512), in training (tanh values kept) and no-grad
+ * (decoding) mode; then a NaN in one source row of batch row 1 makes that row's scores
+ * NaN and leaves row 0 alone. */
+Test(bahdanau, f32_matches_f64_at_width_32_and_nan_stays_in_its_row)
+{
+    int64_t B = 2, S = 5, Hs = 6, C = 8, A = 32;
+    sg_params *p[2] = {sg_params_new(SG_F32), sg_params_new(SG_F64)};
+    sg_additive_attention m[2];
+    for (int k = 0; k < 2; k++) {
+        sg_rng r;
+        sg_rng_seed(&r, 11); /* the same draws: f64 weights and their f32 roundings */
+        cr_assert_eq(sg_additive_attention_init(&m[k], p[k], "att", Hs, C, A, &r), SG_OK);
+    }
+    sg_rng r;
+    sg_rng_seed(&r, 12);
+    sg_tensor *s64 = tu_rand64(&r, -3, 3, 2, B, Hs), *h64 = tu_rand64(&r, -3, 3, 3, B, S, C);
+    sg_tensor *s32 = sg_tensor_new(SG_F32, 2, (int64_t[]){B, Hs});
+    sg_tensor *h32 = sg_tensor_new(SG_F32, 3, (int64_t[]){B, S, C});
+    for (int64_t i = 0; i < B * Hs; i++)
+        sg_tensor_set(s32, i, sg_tensor_get(s64, i));
+    for (int64_t i = 0; i < B * S * C; i++)
+        sg_tensor_set(h32, i, sg_tensor_get(h64, i));
+    sg_tensor *len = lengths_of(2, (int64_t[]){5, 3});
+    for (int grad = 1; grad >= 0; grad--) {
+        sg_graph *g = sg_graph_new();
+        sg_graph_set_grad_enabled(g, grad);
+        sg_tensor *ctx[2], *alpha[2];
+        for (int k = 0; k < 2; k++) {
+            sg_attn_memory mem;
+            cr_assert_eq(sg_additive_attention_precompute(g, &m[k], k ? h64 : h32, len, NULL,
+                                                          &mem),
+                         SG_OK, "%s", sg_last_error());
+            ctx[k] = sg_additive_attention_step(g, &m[k], &mem, k ? s64 : s32, &alpha[k]);
+            cr_assert(ctx[k], "%s", sg_last_error());
+        }
+        tu_assert_close(alpha[0], alpha[1], 2e-6, 2e-5, "alpha f32 vs f64");
+        tu_assert_close(ctx[0], ctx[1], 2e-6, 2e-5, "ctx f32 vs f64");
+        sg_graph_free(g);
+    }
+    sg_tensor_set(h32, (1 * S + 1) * C + 2, NAN); /* row 1, source position 1 */
+    sg_graph *g = sg_graph_new();
+    sg_graph_set_grad_enabled(g, false);
+    sg_attn_memory mem;
+    cr_assert_eq(sg_additive_attention_precompute(g, &m[0], h32, len, NULL, &mem), SG_OK);
+    sg_tensor *alpha, *ctx = sg_additive_attention_step(g, &m[0], &mem, s32, &alpha);
+    cr_assert(ctx);
+    for (int64_t j = 0; j < S; j++)
+        cr_assert(isfinite(sg_tensor_get(alpha, j)), "row 0 weight %lld", (long long)j);
+    cr_assert(isnan(sg_tensor_get(alpha, S + 1)), "row 1's NaN key gives a NaN weight");
+    sg_graph_free(g);
+    sg_tensor_free(s64);
+    sg_tensor_free(h64);
+    sg_tensor_free(s32);
+    sg_tensor_free(h32);
+    sg_tensor_free(len);
+    for (int k = 0; k < 2; k++)
+        sg_params_free(p[k]);
+}
+
 Test(bahdanau, rejects_wrong_widths_lengths_and_range)
 {
     sg_params *p = sg_params_new(SG_F32);
