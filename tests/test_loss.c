@@ -94,37 +94,32 @@ static sg_tensor *small_targets(void)
     return sg_tensor_from_buffer(SG_I64, 2, (int64_t[]){2, 3}, ids);
 }
 
-Test(cross_entropy, gradcheck_pads_and_label_smoothing)
+/* Gradcheck of the loss over x [2, 3, 5] ~ U(-2, 2) (seeded) against small_targets(). */
+static void gradcheck_small(uint64_t seed, sg_cross_entropy_opts o)
 {
     sg_rng r;
-    sg_rng_seed(&r, 7);
+    sg_rng_seed(&r, seed);
     sg_tensor *x = tu_rand64(&r, -2, 2, 3, (int64_t)2, (int64_t)3, (int64_t)5);
-    ce_case c = {small_targets(), {.label_smoothing = 0.2}};
+    ce_case c = {small_targets(), o};
     TU_GRADCHECK(f_ce, &c, 1, &x);
     sg_tensor_free(x);
     sg_tensor_free(c.targets);
+}
+
+Test(cross_entropy, gradcheck_pads_and_label_smoothing)
+{
+    gradcheck_small(7, (sg_cross_entropy_opts){.label_smoothing = 0.2});
 }
 
 Test(cross_entropy, gradcheck_sum_reduction)
 {
-    sg_rng r;
-    sg_rng_seed(&r, 8);
-    sg_tensor *x = tu_rand64(&r, -2, 2, 3, (int64_t)2, (int64_t)3, (int64_t)5);
-    ce_case c = {small_targets(), {.label_smoothing = 0.1, .reduction = SG_REDUCTION_SUM}};
-    TU_GRADCHECK(f_ce, &c, 1, &x);
-    sg_tensor_free(x);
-    sg_tensor_free(c.targets);
+    gradcheck_small(8, (sg_cross_entropy_opts){.label_smoothing = 0.1,
+                                               .reduction = SG_REDUCTION_SUM});
 }
 
 Test(cross_entropy, gradcheck_mean_over_a_larger_batch)
 {
-    sg_rng r;
-    sg_rng_seed(&r, 10);
-    sg_tensor *x = tu_rand64(&r, -2, 2, 3, (int64_t)2, (int64_t)3, (int64_t)5);
-    ce_case c = {small_targets(), {.label_smoothing = 0.1, .mean_over = 11}};
-    TU_GRADCHECK(f_ce, &c, 1, &x);
-    sg_tensor_free(x);
-    sg_tensor_free(c.targets);
+    gradcheck_small(10, (sg_cross_entropy_opts){.label_smoothing = 0.1, .mean_over = 11});
 }
 
 /* Two parts of a batch, each with mean_over = the whole batch's token count: their losses
