@@ -205,12 +205,65 @@ additive_keys_f32(int64_t S, int64_t A, const float *restrict q, const float *re
     }
 }
 
+#if SG_HAVE_TANH8
+/* additive_keys_f32 for A a multiple of 16 with AVX2 + FMA: the same sums in the same
+ * order (16 lanes, then halves folded 8, 4, 2, 1). */
+__attribute__((target("avx2,fma"))) static void
+additive_row_avx2(int64_t S, int64_t A, const float *restrict q, const float *restrict K,
+                  const float *restrict v, const uint8_t *valid, float *restrict t,
+                  float *restrict e)
+{
+    for (int64_t j = 0; j < S; j++) {
+        e[j] = 0;
+        if (valid && !valid[j])
+            continue;
+        const float *kj = K + j * A;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        for (int64_t a = 0; a < A; a += 16) {
+            __m256 x0 = sg__tanh8(_mm256_add_ps(_mm256_loadu_ps(q + a), _mm256_loadu_ps(kj + a)));
+            __m256 x1 =
+                sg__tanh8(_mm256_add_ps(_mm256_loadu_ps(q + a + 8), _mm256_loadu_ps(kj + a + 8)));
+            if (t) {
+                _mm256_storeu_ps(t + j * A + a, x0);
+                _mm256_storeu_ps(t + j * A + a + 8, x1);
+            }
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(v + a), x0, acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(v + a + 8), x1, acc1);
+        }
+        __m256 s8 = _mm256_add_ps(acc0, acc1);                          /* w = 8 */
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+        __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));               /* w = 2 */
+        __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));          /* w = 1 */
+        e[j] = _mm_cvtss_f32(s1) + 0.0f;
+    }
+}
+
+/* the AVX2 row where it applies: AVX2 + FMA without AVX-512 (whose 16-lane clone of the
+ * generic row is faster), A a multiple of 16 */
+static bool additive_avx2_on(int64_t A)
+{
+    static int on = -1;
+    if (on < 0) {
+        __builtin_cpu_init();
+        on = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             !__builtin_cpu_supports("avx512f");
+    }
+    return on && A % 16 == 0;
+}
+#endif
+
 /* t == NULL: no backward will read the tanh values (decoding), so they are not stored:
  * for a beam of 320 rows that is megabytes of writes a step. */
 SG_HOT static void additive_row_f32(int64_t S, int64_t A, const float *restrict q,
                                     const float *restrict K, const float *restrict v,
                                     const uint8_t *valid, float *restrict t, float *restrict e)
 {
+#if SG_HAVE_TANH8
+    if (additive_avx2_on(A)) {
+        additive_row_avx2(S, A, q, K, v, valid, t, e);
+        return;
+    }
+#endif
     if (t)
         additive_keys_f32(S, A, q, K, v, valid, t, e, true);
     else
@@ -258,77 +311,6 @@ static void tanh_add_f64(int64_t n, const double *restrict a, const double *rest
         out[i] = tanh(a[i] + b[i]);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#include <immintrin.h>
-#define HAVE_ADDITIVE_AVX2 1
-/* sg__tanhf on 8 lanes, the same operations in the same order (so the same results),
- * but its clamps as min/max: GCC compiles the scalar form's selects to compare + blend
- * pairs in vector code. min/max return their second operand when one is NaN, so NaN
- * passes through every clamp, as the scalar form's last select makes it. */
-__attribute__((target("avx2,fma"))) static inline __m256 tanh8(__m256 x)
-{
-    __m256 xc = _mm256_max_ps(_mm256_set1_ps(-9.0f), _mm256_min_ps(_mm256_set1_ps(9.0f), x));
-    __m256 u = _mm256_mul_ps(_mm256_mul_ps(xc, xc), _mm256_set1_ps(1.0f / 81.0f));
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(0.0636504354f), u, _mm256_set1_ps(-0.550153436f));
-    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(4.92510719f));
-    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(19.1631849f));
-    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(10.464585f));
-    p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(0.999999942f));
-    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(121.222336f), u, _mm256_set1_ps(155.910476f));
-    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(37.4645451f));
-    q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(1.0f));
-    __m256 y = _mm256_mul_ps(xc, _mm256_div_ps(p, q));
-    return _mm256_max_ps(_mm256_set1_ps(-1.0f), _mm256_min_ps(_mm256_set1_ps(1.0f), y));
-}
-
-/* additive_keys_f32 for A a multiple of 16 with AVX2 + FMA: the same sums in the same
- * order (16 lanes, then halves folded 8, 4, 2, 1). */
-__attribute__((target("avx2,fma"))) static void
-additive_row_avx2(int64_t S, int64_t A, const float *restrict q, const float *restrict K,
-                  const float *restrict v, const uint8_t *valid, float *restrict t,
-                  float *restrict e)
-{
-    for (int64_t j = 0; j < S; j++) {
-        e[j] = 0;
-        if (valid && !valid[j])
-            continue;
-        const float *kj = K + j * A;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-        for (int64_t a = 0; a < A; a += 16) {
-            __m256 x0 = tanh8(_mm256_add_ps(_mm256_loadu_ps(q + a), _mm256_loadu_ps(kj + a)));
-            __m256 x1 = tanh8(
-                _mm256_add_ps(_mm256_loadu_ps(q + a + 8), _mm256_loadu_ps(kj + a + 8)));
-            if (t) {
-                _mm256_storeu_ps(t + j * A + a, x0);
-                _mm256_storeu_ps(t + j * A + a + 8, x1);
-            }
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(v + a), x0, acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(v + a + 8), x1, acc1);
-        }
-        __m256 s8 = _mm256_add_ps(acc0, acc1);                          /* w = 8 */
-        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-        __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));               /* w = 2 */
-        __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));          /* w = 1 */
-        e[j] = _mm_cvtss_f32(s1) + 0.0f;
-    }
-}
-
-/* the AVX2 row where it applies: AVX2 + FMA without AVX-512 (whose 16-lane clone of the
- * generic row is faster), A a multiple of 16 */
-static bool additive_avx2_on(int64_t A)
-{
-    static int on = -1;
-    if (on < 0) {
-        __builtin_cpu_init();
-        on = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             !__builtin_cpu_supports("avx512f");
-    }
-    return on && A % 16 == 0;
-}
-#else
-#define HAVE_ADDITIVE_AVX2 0
-#endif
-
 static void additive_row_f64(int64_t S, int64_t A, const double *q, const double *K,
                              const double *v, const uint8_t *valid, double *t, double *e)
 {
@@ -356,25 +338,6 @@ static void additive_bwd_row_f64(int64_t S, int64_t A, const double *v, const do
                 dK[j * A + a] += du;
         }
     }
-}
-
-/* The additive row kernel for the CPU: the AVX2 one where it applies. */
-static void additive_pick_f32(int64_t S, int64_t A, const float *q, const float *K,
-                              const float *v, const uint8_t *valid, float *t, float *e)
-{
-#if HAVE_ADDITIVE_AVX2
-    if (additive_avx2_on(A)) {
-        additive_row_avx2(S, A, q, K, v, valid, t, e);
-        return;
-    }
-#endif
-    additive_row_f32(S, A, q, K, v, valid, t, e);
-}
-
-static void additive_pick_f64(int64_t S, int64_t A, const double *q, const double *K,
-                              const double *v, const uint8_t *valid, double *t, double *e)
-{
-    additive_row_f64(S, A, q, K, v, valid, t, e);
 }
 
 /* One batch row of the context: a = softmax(e) over the valid keys (all 0 if none), the
@@ -538,8 +501,8 @@ WEIGHTED_ROW_SUM(double, f64, )
         PAR_FOR                                                                              \
         for (int64_t b = 0; b < B; b++) {                                                    \
             int64_t r = rows ? rows[b] : b;                                                  \
-            additive_pick_##SUF(S, A, q + b * A, K + r * S * A, v, valid ? valid + r * S : NULL, \
-                                t ? t + b * S * A : NULL, e + b * S);                        \
+            additive_row_##SUF(S, A, q + b * A, K + r * S * A, v, valid ? valid + r * S : NULL, \
+                               t ? t + b * S * A : NULL, e + b * S);                         \
         }                                                                                    \
     }                                                                                        \
     /* e = v . t, t = tanh(q + K):  dv += de t;  du = de v (1 - t^2);  dq += du;  dK += du */ \
