@@ -207,9 +207,8 @@ static bool gemm_xsmm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
      * columns of B (a weight [k, n] of a decoder step with 64 rows is most of the
      * traffic). Blocks are multiples of 16 columns (one AVX-512 vector). */
     int nthr = sg__threads();
-    int nt = nthr > 1 && (double)m * (double)n * (double)k >= SG_SMALL_GEMM_THREADS && (m >= 16 || n >= 32)
-                 ? nthr
-                 : 1;
+    bool big = (double)m * (double)n * (double)k >= SG_SMALL_GEMM_THREADS;
+    int nt = nthr > 1 && big && (m >= 16 || n >= 32) ? nthr : 1;
     bool by_cols = nt > 1 && n > m;
     int64_t len = by_cols ? n : m, part = (len + nt - 1) / nt;
     if (by_cols)
