@@ -295,7 +295,9 @@ sg_tensor *sg_rnn_forward_ids(sg_graph *g, const sg_rnn *m, sg_tensor *table, sg
     if (ids->dtype != SG_I64)
         return sg_graph_fail(g, SG_EDTYPE, "%s: ids must be i64, got %s", fn,
                              sg_dtype_name(ids->dtype));
-    if (!sg_tensor_is_contiguous(ids) && !(ids = sg_contiguous(g, ids)))
+    /* one copy in g for every direction's backward (the caller's ids may not live that
+     * long) */
+    if (!(ids = sg_copy(g, ids)))
         return NULL;
     int64_t V = table->shape[0];
     const int64_t *id = ids->data;

@@ -18,7 +18,7 @@
  * LSTM *c_n [B, H]. Returns SG_OK or SG_ENOMEM (recorded on g).
  */
 typedef struct sg__rnn_words {
-    const int64_t *ids; /* [B, T], contiguous */
+    const int64_t *ids; /* [B, T], contiguous, alive until backward (graph memory) */
     int64_t B, T, padding_idx;
 } sg__rnn_words;
 

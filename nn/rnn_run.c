@@ -18,8 +18,9 @@
 typedef struct rnn_saved {
     sg_rnn_cell cell;
     bool cho, reverse;
-    /* x is the input projection W_ih e + b_ih of each word [V, G*H], ids [B*T] (arena)
-     * the words at the positions, pad_id a padding index (no gradient), or ids NULL */
+    /* x is the input projection W_ih e + b_ih of each word [V, G*H], ids [B*T] (graph
+     * memory) the words at the positions, pad_id a padding index (no gradient), or ids
+     * NULL */
     const int64_t *ids;
     int64_t pad_id;
     bool h0_zero;   /* no initial state given: h before step 0 is 0 */
@@ -148,6 +149,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     if (!sv)
         goto oom;
     *sv = (rnn_saved){.cell = cell, .cho = cho && !lstm, .reverse = reverse,
+                      .ids = words ? words->ids : NULL,
                       .pad_id = words ? words->padding_idx : -1, .h0_zero = !h0,
                       .B = B, .T = T, .I = I, .H = H, .G = lstm ? 4 : 3, .S = 4 * H};
     sv->perm = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
@@ -156,13 +158,6 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     sv->cnt = sg_arena_calloc(a, sizeof(int64_t) * (size_t)(T + 1));
     if (!sv->perm || !sv->plen || !sv->off || !sv->cnt)
         goto oom;
-    if (words) { /* read again by backward: the caller's may not live that long */
-        int64_t *ids = sg_arena_alloc(a, sizeof(int64_t) * (size_t)(B * T));
-        if (!ids)
-            goto oom;
-        memcpy(ids, words->ids, sizeof(int64_t) * (size_t)(B * T));
-        sv->ids = ids;
-    }
     /* counting sort by decreasing length, stable: running rows form a prefix */
     for (int64_t b = 0; b < B; b++)
         sv->cnt[len ? len[b] - 1 : T - 1]++; /* cnt[l-1] = rows of length l (for now) */
@@ -248,8 +243,8 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     if (hn_is_y)
         sg__scratch_put(g, hn_rows);
     hn_rows = NULL;
-    sg_tensor *ins[IN_COUNT] = {x,   words ? NULL : w->weight_ih, w->weight_hh, bih,
-                                w->bias_hh, h0, c0};
+    sg_tensor *ins[IN_COUNT] = {x, words ? NULL : w->weight_ih, w->weight_hh, bih, w->bias_hh,
+                                h0, c0};
     sg_tensor *outs[3] = {ty, thn, tcn};
     sg_node *n = sg_record(g, lstm ? "sg_lstm" : "sg_gru", rnn_bwd, IN_COUNT, ins, lstm ? 3 : 2,
                            outs);
