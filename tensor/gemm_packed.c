@@ -68,45 +68,70 @@ KERNEL_TARGET static inline void store_row(float *C, __m256 lo, __m256 hi, bool 
         C[c] = acc ? C[c] + t[c] : t[c];
 }
 
-/* C[rows <= 6, w <= 16] (+)= A[rows, k] panel[k, 16]; lda, ldc in floats. The twelve
+/* C[R, w <= 16] (+)= A[R, k] panel[k, 16]; lda, ldc in floats; R in 1..6 is a constant
+ * at every call, so each row count compiles to its own loop with only its FMAs. The
  * accumulators are named variables so that they stay in registers (as arrays, GCC kept
- * them on the stack: 1.6x slower). Rows past `rows` read row 0 again and are not
- * stored. */
-KERNEL_TARGET static void tile(int64_t k, const float *A, int64_t lda, int rows,
-                               const float *p, float *C, int64_t ldc, bool acc, int64_t w)
+ * them on the stack: 1.6x slower). */
+KERNEL_TARGET static inline __attribute__((always_inline)) void
+tile(const int R, int64_t k, const float *A, int64_t lda, const float *p, float *C, int64_t ldc,
+     bool acc, int64_t w)
 {
-    const float *a0 = A, *a1 = A + (rows > 1 ? lda : 0), *a2 = A + (rows > 2 ? 2 * lda : 0);
-    const float *a3 = A + (rows > 3 ? 3 * lda : 0), *a4 = A + (rows > 4 ? 4 * lda : 0);
-    const float *a5 = A + (rows > 5 ? 5 * lda : 0);
+    /* rows past R are never read; their pointers stay in bounds all the same */
+    const float *a0 = A, *a1 = A + (R > 1 ? lda : 0), *a2 = A + (R > 2 ? 2 * lda : 0);
+    const float *a3 = A + (R > 3 ? 3 * lda : 0), *a4 = A + (R > 4 ? 4 * lda : 0);
+    const float *a5 = A + (R > 5 ? 5 * lda : 0);
     __m256 z = _mm256_setzero_ps();
     __m256 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z;
     __m256 c30 = z, c31 = z, c40 = z, c41 = z, c50 = z, c51 = z;
-/* one row of A times the panel's row kk into that row's two accumulators */
-#define FMA_ROW(ar, lo, hi)                                                                 \
-    a = _mm256_broadcast_ss((ar) + kk);                                                     \
-    lo = _mm256_fmadd_ps(a, b0, lo);                                                        \
-    hi = _mm256_fmadd_ps(a, b1, hi)
+/* row r of A times the panel's row kk into that row's two accumulators */
+#define FMA_ROW(r, ar, lo, hi)                                                              \
+    if (R > (r)) {                                                                          \
+        a = _mm256_broadcast_ss((ar) + kk);                                                 \
+        lo = _mm256_fmadd_ps(a, b0, lo);                                                    \
+        hi = _mm256_fmadd_ps(a, b1, hi);                                                    \
+    }
     for (int64_t kk = 0; kk < k; kk++, p += PANEL) {
         __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8), a;
-        FMA_ROW(a0, c00, c01);
-        FMA_ROW(a1, c10, c11);
-        FMA_ROW(a2, c20, c21);
-        FMA_ROW(a3, c30, c31);
-        FMA_ROW(a4, c40, c41);
-        FMA_ROW(a5, c50, c51);
+        FMA_ROW(0, a0, c00, c01)
+        FMA_ROW(1, a1, c10, c11)
+        FMA_ROW(2, a2, c20, c21)
+        FMA_ROW(3, a3, c30, c31)
+        FMA_ROW(4, a4, c40, c41)
+        FMA_ROW(5, a5, c50, c51)
     }
 #undef FMA_ROW
     __m256 lo[6] = {c00, c10, c20, c30, c40, c50}, hi[6] = {c01, c11, c21, c31, c41, c51};
-    for (int r = 0; r < rows; r++)
+    for (int r = 0; r < R; r++)
         store_row(C + r * ldc, lo[r], hi[r], acc, w);
 }
 
-/* Columns [j, j + w) of C: every 6-row block of A over one panel. */
-static void panel_rows(int64_t m, int64_t k, const float *A, int64_t lda, const float *p,
-                       float *C, int64_t ldc, bool acc, int64_t w)
+/* Columns [j, j + w) of C: the rows of A in tiles of 6, except at the end, where a tile
+ * of 1 or 2 rows (2 FMA chains per row against Zen 3's 8 in flight: latency-bound) is
+ * avoided by ending with 4 + 3 or 4 + 4 rows. */
+KERNEL_TARGET static void panel_rows(int64_t m, int64_t k, const float *A, int64_t lda,
+                                    const float *p, float *C, int64_t ldc, bool acc, int64_t w)
 {
-    for (int64_t i = 0; i < m; i += 6)
-        tile(k, A + i * lda, lda, m - i < 6 ? (int)(m - i) : 6, p, C + i * ldc, ldc, acc, w);
+    int64_t tail = m % 6 == 0 ? 6 : m % 6;
+    if (tail < 3 && m > 6)
+        tail += 6;
+    int64_t i = 0;
+    for (; i < m - tail; i += 6)
+        tile(6, k, A + i * lda, lda, p, C + i * ldc, ldc, acc, w);
+    int64_t r = m - i;
+    if (r > 6) { /* 7 or 8: a tile of 4 first */
+        tile(4, k, A + i * lda, lda, p, C + i * ldc, ldc, acc, w);
+        i += 4, r -= 4;
+    }
+    const float *Ai = A + i * lda;
+    float *Ci = C + i * ldc;
+    switch (r) {
+    case 1: tile(1, k, Ai, lda, p, Ci, ldc, acc, w); break;
+    case 2: tile(2, k, Ai, lda, p, Ci, ldc, acc, w); break;
+    case 3: tile(3, k, Ai, lda, p, Ci, ldc, acc, w); break;
+    case 4: tile(4, k, Ai, lda, p, Ci, ldc, acc, w); break;
+    case 5: tile(5, k, Ai, lda, p, Ci, ldc, acc, w); break;
+    default: tile(6, k, Ai, lda, p, Ci, ldc, acc, w); break;
+    }
 }
 #endif
 

@@ -162,3 +162,23 @@ Test(gemm, linear_sees_weight_updates_after_backward_and_reset)
             sg_tensor_free(w);
         }
 }
+
+/* Small f32 products of a weight may take the packed kernel (tensor/gemm_packed.c),
+ * whose row tiles differ by the number of rows: blocks of 6 and, at the end, 1-6 rows
+ * or 4 + 3 or 4 + 4. Every row count from 8 (the least that takes it) to 26, over a
+ * partial last panel (40 columns) and one panel (13). */
+Test(gemm, linear_matches_naive_product_at_every_row_count)
+{
+    const int64_t outs[] = {40, 13};
+    for (size_t o = 0; o < sizeof outs / sizeof outs[0]; o++)
+        for (int64_t rows = 8; rows <= 26; rows++) {
+            sg_rng rng;
+            sg_rng_seed(&rng, (uint64_t)rows);
+            sg_tensor *w = sg_tensor_new(SG_F32, 2, (int64_t[]){outs[o], 33});
+            sg_tensor_uniform_(w, &rng, -1, 1);
+            sg_graph *g = sg_graph_new();
+            check_linear(g, sg_randn(g, SG_F32, 2, (int64_t[]){rows, 33}, &rng), w, "rows");
+            sg_graph_free(g);
+            sg_tensor_free(w);
+        }
+}
