@@ -24,6 +24,10 @@ typedef struct rnn_saved {
     const int64_t *ids;
     int64_t pad_id;
     bool h0_zero;   /* no initial state given: h before step 0 is 0 */
+    /* words and no backward (decoding): the gates are one step's rows, [B, S], each
+     * step's word rows copied in as it starts (a whole [B*T, S] block, written and read
+     * back once, cost dates' greedy decoding more than its gate loops' reads) */
+    bool step_gates;
     int64_t B, T, I, H, G, S, N;
     int64_t *perm;  /* [B] batch rows by decreasing length (stable) */
     int64_t *plen;  /* [B] plen[k] = length of row perm[k] */
@@ -145,12 +149,16 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     const char *who = lstm ? "sg_lstm" : "sg_gru";
     void *gh = NULL, *hn_rows = NULL, *hbuf = NULL;
     bool hn_is_y = T == 1; /* see below */
+    sg_tensor *bih = words ? NULL : w->bias_ih; /* in x with words */
+    sg_tensor *ins[IN_COUNT] = {x, words ? NULL : w->weight_ih, w->weight_hh, bih, w->bias_hh,
+                                h0, c0};
     rnn_saved *sv = sg_arena_alloc(a, sizeof *sv);
     if (!sv)
         goto oom;
     *sv = (rnn_saved){.cell = cell, .cho = cho && !lstm, .reverse = reverse,
                       .ids = words ? words->ids : NULL,
                       .pad_id = words ? words->padding_idx : -1, .h0_zero = !h0,
+                      .step_gates = words && !sg__will_record(g, IN_COUNT, ins),
                       .B = B, .T = T, .I = I, .H = H, .G = lstm ? 4 : 3, .S = 4 * H};
     sv->perm = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
     sv->plen = sg_arena_alloc(a, sizeof(int64_t) * (size_t)B);
@@ -194,7 +202,7 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
         in_order = sv->perm[k] == k;
     bool c0_alias = lstm && c0 && in_order;
     sv->h0_alias = h0 && in_order;
-    sv->gates = sg_arena_alloc(a, (size_t)(B * T * sv->S) * es);
+    sv->gates = sg_arena_alloc(a, (size_t)((sv->step_gates ? B : B * T) * sv->S) * es);
     /* h before steps 1.. only feeds the next step's product: two [B, H] scratch blocks
      * in turn (backward reads h_prev from y); the Cho GRU keeps them packed, for its
      * r * h_prev products */
@@ -228,7 +236,6 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     if (!sv->gates || !states || (sv->cho && !sv->rh) || !gh || !zeros ||
         !ty || !thn || !hn_rows || (lstm && !tcn))
         goto oom;
-    sg_tensor *bih = words ? NULL : w->bias_ih; /* in x with words */
     if (dt == SG_F32)
         rnn_fwd_f32(sv, x->data, wih_t, whh_t, data_or_null(bih),
                     data_or_null(w->bias_hh), data_or_null(h0), data_or_null(c0), ty->data,
@@ -243,8 +250,6 @@ int sg__rnn_run(sg_graph *g, sg_rnn_cell cell, bool cho, bool reverse, sg_tensor
     if (hn_is_y)
         sg__scratch_put(g, hn_rows);
     hn_rows = NULL;
-    sg_tensor *ins[IN_COUNT] = {x, words ? NULL : w->weight_ih, w->weight_hh, bih, w->bias_hh,
-                                h0, c0};
     sg_tensor *outs[3] = {ty, thn, tcn};
     sg_node *n = sg_record(g, lstm ? "sg_lstm" : "sg_gru", rnn_bwd, IN_COUNT, ins, lstm ? 3 : 2,
                            outs);
