@@ -238,18 +238,6 @@ additive_row_avx2(int64_t S, int64_t A, const float *restrict q, const float *re
     }
 }
 
-/* the AVX2 row where it applies: AVX2 + FMA without AVX-512 (whose 16-lane clone of the
- * generic row is faster), A a multiple of 16 */
-static bool additive_avx2_on(int64_t A)
-{
-    static int on = -1;
-    if (on < 0) {
-        __builtin_cpu_init();
-        on = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             !__builtin_cpu_supports("avx512f");
-    }
-    return on && A % 16 == 0;
-}
 #endif
 
 /* t == NULL: no backward will read the tanh values (decoding), so they are not stored:
@@ -259,7 +247,7 @@ SG_HOT static void additive_row_f32(int64_t S, int64_t A, const float *restrict 
                                     const uint8_t *valid, float *restrict t, float *restrict e)
 {
 #if SG_HAVE_TANH8
-    if (additive_avx2_on(A)) {
+    if (A % 16 == 0 && sg__avx2_rows_on()) {
         additive_row_avx2(S, A, q, K, v, valid, t, e);
         return;
     }

@@ -57,8 +57,14 @@ static inline double sigm_f64(double v) { return 1.0 / (1.0 + exp(-v)); }
  * to pay for waking them (rows * H elements). */
 #define PAR_MIN 8192
 
+/* the f32 GRU row: gru_fwd_row_f32 or its AVX2 form (after the kernels) */
+static void gru_fwd_row_pick(int64_t H, float *restrict g, const float *restrict bi,
+                             const float *restrict gh, const float *restrict bh,
+                             const float *restrict hp, float *restrict hn, float *restrict y);
+
 #define R float
 #define FN(x) x##_f32
+#define GRU_FWD_ROW gru_fwd_row_pick
 #define RDT SG_F32
 #define SIGM(v) sigm_f32(v)
 #define TANH(v) tanh_f32(v)
@@ -68,8 +74,53 @@ static inline double sigm_f64(double v) { return 1.0 / (1.0 + exp(-v)); }
 #undef RDT
 #undef SIGM
 #undef TANH
+#undef GRU_FWD_ROW
+
+#if SG_HAVE_TANH8
+/* gru_fwd_row_f32 on 8 units at a time, H a multiple of 8: the same operations in the
+ * same order (fastmath.h's 8-lane sigmoid and tanh), so the same results */
+__attribute__((target("avx2,fma"))) static void
+gru_fwd_row_avx2(int64_t H, float *restrict g, const float *restrict bi,
+                 const float *restrict gh, const float *restrict bh, const float *restrict hp,
+                 float *restrict hn, float *restrict y)
+{
+#define LD(p) _mm256_loadu_ps(p)
+    for (int64_t j = 0; j < H; j += 8) {
+        __m256 r = sg__sigmoid8(_mm256_add_ps(
+            _mm256_add_ps(_mm256_add_ps(LD(g + j), LD(bi + j)), LD(gh + j)), LD(bh + j)));
+        __m256 z = sg__sigmoid8(_mm256_add_ps(
+            _mm256_add_ps(_mm256_add_ps(LD(g + H + j), LD(bi + H + j)), LD(gh + H + j)),
+            LD(bh + H + j)));
+        __m256 ghn = _mm256_add_ps(LD(gh + 2 * H + j), LD(bh + 2 * H + j));
+        __m256 n = sg__tanh8(
+            _mm256_fmadd_ps(r, ghn, _mm256_add_ps(LD(g + 2 * H + j), LD(bi + 2 * H + j))));
+        __m256 h = _mm256_fmadd_ps(z, _mm256_sub_ps(LD(hp + j), n), n);
+        _mm256_storeu_ps(g + j, r);
+        _mm256_storeu_ps(g + H + j, z);
+        _mm256_storeu_ps(g + 2 * H + j, n);
+        _mm256_storeu_ps(g + 3 * H + j, ghn);
+        _mm256_storeu_ps(hn + j, h);
+        _mm256_storeu_ps(y + j, h);
+    }
+#undef LD
+}
+#endif
+
+static void gru_fwd_row_pick(int64_t H, float *restrict g, const float *restrict bi,
+                             const float *restrict gh, const float *restrict bh,
+                             const float *restrict hp, float *restrict hn, float *restrict y)
+{
+#if SG_HAVE_TANH8
+    if (H % 8 == 0 && sg__avx2_rows_on()) {
+        gru_fwd_row_avx2(H, g, bi, gh, bh, hp, hn, y);
+        return;
+    }
+#endif
+    gru_fwd_row_f32(H, g, bi, gh, bh, hp, hn, y);
+}
 
 #define R double
+#define GRU_FWD_ROW gru_fwd_row_f64
 #define FN(x) x##_f64
 #define RDT SG_F64
 #define SIGM(v) sigm_f64(v)
@@ -80,6 +131,7 @@ static inline double sigm_f64(double v) { return 1.0 / (1.0 + exp(-v)); }
 #undef RDT
 #undef SIGM
 #undef TANH
+#undef GRU_FWD_ROW
 
 enum { IN_X, IN_WIH, IN_WHH, IN_BIH, IN_BHH, IN_H0, IN_C0, IN_COUNT };
 

@@ -6,6 +6,7 @@
 #define SG_FASTMATH_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -104,6 +105,47 @@ __attribute__((target("avx2,fma"))) static inline __m256 sg__tanh8(__m256 x)
     q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(1.0f));
     __m256 y = _mm256_mul_ps(xc, _mm256_div_ps(p, q));
     return _mm256_max_ps(_mm256_set1_ps(-1.0f), _mm256_min_ps(_mm256_set1_ps(1.0f), y));
+}
+
+/* sg__expf on 8 lanes: the same operations in the same order, its clamps as min/max */
+__attribute__((target("avx2,fma"))) static inline __m256 sg__exp8(__m256 x)
+{
+    const __m256 shifter = _mm256_set1_ps(12582912.0f);
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
+    __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), shifter);
+    __m256 k = _mm256_sub_ps(t, shifter);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693145752f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.42860677e-6f), r);
+    __m256 p = _mm256_fmadd_ps(r, _mm256_set1_ps(1.38888892e-3f), _mm256_set1_ps(8.33333377e-3f));
+    p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(4.16666679e-2f));
+    p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(1.66666672e-1f));
+    p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(1.0f));
+    __m256i bits = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127 - 0x4B400000)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+/* sg__sigmoidf on 8 lanes */
+__attribute__((target("avx2,fma"))) static inline __m256 sg__sigmoid8(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 neg = _mm256_xor_ps(x, _mm256_set1_ps(-0.0f)); /* -x: a sign flip, as in C */
+    return _mm256_div_ps(one, _mm256_add_ps(one, sg__exp8(neg)));
+}
+
+/* Whether hand-written AVX2 row kernels (sg__tanh8 and kin) should run: AVX2 + FMA
+ * without AVX-512, where the compiler's 16-lane clones of the generic rows are faster. */
+static inline bool sg__avx2_rows_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        __builtin_cpu_init();
+        on = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             !__builtin_cpu_supports("avx512f");
+    }
+    return on;
 }
 #else
 #define SG_HAVE_TANH8 0
