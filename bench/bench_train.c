@@ -33,9 +33,6 @@
 #define N_BENCH 24
 #define N_WARM 4
 #define MAX_PASSES 64
-/* models up to this size keep freed malloc blocks of up to KEEP_FREED_BLOCK bytes */
-#define SMALL_MODEL_PARAMS 2000000
-#define KEEP_FREED_BLOCK (4 << 20)
 
 typedef struct opts {
     const char *config, *data;
@@ -191,10 +188,7 @@ int main(int argc, char **argv)
     mc.tgt_vocab_size = sg_vocab_size(c.tgt_vocab);
     sg_model *m = sg_model_new(&mc, SG_F32, o.seed);
     BCHECK(m);
-    /* a small model's step frees and takes again the same gradient blocks: keep them
-     * (sg_arena.h); train_seq2seq does the same */
-    if (sg_params_numel(sg_model_params(m)) <= SMALL_MODEL_PARAMS)
-        (void)sg_malloc_keep_freed(KEEP_FREED_BLOCK); /* only a speed-up: no check */
+    (void)sg_model_tune_malloc(m); /* only a speed-up (train_seq2seq does the same) */
     sg_model_set_training(m, true);
     sg_optim *opt = make_optim(m, nc);
     sg_graph *g = sg_graph_new();

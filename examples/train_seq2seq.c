@@ -341,10 +341,7 @@ int main(int argc, char **argv)
         sg_rng_seed(sg_model_rng(m), (uint64_t)a.seed * 7919u + 1);
     }
     const sg_model_config *mc = sg_model_get_config(m);
-    /* a small model's step frees and takes again the same gradient blocks of up to about
-     * 1 MB: keep up to 4 MB ones (sg_arena.h; glibc trims them back every step otherwise) */
-    if (sg_params_numel(sg_model_params(m)) <= 2000000)
-        (void)sg_malloc_keep_freed((size_t)4 << 20); /* only a speed-up: no check */
+    (void)sg_model_tune_malloc(m); /* only a speed-up: no check */
 
     sg_optim_kind kind;
     CHECK(sg_optim_kind_parse(a.optim, &kind) == SG_OK);

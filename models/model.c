@@ -216,6 +216,17 @@ sg_tensor *sg_model_loss(sg_model *m, sg_graph *g, const sg_batch *b, double lab
     return sg__loss_of(m, g, b, label_smoothing, 0, n_tokens, false, "sg_model_loss");
 }
 
+int sg_model_tune_malloc(const sg_model *m)
+{
+    if (!m)
+        return sg__error(SG_EINVAL, "sg_model_tune_malloc: model is NULL");
+    /* a small model's step frees and takes again the same gradient blocks of up to about
+     * 1 MB: keep blocks of up to 4 MiB */
+    return sg_params_numel(m->params) <= SG_SMALL_MODEL_PARAMS
+               ? sg_malloc_keep_freed((size_t)4 << 20)
+               : SG_OK;
+}
+
 sg_tensor *sg_model_loss_backward(sg_model *m, sg_graph *g, const sg_batch *b,
                                   double label_smoothing, int64_t *n_tokens)
 {
@@ -397,7 +408,7 @@ static sg_tensor rows_of(const sg_tensor *t, int64_t r0, int64_t n)
  * (its operations capped at 1 thread): a small model's decoding step is made of
  * operations too small to split well (the threads wait for each other at the end of
  * every one of them), whole sentences are not. Every sentence is decoded as in the whole
- * batch. Small models only (SG_SPLIT_MAX_PARAMS). */
+ * batch. Small models only (SG_SMALL_MODEL_PARAMS). */
 static int decode_halves(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
                          const sg_decode_opts *opts, sg_decode_result *out)
 {
@@ -450,7 +461,7 @@ int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
     if (opts && opts->weights && (opts->weights == opts->work[0] || opts->weights == opts->work[1]))
         return sg__error(SG_EINVAL, "sg_model_decode: opts->weights must not be one of opts->work");
     /* a batch that the checks would reject is decoded whole, for their message */
-    bool split = sg__threads() >= 2 && sg_params_numel(m->params) <= SG_SPLIT_MAX_PARAMS &&
+    bool split = sg__threads() >= 2 && sg_params_numel(m->params) <= SG_SMALL_MODEL_PARAMS &&
                  src->ndim == 2 && src_len->ndim == 1 && src_len->shape[0] == src->shape[0] &&
                  src->shape[0] >= 2 * SG_SPLIT_MIN;
     return split ? decode_halves(m, src, src_len, opts, out)

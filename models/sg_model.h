@@ -68,6 +68,15 @@ SG_API sg_tensor *sg_model_loss(sg_model *m, sg_graph *g, const sg_batch *b, dou
 SG_API sg_tensor *sg_model_loss_backward(sg_model *m, sg_graph *g, const sg_batch *b,
                                          double label_smoothing, int64_t *n_tokens);
 
+/* Before training m: for a model of at most 2M parameters (the size that trains in halves
+ * above), sg_malloc_keep_freed(4 MiB), so that its steps keep the gradient blocks they free
+ * and take again instead of faulting fresh pages in every step (dates-bahdanau at 2
+ * threads: 270-650 page faults a step before); a larger model is left alone (the setting
+ * would cost it peak memory). Process-wide, as sg_malloc_keep_freed. SG_OK, or that
+ * function's error (SG_ESTATE where the malloc is not glibc's: nothing changed, only a
+ * speed-up lost); SG_EINVAL for NULL. */
+SG_API int sg_model_tune_malloc(const sg_model *m);
+
 /* Sum of target-token log-probabilities per sentence under teacher forcing (</s>
  * included, pads excluded) into out[B], for rescoring (evaluation mode, no dropout). */
 SG_API int sg_model_score(sg_model *m, const sg_batch *b, double *out);

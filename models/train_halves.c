@@ -36,7 +36,7 @@ void sg__replica_free(sg__replica *r)
 
 bool sg__train_halves_wanted(const sg_model *m, const sg_batch *b)
 {
-    if (sg__threads() < 2 || sg_params_numel(m->params) > SG_SPLIT_MAX_PARAMS || !b || !b->src ||
+    if (sg__threads() < 2 || sg_params_numel(m->params) > SG_SMALL_MODEL_PARAMS || !b || !b->src ||
         !b->src_len || !b->tgt_in || !b->tgt_out || b->src->ndim != 2 ||
         b->src->shape[0] < 2 * SG_SPLIT_MIN)
         return false;

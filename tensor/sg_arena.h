@@ -50,7 +50,8 @@ SG_API void sg_arena_release_cache(void);
  * step and faults fresh pages in at the next (dates-bahdanau at 2 threads: 270-650
  * minor page faults a training step; with max_block 4 MiB none, sys time 0.28 -> 0.10
  * s). It costs a larger model peak memory (enfr-bahdanau +7 MB at 4 MiB), which is why the
- * project's training programs call it only for models of at most 2M parameters.
+ * project's training programs call it only for models of at most 2M parameters
+ * (sg_model_tune_malloc).
  * SG_OK; SG_EINVAL for max_block 0 or over 32 MiB (glibc's limit); SG_ESTATE where the
  * malloc in use is not glibc's (another C library, a sanitizer's or a preloaded one):
  * nothing is changed. */

@@ -2,6 +2,9 @@
  * tests/fixtures/models/<variant>.h5 (tools/gen_fixtures_models.sh) is a reference
  * checkpoint plus /golden inputs, logits, loss, gradients and greedy/beam decodes. */
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "fixture.h"
 #include "sg_model.h"
@@ -436,3 +439,38 @@ GOLDEN_TESTS(luong_concat_localp, "luong-concat-localp")
 GOLDEN_TESTS(luong_general_nofeed, "luong-general-nofeed")
 GOLDEN_TESTS(transformer_post, "transformer-post")
 GOLDEN_TESTS(transformer_pre_tied, "transformer-pre-tied")
+
+/* sg_model_tune_malloc keeps freed malloc blocks for small models only: after it, a 2 MB
+ * block comes from malloc's heap for dates-bahdanau's size (0.4M parameters); for
+ * enfr-bahdanau's (14M) it does nothing, which shows where the malloc is a sanitizer's
+ * (SG_OK instead of SG_ESTATE; glibc's own threshold moves as blocks are freed). */
+static void tune(const char *config, int want_rc)
+{
+    const sg_named_config *nc = sg_named_config_find(config);
+    cr_assert(nc);
+    sg_model_config mc = nc->model;
+    mc.src_vocab_size = mc.tgt_vocab_size = strcmp(config, "dates-bahdanau") ? 8000 : 50;
+    sg_model *m = sg_model_new(&mc, SG_F32, 1);
+    cr_assert(m, "%s", sg_last_error());
+    cr_assert_eq(sg_model_tune_malloc(m), want_rc, "%s: %s", config, sg_last_error());
+    sg_model_free(m);
+}
+
+Test(model, tune_malloc_only_for_small_models)
+{
+    cr_assert_eq(sg_model_tune_malloc(NULL), SG_EINVAL);
+    cr_assert(strstr(sg_last_error(), "NULL"), "%s", sg_last_error());
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+    /* first, before any large block is freed and moves glibc's threshold */
+    tune("dates-bahdanau", SG_OK);
+    size_t before = mallinfo2().hblks;
+    void *p = malloc((size_t)2 << 20);
+    cr_assert(p);
+    memset(p, 1, (size_t)2 << 20);
+    cr_assert_eq(mallinfo2().hblks, before, "the 2 MB block was mapped on its own");
+    free(p);
+#else
+    tune("dates-bahdanau", SG_ESTATE); /* a sanitizer's malloc: nothing changed */
+#endif
+    tune("enfr-bahdanau", SG_OK); /* nothing to do, whatever the malloc */
+}
