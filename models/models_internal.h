@@ -44,9 +44,10 @@ struct sg_model {
  * SG_SPLIT_MIN sentences a half; sg_model_tune_malloc tunes malloc for them. Measured at
  * 2 threads: halves decoded side by side made greedy decoding of dates-bahdanau (0.4M
  * parameters) 1.3x faster, but enfr models (14M) 10-20% slower (each thread streams the
- * [8000 x 1024] generator on its own, where BLIS shares it). Beam search was slower in halves on the Intel machine of 2026-11 (the
- * halves' beams finish at different steps); on the AMD EPYC of 2026-12-06 dates-bahdanau's
- * beam-5 decoding was 12-23% faster in halves (three pairs), and it is split too. */
+ * [8000 x 1024] generator on its own, where BLIS shares it). Beam search was slower in
+ * halves on the Intel machine of 2026-11 (the halves' beams finish at different steps); on
+ * the AMD EPYC of 2026-12-06 dates-bahdanau's beam-5 decoding was 12-23% faster in halves
+ * (three pairs), and it is split too. */
 #define SG_SMALL_MODEL_PARAMS 2000000
 #define SG_SPLIT_MIN 16
 

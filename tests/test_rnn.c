@@ -779,7 +779,8 @@ static void check_threads(sg_rnn_cell cell)
     for (int64_t i = 0; i < 80 * 3 * 256; i++)
         cr_assert(fabs(o1[i] - o2[i]) <= 1e-6 + 1e-5 * fabs(o1[i]), "output %lld", (long long)i);
     for (int64_t i = 0; i < 128 * 3 * 128; i++)
-        cr_assert(fabs(g1[i] - g2[i]) <= 1e-5 + 1e-4 * fabs(g1[i]), "grad %lld: %g vs %g", (long long)i, g1[i], g2[i]);
+        cr_assert(fabs(g1[i] - g2[i]) <= 1e-5 + 1e-4 * fabs(g1[i]), "grad %lld: %g vs %g",
+                  (long long)i, g1[i], g2[i]);
 }
 
 Test(gru, two_threads_match_one) { check_threads(SG_RNN_GRU); }
