@@ -8,6 +8,24 @@
 
 #include "sg_autograd.h"
 
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+/* Whether a malloc block of `bytes`, written, is a mapping of its own (glibc's threshold,
+ * which sg_malloc_keep_freed raises) rather than a piece of the heap. */
+static inline bool tu_malloc_maps(size_t bytes)
+{
+    size_t before = mallinfo2().hblks;
+    void *p = malloc(bytes);
+    cr_assert(p);
+    memset(p, 1, bytes);
+    bool mapped = mallinfo2().hblks != before;
+    free(p);
+    return mapped;
+}
+#endif
+
 /* A heap f64 tensor of U(lo, hi) values that requires grad; freed by the caller. */
 static inline sg_tensor *tu_rand64(sg_rng *r, double lo, double hi, int ndim, ...)
 {
