@@ -77,6 +77,7 @@ int sg_embedding_init(sg_embedding *m, sg_params *p, const char *prefix, int64_t
     m->weight = add_param(p, prefix, "weight", 2, (int64_t[]){vocab, dim});
     if (!m->weight)
         return SG_EINVAL;
+    sg__params_mark_sparse_grad(p, m->weight); /* a batch's words are its only rows */
     if (rng) {
         sg_tensor_normal_(m->weight, rng, 0, 1);
         if (padding_idx >= 0)

@@ -10,6 +10,13 @@
  * NaN or Inf. */
 int sg__clip_coef(const sg_params *p, double max_norm, double *total_norm, double *coef,
                   const char *who);
+/* params.c. Marks the gradient of the parameter whose value is t as mostly zero rows
+ * (sg_param.sparse_grad); nothing when t is not a parameter of p. */
+void sg__params_mark_sparse_grad(sg_params *p, const sg_tensor *t);
+/* Zeroes the gradient of entry e (sg_tensor_zero_grad, or sg__zero_pages where it is
+ * sparse_grad). */
+void sg__param_zero_grad(const sg_param *e);
+
 /* g[0..n) *= coef, f32 by an f32 coefficient as torch does */
 void sg__scale_grad(sg_dtype dt, void *g, int64_t n, double coef);
 

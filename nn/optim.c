@@ -220,9 +220,8 @@ enum grad_after { GRAD_KEEP, GRAD_STORE_CLIPPED, GRAD_ZERO };
     /* spans of ADAM_SPAN elements split across threads; each runs the vector clone */      \
     static void adam_##SUF(int64_t n, T *restrict th, T *restrict g, T *restrict m,         \
                            T *restrict v, T b1, T b2, T eps, T wd, T decoupled, T step_size, \
-                           T bc2_sqrt, double gs, bool zero)                                \
+                           T bc2_sqrt, double gs, enum grad_after after)                    \
     {                                                                                       \
-        enum grad_after after = zero ? GRAD_ZERO : gs != 1 ? GRAD_STORE_CLIPPED : GRAD_KEEP; \
         int64_t spans = (n + ADAM_SPAN - 1) / ADAM_SPAN;                                    \
         SG_OMP_ELEMS(n)                                                                     \
         for (int64_t s = 0; s < spans; s++) {                                               \
@@ -289,6 +288,13 @@ static int step(sg_optim *o, double *total_norm, bool zero, const char *who)
         if (e->alias_of >= 0 || !t->grad)
             continue;
         int64_t n = sg_tensor_numel(t);
+        /* a sparse gradient is read but not written by the update, then given back
+         * (sg__param_zero_grad): writing its zeros would touch every page */
+        bool zero_after = zero && e->sparse_grad;
+        enum grad_after after = zero_after  ? GRAD_KEEP
+                                : zero      ? GRAD_ZERO
+                                : coef != 1 ? GRAD_STORE_CLIPPED
+                                            : GRAD_KEEP;
         if (c->kind == SG_OPTIM_SGD) {
             if (coef != 1)
                 sg__scale_grad(t->dtype, t->grad, n, coef);
@@ -299,16 +305,16 @@ static int step(sg_optim *o, double *total_norm, bool zero, const char *who)
             else
                 sgd_f64(n, t->data, t->grad, o->m[i] ? o->m[i]->data : NULL, lr, wd,
                         c->momentum, 1 - c->dampening, k == 1, c->nesterov);
-            if (zero)
-                sg_tensor_zero_grad(t);
         } else if (t->dtype == SG_F32) {
             adam_f32(n, t->data, t->grad, o->m[i]->data, o->v[i]->data, (float)c->beta1,
                      (float)c->beta2, (float)c->eps, (float)wd, (float)decoupled,
-                     (float)step_size, (float)bc2_sqrt, coef, zero);
+                     (float)step_size, (float)bc2_sqrt, coef, after);
         } else {
             adam_f64(n, t->data, t->grad, o->m[i]->data, o->v[i]->data, c->beta1, c->beta2,
-                     c->eps, wd, decoupled, step_size, bc2_sqrt, coef, zero);
+                     c->eps, wd, decoupled, step_size, bc2_sqrt, coef, after);
         }
+        if (zero && (zero_after || c->kind == SG_OPTIM_SGD))
+            sg__param_zero_grad(e);
     }
     o->step = k;
     return SG_OK;

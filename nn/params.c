@@ -106,8 +106,25 @@ int sg_params_alias(sg_params *p, const char *name, const char *target)
         k = p->items[k].alias_of;
     e->value = p->items[k].value;
     e->alias_of = k;
+    p->items[k].sparse_grad = false; /* the other use (a generator) fills every row */
     p->n++;
     return SG_OK;
+}
+
+void sg__params_mark_sparse_grad(sg_params *p, const sg_tensor *t)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->items[i].value == t && p->items[i].alias_of < 0)
+            p->items[i].sparse_grad = true;
+}
+
+void sg__param_zero_grad(const sg_param *e)
+{
+    sg_tensor *t = e->value;
+    if (e->sparse_grad && t->grad)
+        sg__zero_pages(t->grad, (size_t)sg_tensor_numel(t) * sg_dtype_size(t->dtype));
+    else
+        sg_tensor_zero_grad(t);
 }
 
 int sg_params_count(const sg_params *p) { return p->n; }
@@ -136,7 +153,7 @@ void sg_params_zero_grad(sg_params *p)
 {
     for (int i = 0; i < p->n; i++)
         if (p->items[i].alias_of < 0)
-            sg_tensor_zero_grad(p->items[i].value);
+            sg__param_zero_grad(&p->items[i]);
 }
 
 void sg_params_uniform_(sg_params *p, sg_rng *r, double lo, double hi)

@@ -28,6 +28,11 @@ typedef struct sg_param {
     char name[SG_PARAM_NAME_MAX]; /* state_dict key */
     sg_tensor *value;             /* owned by the store (aliases share their target's) */
     int alias_of;                 /* -1, or the index of the entry this one aliases */
+    /* the gradient is zero but for a few rows (an embedding table's, set by
+     * sg_embedding_init; cleared when another name is tied to it): zeroing it
+     * (sg_params_zero_grad, sg_optim_step_zero_grad) gives its memory back to the system
+     * where it is large */
+    bool sparse_grad;
 } sg_param;
 
 typedef struct sg_params sg_params;

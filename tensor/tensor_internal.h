@@ -17,6 +17,11 @@ SG_INTERNAL const char *sg__shape_str(const sg_tensor *t, char *buf, size_t n);
 /* Shape string for messages: SG_SHAPE(t) expands to a temporary buffer. */
 #define SG_SHAPE(t) sg__shape_str((t), (char[96]){0}, 96)
 
+/* Sets bytes of buf to 0; where buf is large (1 MiB or more) and the system allows it
+ * (Linux), by giving its whole pages back, which take no memory until written again
+ * (zero_pages.c). buf must be memory of this process's heap or private mappings. */
+SG_INTERNAL void sg__zero_pages(void *buf, size_t bytes);
+
 /* Fills shape/stride of a contiguous row-major tensor; returns numel or -1. */
 SG_INTERNAL int64_t sg__init_contiguous(sg_tensor *t, sg_dtype dt, int ndim, const int64_t *shape);
 

@@ -593,3 +593,91 @@ Test(optim, step_zero_grad_zeroes_when_the_step_is_skipped)
     sg_optim_free(o);
     sg_params_free(p);
 }
+
+/* ---- sparse gradients ----------------------------------------------------------
+ * An embedding table's gradient is marked sparse_grad: zeroing it after an update gives
+ * its pages back (only the rows of the batch's words are written again). Two stores with
+ * the same 8192 x 64 table (a 2 MiB gradient), one of them with a name tied to it (which
+ * makes it an ordinary gradient), train 3 steps with clipping in effect: the same
+ * values bit for bit, every gradient element 0 after each step and, on Linux, the
+ * sparse one's pages not resident. */
+#ifdef __linux__
+#include <sys/mman.h>
+#include <unistd.h>
+/* pages of buf's page-aligned interior that are resident */
+static size_t resident_pages(const void *buf, size_t bytes)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)buf + ps - 1) & ~(ps - 1);
+    uintptr_t hi = ((uintptr_t)buf + bytes) & ~(ps - 1);
+    size_t n = (hi - lo) / ps, res = 0;
+    unsigned char *vec = malloc(n);
+    cr_assert(vec);
+    cr_assert_eq(mincore((void *)lo, hi - lo, vec), 0);
+    for (size_t i = 0; i < n; i++)
+        res += vec[i] & 1;
+    free(vec);
+    return res;
+}
+#endif
+
+static void train_table(sg_optim_kind kind, bool tied, bool step_zeroes, float *out)
+{
+    enum { V = 8192, D = 64, B = 6 };
+    sg_rng r;
+    sg_rng_seed(&r, 3);
+    sg_params *p = sg_params_new(SG_F32);
+    sg_embedding emb;
+    cr_assert_eq(sg_embedding_init(&emb, p, "emb", V, D, 0, &r), SG_OK, "%s", sg_last_error());
+    cr_assert(sg_params_at(p, 0)->sparse_grad);
+    if (tied) {
+        cr_assert_eq(sg_params_alias(p, "tied.weight", "emb.weight"), SG_OK);
+        cr_assert(!sg_params_at(p, 0)->sparse_grad, "a tied table is an ordinary one");
+    }
+    sg_optim_config c = sg_optim_config_default(kind);
+    c.clip_norm = 0.5; /* the gradients' norm is larger: clipped */
+    c.momentum = kind == SG_OPTIM_SGD ? 0.9 : 0;
+    sg_optim *o = sg_optim_new(p, &c);
+    cr_assert(o, "%s", sg_last_error());
+    size_t bytes = (size_t)V * D * sizeof(float);
+    for (int step = 0; step < 3; step++) {
+        sg_graph *g = sg_graph_new();
+        int64_t ids[B] = {1 + step, 700, 4095, 4096 + step, 8191, 0}; /* 0: padding */
+        sg_tensor *idt = sg_from_buffer(g, SG_I64, 1, (int64_t[]){B}, ids);
+        sg_tensor *y = sg_embedding_forward(g, &emb, idt);
+        sg_tensor *w = sg_randn(g, SG_F32, 2, (int64_t[]){B, D}, &r);
+        cr_assert_eq(sg_backward(g, sg_sum_all(g, sg_mul(g, y, w))), SG_OK, "%s", sg_last_error());
+        if (step_zeroes) {
+            cr_assert_eq(sg_optim_step_zero_grad(o, NULL), SG_OK, "%s", sg_last_error());
+        } else {
+            cr_assert_eq(sg_optim_step(o, NULL), SG_OK, "%s", sg_last_error());
+            sg_params_zero_grad(p);
+        }
+        const float *gr = emb.weight->grad;
+#ifdef __linux__
+        /* before reading it (a read maps the zero page, which mincore counts) */
+        if (!tied)
+            cr_assert_eq(resident_pages(gr, bytes), 0, "step %d: the zeroed gradient is resident",
+                         step);
+#endif
+        for (int64_t i = 0; i < V * D; i++)
+            cr_assert(gr[i] == 0.0f, "step %d: gradient element %lld is %g", step, (long long)i,
+                      gr[i]);
+        sg_graph_free(g);
+    }
+    memcpy(out, emb.weight->data, bytes);
+    sg_optim_free(o);
+    sg_params_free(p);
+}
+
+static void check_sparse(sg_optim_kind kind, bool step_zeroes)
+{
+    static float a[8192 * 64], b[8192 * 64];
+    train_table(kind, false, step_zeroes, a);
+    train_table(kind, true, step_zeroes, b);
+    cr_assert(memcmp(a, b, sizeof a) == 0, "the sparse table trained differently");
+}
+
+Test(optim, sparse_grad_adam_step_zero_grad) { check_sparse(SG_OPTIM_ADAM, true); }
+Test(optim, sparse_grad_adam_then_params_zero_grad) { check_sparse(SG_OPTIM_ADAM, false); }
+Test(optim, sparse_grad_sgd_step_zero_grad) { check_sparse(SG_OPTIM_SGD, true); }
