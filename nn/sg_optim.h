@@ -141,8 +141,9 @@ SG_API int sg_optim_step(sg_optim *o, double *total_norm);
  * sg_params_zero_grad, whatever the result (on SG_ESTATE or SG_ENUMERIC the update is
  * skipped as in sg_optim_step and the gradients are zeroed all the same). Adam and AdamW
  * zero each stretch of a gradient as they read it, so a training loop makes one pass
- * over the gradients' memory instead of two (update, then zero_grad). SG_EINVAL (o NULL;
- * nothing zeroed), else as sg_optim_step. */
+ * over the gradients' memory instead of two (update, then zero_grad); a sparse_grad one
+ * (an embedding table's, sg_params.h) is read, then its pages are given back. SG_EINVAL
+ * (o NULL; nothing zeroed), else as sg_optim_step. */
 SG_API int sg_optim_step_zero_grad(sg_optim *o, double *total_norm);
 
 /* The learning rate the next sg_optim_step will use. */

@@ -59,7 +59,7 @@ SG_API const sg_param *sg_params_at(const sg_params *p, int i);
 SG_API sg_tensor *sg_params_find(const sg_params *p, const char *name);
 /* Total elements of distinct parameters (aliases counted once). */
 SG_API int64_t sg_params_numel(const sg_params *p);
-/* Zeroes every gradient. */
+/* Zeroes every gradient (a large sparse_grad one by giving its pages back: see sg_param). */
 SG_API void sg_params_zero_grad(sg_params *p);
 /* Fills every parameter with U(lo, hi) from r, in order (aliases skipped). */
 SG_API void sg_params_uniform_(sg_params *p, sg_rng *r, double lo, double hi);
