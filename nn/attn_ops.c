@@ -237,7 +237,6 @@ additive_row_avx2(int64_t S, int64_t A, const float *restrict q, const float *re
         e[j] = _mm_cvtss_f32(s1) + 0.0f;
     }
 }
-
 #endif
 
 /* t == NULL: no backward will read the tanh values (decoding), so they are not stored:

@@ -10,20 +10,31 @@
 #include <stdint.h>
 #include <string.h>
 
-/* e^x for x in float range (clamped to [-87, 88]). */
+/* e^x for x in float range (clamped to [-87, 88]). The constants are shared with
+ * sg__exp_nonposf and the 8-lane sg__exp8 below. */
+#define SG_EXP_LO (-87.0f)
+#define SG_EXP_HI 88.0f
+#define SG_EXP_SHIFTER 12582912.0f /* 1.5 * 2^23: adding it rounds to an integer */
+#define SG_EXP_LOG2E 1.44269504f
+#define SG_EXP_LN2_HI 0.693145752f /* ln 2 split into hi + lo */
+#define SG_EXP_LN2_LO 1.42860677e-6f
+#define SG_EXP_C6 1.38888892e-3f /* Taylor coefficients 1/n! */
+#define SG_EXP_C5 8.33333377e-3f
+#define SG_EXP_C4 4.16666679e-2f
+#define SG_EXP_C3 1.66666672e-1f
+#define SG_EXP_BIAS (127u - 0x4B400000u) /* t's bits + this = (k + 127), for 2^k */
 static inline float sg__expf(float x)
 {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float t = x * 1.44269504f + shifter;
-    float k = t - shifter;
-    float r = x - k * 0.693145752f - k * 1.42860677e-6f; /* ln 2 split into hi + lo */
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.66666672e-1f +
-              r * (4.16666679e-2f + r * (8.33333377e-3f + r * 1.38888892e-3f)))));
+    x = x < SG_EXP_LO ? SG_EXP_LO : x;
+    x = x > SG_EXP_HI ? SG_EXP_HI : x;
+    float t = x * SG_EXP_LOG2E + SG_EXP_SHIFTER;
+    float k = t - SG_EXP_SHIFTER;
+    float r = x - k * SG_EXP_LN2_HI - k * SG_EXP_LN2_LO;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (SG_EXP_C3 +
+              r * (SG_EXP_C4 + r * (SG_EXP_C5 + r * SG_EXP_C6)))));
     uint32_t ti, bits;
     memcpy(&ti, &t, sizeof ti);
-    bits = (ti - 0x4B400000u + 127u) << 23; /* 2^k from the integer bits of t */
+    bits = (ti + SG_EXP_BIAS) << 23; /* 2^k from the integer bits of t */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
@@ -36,21 +47,20 @@ static inline float sg__expf(float x)
  * test_loss. */
 static inline float sg__exp_nonposf(float x)
 {
-    const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-06f;
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float xc = x < -87.0f ? -87.0f : x; /* also keeps the bit tricks below in range */
-    float k = xc * log2e + shifter;
+    /* also keeps the bit tricks below in range */
+    float xc = x < SG_EXP_LO ? SG_EXP_LO : x;
+    float k = xc * SG_EXP_LOG2E + SG_EXP_SHIFTER;
     uint32_t kb;
     memcpy(&kb, &k, sizeof kb);
-    float n = k - shifter;
-    float r = (xc - n * ln2_hi) - n * ln2_lo;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 +
-                                      r * (1.0f / 120 + r * (1.0f / 720))))));
-    uint32_t sb = (kb - 0x4B400000u + 127u) << 23; /* (n + 127) << 23 */
+    float n = k - SG_EXP_SHIFTER;
+    float r = (xc - n * SG_EXP_LN2_HI) - n * SG_EXP_LN2_LO;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (SG_EXP_C3 + r * (SG_EXP_C4 +
+                                      r * (SG_EXP_C5 + r * SG_EXP_C6)))));
+    uint32_t sb = (kb + SG_EXP_BIAS) << 23; /* (n + 127) << 23 */
     float scale;
     memcpy(&scale, &sb, sizeof scale);
     float e = p * scale;
-    return x >= -87.0f ? e : x < -87.0f ? 0.0f : x; /* the last case is NaN */
+    return x >= SG_EXP_LO ? e : x < SG_EXP_LO ? 0.0f : x; /* the last case is NaN */
 }
 
 /* tanh in float without libm calls, so loops over it vectorise: on |x| <= 9 (tanh(9)
@@ -110,20 +120,20 @@ __attribute__((target("avx2,fma"))) static inline __m256 sg__tanh8(__m256 x)
 /* sg__expf on 8 lanes: the same operations in the same order, its clamps as min/max */
 __attribute__((target("avx2,fma"))) static inline __m256 sg__exp8(__m256 x)
 {
-    const __m256 shifter = _mm256_set1_ps(12582912.0f);
-    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
-    __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), shifter);
+    const __m256 shifter = _mm256_set1_ps(SG_EXP_SHIFTER);
+    x = _mm256_min_ps(_mm256_set1_ps(SG_EXP_HI), _mm256_max_ps(_mm256_set1_ps(SG_EXP_LO), x));
+    __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(SG_EXP_LOG2E), shifter);
     __m256 k = _mm256_sub_ps(t, shifter);
-    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693145752f), x);
-    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.42860677e-6f), r);
-    __m256 p = _mm256_fmadd_ps(r, _mm256_set1_ps(1.38888892e-3f), _mm256_set1_ps(8.33333377e-3f));
-    p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(4.16666679e-2f));
-    p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(1.66666672e-1f));
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(SG_EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(SG_EXP_LN2_LO), r);
+    __m256 p = _mm256_fmadd_ps(r, _mm256_set1_ps(SG_EXP_C6), _mm256_set1_ps(SG_EXP_C5));
+    p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(SG_EXP_C4));
+    p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(SG_EXP_C3));
     p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(0.5f));
     p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(r, p, _mm256_set1_ps(1.0f));
     __m256i bits = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127 - 0x4B400000)), 23);
+        _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32((int)SG_EXP_BIAS)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
 }
 
