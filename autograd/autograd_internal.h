@@ -38,6 +38,7 @@ struct sg_graph {
     sg_grad_pool pool; /* gradients of op outputs, released as backward passes them */
     sg_node *tape;      /* last recorded node */
     int64_t n_nodes;
+    size_t kept_bytes, keep_budget; /* sg__graph_keep: kept since the reset, and may keep */
     int status;
     bool grad_enabled;
 };
@@ -53,6 +54,10 @@ struct sg_graph {
 
 /* Normalises a possibly negative dim for ndim dims; -1 if out of range. */
 SG_INTERNAL int sg__dim(int dim, int ndim);
+/* Whether an op that can either keep values for its backward or make them again there
+ * keeps `bytes` more: yes while what such ops kept since sg_graph_reset stays within the
+ * graph's budget (sg_graph_set_keep_budget), and then they are counted. */
+SG_INTERNAL bool sg__graph_keep(sg_graph *g, size_t bytes);
 /* The node recorded last in g (NULL if none): no op has consumed its outputs yet. */
 SG_INTERNAL const sg_node *sg__graph_last_node(const sg_graph *g);
 

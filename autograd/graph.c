@@ -25,6 +25,11 @@ sg_graph *sg_graph_new(void)
         return NULL;
     }
     g->grad_enabled = true;
+    /* 40 MiB keeps every enfr-transformer batch's feed-forward hidden layers: making them
+     * again was 6% of its products (33.65 -> 31.65 GFLOP a step when kept), and keeping
+     * them costs 33 MB of peak RSS (245.6 -> 278.3 MB, 0.29 of PyTorch's): +5.8% tokens/s
+     * at 1 thread (median of 6 pairs). A longer batch keeps its first layers'. */
+    g->keep_budget = SG_GRAPH_KEEP_DEFAULT;
     return g;
 }
 
@@ -72,6 +77,7 @@ void sg_graph_reset(sg_graph *g)
     sg__graph_drop_weight_copies(g);
     g->tape = NULL;
     g->n_nodes = 0;
+    g->kept_bytes = 0;
     g->status = SG_OK;
 }
 
@@ -89,6 +95,21 @@ bool sg_graph_grad_enabled(const sg_graph *g) { return g->grad_enabled; }
 sg_arena *sg_graph_arena(sg_graph *g) { return g->arena; }
 
 int64_t sg_graph_node_count(const sg_graph *g) { return g->n_nodes; }
+
+size_t sg_graph_set_keep_budget(sg_graph *g, size_t bytes)
+{
+    size_t prev = g->keep_budget;
+    g->keep_budget = bytes;
+    return prev;
+}
+
+bool sg__graph_keep(sg_graph *g, size_t bytes)
+{
+    if (bytes > g->keep_budget || g->kept_bytes > g->keep_budget - bytes)
+        return false;
+    g->kept_bytes += bytes;
+    return true;
+}
 
 const sg_node *sg__graph_last_node(const sg_graph *g) { return g->tape; }
 

@@ -80,6 +80,14 @@ SG_API bool sg_graph_grad_enabled(const sg_graph *g);
 SG_API sg_arena *sg_graph_arena(sg_graph *g);
 /* Number of nodes recorded since the last reset. */
 SG_API int64_t sg_graph_node_count(const sg_graph *g);
+/* Memory against speed: ops that can either keep values for their backward or make them
+ * again there (the transformer feed-forward block's [tokens x F] hidden layer) keep them
+ * while what they kept in one forward stays within `bytes`, and make the others again
+ * (one more product each). A graph starts with SG_GRAPH_KEEP_DEFAULT; 0 keeps none (the
+ * least memory). Applies from the next such op on; the values are the same either way.
+ * Returns the previous budget. */
+#define SG_GRAPH_KEEP_DEFAULT ((size_t)40 << 20)
+SG_API size_t sg_graph_set_keep_budget(sg_graph *g, size_t bytes);
 
 /* Computes gradients of scalar (numel 1) `loss` w.r.t. everything that requires grad,
  * seeding d loss = 1. SG_EINVAL if loss is NULL or not a scalar, or if the graph's

@@ -116,15 +116,16 @@ static sg_tensor *relu_dropout(sg_graph *g, sg_tensor *h, double p, bool trainin
     return y;
 }
 
-/* ---- the ReLU block of a graph that records: its hidden layer made again in backward --
+/* ---- the ReLU block of a graph that records: its hidden layer kept, or made again ----
  *
- * Why: the hidden layer is [tokens x F], 4x the model width; kept for linear2's weight
- * gradient it was ~38 MB of a 157 MB enfr-transformer forward (6 layers x 1,536 tokens x
- * 1,024 x 4 bytes). This node keeps only its input x (the layer's input, kept anyway) and
- * the rng states its masks started from; backward makes the hidden layer again, one
- * chunk of rows at a time in scratch, from the same products and masks: the values are
- * those of the unfused block (linear1, relu, dropout, linear2), at the cost of one more
- * x W1^T product a layer (~7% more products for the transformer). */
+ * The hidden layer is [tokens x F], 4x the model width: ~38 MB of an enfr-transformer
+ * forward at its longest batch (6 layers x 1,536 tokens x 1,024 x 4 bytes). This node
+ * keeps its input x (the layer's input, kept anyway) and either the hidden layer itself
+ * while the graph's budget allows (sg_graph_set_keep_budget), or only the rng states its
+ * masks started from: backward then makes the hidden layer again, one chunk of rows at
+ * a time in scratch, from the same products and masks, at the cost of one more x W1^T
+ * product a layer. Either way the values are those of the unfused block (linear1, relu,
+ * dropout, linear2). */
 
 /* rows per chunk: a hidden chunk of at most 2 MiB (even, so that each chunk's mask starts
  * on a fresh draw of sg_rng_keep_mask, two entries a draw: the chunks' masks are then
@@ -135,6 +136,7 @@ typedef struct {
     int64_t rows, chunk; /* x's rows, rows per chunk */
     double p, scale;     /* dropout probability; 1 / (1 - p) when it drops, else 1 */
     sg_rng *states;      /* [chunks] rng state before each chunk's mask; NULL: no dropout */
+    void *hidden;        /* [rows, F] relu-dropout output kept for backward, or NULL */
 } ffn_saved;
 
 #define RELU_DROP_DH_KERNELS(T, SUF, ATTR)                                                   \
@@ -200,17 +202,22 @@ static void relu_ffn_bwd(sg_graph *g, sg_node *n)
          *db1 = sg_grad_of(g, b1), *dW2 = sg_grad_of(g, W2), *db2 = sg_grad_of(g, b2);
     bool need_dh = dx || dW1 || db1;
     int64_t cr = R < C ? R : C;
-    void *h = sg__scratch_get(g, (size_t)(cr * F) * es, op);
+    bool made = !sv->hidden; /* the hidden layer made again here */
+    void *h = made ? sg__scratch_get(g, (size_t)(cr * F) * es, op) : NULL;
     void *dh = need_dh ? sg__scratch_get(g, (size_t)(cr * F) * es, op) : NULL;
-    uint8_t *keep = sv->states ? sg__scratch_get(g, (size_t)(cr * F), op) : NULL;
-    if (!h || (need_dh && !dh) || (sv->states && !keep))
+    uint8_t *keep = made && sv->states ? sg__scratch_get(g, (size_t)(cr * F), op) : NULL;
+    if ((made && !h) || (need_dh && !dh) || (made && sv->states && !keep))
         goto done;
     for (int64_t r0 = 0, c = 0; r0 < R; r0 += C, c++) {
         int64_t nr = R - r0 < C ? R - r0 : C;
         const char *xr = (const char *)x->data + (size_t)(r0 * d) * es;
         const char *dyr = (const char *)y->grad + (size_t)(r0 * d) * es;
-        sg_rng rng = sv->states ? sv->states[c] : (sg_rng){{0}};
-        ffn_hidden(W1, b1, xr, nr, h, keep, &rng, sv);
+        if (made) {
+            sg_rng rng = sv->states ? sv->states[c] : (sg_rng){{0}};
+            ffn_hidden(W1, b1, xr, nr, h, keep, &rng, sv);
+        } else {
+            h = (char *)sv->hidden + (size_t)(r0 * F) * es;
+        }
         if (dW2) /* dW2 += dY^T H */
             sg__gemm(dt, d, F, nr, 1.0, dyr, 1, d, h, F, 1, 1.0, dW2, F, 1);
         if (db2)
@@ -232,7 +239,8 @@ static void relu_ffn_bwd(sg_graph *g, sg_node *n)
 done:
     sg__scratch_put(g, keep);
     sg__scratch_put(g, dh);
-    sg__scratch_put(g, h);
+    if (made)
+        sg__scratch_put(g, h);
 }
 
 /* The ReLU block as one node (see above); NULL with the error recorded on g. */
@@ -257,6 +265,9 @@ static sg_tensor *relu_ffn(sg_graph *g, const sg_feedforward *m, sg_tensor *x, b
     size_t es = sg_dtype_size(dt);
     int64_t R = sg_tensor_numel(x) / d, C = (int64_t)(FFN_CHUNK_BYTES / ((size_t)F * es));
     C = C < 2 ? 2 : C & ~(int64_t)1;
+    bool kept = sg__graph_keep(g, (size_t)(R * F) * es);
+    if (kept) /* one chunk: the products over all rows at once */
+        C = R > 0 ? R : 1;
     int64_t chunks = (R + C - 1) / C, cr = R < C ? R : C;
     sg_arena *a = sg_graph_arena(g);
     sg_tensor *y = sg_empty(g, dt, x->ndim, x->shape);
@@ -266,12 +277,15 @@ static sg_tensor *relu_ffn(sg_graph *g, const sg_feedforward *m, sg_tensor *x, b
     *sv = (ffn_saved){.rows = R, .chunk = C, .p = m->dropout, .scale = s};
     if (drop && !(sv->states = sg_arena_alloc(a, (size_t)(chunks ? chunks : 1) * sizeof(sg_rng))))
         return sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
-    void *h = sg__scratch_get(g, (size_t)(cr * F) * es, op);
+    void *h = kept ? sg_arena_alloc(a, (size_t)(cr * F) * es)
+                   : sg__scratch_get(g, (size_t)(cr * F) * es, op);
     uint8_t *keep = drop ? sg__scratch_get(g, (size_t)(cr * F), op) : NULL;
     if (!h || (drop && !keep)) {
-        sg__scratch_put(g, h);
-        return NULL;
+        if (!kept)
+            sg__scratch_put(g, h);
+        return h ? NULL : sg_graph_fail(g, SG_ENOMEM, "%s: out of memory", op);
     }
+    sv->hidden = kept ? h : NULL;
     for (int64_t r0 = 0, c = 0; r0 < R; r0 += C, c++) {
         int64_t nr = R - r0 < C ? R - r0 : C;
         if (drop)
@@ -281,7 +295,8 @@ static sg_tensor *relu_ffn(sg_graph *g, const sg_feedforward *m, sg_tensor *x, b
                    (char *)y->data + (size_t)(r0 * d) * es, d);
     }
     sg__scratch_put(g, keep);
-    sg__scratch_put(g, h);
+    if (!kept)
+        sg__scratch_put(g, h);
     sg_tensor *ins[5] = {x, W1, b1, W2, b2};
     sg_node *n = sg_record(g, "sg_feedforward", relu_ffn_bwd, 5, ins, 1, &y);
     if (n)

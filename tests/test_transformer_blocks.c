@@ -404,18 +404,20 @@ Test(feedforward, gradcheck_relu_and_gelu_with_dropout)
     }
 }
 
-/* The ReLU feed-forward block of a recording graph (one node that keeps only its input
- * and makes its hidden layer again in backward, in chunks of rows) and of an evaluation
- * (the ReLU + dropout written over linear1's output, no mask kept) gives what linear1,
- * sg_relu, sg_dropout and linear2 give with the same rng: the output and every gradient,
- * f32 and f64, in training and in evaluation, for 17 x 9 rows (one chunk, an odd mask
- * tail) and for 4,000 rows (two chunks of the f64 hidden layer: 3,744 + 256). The
- * unfused products of few rows read a copy of W^T through other kernels than the
+/* The ReLU feed-forward block of a recording graph (one node that keeps its input and
+ * either its hidden layer or nothing more, making the hidden layer again in backward in
+ * chunks of rows) and of an evaluation (the ReLU + dropout written over linear1's output,
+ * no mask kept) gives what linear1, sg_relu, sg_dropout and linear2 give with the same
+ * rng: the output and every gradient, f32 and f64, in training and in evaluation, for
+ * 17 x 9 rows (one chunk, an odd mask tail) and for 4,000 rows (two chunks of the f64
+ * hidden layer when made again: 3,744 + 256), with the hidden layer kept (the default
+ * budget) and made again (budget 0: the graph then keeps no [rows x 70] hidden layer).
+ * The unfused products of few rows read a copy of W^T through other kernels than the
  * node's, so the values agree to a few roundings, not bitwise. */
 Test(feedforward, fused_relu_dropout_equals_relu_then_dropout)
 {
-    for (int k = 0; k < 8; k++) {
-        int d = k & 1, train = (k >> 1) & 1, big = (k >> 2) & 1;
+    for (int k = 0; k < 16; k++) {
+        int d = k & 1, train = (k >> 1) & 1, big = (k >> 2) & 1, remake = (k >> 3) & 1;
         sg_dtype dt = d ? SG_F64 : SG_F32;
         double tol = d ? 1e-12 : 2e-5;
         sg_rng r;
@@ -436,13 +438,16 @@ Test(feedforward, fused_relu_dropout_equals_relu_then_dropout)
             sg_rng_seed(&dr, 42);
             sg_tensor *y;
             if (fused) {
+                cr_assert_eq(sg_graph_set_keep_budget(g, remake ? 0 : SG_GRAPH_KEEP_DEFAULT),
+                             SG_GRAPH_KEEP_DEFAULT);
                 size_t before = sg_arena_used(sg_graph_arena(g));
                 y = sg_feedforward_forward(g, &ff, x, train, &dr);
-                /* the graph keeps no [rows x 70] hidden layer (nor a mask) */
-                size_t rows = (size_t)(shape[0] * shape[1]);
-                cr_assert_lt(sg_arena_used(sg_graph_arena(g)) - before,
-                             rows * 9 * sg_dtype_size(dt) + 4096, "the block kept %zu bytes",
-                             sg_arena_used(sg_graph_arena(g)) - before);
+                size_t rows = (size_t)(shape[0] * shape[1]), hidden = rows * 70 * sg_dtype_size(dt),
+                       kept = sg_arena_used(sg_graph_arena(g)) - before;
+                if (remake) /* no [rows x 70] hidden layer (nor a mask) */
+                    cr_assert_lt(kept, rows * 9 * sg_dtype_size(dt) + 4096, "kept %zu bytes", kept);
+                else
+                    cr_assert_geq(kept, hidden, "kept %zu bytes", kept);
             } else {
                 sg_tensor *h = sg_relu(g, sg_linear_layer_forward(g, &ff.linear1, x));
                 h = sg_dropout(g, h, 0.3, train, &dr);
