@@ -262,8 +262,11 @@ typedef struct sg_feedforward {
 SG_API int sg_feedforward_init(sg_feedforward *m, sg_params *p, const char *prefix, int64_t d,
                                int64_t dff, sg_activation act, double dropout, sg_rng *rng);
 /* x [..., d] -> [..., d]; dropout only when training (needs rng then). In a graph that
- * records, the ReLU block is one node that keeps only x and makes its [..., F] hidden
- * layer again in backward (one more x W1^T product; the same values). */
+ * records, the ReLU block is one node that keeps x and its [..., F] hidden layer while
+ * the graph's keep budget allows (sg_graph_set_keep_budget), else only x, making the
+ * hidden layer again in backward (one more x W1^T product; the same values). Errors:
+ * SG_ESHAPE (x does not end in d), SG_EDTYPE, SG_EINVAL (no rng in training with
+ * dropout), SG_ENOMEM, recorded on g; NULL then. */
 SG_API sg_tensor *sg_feedforward_forward(sg_graph *g, const sg_feedforward *m, sg_tensor *x,
                                          bool training, sg_rng *rng);
 /* GELU, exact erf form (PyTorch's default): x/2 (1 + erf(x / sqrt 2)). */

@@ -477,6 +477,44 @@ Test(feedforward, fused_relu_dropout_equals_relu_then_dropout)
     }
 }
 
+/* The keep budget is the graph's, shared by its blocks and renewed by sg_graph_reset:
+ * with room for one hidden layer, the first of two blocks keeps its own and the second
+ * makes its own again (both still differentiable), and after a reset the first keeps
+ * again. */
+Test(feedforward, keep_budget_is_shared_by_a_graphs_blocks)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 3);
+    sg_params *p = sg_params_new(SG_F32);
+    sg_feedforward ff;
+    cr_assert_eq(sg_feedforward_init(&ff, p, "ff", 8, 64, SG_ACT_RELU, 0.1, &r), SG_OK);
+    int64_t shape[2] = {50, 8};
+    size_t hidden = 50 * 64 * sizeof(float);
+    sg_tensor *x = sg_tensor_new(SG_F32, 2, shape);
+    sg_tensor_normal_(x, &r, 0, 1);
+    sg_tensor_set_requires_grad(x, true);
+    sg_graph *g = sg_graph_new();
+    sg_graph_set_keep_budget(g, hidden);
+    sg_arena *a = sg_graph_arena(g);
+    for (int round = 0; round < 2; round++) {
+        size_t before = sg_arena_used(a);
+        sg_tensor *y = sg_feedforward_forward(g, &ff, x, true, &r);
+        size_t first = sg_arena_used(a) - before;
+        before = sg_arena_used(a);
+        y = sg_feedforward_forward(g, &ff, y, true, &r);
+        size_t second = sg_arena_used(a) - before;
+        cr_assert_geq(first, hidden, "round %d: the first block kept %zu bytes", round, first);
+        cr_assert_lt(second, hidden, "round %d: the second block kept %zu bytes", round, second);
+        cr_assert_eq(sg_backward(g, sg_sum_all(g, sg_mul(g, y, y))), SG_OK, "%s", sg_last_error());
+        cr_assert_neq(((const float *)x->grad)[0], 0.0f);
+        sg_tensor_zero_grad(x);
+        sg_graph_reset(g);
+    }
+    sg_graph_free(g);
+    sg_tensor_free(x);
+    sg_params_free(p);
+}
+
 /* sg_dropout_add = sg_add(x, sg_dropout(z)) (values and gradients to one rounding, f32
  * and f64, training and evaluation), with z straight from sg_linear written over
  * (reuse_z) or not; bad probability, shapes and dtypes are errors. */
