@@ -1,5 +1,6 @@
 /* gemm_packed.c - C (+)= A B for the per-time-step products of recurrent loops, with B
- * (a weight) packed once into column panels, on CPUs with AVX2 and FMA.
+ * (a weight) packed once into column panels, on CPUs with AVX2 and FMA; and the weight
+ * gradients of those steps.
  *
  * BLIS packs both operands on every call. A recurrent step multiplies the same weight
  * at every step by a few dozen rows (64 x 256 x 768 on en-fr, 64 x 128 x 384 on dates),
@@ -8,7 +9,10 @@
  * A tile is 6 rows x 16 columns held in 12 AVX registers over the whole k; the panel
  * (k x 16 floats: 16 KB at k = 256) stays in L1 or L2 while the row blocks of A pass over
  * it (blocking k by 256 measured no faster at k = 768 and 1024). C is added after the
- * sum when accumulating. */
+ * sum when accumulating.
+ *
+ * The same tile makes sg__gemm_direct's products, whose B changes at every call (a weight
+ * gradient dY^T X of one time step): it reads B in place, A's rows copied six at a time. */
 #include "tensor_internal.h"
 
 #include <stdlib.h>
@@ -68,13 +72,15 @@ KERNEL_TARGET static inline void store_row(float *C, __m256 lo, __m256 hi, bool 
         C[c] = acc ? C[c] + t[c] : t[c];
 }
 
-/* C[R, w <= 16] (+)= A[R, k] panel[k, 16]; lda, ldc in floats; R in 1..6 is a constant
- * at every call, so each row count compiles to its own loop with only its FMAs. The
- * accumulators are named variables so that they stay in registers (as arrays, GCC kept
- * them on the stack: 1.6x slower). */
+/* C[R, w <= 16] (+)= A[R, k] panel[k, 16]; A's rows lda apart and its columns csa apart
+ * (1, or a transposed A's row stride), the panel's rows ldp apart (16 packed, or B's row
+ * stride read in place), ldc in floats; R in 1..6 is a constant at every call, so each
+ * row count compiles to its own loop with only its FMAs. The accumulators are named
+ * variables so that they stay in registers (as arrays, GCC kept them on the stack: 1.6x
+ * slower). */
 KERNEL_TARGET static inline __attribute__((always_inline)) void
-tile(const int R, int64_t k, const float *A, int64_t lda, const float *p, float *C, int64_t ldc,
-     bool acc, int64_t w)
+tile(const int R, int64_t k, const float *A, int64_t lda, int64_t csa, const float *p,
+     int64_t ldp, float *C, int64_t ldc, bool acc, int64_t w)
 {
     /* rows past R are never read; their pointers stay in bounds all the same */
     const float *a0 = A, *a1 = A + (R > 1 ? lda : 0), *a2 = A + (R > 2 ? 2 * lda : 0);
@@ -86,11 +92,11 @@ tile(const int R, int64_t k, const float *A, int64_t lda, const float *p, float 
 /* row r of A times the panel's row kk into that row's two accumulators */
 #define FMA_ROW(r, ar, lo, hi)                                                              \
     if (R > (r)) {                                                                          \
-        a = _mm256_broadcast_ss((ar) + kk);                                                 \
+        a = _mm256_broadcast_ss((ar) + o);                                                  \
         lo = _mm256_fmadd_ps(a, b0, lo);                                                    \
         hi = _mm256_fmadd_ps(a, b1, hi);                                                    \
     }
-    for (int64_t kk = 0; kk < k; kk++, p += PANEL) {
+    for (int64_t kk = 0, o = 0; kk < k; kk++, o += csa, p += ldp) {
         __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8), a;
         FMA_ROW(0, a0, c00, c01)
         FMA_ROW(1, a1, c10, c11)
@@ -109,29 +115,38 @@ tile(const int R, int64_t k, const float *A, int64_t lda, const float *p, float 
  * of 1 or 2 rows (2 FMA chains per row against Zen 3's 8 in flight: latency-bound) is
  * avoided by ending with 4 + 3 or 4 + 4 rows. */
 KERNEL_TARGET static void panel_rows(int64_t m, int64_t k, const float *A, int64_t lda,
-                                    const float *p, float *C, int64_t ldc, bool acc, int64_t w)
+                                    int64_t csa, const float *p, int64_t ldp, float *C,
+                                    int64_t ldc, bool acc, int64_t w)
 {
     int64_t tail = m % 6 == 0 ? 6 : m % 6;
     if (tail < 3 && m > 6)
         tail += 6;
     int64_t i = 0;
     for (; i < m - tail; i += 6)
-        tile(6, k, A + i * lda, lda, p, C + i * ldc, ldc, acc, w);
+        tile(6, k, A + i * lda, lda, csa, p, ldp, C + i * ldc, ldc, acc, w);
     int64_t r = m - i;
     if (r > 6) { /* 7 or 8: a tile of 4 first */
-        tile(4, k, A + i * lda, lda, p, C + i * ldc, ldc, acc, w);
+        tile(4, k, A + i * lda, lda, csa, p, ldp, C + i * ldc, ldc, acc, w);
         i += 4, r -= 4;
     }
     const float *Ai = A + i * lda;
     float *Ci = C + i * ldc;
     switch (r) {
-    case 1: tile(1, k, Ai, lda, p, Ci, ldc, acc, w); break;
-    case 2: tile(2, k, Ai, lda, p, Ci, ldc, acc, w); break;
-    case 3: tile(3, k, Ai, lda, p, Ci, ldc, acc, w); break;
-    case 4: tile(4, k, Ai, lda, p, Ci, ldc, acc, w); break;
-    case 5: tile(5, k, Ai, lda, p, Ci, ldc, acc, w); break;
-    default: tile(6, k, Ai, lda, p, Ci, ldc, acc, w); break;
+    case 1: tile(1, k, Ai, lda, csa, p, ldp, Ci, ldc, acc, w); break;
+    case 2: tile(2, k, Ai, lda, csa, p, ldp, Ci, ldc, acc, w); break;
+    case 3: tile(3, k, Ai, lda, csa, p, ldp, Ci, ldc, acc, w); break;
+    case 4: tile(4, k, Ai, lda, csa, p, ldp, Ci, ldc, acc, w); break;
+    case 5: tile(5, k, Ai, lda, csa, p, ldp, Ci, ldc, acc, w); break;
+    default: tile(6, k, Ai, lda, csa, p, ldp, Ci, ldc, acc, w); break;
     }
+}
+
+/* The threads for an m x n x k product of np panels: its columns split between them */
+static int panel_threads(int64_t m, int64_t n, int64_t k, int64_t np)
+{
+    int nt = sg__threads();
+    return nt > 1 && (double)m * (double)n * (double)k >= SG_SMALL_GEMM_THREADS && np > 1 ? nt
+                                                                                        : 1;
 }
 #endif
 
@@ -167,16 +182,83 @@ void sg__gemm_packed(int64_t m, int64_t n, int64_t k, const float *A, int64_t ld
     }
     int64_t np = (n + PANEL - 1) / PANEL;
     /* panels split between the threads: each reads only its columns of B */
-    int nt = sg__threads();
-    nt = nt > 1 && (double)m * (double)n * (double)k >= SG_SMALL_GEMM_THREADS && np > 1 ? nt : 1;
+    int nt = panel_threads(m, n, k, np);
     const float *p0 = B->p + j0 * B->k + k0 * PANEL;
     SG_OMP_FOR(nt)
     for (int64_t q = 0; q < np; q++) {
         int64_t j = q * PANEL, w = n - j < PANEL ? n - j : PANEL;
-        panel_rows(m, k, A, lda, p0 + j * B->k, C + j, ldc, acc, w);
+        panel_rows(m, k, A, lda, 1, p0 + j * B->k, PANEL, C + j, ldc, acc, w);
     }
 #else
     (void)m, (void)n, (void)k, (void)A, (void)lda, (void)B, (void)k0, (void)j0, (void)acc;
     (void)C, (void)ldc;
+#endif
+}
+
+#if HAVE_KERNEL
+/* Rows [i, i + R) of C, all n / 16 panels of B (read in place, row stride ldb, or packed:
+ * ldb == 16): A's rows copied into 6 x k on the stack, each k-th element's 6 rows side by
+ * side, so that the tile reads A as one sequential stream (a transposed A read in place
+ * touched a new line of it at every k: 58-63 GFLOP/s on 768-1024 rows, now 80-90) */
+KERNEL_TARGET static void direct_rows(const int R, int64_t n, int64_t k, const float *A,
+                                      int64_t rsa, int64_t csa, const float *B, int64_t ldb,
+                                      bool acc, float *C, int64_t ldc)
+{
+    float a[6 * SG_DIRECT_GEMM_MAX_K];
+    for (int64_t kk = 0; kk < k; kk++)
+        for (int r = 0; r < 6; r++)
+            a[kk * 6 + r] = r < R ? A[r * rsa + kk * csa] : 0.0f;
+    for (int64_t j = 0; j < n; j += PANEL)
+        tile(R, k, a, 1, 6, B + j * (ldb == PANEL ? k : 1), ldb, C + j, ldc, acc, PANEL);
+}
+#endif
+
+bool sg__gemm_direct(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa, int64_t csa,
+                     const float *B, int64_t ldb, bool acc, float *C, int64_t ldc)
+{
+#if HAVE_KERNEL
+    if (!sg__packed_gemm_on(SG_F32) || n % PANEL != 0 || k < 1 || k > SG_DIRECT_GEMM_MAX_K ||
+        m < 1)
+        return false;
+    sg__count_gemm_flops(m, n, k);
+    /* blocks of 6 rows, the last ones 4 + 4 or 4 + 3 (see panel_rows); threads take
+     * blocks, each reading all of B */
+    int64_t tail = m % 6 == 0 ? 6 : m % 6;
+    if (tail < 3 && m > 6)
+        tail += 6;
+    int64_t full = (m - tail) / 6, nb = full + (tail > 6 ? 2 : 1);
+    /* every block reads all of B, panel by panel: packed, each panel is one sequential
+     * stream instead of k rows ldb apart (at 512 rows and more the copy paid: 768 x 512 x
+     * 64 made 90 GFLOP/s against 80 in place, 1024 x 256 x 64 86 against 81; at 384 rows
+     * and fewer it did not). No memory: read in place. */
+    float *pb = NULL;
+    if (m >= 512 && posix_memalign((void **)&pb, 64, sizeof(float) * (size_t)(k * n)) == 0) {
+        sg__packed pk;
+        sg__pack(&pk, pb, B, k, n, ldb, 1);
+        B = pb, ldb = PANEL;
+    }
+    int nt = sg__threads();
+    nt = nt > 1 && (double)m * (double)n * (double)k >= SG_SMALL_GEMM_THREADS && nb > 1 ? nt : 1;
+    SG_OMP_FOR(nt)
+    for (int64_t q = 0; q < nb; q++) {
+        int64_t i = q < full ? 6 * q : 6 * full + (q > full ? 4 : 0);
+        int64_t R = q < full ? 6 : tail > 6 ? (q == full ? 4 : tail - 4) : tail;
+        const float *Ai = A + i * rsa;
+        float *Ci = C + i * ldc;
+        switch (R) {
+        case 1: direct_rows(1, n, k, Ai, rsa, csa, B, ldb, acc, Ci, ldc); break;
+        case 2: direct_rows(2, n, k, Ai, rsa, csa, B, ldb, acc, Ci, ldc); break;
+        case 3: direct_rows(3, n, k, Ai, rsa, csa, B, ldb, acc, Ci, ldc); break;
+        case 4: direct_rows(4, n, k, Ai, rsa, csa, B, ldb, acc, Ci, ldc); break;
+        case 5: direct_rows(5, n, k, Ai, rsa, csa, B, ldb, acc, Ci, ldc); break;
+        default: direct_rows(6, n, k, Ai, rsa, csa, B, ldb, acc, Ci, ldc); break;
+        }
+    }
+    free(pb);
+    return true;
+#else
+    (void)m, (void)n, (void)k, (void)A, (void)rsa, (void)csa, (void)B, (void)ldb, (void)acc;
+    (void)C, (void)ldc;
+    return false;
 #endif
 }

@@ -92,6 +92,15 @@ SG_INTERNAL void sg__pack(sg__packed *dst, float *buf, const float *B, int64_t k
 SG_INTERNAL void sg__gemm_packed(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
                                  const sg__packed *B, int64_t k0, int64_t j0, bool acc,
                                  float *C, int64_t ldc);
+/* C [m, n] = A B (acc: C += A B) with A [m, k] of any element strides (rsa, csa), B [k, n]
+ * row-major with row stride ldb, read in place, C row-major (ldc), by the kernel of
+ * sg__gemm_packed; false, doing nothing, unless sg__packed_gemm_on(SG_F32), n is a
+ * multiple of 16 and 1 <= k <= SG_DIRECT_GEMM_MAX_K (a panel of B, k x 16, then stays in
+ * L1). For the weight gradients of one time step, dY^T X over a batch of rows. */
+#define SG_DIRECT_GEMM_MAX_K 128
+SG_INTERNAL bool sg__gemm_direct(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa,
+                                 int64_t csa, const float *B, int64_t ldb, bool acc, float *C,
+                                 int64_t ldc);
 /* Whether small products go to LIBXSMM (built with it, and chosen for this CPU or by
  * SG_XSMM), whose kernels need row-major operands: only then is a transposed copy of a
  * weight worth making for them. */
