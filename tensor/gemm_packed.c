@@ -111,33 +111,53 @@ tile(const int R, int64_t k, const float *A, int64_t lda, int64_t csa, const flo
         store_row(C + r * ldc, lo[r], hi[r], acc, w);
 }
 
-/* Columns [j, j + w) of C: the rows of A in tiles of 6, except at the end, where a tile
- * of 1 or 2 rows (2 FMA chains per row against Zen 3's 8 in flight: latency-bound) is
- * avoided by ending with 4 + 3 or 4 + 4 rows. */
-KERNEL_TARGET static void panel_rows(int64_t m, int64_t k, const float *A, int64_t lda,
+/* tile() with R rows, R in 1..6 at run time */
+KERNEL_TARGET static void tile_rows(int64_t R, int64_t k, const float *A, int64_t lda,
                                     int64_t csa, const float *p, int64_t ldp, float *C,
                                     int64_t ldc, bool acc, int64_t w)
+{
+    switch (R) {
+    case 1: tile(1, k, A, lda, csa, p, ldp, C, ldc, acc, w); break;
+    case 2: tile(2, k, A, lda, csa, p, ldp, C, ldc, acc, w); break;
+    case 3: tile(3, k, A, lda, csa, p, ldp, C, ldc, acc, w); break;
+    case 4: tile(4, k, A, lda, csa, p, ldp, C, ldc, acc, w); break;
+    case 5: tile(5, k, A, lda, csa, p, ldp, C, ldc, acc, w); break;
+    default: tile(6, k, A, lda, csa, p, ldp, C, ldc, acc, w); break;
+    }
+}
+
+/* The row blocks of an m-row product: `full` blocks of 6 rows, then one of `tail` (3 to
+ * 6), or two of 4 and tail - 4 when tail is 7 or 8, so that no block of 1 or 2 rows (2
+ * FMA chains per row against Zen 3's 8 in flight: latency-bound) follows the 6s. */
+typedef struct {
+    int64_t full, tail, blocks;
+} row_blocks;
+
+static row_blocks split_rows(int64_t m)
 {
     int64_t tail = m % 6 == 0 ? 6 : m % 6;
     if (tail < 3 && m > 6)
         tail += 6;
-    int64_t i = 0;
-    for (; i < m - tail; i += 6)
-        tile(6, k, A + i * lda, lda, csa, p, ldp, C + i * ldc, ldc, acc, w);
-    int64_t r = m - i;
-    if (r > 6) { /* 7 or 8: a tile of 4 first */
-        tile(4, k, A + i * lda, lda, csa, p, ldp, C + i * ldc, ldc, acc, w);
-        i += 4, r -= 4;
-    }
-    const float *Ai = A + i * lda;
-    float *Ci = C + i * ldc;
-    switch (r) {
-    case 1: tile(1, k, Ai, lda, csa, p, ldp, Ci, ldc, acc, w); break;
-    case 2: tile(2, k, Ai, lda, csa, p, ldp, Ci, ldc, acc, w); break;
-    case 3: tile(3, k, Ai, lda, csa, p, ldp, Ci, ldc, acc, w); break;
-    case 4: tile(4, k, Ai, lda, csa, p, ldp, Ci, ldc, acc, w); break;
-    case 5: tile(5, k, Ai, lda, csa, p, ldp, Ci, ldc, acc, w); break;
-    default: tile(6, k, Ai, lda, csa, p, ldp, Ci, ldc, acc, w); break;
+    int64_t full = (m - tail) / 6;
+    return (row_blocks){full, tail, full + (tail > 6 ? 2 : 1)};
+}
+
+/* Block q's row count, its first row in *i */
+static int64_t block_rows(row_blocks s, int64_t q, int64_t *i)
+{
+    *i = q < s.full ? 6 * q : 6 * s.full + (q > s.full ? 4 : 0);
+    return q < s.full ? 6 : s.tail > 6 ? (q == s.full ? 4 : s.tail - 4) : s.tail;
+}
+
+/* Columns [j, j + w) of C, the rows of A in blocks (split_rows) */
+KERNEL_TARGET static void panel_rows(int64_t m, int64_t k, const float *A, int64_t lda,
+                                    int64_t csa, const float *p, int64_t ldp, float *C,
+                                    int64_t ldc, bool acc, int64_t w)
+{
+    row_blocks s = split_rows(m);
+    for (int64_t q = 0, i; q < s.blocks; q++) {
+        int64_t R = block_rows(s, q, &i);
+        tile_rows(R, k, A + i * lda, lda, csa, p, ldp, C + i * ldc, ldc, acc, w);
     }
 }
 
@@ -200,16 +220,16 @@ void sg__gemm_packed(int64_t m, int64_t n, int64_t k, const float *A, int64_t ld
  * ldb == 16): A's rows copied into 6 x k on the stack, each k-th element's 6 rows side by
  * side, so that the tile reads A as one sequential stream (a transposed A read in place
  * touched a new line of it at every k: 58-63 GFLOP/s on 768-1024 rows, now 80-90) */
-KERNEL_TARGET static void direct_rows(const int R, int64_t n, int64_t k, const float *A,
+KERNEL_TARGET static void direct_rows(int64_t R, int64_t n, int64_t k, const float *A,
                                       int64_t rsa, int64_t csa, const float *B, int64_t ldb,
                                       bool acc, float *C, int64_t ldc)
 {
     float a[6 * SG_DIRECT_GEMM_MAX_K];
     for (int64_t kk = 0; kk < k; kk++)
-        for (int r = 0; r < 6; r++)
+        for (int64_t r = 0; r < 6; r++)
             a[kk * 6 + r] = r < R ? A[r * rsa + kk * csa] : 0.0f;
     for (int64_t j = 0; j < n; j += PANEL)
-        tile(R, k, a, 1, 6, B + j * (ldb == PANEL ? k : 1), ldb, C + j, ldc, acc, PANEL);
+        tile_rows(R, k, a, 1, 6, B + j * (ldb == PANEL ? k : 1), ldb, C + j, ldc, acc, PANEL);
 }
 #endif
 
@@ -221,12 +241,8 @@ bool sg__gemm_direct(int64_t m, int64_t n, int64_t k, const float *A, int64_t rs
         m < 1)
         return false;
     sg__count_gemm_flops(m, n, k);
-    /* blocks of 6 rows, the last ones 4 + 4 or 4 + 3 (see panel_rows); threads take
-     * blocks, each reading all of B */
-    int64_t tail = m % 6 == 0 ? 6 : m % 6;
-    if (tail < 3 && m > 6)
-        tail += 6;
-    int64_t full = (m - tail) / 6, nb = full + (tail > 6 ? 2 : 1);
+    /* threads take blocks of rows (split_rows), each reading all of B */
+    row_blocks s = split_rows(m);
     /* every block reads all of B, panel by panel: packed, each panel is one sequential
      * stream instead of k rows ldb apart (at 512 rows and more the copy paid: 768 x 512 x
      * 64 made 90 GFLOP/s against 80 in place, 1024 x 256 x 64 86 against 81; at 384 rows
@@ -238,21 +254,13 @@ bool sg__gemm_direct(int64_t m, int64_t n, int64_t k, const float *A, int64_t rs
         B = pb, ldb = PANEL;
     }
     int nt = sg__threads();
-    nt = nt > 1 && (double)m * (double)n * (double)k >= SG_SMALL_GEMM_THREADS && nb > 1 ? nt : 1;
+    nt = nt > 1 && (double)m * (double)n * (double)k >= SG_SMALL_GEMM_THREADS && s.blocks > 1
+             ? nt
+             : 1;
     SG_OMP_FOR(nt)
-    for (int64_t q = 0; q < nb; q++) {
-        int64_t i = q < full ? 6 * q : 6 * full + (q > full ? 4 : 0);
-        int64_t R = q < full ? 6 : tail > 6 ? (q == full ? 4 : tail - 4) : tail;
-        const float *Ai = A + i * rsa;
-        float *Ci = C + i * ldc;
-        switch (R) {
-        case 1: direct_rows(1, n, k, Ai, rsa, csa, B, ldb, acc, Ci, ldc); break;
-        case 2: direct_rows(2, n, k, Ai, rsa, csa, B, ldb, acc, Ci, ldc); break;
-        case 3: direct_rows(3, n, k, Ai, rsa, csa, B, ldb, acc, Ci, ldc); break;
-        case 4: direct_rows(4, n, k, Ai, rsa, csa, B, ldb, acc, Ci, ldc); break;
-        case 5: direct_rows(5, n, k, Ai, rsa, csa, B, ldb, acc, Ci, ldc); break;
-        default: direct_rows(6, n, k, Ai, rsa, csa, B, ldb, acc, Ci, ldc); break;
-        }
+    for (int64_t q = 0; q < s.blocks; q++) {
+        int64_t i, R = block_rows(s, q, &i);
+        direct_rows(R, n, k, A + i * rsa, rsa, csa, B, ldb, acc, C + i * ldc, ldc);
     }
     free(pb);
     return true;
