@@ -161,12 +161,13 @@ KERNEL_TARGET static void panel_rows(int64_t m, int64_t k, const float *A, int64
     }
 }
 
-/* The threads for an m x n x k product of np panels: its columns split between them */
-static int panel_threads(int64_t m, int64_t n, int64_t k, int64_t np)
+/* The threads for an m x n x k product made in `parts` independent parts */
+static int parts_threads(int64_t m, int64_t n, int64_t k, int64_t parts)
 {
     int nt = sg__threads();
-    return nt > 1 && (double)m * (double)n * (double)k >= SG_SMALL_GEMM_THREADS && np > 1 ? nt
-                                                                                        : 1;
+    return nt > 1 && (double)m * (double)n * (double)k >= SG_SMALL_GEMM_THREADS && parts > 1
+               ? nt
+               : 1;
 }
 #endif
 
@@ -202,7 +203,7 @@ void sg__gemm_packed(int64_t m, int64_t n, int64_t k, const float *A, int64_t ld
     }
     int64_t np = (n + PANEL - 1) / PANEL;
     /* panels split between the threads: each reads only its columns of B */
-    int nt = panel_threads(m, n, k, np);
+    int nt = parts_threads(m, n, k, np);
     const float *p0 = B->p + j0 * B->k + k0 * PANEL;
     SG_OMP_FOR(nt)
     for (int64_t q = 0; q < np; q++) {
@@ -253,10 +254,7 @@ bool sg__gemm_direct(int64_t m, int64_t n, int64_t k, const float *A, int64_t rs
         sg__pack(&pk, pb, B, k, n, ldb, 1);
         B = pb, ldb = PANEL;
     }
-    int nt = sg__threads();
-    nt = nt > 1 && (double)m * (double)n * (double)k >= SG_SMALL_GEMM_THREADS && s.blocks > 1
-             ? nt
-             : 1;
+    int nt = parts_threads(m, n, k, s.blocks);
     SG_OMP_FOR(nt)
     for (int64_t q = 0; q < s.blocks; q++) {
         int64_t i, R = block_rows(s, q, &i);
