@@ -58,7 +58,7 @@ static inline double sigm_f64(double v) { return 1.0 / (1.0 + exp(-v)); }
 #define PAR_MIN 8192
 
 /* the f32 GRU row: gru_fwd_row_f32 or its AVX2 form (after the kernels) */
-static void gru_fwd_row_pick(int64_t H, float *restrict g, const float *restrict bi,
+static void gru_fwd_row_pick(int64_t H, float *g, const float *gi, const float *restrict bi,
                              const float *restrict gh, const float *restrict bh,
                              const float *restrict hp, float *restrict hn, float *restrict y);
 
@@ -80,20 +80,20 @@ static void gru_fwd_row_pick(int64_t H, float *restrict g, const float *restrict
 /* gru_fwd_row_f32 on 8 units at a time, H a multiple of 8: the same operations in the
  * same order (fastmath.h's 8-lane sigmoid and tanh), so the same results */
 __attribute__((target("avx2,fma"))) static void
-gru_fwd_row_avx2(int64_t H, float *restrict g, const float *restrict bi,
+gru_fwd_row_avx2(int64_t H, float *g, const float *gi, const float *restrict bi,
                  const float *restrict gh, const float *restrict bh, const float *restrict hp,
                  float *restrict hn, float *restrict y)
 {
 #define LD(p) _mm256_loadu_ps(p)
     for (int64_t j = 0; j < H; j += 8) {
         __m256 r = sg__sigmoid8(_mm256_add_ps(
-            _mm256_add_ps(_mm256_add_ps(LD(g + j), LD(bi + j)), LD(gh + j)), LD(bh + j)));
+            _mm256_add_ps(_mm256_add_ps(LD(gi + j), LD(bi + j)), LD(gh + j)), LD(bh + j)));
         __m256 z = sg__sigmoid8(_mm256_add_ps(
-            _mm256_add_ps(_mm256_add_ps(LD(g + H + j), LD(bi + H + j)), LD(gh + H + j)),
+            _mm256_add_ps(_mm256_add_ps(LD(gi + H + j), LD(bi + H + j)), LD(gh + H + j)),
             LD(bh + H + j)));
         __m256 ghn = _mm256_add_ps(LD(gh + 2 * H + j), LD(bh + 2 * H + j));
         __m256 n = sg__tanh8(
-            _mm256_fmadd_ps(r, ghn, _mm256_add_ps(LD(g + 2 * H + j), LD(bi + 2 * H + j))));
+            _mm256_fmadd_ps(r, ghn, _mm256_add_ps(LD(gi + 2 * H + j), LD(bi + 2 * H + j))));
         __m256 h = _mm256_fmadd_ps(z, _mm256_sub_ps(LD(hp + j), n), n);
         _mm256_storeu_ps(g + j, r);
         _mm256_storeu_ps(g + H + j, z);
@@ -106,17 +106,17 @@ gru_fwd_row_avx2(int64_t H, float *restrict g, const float *restrict bi,
 }
 #endif
 
-static void gru_fwd_row_pick(int64_t H, float *restrict g, const float *restrict bi,
+static void gru_fwd_row_pick(int64_t H, float *g, const float *gi, const float *restrict bi,
                              const float *restrict gh, const float *restrict bh,
                              const float *restrict hp, float *restrict hn, float *restrict y)
 {
 #if SG_HAVE_TANH8
     if (H % 8 == 0 && sg__avx2_rows_on()) {
-        gru_fwd_row_avx2(H, g, bi, gh, bh, hp, hn, y);
+        gru_fwd_row_avx2(H, g, gi, bi, gh, bh, hp, hn, y);
         return;
     }
 #endif
-    gru_fwd_row_f32(H, g, bi, gh, bh, hp, hn, y);
+    gru_fwd_row_f32(H, g, gi, bi, gh, bh, hp, hn, y);
 }
 
 #define R double
