@@ -99,6 +99,8 @@ int64_t sg_graph_node_count(const sg_graph *g) { return g->n_nodes; }
 
 size_t sg_graph_set_keep_budget(sg_graph *g, size_t bytes)
 {
+    if (!g)
+        return 0;
     size_t prev = g->keep_budget;
     g->keep_budget = bytes;
     return prev;

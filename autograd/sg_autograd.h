@@ -85,7 +85,7 @@ SG_API int64_t sg_graph_node_count(const sg_graph *g);
  * while what they kept in one forward stays within `bytes`, and make the others again
  * (one more product each). A graph starts with SG_GRAPH_KEEP_DEFAULT; 0 keeps none (the
  * least memory). Applies from the next such op on; the values are the same either way.
- * Returns the previous budget. */
+ * Returns the previous budget (0 for a NULL g, which changes nothing). */
 #define SG_GRAPH_KEEP_DEFAULT ((size_t)40 << 20)
 SG_API size_t sg_graph_set_keep_budget(sg_graph *g, size_t bytes);
 

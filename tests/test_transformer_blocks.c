@@ -494,6 +494,7 @@ Test(feedforward, keep_budget_is_shared_by_a_graphs_blocks)
     sg_tensor_normal_(x, &r, 0, 1);
     sg_tensor_set_requires_grad(x, true);
     sg_graph *g = sg_graph_new();
+    cr_assert_eq(sg_graph_set_keep_budget(NULL, hidden), 0);
     sg_graph_set_keep_budget(g, hidden);
     sg_arena *a = sg_graph_arena(g);
     for (int round = 0; round < 2; round++) {
