@@ -21,7 +21,7 @@ typedef struct args {
     const char *model, *attn, *local, *cell, *tokens, *optim, *schedule;
     const char *save, *resume, *log, *attention;
     int layers, hidden, emb, attn_dim, window, heads, d_model, ff, enc_layers, dec_layers;
-    int epochs, batch, threads, warmup, show, min_freq, max_size;
+    int epochs, batch, threads, warmup, show, min_freq, max_size, keep_mb;
     double lr, clip, label_smoothing, dropout, time_budget, target;
     int seed;
     bool reverse_source, feed_context, input_feed, norm_first, tie, quiet;
@@ -79,6 +79,9 @@ static sgx_option *options(args *a)
         SGX_DOUBLE("label-smoothing", &a->label_smoothing, "label smoothing"),
         SGX_INT("seed", &a->seed, "seed of initialisation, shuffling and dropout"),
         SGX_INT("threads", &a->threads, "compute threads (BLIS and seqgrad)"),
+        SGX_INT("keep-mb", &a->keep_mb, "MiB of activations a step keeps for backward rather "
+                                        "than making them again (transformer feed-forward "
+                                        "layers; 0: the least memory)"),
         SGX_SECTION("Output"),
         SGX_STRING("save", &a->save, "best checkpoint (HDF5)"),
         SGX_STRING("resume", &a->resume, "continue training from a checkpoint saved by --save"),
@@ -123,6 +126,7 @@ static void defaults(args *a)
     a->clip = 1.0;
     a->seed = 1;
     a->threads = 0;
+    a->keep_mb = (int)(SG_GRAPH_KEEP_DEFAULT >> 20);
     a->save = "out/model.h5";
     a->attention = "out/attention.svg";
     a->log = "out/curve.csv";
@@ -314,6 +318,10 @@ int main(int argc, char **argv)
     }
     if (a.threads > 0)
         CHECK(sg_set_num_threads(a.threads) == SG_OK);
+    if (a.keep_mb < 0) {
+        fprintf(stderr, "train_seq2seq: --keep-mb %d is negative\n", a.keep_mb);
+        return 2;
+    }
     sg_text_level level = !strcmp(a.tokens, "word") ? SG_LEVEL_WORD : SG_LEVEL_CHAR;
 
     /* model and data (vocabularies from the checkpoint when resuming) */
@@ -388,6 +396,7 @@ int main(int argc, char **argv)
     CHECK(sg_batches_length_sorted(&bs, train, a.batch, false) == SG_OK);
     sg_graph *g = sg_graph_new();
     CHECK(g);
+    sg_graph_set_keep_budget(g, (size_t)a.keep_mb << 20);
     double t0 = sgx_now(), train_time = 0;
     bool stop = false;
     sgx_progress pr = {0};

@@ -519,3 +519,57 @@ Test(tools, compose_model_reloads_to_the_same_loss)
     free(out);
     free(err);
 }
+
+/* train_seq2seq --keep-mb: a transformer trained keeping nothing for backward (0) and
+ * keeping its feed-forward layers (the default) prints the same losses (the same values
+ * either way); a negative budget is refused, naming the option. */
+Test(tools, train_keep_budget_leaves_the_losses_alone)
+{
+    char pairs[4096] = "", valid[1024] = "";
+    const char *words[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+    for (int i = 0; i < 96; i++) {
+        char s[64] = "";
+        for (int j = 0; j < 2 + i % 5; j++)
+            snprintf(s + strlen(s), sizeof s - strlen(s), "%s%s", j ? " " : "",
+                     words[(i * 7 + j * 3) % 8]);
+        char *to = i < 80 ? pairs : valid;
+        size_t cap = i < 80 ? sizeof pairs : sizeof valid;
+        snprintf(to + strlen(to), cap - strlen(to), "%s\t%s\n", s, s);
+    }
+    write_file(tmp("k_train.tsv"), pairs, strlen(pairs));
+    write_file(tmp("k_valid.tsv"), valid, strlen(valid));
+    char *losses[2];
+    for (int keep = 0; keep < 2; keep++) {
+        char *out, *err;
+        int rc = run(&out, &err,
+                     "train_seq2seq --train '%s' --valid '%s' --tokens word --model transformer "
+                     "--d-model 16 --heads 2 --ff 32 --enc-layers 1 --dec-layers 1 --epochs 2 "
+                     "--batch 16 --seed 1 --quiet --show 0 --attention '' --log '' "
+                     "--save '%s'%s",
+                     tmp("k_train.tsv"), tmp("k_valid.tsv"), tmp("k.h5"),
+                     keep ? "" : " --keep-mb 0");
+        cr_assert_eq(rc, 0, "%s%s", out, err);
+        /* "epoch N: train loss X, valid loss Y, ..." without the speed that follows */
+        char *lines[16], *kept = calloc(1, strlen(out) + 1);
+        int n = split_lines(out, lines, 16);
+        for (int i = 0; i < n; i++)
+            if (!strncmp(lines[i], "epoch ", 6)) {
+                char *comma = strstr(lines[i], ", valid ");
+                cr_assert(comma, "%s", lines[i]);
+                strncat(kept, lines[i], (size_t)(strchr(comma + 1, ',') - lines[i]));
+                strcat(kept, "\n");
+            }
+        cr_assert(strstr(kept, "epoch 2: train loss"), "%s", kept);
+        losses[keep] = kept;
+        free(out);
+        free(err);
+    }
+    cr_assert_str_eq(losses[0], losses[1]);
+    free(losses[0]);
+    free(losses[1]);
+    char *out, *err;
+    cr_assert_eq(run(&out, &err, "train_seq2seq --keep-mb -1"), 2, "%s%s", out, err);
+    cr_assert(strstr(err, "--keep-mb -1"), "%s", err);
+    free(out);
+    free(err);
+}
