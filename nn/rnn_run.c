@@ -24,9 +24,9 @@ typedef struct rnn_saved {
     const int64_t *ids;
     int64_t pad_id;
     bool h0_zero;   /* no initial state given: h before step 0 is 0 */
-    /* words and no backward (decoding): the gates are one step's rows, [B, S], each
-     * step's word rows copied in as it starts (a whole [B*T, S] block, written and read
-     * back once, cost dates' greedy decoding more than its gate loops' reads) */
+    /* words and no backward (decoding): the gates are one step's rows, [B, S], which the
+     * fused rows write (they read the word rows in place; a whole [B*T, S] block, written
+     * and read back once, cost dates' greedy decoding more than its gate loops' reads) */
     bool step_gates;
     int64_t B, T, I, H, G, S, N;
     int64_t *perm;  /* [B] batch rows by decreasing length (stable) */

@@ -217,20 +217,21 @@ void sg__gemm_packed(int64_t m, int64_t n, int64_t k, const float *A, int64_t ld
 }
 
 #if HAVE_KERNEL
-/* Rows [i, i + R) of C, all n / 16 panels of B (read in place, row stride ldb, or packed:
- * ldb == 16): A's rows copied into 6 x k on the stack, each k-th element's 6 rows side by
- * side, so that the tile reads A as one sequential stream (a transposed A read in place
- * touched a new line of it at every k: 58-63 GFLOP/s on 768-1024 rows, now 80-90) */
+/* Rows [i, i + R) of C, all n / 16 panels of B (read in place: rows ldb apart, panels
+ * panel_step = 16 floats apart; packed: rows 16 apart, panels 16 k): A's rows copied into
+ * 6 x k on the stack, each k-th element's 6 rows side by side, so that the tile reads A
+ * as one sequential stream (a transposed A read in place touched a new line of it at
+ * every k: 58-63 GFLOP/s on 768-1024 rows, now 80-90) */
 KERNEL_TARGET static void direct_rows(int64_t R, int64_t n, int64_t k, const float *A,
                                       int64_t rsa, int64_t csa, const float *B, int64_t ldb,
-                                      bool acc, float *C, int64_t ldc)
+                                      int64_t panel_step, bool acc, float *C, int64_t ldc)
 {
     float a[6 * SG_DIRECT_GEMM_MAX_K];
     for (int64_t kk = 0; kk < k; kk++)
         for (int64_t r = 0; r < 6; r++)
             a[kk * 6 + r] = r < R ? A[r * rsa + kk * csa] : 0.0f;
     for (int64_t j = 0; j < n; j += PANEL)
-        tile_rows(R, k, a, 1, 6, B + j * (ldb == PANEL ? k : 1), ldb, C + j, ldc, acc, PANEL);
+        tile_rows(R, k, a, 1, 6, B + j / PANEL * panel_step, ldb, C + j, ldc, acc, PANEL);
 }
 #endif
 
@@ -249,16 +250,17 @@ bool sg__gemm_direct(int64_t m, int64_t n, int64_t k, const float *A, int64_t rs
      * 64 made 90 GFLOP/s against 80 in place, 1024 x 256 x 64 86 against 81; at 384 rows
      * and fewer it did not). No memory: read in place. */
     float *pb = NULL;
+    int64_t panel_step = PANEL; /* floats from one panel of B to the next */
     if (m >= 512 && posix_memalign((void **)&pb, 64, sizeof(float) * (size_t)(k * n)) == 0) {
         sg__packed pk;
         sg__pack(&pk, pb, B, k, n, ldb, 1);
-        B = pb, ldb = PANEL;
+        B = pb, ldb = PANEL, panel_step = k * PANEL;
     }
     int nt = parts_threads(m, n, k, s.blocks);
     SG_OMP_FOR(nt)
     for (int64_t q = 0; q < s.blocks; q++) {
         int64_t i, R = block_rows(s, q, &i);
-        direct_rows(R, n, k, A + i * rsa, rsa, csa, B, ldb, acc, C + i * ldc, ldc);
+        direct_rows(R, n, k, A + i * rsa, rsa, csa, B, ldb, panel_step, acc, C + i * ldc, ldc);
     }
     free(pb);
     return true;
