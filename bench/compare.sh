@@ -163,6 +163,12 @@ for cfg in $CONFIGS; do
                 # seqgrad's GEMM GFLOP/s in training against raw BLIS sgemm on the generator
                 # (640x1024x8000, same threads): the ratio is the fraction of BLIS reached
                 row "$cfg" "$th" train.gflops_vs_blis_sgemm "$(jget "$WORK/$name.sg" gflops)" "$(blis_gflops "$th")" higher
+                # the ceiling of the tokens/s ratio: a step whose matrix products all ran
+                # at raw BLIS speed and whose every other instruction took no time
+                bound=$(awk -v t="$(jget "$WORK/$name.sg" tgt_tokens_per_pass)" \
+                    -v f="$(jget "$WORK/$name.sg" gflop_per_step)" -v b="$(blis_gflops "$th")" \
+                    'BEGIN { if (t == "" || f + 0 == 0 || b == "") print ""; else printf "%.1f", t * b / (f * 24) }')
+                row "$cfg" "$th" train.tok_per_s_gemm_bound "$bound" "$(jget "$WORK/$name.pt" tok_per_s_median)" higher
                 ;;
             decode)
                 ensure_ckpt "$cfg" || continue
@@ -204,6 +210,9 @@ echo
 echo "Ratio = seqgrad / PyTorch (higher is better for throughput, lower for ms and memory;"
 echo "output_tokens must be equal). train.gflops_vs_blis_sgemm: seqgrad's GEMM GFLOP/s in"
 echo "training against raw BLIS sgemm at 640x1024x8000 (second column; not PyTorch)."
+echo "train.tok_per_s_gemm_bound: the tokens/s of a step whose GEMM FLOPs all ran at that"
+echo "raw BLIS speed and nothing else took time; its ratio is the highest the step's"
+echo "arithmetic allows against PyTorch's median."
 echo "Machine: $CPU, $NCPU CPUs, $DATE."
 printf '%-18s %3s %-28s %12s %12s %8s %s\n' config thr metric seqgrad pytorch ratio better
 while read -r c t m a b r w; do
