@@ -19,7 +19,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "progress.h"
@@ -125,17 +124,6 @@ static int check_args(const args *a)
     NEED(a->svg && *a->svg, "--svg must name a file");
 #undef NEED
     return SG_OK;
-}
-
-static void mkdir_for(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = 0;
-        mkdir(dir, 0777);
-    }
 }
 
 static int n_buckets(const args *a)
@@ -368,7 +356,7 @@ static void write_svg(const args *a, const result *rs, int nr)
          .ylabel = "token accuracy %", .series = se + nr, .n_series = nr, .y_min = 0,
          .y_max = 100},
     };
-    mkdir_for(a->svg);
+    sgx_mkdir_parent(a->svg);
     CHECK(sgx_svg_charts(a->svg, ch, 2) == SG_OK);
     free(x);
     free(ys);

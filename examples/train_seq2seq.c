@@ -241,17 +241,6 @@ static int load_corpus(const args *a, sg_corpus *c, const sg_vocab *sv, const sg
     return rc;
 }
 
-static void mkdir_for(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = 0;
-        mkdir(dir, 0777);
-    }
-}
-
 /* The validation score that selects the best checkpoint: exact match for char level,
  * BLEU for word level. */
 static double score_of(const sgx_eval *e, sg_text_level level)
@@ -385,11 +374,11 @@ int main(int argc, char **argv)
            sg_get_num_threads());
     CHECK_HINT(train->n > 0 && valid->n > 0, "training and validation data must not be empty");
 
-    mkdir_for(a.save);
+    sgx_mkdir_parent(a.save);
     sgx_curve_log curve;
     bool logging = a.log && *a.log;
     if (logging) {
-        mkdir_for(a.log);
+        sgx_mkdir_parent(a.log);
         CHECK(sgx_curve_log_open(&curve, a.log, a.resume != NULL) == SG_OK);
     }
     sg_batches bs;
@@ -491,7 +480,7 @@ int main(int argc, char **argv)
             printf("  %-36s -> %-24s %s\n", vr->src[i], out[i],
                    strcmp(out[i], vr->tgt[i]) ? "(reference: different)" : "(correct)");
         if (a.attention && *a.attention && mc->arch != SG_ARCH_SEQ2SEQ) {
-            mkdir_for(a.attention);
+            sgx_mkdir_parent(a.attention);
             int n_att = n_show < 3 ? n_show : 3;
             CHECK(sgx_attention_svg(a.attention, m, corpus.src_vocab, corpus.tgt_vocab, level,
                                     (const char *const *)vr->src, (const char *const *)out,

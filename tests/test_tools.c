@@ -573,3 +573,25 @@ Test(tools, train_keep_budget_leaves_the_losses_alone)
     free(out);
     free(err);
 }
+
+Test(tools, train_saves_into_folders_it_makes)
+{
+    char pairs[2048] = "";
+    for (int i = 0; i < 40; i++)
+        snprintf(pairs + strlen(pairs), sizeof pairs - strlen(pairs), "%c %c\t%c %c\n",
+                 'a' + i % 5, 'a' + i % 3, 'a' + i % 3, 'a' + i % 5);
+    write_file(tmp("n_train.tsv"), pairs, strlen(pairs));
+    char *out, *err;
+    /* two folder levels that do not exist yet, for the checkpoint and for the log */
+    int rc = run(&out, &err,
+                 "train_seq2seq --train '%s' --valid '%s' --tokens word --model seq2seq "
+                 "--emb 8 --hidden 8 --epochs 1 --batch 8 --quiet --show 0 --attention '' "
+                 "--log '%s' --save '%s'",
+                 tmp("n_train.tsv"), tmp("n_train.tsv"), tmp("logs/run1/log.csv"),
+                 tmp("runs/a/b/m.h5"));
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    cr_assert_eq(access(tmp("runs/a/b/m.h5"), R_OK), 0, "no checkpoint: %s%s", out, err);
+    cr_assert_eq(access(tmp("logs/run1/log.csv"), R_OK), 0, "no log: %s%s", out, err);
+    free(out);
+    free(err);
+}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ------------------------------------------------------------------ errors */
 
@@ -313,4 +314,23 @@ bool sgx_option_given(const sgx_option *opts, const char *name)
         if (o->name && !strcmp(o->name, name))
             return o->given;
     return false;
+}
+
+void sgx_mkdir_parent(const char *path)
+{
+    char dir[4096];
+    if (!path || snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return;
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return;
+    *slash = 0;
+    /* each prefix in turn; existing ones fail with EEXIST, which is fine */
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(dir, 0777);
+            *p = '/';
+        }
+    mkdir(dir, 0777);
 }

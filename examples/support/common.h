@@ -64,6 +64,11 @@ _Noreturn void sgx_die(const char *expr, const char *file, int line, const char 
  * and re-executes the program (same argv), so it takes effect. */
 void sgx_openmp_env(char **argv);
 
+/* Creates the folders above the file `path` names (mkdir -p of its parent), so that
+ * `--save runs/a/model.h5` works in a fresh folder. Best effort: a folder that cannot be
+ * made is left for the file's own open to report, with its name. */
+void sgx_mkdir_parent(const char *path);
+
 /* ----------------------------------------------------------------- options */
 
 typedef enum sgx_opt_type {
