@@ -171,6 +171,23 @@ static int elem_threads(int64_t n)
     return n >= (1 << 18) ? sg__threads() : 1;
 }
 
+/* elements of the zeros a sparse gradient's update reads in place of its untouched pages */
+#define ZERO_ELEMS 1024
+
+/* The first of the spans sp[0, ns) (increasing) that ends after element i, or ns. */
+static int64_t first_span_ending_after(const sg__span *sp, int64_t ns, int64_t i)
+{
+    int64_t lo = 0, hi = ns;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (sp[mid].end <= i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* What the Adam pass does with each gradient element after reading it: leave it, store
  * it clipped (g *= coef, as torch's clip_grad_norm_ leaves it), or zero it for the next
  * step (sg_optim_step_zero_grad: the zeroing rides on the update's pass over memory). */
@@ -230,6 +247,36 @@ enum grad_after { GRAD_KEEP, GRAD_STORE_CLIPPED, GRAD_ZERO };
                             decoupled, step_size, bc2_sqrt, after);                         \
         }                                                                                   \
     }                                                                                       \
+    /* adam_##SUF over a sparse gradient of which only spans[0, ns) may be non-zero       \
+     * (sg__nonzero_spans), read and not written (GRAD_KEEP): the elements outside them   \
+     * are updated with g read from a buffer of zeros, not from g's pages that were given  \
+     * back (each read would fault in the zero page). The same values as adam_##SUF. */    \
+    static void adam_sparse_##SUF(int64_t n, T *restrict th, T *restrict g, T *restrict m,  \
+                                  T *restrict v, T b1, T b2, T eps, T wd, T decoupled,       \
+                                  T step_size, T bc2_sqrt, double gs, const sg__span *sp,    \
+                                  int64_t ns)                                               \
+    {                                                                                       \
+        static const T zeros[ZERO_ELEMS];                                                   \
+        int64_t chunks = (n + ADAM_SPAN - 1) / ADAM_SPAN;                                   \
+        SG_OMP_ELEMS(n)                                                                     \
+        for (int64_t c = 0; c < chunks; c++) {                                              \
+            int64_t i = c * ADAM_SPAN, end = n - i < ADAM_SPAN ? n : i + ADAM_SPAN;         \
+            int64_t k = first_span_ending_after(sp, ns, i);                                 \
+            while (i < end) {                                                               \
+                bool data = k < ns && sp[k].begin <= i;                                     \
+                int64_t j = data ? sp[k].end : k < ns ? sp[k].begin : end;                  \
+                j = j < end ? j : end;                                                      \
+                if (!data && j - i > ZERO_ELEMS)                                            \
+                    j = i + ZERO_ELEMS;                                                     \
+                T *gi = data ? g + i : (T *)zeros; /* GRAD_KEEP: never written */           \
+                adam_span_##SUF(j - i, th + i, gi, m + i, v + i, (T)gs, b1, b2, eps, wd,    \
+                                decoupled, step_size, bc2_sqrt, GRAD_KEEP);                 \
+                if (data && j == sp[k].end)                                                 \
+                    k++;                                                                    \
+                i = j;                                                                      \
+            }                                                                               \
+        }                                                                                   \
+    }                                                                                       \
     /* torch _single_tensor_sgd: d = g + wd theta; buf = first ? d : mu buf + (1-damp) d; \
      * d = nesterov ? d + mu buf : buf; theta -= lr d. buf == NULL: no momentum. */         \
     static void sgd_##SUF(int64_t n, T *restrict th, const T *restrict g, T *restrict buf,  \
@@ -287,7 +334,8 @@ static int step(sg_optim *o, double *total_norm, bool zero, const char *who)
         sg_tensor *t = e->value;
         if (e->alias_of >= 0 || !t->grad)
             continue;
-        int64_t n = sg_tensor_numel(t);
+        int64_t n = sg_tensor_numel(t), ns;
+        sg__span *spans = NULL;
         /* a sparse gradient is read but not written by the update, then given back
          * (sg__param_zero_grad): writing its zeros would touch every page */
         bool zero_after = zero && e->sparse_grad;
@@ -305,6 +353,19 @@ static int step(sg_optim *o, double *total_norm, bool zero, const char *who)
             else
                 sgd_f64(n, t->data, t->grad, o->m[i] ? o->m[i]->data : NULL, lr, wd,
                         c->momentum, 1 - c->dampening, k == 1, c->nesterov);
+        } else if (after == GRAD_KEEP && e->sparse_grad &&
+                   (ns = sg__nonzero_spans(t->grad, n, sg_dtype_size(t->dtype), &spans)) >= 0) {
+            if (t->dtype == SG_F32)
+                adam_sparse_f32(n, t->data, t->grad, o->m[i]->data, o->v[i]->data,
+                                (float)c->beta1, (float)c->beta2, (float)c->eps, (float)wd,
+                                (float)decoupled, (float)step_size, (float)bc2_sqrt, coef,
+                                spans, ns);
+            else
+                adam_sparse_f64(n, t->data, t->grad, o->m[i]->data, o->v[i]->data, c->beta1,
+                                c->beta2, c->eps, wd, decoupled, step_size, bc2_sqrt, coef,
+                                spans, ns);
+            free(spans);
+            spans = NULL;
         } else if (t->dtype == SG_F32) {
             adam_f32(n, t->data, t->grad, o->m[i]->data, o->v[i]->data, (float)c->beta1,
                      (float)c->beta2, (float)c->eps, (float)wd, (float)decoupled,

@@ -22,6 +22,22 @@ SG_INTERNAL const char *sg__shape_str(const sg_tensor *t, char *buf, size_t n);
  * (zero_pages.c). buf must be memory of this process's heap or private mappings. */
 SG_INTERNAL void sg__zero_pages(void *buf, size_t bytes);
 
+/* Element ranges [begin, end) of a buffer. */
+typedef struct sg__span {
+    int64_t begin, end;
+} sg__span;
+
+/* The ranges of buf's n elements (es bytes each; es divides the page size) that may hold
+ * non-zero values: every page that is present or swapped out, per Linux's
+ * /proc/self/pagemap. A page of private anonymous memory that is neither has not been
+ * written since sg__zero_pages gave it back (or since it was mapped): it reads as zeros,
+ * and reading it would only fault in the zero page. For a gradient of which a batch
+ * wrote a few rows, the readers (the norm, the update) skip the rest. Returns the number
+ * of spans, in increasing order, in *spans (malloc'd; the caller frees it; NULL when 0);
+ * or -1 when the map cannot be read (not Linux, no /proc, out of memory): the caller
+ * reads the whole buffer. */
+SG_INTERNAL int64_t sg__nonzero_spans(const void *buf, int64_t n, size_t es, sg__span **spans);
+
 /* Fills shape/stride of a contiguous row-major tensor; returns numel or -1. */
 SG_INTERNAL int64_t sg__init_contiguous(sg_tensor *t, sg_dtype dt, int ndim, const int64_t *shape);
 

@@ -596,11 +596,13 @@ Test(optim, step_zero_grad_zeroes_when_the_step_is_skipped)
 
 /* ---- sparse gradients ----------------------------------------------------------
  * An embedding table's gradient is marked sparse_grad: zeroing it after an update gives
- * its pages back (only the rows of the batch's words are written again). Two stores with
+ * its pages back (only the rows of the batch's words are written again), and the norm
+ * and the update read only the pages written since (sg__nonzero_spans). Two stores with
  * the same 8192 x 64 table (a 2 MiB gradient), one of them with a name tied to it (which
- * makes it an ordinary gradient), train 3 steps with clipping in effect: the same
- * values bit for bit, every gradient element 0 after each step and, on Linux, the
- * sparse one's pages not resident. */
+ * makes it an ordinary gradient), train 3 steps, with clipping in effect or none: the
+ * same values and gradient norms bit for bit, every gradient element 0 after each step
+ * and, on Linux, the sparse one's pages not resident after it, nor made resident by the
+ * norm or by an update that keeps the gradient. */
 #ifdef __linux__
 #include <sys/mman.h>
 #include <unistd.h>
@@ -621,7 +623,8 @@ static size_t resident_pages(const void *buf, size_t bytes)
 }
 #endif
 
-static void train_table(sg_optim_kind kind, bool tied, bool step_zeroes, float *out)
+static void train_table(sg_optim_kind kind, bool tied, bool step_zeroes, double clip,
+                        float *out, double *norms)
 {
     enum { V = 8192, D = 64, B = 6 };
     sg_rng r;
@@ -635,7 +638,7 @@ static void train_table(sg_optim_kind kind, bool tied, bool step_zeroes, float *
         cr_assert(!sg_params_at(p, 0)->sparse_grad, "a tied table is an ordinary one");
     }
     sg_optim_config c = sg_optim_config_default(kind);
-    c.clip_norm = 0.5; /* the gradients' norm is larger: clipped */
+    c.clip_norm = clip; /* 0.5: the gradients' norm is larger, clipped */
     c.momentum = kind == SG_OPTIM_SGD ? 0.9 : 0;
     sg_optim *o = sg_optim_new(p, &c);
     cr_assert(o, "%s", sg_last_error());
@@ -647,13 +650,28 @@ static void train_table(sg_optim_kind kind, bool tied, bool step_zeroes, float *
         sg_tensor *y = sg_embedding_forward(g, &emb, idt);
         sg_tensor *w = sg_randn(g, SG_F32, 2, (int64_t[]){B, D}, &r);
         cr_assert_eq(sg_backward(g, sg_sum_all(g, sg_mul(g, y, w))), SG_OK, "%s", sg_last_error());
+        const float *gr = emb.weight->grad;
+#ifdef __linux__
+        size_t written = tied ? 0 : resident_pages(gr, bytes);
+#endif
+        norms[step] = sg_grad_norm(p);
+#ifdef __linux__
+        if (!tied)
+            cr_assert_eq(resident_pages(gr, bytes), written,
+                         "step %d: the norm read pages that were given back", step);
+#endif
         if (step_zeroes) {
             cr_assert_eq(sg_optim_step_zero_grad(o, NULL), SG_OK, "%s", sg_last_error());
         } else {
             cr_assert_eq(sg_optim_step(o, NULL), SG_OK, "%s", sg_last_error());
+#ifdef __linux__
+            /* an update that keeps the gradient as it is (no clipping) reads it only */
+            if (!tied && clip == 0 && kind != SG_OPTIM_SGD)
+                cr_assert_eq(resident_pages(gr, bytes), written,
+                             "step %d: the update read pages that were given back", step);
+#endif
             sg_params_zero_grad(p);
         }
-        const float *gr = emb.weight->grad;
 #ifdef __linux__
         /* before reading it (a read maps the zero page, which mincore counts) */
         if (!tied)
@@ -670,14 +688,23 @@ static void train_table(sg_optim_kind kind, bool tied, bool step_zeroes, float *
     sg_params_free(p);
 }
 
-static void check_sparse(sg_optim_kind kind, bool step_zeroes)
+static void check_sparse(sg_optim_kind kind, bool step_zeroes, double clip)
 {
     static float a[8192 * 64], b[8192 * 64];
-    train_table(kind, false, step_zeroes, a);
-    train_table(kind, true, step_zeroes, b);
+    double na[3], nb[3];
+    train_table(kind, false, step_zeroes, clip, a, na);
+    train_table(kind, true, step_zeroes, clip, b, nb);
     cr_assert(memcmp(a, b, sizeof a) == 0, "the sparse table trained differently");
+    for (int s = 0; s < 3; s++)
+        cr_assert(na[s] == nb[s], "step %d: gradient norm %.17g, the ordinary table's %.17g", s,
+                  na[s], nb[s]);
 }
 
-Test(optim, sparse_grad_adam_step_zero_grad) { check_sparse(SG_OPTIM_ADAM, true); }
-Test(optim, sparse_grad_adam_then_params_zero_grad) { check_sparse(SG_OPTIM_ADAM, false); }
-Test(optim, sparse_grad_sgd_step_zero_grad) { check_sparse(SG_OPTIM_SGD, true); }
+Test(optim, sparse_grad_adam_step_zero_grad) { check_sparse(SG_OPTIM_ADAM, true, 0.5); }
+Test(optim, sparse_grad_adam_step_zero_grad_unclipped) { check_sparse(SG_OPTIM_ADAM, true, 0); }
+Test(optim, sparse_grad_adam_then_params_zero_grad) { check_sparse(SG_OPTIM_ADAM, false, 0.5); }
+Test(optim, sparse_grad_adam_unclipped_then_params_zero_grad)
+{
+    check_sparse(SG_OPTIM_ADAM, false, 0);
+}
+Test(optim, sparse_grad_sgd_step_zero_grad) { check_sparse(SG_OPTIM_SGD, true, 0.5); }
