@@ -9,6 +9,7 @@
  * sg__nonzero_spans which pages were written. */
 #include "tensor_internal.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #ifdef __linux__
@@ -45,6 +46,42 @@ void sg__zero_pages(void *buf, size_t bytes)
 #define PM_PRESENT ((uint64_t)1 << 63)
 #define PM_SWAPPED ((uint64_t)1 << 62)
 #define PM_BATCH 512 /* entries read at a time: 4 KiB of the map */
+
+/* Reads the pagemap entries of the k pages from page number first; false on failure */
+static bool read_map(int fd, uintptr_t first, int64_t k, uint64_t *ent)
+{
+    size_t want = sizeof(uint64_t) * (size_t)k;
+    return pread(fd, ent, want, (off_t)(first * sizeof(uint64_t))) == (ssize_t)want;
+}
+
+/* Whether this system's pagemap tells written pages from untouched ones: checked once on
+ * two fresh pages, the first written. (A kernel or sandbox that reports every page
+ * absent would otherwise make written gradients read as zeros.) */
+static bool pagemap_works(void)
+{
+    static int works = -1; /* a race only computes the same answer twice */
+    int w = __atomic_load_n(&works, __ATOMIC_RELAXED);
+    if (w >= 0)
+        return w;
+    long ps = sysconf(_SC_PAGESIZE);
+    w = 0;
+    char *p = ps > 0 ? mmap(NULL, 2 * (size_t)ps, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                     : MAP_FAILED;
+    if (p != MAP_FAILED) {
+        *(volatile char *)p = 1;
+        uint64_t ent[2];
+        int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            w = read_map(fd, (uintptr_t)p / (uintptr_t)ps, 2, ent) && (ent[0] & PM_PRESENT) &&
+                !(ent[1] & (PM_PRESENT | PM_SWAPPED));
+            close(fd);
+        }
+        munmap(p, 2 * (size_t)ps);
+    }
+    __atomic_store_n(&works, w, __ATOMIC_RELAXED);
+    return w;
+}
 #endif
 
 int64_t sg__nonzero_spans(const void *buf, int64_t n, size_t es, sg__span **spans)
@@ -52,7 +89,7 @@ int64_t sg__nonzero_spans(const void *buf, int64_t n, size_t es, sg__span **span
     *spans = NULL;
 #ifdef __linux__
     long ps = sysconf(_SC_PAGESIZE);
-    if (n <= 0 || ps <= 0 || es == 0 || (size_t)ps % es != 0)
+    if (n <= 0 || ps <= 0 || es == 0 || (size_t)ps % es != 0 || !pagemap_works())
         return n <= 0 ? 0 : -1;
     uintptr_t b = (uintptr_t)buf, e = b + (size_t)n * es, page = (uintptr_t)ps;
     uintptr_t first = b / page, last = (e - 1) / page; /* pages the buffer touches */
@@ -67,9 +104,7 @@ int64_t sg__nonzero_spans(const void *buf, int64_t n, size_t es, sg__span **span
     int64_t count = 0;
     for (int64_t p0 = 0; p0 < np; p0 += PM_BATCH) {
         int64_t k = np - p0 < PM_BATCH ? np - p0 : PM_BATCH;
-        size_t want = sizeof(uint64_t) * (size_t)k;
-        if (pread(fd, ent, want, (off_t)((first + (uintptr_t)p0) * sizeof(uint64_t))) !=
-            (ssize_t)want) {
+        if (!read_map(fd, first + (uintptr_t)p0, k, ent)) {
             close(fd);
             free(out);
             return -1;
