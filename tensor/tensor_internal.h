@@ -34,8 +34,9 @@ typedef struct sg__span {
  * and reading it would only fault in the zero page. For a gradient of which a batch
  * wrote a few rows, the readers (the norm, the update) skip the rest. Returns the number
  * of spans, in increasing order, in *spans (malloc'd; the caller frees it; NULL when 0);
- * or -1 when the map cannot be read (not Linux, no /proc, out of memory): the caller
- * reads the whole buffer. */
+ * or -1 when the buffer is smaller than what sg__zero_pages gives back (1 MiB) or the
+ * map cannot be read (not Linux, no /proc, out of memory): the caller reads the whole
+ * buffer. */
 SG_INTERNAL int64_t sg__nonzero_spans(const void *buf, int64_t n, size_t es, sg__span **spans);
 
 /* Fills shape/stride of a contiguous row-major tensor; returns numel or -1. */

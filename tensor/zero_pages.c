@@ -89,7 +89,9 @@ int64_t sg__nonzero_spans(const void *buf, int64_t n, size_t es, sg__span **span
     *spans = NULL;
 #ifdef __linux__
     long ps = sysconf(_SC_PAGESIZE);
-    if (n <= 0 || ps <= 0 || es == 0 || (size_t)ps % es != 0 || !pagemap_works())
+    /* below RELEASE_MIN sg__zero_pages wrote zeros: every page is there to be read */
+    if (n <= 0 || (size_t)n * es < RELEASE_MIN || ps <= 0 || es == 0 || (size_t)ps % es != 0 ||
+        !pagemap_works())
         return n <= 0 ? 0 : -1;
     uintptr_t b = (uintptr_t)buf, e = b + (size_t)n * es, page = (uintptr_t)ps;
     uintptr_t first = b / page, last = (e - 1) / page; /* pages the buffer touches */
