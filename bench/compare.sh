@@ -25,6 +25,9 @@
 #   --results FILE      CSV to append to (default bench/results.csv)
 #   --python EXE        Python with torch (default /usr/bin/python3)
 #   --rnn-reps R        repetitions of the RNN micro-benchmark (default 20)
+#   --repeat R          measurements per row, alternating (default 1): each figure is the
+#                       median of R fresh runs of its side (short measurements such as
+#                       dates' decoding, 40-65 ms a pass, swing by a third between runs)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -41,6 +44,7 @@ BUILD="$ROOT/build"
 RESULTS="$HERE/results.csv"
 PY=/usr/bin/python3
 RNN_REPS=20
+REPEAT=1
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
@@ -57,6 +61,7 @@ while [ $# -gt 0 ]; do
         --results) RESULTS=$2; shift 2 ;;
         --python) PY=$2; shift 2 ;;
         --rnn-reps) RNN_REPS=$2; shift 2 ;;
+        --repeat) REPEAT=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; usage 2 ;;
     esac
@@ -87,15 +92,30 @@ N_MEAS=0
 data_of() { case "$1" in dates-*) echo "$DATA_ROOT/dates" ;; *) echo "$DATA_ROOT/gettext-en-fr" ;; esac; }
 
 # jget FILE PATH: a value of the JSON object on FILE's last non-empty line (PATH like
-# beam5.sent_per_s_median); empty if absent.
+# beam5.sent_per_s_median); empty if absent. With repeated measurements (FILE.2, FILE.3
+# ...) the median of the numbers, or the first run's value if it is not a number.
 jget() {
     "$PY" - "$1" "$2" <<'EOF'
-import json, sys
-lines = [l for l in open(sys.argv[1]) if l.strip()]
-v = json.loads(lines[-1]) if lines else {}
-for k in sys.argv[2].split("."):
-    v = v.get(k) if isinstance(v, dict) else None
-print("" if v is None else v)
+import json, os, statistics, sys
+base, path = sys.argv[1], sys.argv[2]
+files = [base] + [f"{base}.{i}" for i in range(2, 1000) if os.path.exists(f"{base}.{i}")]
+vals = []
+for f in files:
+    lines = [l for l in open(f) if l.strip()] if os.path.exists(f) else []
+    try:
+        v = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        v = {}
+    for k in path.split("."):
+        v = v.get(k) if isinstance(v, dict) else None
+    if v is not None:
+        vals.append(v)
+nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+if nums and len(nums) == len(vals):
+    m = statistics.median(nums)
+    print(int(m) if all(isinstance(v, int) for v in nums) and m == int(m) else round(m, 4))
+else:
+    print(vals[0] if vals else "")
 EOF
 }
 
@@ -107,24 +127,30 @@ row() {
     echo "$DATE,$1,$2,$3,$4,$5,$ratio" >> "$RESULTS"
 }
 
-# run_pair NAME SG_CMD... -- PT_CMD...: runs both, in alternating order; outputs
-# land in $WORK/NAME.sg and $WORK/NAME.pt (stderr beside them).
+# run_pair NAME SG_CMD... -- PT_CMD...: runs both, in alternating order, REPEAT times;
+# outputs land in $WORK/NAME.sg and $WORK/NAME.pt, repeats in NAME.sg.2 ... (stderr
+# beside them).
 run_pair() {
     local name=$1; shift
     local sg=() pt=()
     while [ "$1" != "--" ]; do sg+=("$1"); shift; done
     shift
     pt=("$@")
-    local order="sg pt"
-    [ $((N_MEAS % 2)) -eq 1 ] && order="pt sg"
-    N_MEAS=$((N_MEAS + 1))
-    for who in $order; do
-        echo "  [$(date -u +%H:%M:%S)] $name: $who (load $(cut -d' ' -f1 /proc/loadavg))" >&2
-        if [ "$who" = sg ]; then
-            "${sg[@]}" > "$WORK/$name.sg" 2> "$WORK/$name.sg.err" || { echo "seqgrad failed:" >&2; tail -5 "$WORK/$name.sg.err" >&2; }
-        else
-            "${pt[@]}" > "$WORK/$name.pt" 2> "$WORK/$name.pt.err" || { echo "pytorch failed:" >&2; tail -5 "$WORK/$name.pt.err" >&2; }
-        fi
+    local r suffix order
+    for ((r = 1; r <= REPEAT; r++)); do
+        suffix=
+        [ "$r" -gt 1 ] && suffix=".$r"
+        order="sg pt"
+        [ $((N_MEAS % 2)) -eq 1 ] && order="pt sg"
+        N_MEAS=$((N_MEAS + 1))
+        for who in $order; do
+            echo "  [$(date -u +%H:%M:%S)] $name: $who${suffix:+ (repeat $r)} (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+            if [ "$who" = sg ]; then
+                "${sg[@]}" > "$WORK/$name.sg$suffix" 2> "$WORK/$name.sg.err" || { echo "seqgrad failed:" >&2; tail -5 "$WORK/$name.sg.err" >&2; }
+            else
+                "${pt[@]}" > "$WORK/$name.pt$suffix" 2> "$WORK/$name.pt.err" || { echo "pytorch failed:" >&2; tail -5 "$WORK/$name.pt.err" >&2; }
+            fi
+        done
     done
 }
 
@@ -191,6 +217,14 @@ for cfg in $CONFIGS; do
     done
 done
 
+# rnn_ms FILE CELL: the wall-clock median of CELL's "fwd+bwd ... median X ms" line (the
+# median of FILE and its repeats FILE.2 ...)
+rnn_ms() {
+    cat "$1" "$1".[0-9]* 2>/dev/null | grep " $2 " |
+        sed -n 's/.*fwd+bwd min [0-9.]* ms median \([0-9.]*\) ms.*/\1/p' |
+        "$PY" -c 'import statistics, sys; v = [float(x) for x in sys.stdin.read().split()]; print(round(statistics.median(v), 4) if v else "")'
+}
+
 # The RNN micro-benchmark (GRU and LSTM layer, forward + backward): not per configuration.
 if [[ " $MODES " == *" rnn "* ]]; then
     for th in $THREADS; do
@@ -199,8 +233,8 @@ if [[ " $MODES " == *" rnn "* ]]; then
             -- "$PY" "$PEER/bench_rnn_micro.py" --threads "$th" --reps "$RNN_REPS"
         for cell in gru lstm; do
             # the wall-clock median (seqgrad's line ends with a CPU-time median too)
-            a=$(grep " $cell " "$WORK/$name.sg" | sed -n 's/.*fwd+bwd min [0-9.]* ms median \([0-9.]*\) ms.*/\1/p' | head -1)
-            b=$(grep " $cell " "$WORK/$name.pt" | sed -n 's/.*fwd+bwd min [0-9.]* ms median \([0-9.]*\) ms.*/\1/p' | head -1)
+            a=$(rnn_ms "$WORK/$name.sg" "$cell")
+            b=$(rnn_ms "$WORK/$name.pt" "$cell")
             row "rnn-micro-$cell" "$th" fwd_bwd_ms_median "$a" "$b" lower
         done
     done
