@@ -240,12 +240,12 @@ enum grad_after { GRAD_KEEP, GRAD_STORE_CLIPPED, GRAD_ZERO };
                            T bc2_sqrt, double gs, enum grad_after after)                    \
     {                                                                                       \
         int64_t spans = (n + ADAM_SPAN - 1) / ADAM_SPAN;                                    \
-        SG_OMP_ELEMS(n)                                                                     \
-        for (int64_t s = 0; s < spans; s++) {                                               \
+        int nt = elem_threads(n);                                                           \
+        SG_FOR(nt, s, spans, {                                                              \
             int64_t i = s * ADAM_SPAN, k = n - i < ADAM_SPAN ? n - i : ADAM_SPAN;           \
             adam_span_##SUF(k, th + i, g + i, m + i, v + i, (T)gs, b1, b2, eps, wd,          \
                             decoupled, step_size, bc2_sqrt, after);                         \
-        }                                                                                   \
+        });                                                                                 \
     }                                                                                       \
     /* adam_##SUF over a sparse gradient of which only spans[0, ns) may be non-zero       \
      * (sg__nonzero_spans), read and not written (GRAD_KEEP): the elements outside them   \
@@ -258,8 +258,8 @@ enum grad_after { GRAD_KEEP, GRAD_STORE_CLIPPED, GRAD_ZERO };
     {                                                                                       \
         static const T zeros[ZERO_ELEMS];                                                   \
         int64_t chunks = (n + ADAM_SPAN - 1) / ADAM_SPAN;                                   \
-        SG_OMP_ELEMS(n)                                                                     \
-        for (int64_t c = 0; c < chunks; c++) {                                              \
+        int nt = elem_threads(n);                                                           \
+        SG_FOR(nt, c, chunks, {                                                             \
             int64_t i = c * ADAM_SPAN, end = n - i < ADAM_SPAN ? n : i + ADAM_SPAN;         \
             int64_t k = first_span_ending_after(sp, ns, i);                                 \
             while (i < end) {                                                               \
@@ -275,7 +275,7 @@ enum grad_after { GRAD_KEEP, GRAD_STORE_CLIPPED, GRAD_ZERO };
                     k++;                                                                    \
                 i = j;                                                                      \
             }                                                                               \
-        }                                                                                   \
+        });                                                                                 \
     }                                                                                       \
     /* torch _single_tensor_sgd: d = g + wd theta; buf = first ? d : mu buf + (1-damp) d; \
      * d = nesterov ? d + mu buf : buf; theta -= lr d. buf == NULL: no momentum. */         \

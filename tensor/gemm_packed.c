@@ -205,11 +205,10 @@ void sg__gemm_packed(int64_t m, int64_t n, int64_t k, const float *A, int64_t ld
     /* panels split between the threads: each reads only its columns of B */
     int nt = parts_threads(m, n, k, np);
     const float *p0 = B->p + j0 * B->k + k0 * PANEL;
-    SG_OMP_FOR(nt)
-    for (int64_t q = 0; q < np; q++) {
+    SG_FOR(nt, q, np, {
         int64_t j = q * PANEL, w = n - j < PANEL ? n - j : PANEL;
         panel_rows(m, k, A, lda, 1, p0 + j * B->k, PANEL, C + j, ldc, acc, w);
-    }
+    });
 #else
     (void)m, (void)n, (void)k, (void)A, (void)lda, (void)B, (void)k0, (void)j0, (void)acc;
     (void)C, (void)ldc;
@@ -257,11 +256,10 @@ bool sg__gemm_direct(int64_t m, int64_t n, int64_t k, const float *A, int64_t rs
         B = pb, ldb = PANEL, panel_step = k * PANEL;
     }
     int nt = parts_threads(m, n, k, s.blocks);
-    SG_OMP_FOR(nt)
-    for (int64_t q = 0; q < s.blocks; q++) {
+    SG_FOR(nt, q, s.blocks, {
         int64_t i, R = block_rows(s, q, &i);
         direct_rows(R, n, k, A + i * rsa, rsa, csa, B, ldb, panel_step, acc, C + i * ldc, ldc);
-    }
+    });
     free(pb);
     return true;
 #else

@@ -78,6 +78,25 @@ SG_INTERNAL void sg__iter_run(sg__iter *it, sg__iter_fn fn, void *user);
 #define SG_OMP_FOR(nt)
 #endif
 
+/* for (int64_t i = 0; i < n; i++) { body } as SG_OMP_FOR(nt) runs it, but on the calling
+ * thread without entering OpenMP when nt is 1: libgomp makes a team even for a region
+ * whose if() is false and ends it with a futex system call (0.7 us on this KVM machine),
+ * which the per-time-step products and row loops paid ~350 times a dates training step
+ * at 1 thread. The caller's thread count must be a variable named nt. */
+#define SG_FOR(nt, i, n, ...)                                                               \
+    do {                                                                                    \
+        if ((nt) > 1) {                                                                     \
+            SG_OMP_FOR(nt)                                                                  \
+            for (int64_t i = 0; i < (n); i++) {                                             \
+                __VA_ARGS__                                                                 \
+            }                                                                               \
+        } else {                                                                            \
+            for (int64_t i = 0; i < (n); i++) {                                             \
+                __VA_ARGS__                                                                 \
+            }                                                                               \
+        }                                                                                   \
+    } while (0)
+
 /* Products up to this many multiply-adds count as small: blas.c sends them to LIBXSMM
  * (when built with it) if both operands are row-major. Their operands fit in a core's L2
  * (e.g. a beam's 320 x 320 x 384 step projection), where LIBXSMM's unpacked kernels beat
