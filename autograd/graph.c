@@ -626,8 +626,7 @@ void sg__add_colsum(sg_dtype dt, void *dst, const void *src, int64_t rows, int64
     int64_t nb = (cols + COLSUM_BLOCK - 1) / COLSUM_BLOCK;
     int nt = nb > 1 && rows * cols >= (1 << 16) ? sg__threads() : 1;
     size_t es = sg_dtype_size(dt);
-    SG_OMP_FOR(nt)
-    for (int64_t b = 0; b < nb; b++) {
+    SG_FOR(nt, b, nb, {
         int64_t j = b * COLSUM_BLOCK, n = cols - j < COLSUM_BLOCK ? cols - j : COLSUM_BLOCK;
         void *d = (char *)dst + (size_t)j * es;
         const void *s = (const char *)src + (size_t)j * es;
@@ -635,7 +634,7 @@ void sg__add_colsum(sg_dtype dt, void *dst, const void *src, int64_t rows, int64
             colsum_f32(d, s, rows, n, ld);
         else
             colsum_f64(d, s, rows, n, ld);
-    }
+    });
 }
 
 void sg__accumulate(sg_dtype dt, void *dst, const int64_t *dst_strides, int ndim,

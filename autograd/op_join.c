@@ -62,15 +62,14 @@ static bool join_rows(sg_tensor *y, int n, const sg_tensor *hdrs, int d)
     for (int i = d; i < y->ndim; i++)
         run *= y->shape[i];
     int nt = R > 1 && R * run >= (256 << 10) ? sg__threads() : 1;
-    SG_OMP_FOR(nt)
-    for (int64_t r = 0; r < R; r++) {
+    SG_FOR(nt, r, R, {
         char *dst = (char *)y->data + r * run;
         for (int k = 0; k < n; k++) {
             size_t len = (size_t)(run / y->shape[d] * hdrs[k].shape[d]);
             memcpy(dst, (const char *)hdrs[k].data + (size_t)r * len, len);
             dst += len;
         }
-    }
+    });
     return true;
 }
 

@@ -64,8 +64,7 @@ static void relu_dropout_bwd(sg_graph *g, sg_node *n)
         return;
     int64_t N = sg_tensor_numel(y), nr = (N + SG_RANGE - 1) / SG_RANGE;
     int nt = nr > 1 ? sg__threads() : 1;
-    SG_OMP_FOR(nt)
-    for (int64_t r = 0; r < nr; r++) {
+    SG_FOR(nt, r, nr, {
         int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         if (y->dtype == SG_F32)
             relu_drop_bwd_f32(m, (const float *)y->data + i0, (const float *)y->grad + i0,
@@ -73,7 +72,7 @@ static void relu_dropout_bwd(sg_graph *g, sg_node *n)
         else
             relu_drop_bwd_f64(m, (const double *)y->data + i0, (const double *)y->grad + i0,
                               (double *)dh + i0, n->f[0]);
-    }
+    });
 }
 
 /* h is linear1's output. It is overwritten when nothing else can read it (made by the
@@ -100,15 +99,14 @@ static sg_tensor *relu_dropout(sg_graph *g, sg_tensor *h, double p, bool trainin
     if (drop)
         sg_rng_keep_mask(rng, keep, N, p);
     int nt = nr > 1 ? sg__threads() : 1;
-    SG_OMP_FOR(nt)
-    for (int64_t r = 0; r < nr; r++) {
+    SG_FOR(nt, r, nr, {
         int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         const uint8_t *k = keep ? keep + i0 : NULL;
         if (h->dtype == SG_F32)
             relu_drop_fwd_f32(m, (const float *)h->data + i0, (float *)y->data + i0, k, (float)s);
         else
             relu_drop_fwd_f64(m, (const double *)h->data + i0, (double *)y->data + i0, k, s);
-    }
+    });
     free(keep);
     sg_node *n = sg_record(g, "sg_relu_dropout", relu_dropout_bwd, 1, &h, 1, &y);
     if (n)
@@ -158,8 +156,7 @@ static void relu_drop_range(sg_dtype dt, int64_t N, void *y, const uint8_t *keep
     int64_t nr = (N + SG_RANGE - 1) / SG_RANGE;
     int nt = nr > 1 ? sg__threads() : 1;
     size_t es = sg_dtype_size(dt);
-    SG_OMP_FOR(nt)
-    for (int64_t r = 0; r < nr; r++) {
+    SG_FOR(nt, r, nr, {
         int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         char *yr = (char *)y + (size_t)i0 * es;
         const uint8_t *k = keep ? keep + i0 : NULL;
@@ -171,7 +168,7 @@ static void relu_drop_range(sg_dtype dt, int64_t N, void *y, const uint8_t *keep
             relu_drop_fwd_f32(m, (const float *)yr, (float *)yr, k, (float)s);
         else
             relu_drop_fwd_f64(m, (const double *)yr, (double *)yr, k, s);
-    }
+    });
 }
 
 /* h [n, F] = relu(x_rows W1^T + b1) keep s for the n rows at x_rows; the mask drawn from

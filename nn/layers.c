@@ -472,8 +472,7 @@ static void dropout_add_bwd(sg_graph *g, sg_node *n)
         return;
     size_t es = sg_dtype_size(s->dtype);
     int nt = nr > 1 ? sg__threads() : 1;
-    SG_OMP_FOR(nt)
-    for (int64_t r = 0; r < nr; r++) {
+    SG_FOR(nt, r, nr, {
         int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         void *a = dx ? dx + (size_t)i0 * es : NULL, *b = dz ? dz + (size_t)i0 * es : NULL;
         const uint8_t *k = keep ? keep + i0 : NULL;
@@ -488,7 +487,7 @@ static void dropout_add_bwd(sg_graph *g, sg_node *n)
             if (b2)
                 dropout_add_bwd_f64(m, (const double *)s->grad + i0, NULL, b2, k, n->f[0]);
         }
-    }
+    });
     sg__scratch_put(g, keep);
 }
 
@@ -518,8 +517,7 @@ sg_tensor *sg_dropout_add(sg_graph *g, sg_tensor *x, sg_tensor *z, double p, boo
         return NULL;
     int64_t nr = (N + SG_RANGE - 1) / SG_RANGE;
     int nt = nr > 1 ? sg__threads() : 1;
-    SG_OMP_FOR(nt)
-    for (int64_t r = 0; r < nr; r++) {
+    SG_FOR(nt, r, nr, {
         int64_t i0 = r * SG_RANGE, m = N - i0 < SG_RANGE ? N - i0 : SG_RANGE;
         const uint8_t *k = keep ? keep + i0 : NULL;
         if (z->dtype == SG_F32)
@@ -528,7 +526,7 @@ sg_tensor *sg_dropout_add(sg_graph *g, sg_tensor *x, sg_tensor *z, double p, boo
         else
             dropout_add_fwd_f64(m, (const double *)x->data + i0, (const double *)z->data + i0,
                                 (double *)s->data + i0, k, sc);
-    }
+    });
     sg__scratch_put(g, keep);
     sg_tensor *ins[2] = {x, z};
     sg_node *n = sg_record(g, "sg_dropout_add", dropout_add_bwd, 2, ins, 1, &s);

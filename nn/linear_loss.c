@@ -67,8 +67,7 @@ static void add_scaled(sg_dtype dt, void *dst, const void *src, int64_t n, doubl
 {
     int64_t nr = (n + SG_RANGE - 1) / SG_RANGE;
     int nt = nr > 1 ? sg__threads() : 1;
-    SG_OMP_FOR(nt)
-    for (int64_t r = 0; r < nr; r++) {
+    SG_FOR(nt, r, nr, {
         int64_t i0 = r * SG_RANGE, i1 = n - i0 < SG_RANGE ? n : i0 + SG_RANGE;
         if (dt == SG_F32) {
             float *d = dst, fa = (float)a;
@@ -81,7 +80,7 @@ static void add_scaled(sg_dtype dt, void *dst, const void *src, int64_t n, doubl
             for (int64_t i = i0; i < i1; i++)
                 d[i] = (assign ? 0.0 : d[i]) + a * s[i];
         }
-    }
+    });
 }
 
 static void lce_bwd(sg_graph *g, sg_node *n)

@@ -111,8 +111,7 @@ static inline bool zero_if_ignored(void *row, size_t bytes, int64_t y, int64_t i
     static void ce_fwd_##SUF(const T *x, const int64_t *y, int64_t R, int64_t V,            \
                              int64_t ignore, double eps, int nt, double *lse, double *lrow) \
     {                                                                                       \
-        SG_OMP_FOR(nt)                                                                     \
-        for (int64_t r = 0; r < R; r++) {                                                   \
+        SG_FOR(nt, r, R, {                                                                  \
             if (y[r] == ignore)                                                             \
                 continue;                                                                   \
             const T *xr = x + r * V;                                                        \
@@ -122,7 +121,7 @@ static inline bool zero_if_ignored(void *row, size_t bytes, int64_t y, int64_t i
             double l = (double)mx + log(se);                                                \
             lse[r] = l;                                                                     \
             lrow[r] = row_loss(l, (double)xr[y[r]], sx, eps, V);                            \
-        }                                                                                   \
+        });                                                                                 \
     }                                                                                       \
     /* x [R, V] := s (softmax - target distribution) on counted rows, 0 on the others:   \
      * the gradient written over the logits it is computed from. */                         \
@@ -130,29 +129,27 @@ static inline bool zero_if_ignored(void *row, size_t bytes, int64_t y, int64_t i
                                      int64_t V, int64_t ignore, double eps, double s, int nt) \
     {                                                                                       \
         const T ts = (T)s, off = (T)(s * eps / (double)V), hit = (T)(s * (1 - eps));        \
-        SG_OMP_FOR(nt)                                                                     \
-        for (int64_t r = 0; r < R; r++) {                                                   \
+        SG_FOR(nt, r, R, {                                                                  \
             T *xr = x + r * V;                                                              \
             if (zero_if_ignored(xr, sizeof(T) * (size_t)V, y[r], ignore))                   \
                 continue;                                                                   \
             row_grad_##SUF(xr, xr, V, (T)lse[r], ts, off, false);                           \
             xr[y[r]] -= hit;                                                                \
-        }                                                                                   \
+        });                                                                                 \
     }                                                                                       \
     /* dx [R, V] += s (softmax - target distribution) on counted rows. */                   \
     static void ce_bwd_##SUF(const T *x, const int64_t *y, const double *lse, int64_t R,    \
                              int64_t V, int64_t ignore, double eps, double s, int nt, T *dx) \
     {                                                                                       \
         const T ts = (T)s, off = (T)(s * eps / (double)V), hit = (T)(s * (1 - eps));        \
-        SG_OMP_FOR(nt)                                                                     \
-        for (int64_t r = 0; r < R; r++) {                                                   \
+        SG_FOR(nt, r, R, {                                                                  \
             if (y[r] == ignore)                                                             \
                 continue;                                                                   \
             const T *xr = x + r * V;                                                        \
             T *dr = dx + r * V;                                                             \
             row_grad_##SUF(dr, xr, V, (T)lse[r], ts, off, true);                            \
             dr[y[r]] -= hit;                                                                \
-        }                                                                                   \
+        });                                                                                 \
     }
 
 /* Forward and gradient at once, over rows whose logits are not needed afterwards (the
@@ -231,8 +228,7 @@ static inline bool zero_if_ignored(void *row, size_t bytes, int64_t y, int64_t i
         const T off = (T)(s * eps / (double)V), hit = (T)(s * (1 - eps));                   \
         /* label smoothing's sum of a row's logits: the bias's share is the same in all */ \
         const double sb = eps > 0 && bias ? row_sum_##SUF(bias, V) : 0;                     \
-        SG_OMP_FOR(nt)                                                                     \
-        for (int64_t r = 0; r < R; r++) {                                                   \
+        SG_FOR(nt, r, R, {                                                                  \
             T *xr = x + r * V;                                                              \
             if (zero_if_ignored(xr, sizeof(T) * (size_t)V, y[r], ignore))                   \
                 continue;                                                                   \
@@ -248,7 +244,7 @@ static inline bool zero_if_ignored(void *row, size_t bytes, int64_t y, int64_t i
             xr[y[r]] -= hit;                                                                \
             if (db) /* one thread: rows in order, as sg__add_colsum adds them */            \
                 row_add_##SUF(db, xr, V);                                                   \
-        }                                                                                   \
+        });                                                                                 \
     }
 
 ROW_HELPERS(float, f32, sg__exp_nonposf)

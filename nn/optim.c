@@ -157,15 +157,10 @@ oom:
 #pragma GCC optimize("no-math-errno")
 #endif
 
-/* Large parameters are split over threads: elementwise, so results do not depend on it. */
-#ifdef _OPENMP
-#define SG_OMP_ELEMS(n) _Pragma("omp parallel for num_threads(elem_threads(n)) if(elem_threads(n) > 1) schedule(static)")
-#else
-#define SG_OMP_ELEMS(n)
-#endif
-
 #define ADAM_SPAN 16384
 
+/* Large parameters are split over threads (SG_FOR): elementwise, so results do not
+ * depend on it. */
 static int elem_threads(int64_t n)
 {
     return n >= (1 << 18) ? sg__threads() : 1;
@@ -282,19 +277,17 @@ enum grad_after { GRAD_KEEP, GRAD_STORE_CLIPPED, GRAD_ZERO };
     static void sgd_##SUF(int64_t n, T *restrict th, const T *restrict g, T *restrict buf,  \
                           T lr, T wd, T mu, T damp1, bool first, bool nesterov)              \
     {                                                                                       \
+        int nt = elem_threads(n);                                                           \
         if (!buf) {                                                                         \
-            SG_OMP_ELEMS(n)                                                                 \
-            for (int64_t i = 0; i < n; i++)                                                 \
-                th[i] -= lr * (g[i] + wd * th[i]);                                          \
+            SG_FOR(nt, i, n, { th[i] -= lr * (g[i] + wd * th[i]); });                       \
             return;                                                                         \
         }                                                                                   \
-        SG_OMP_ELEMS(n)                                                                     \
-        for (int64_t i = 0; i < n; i++) {                                                   \
+        SG_FOR(nt, i, n, {                                                                  \
             T d = g[i] + wd * th[i];                                                        \
             T b = first ? d : buf[i] * mu + damp1 * d;                                      \
             buf[i] = b;                                                                     \
             th[i] -= lr * (nesterov ? d + mu * b : b);                                      \
-        }                                                                                   \
+        });                                                                                 \
     }
 
 OPTIM_KERNELS(float, f32, sqrtf)
@@ -365,7 +358,6 @@ static int step(sg_optim *o, double *total_norm, bool zero, const char *who)
                                 c->beta2, c->eps, wd, decoupled, step_size, bc2_sqrt, coef,
                                 spans, ns);
             free(spans);
-            spans = NULL;
         } else if (t->dtype == SG_F32) {
             adam_f32(n, t->data, t->grad, o->m[i]->data, o->v[i]->data, (float)c->beta1,
                      (float)c->beta2, (float)c->eps, (float)wd, (float)decoupled,

@@ -228,8 +228,7 @@ static bool gemm_xsmm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
         return false;
     size_t es = sg_dtype_size(dt);
     int64_t a_row = a_trans ? 1 : rsa; /* elements between rows of A */
-    SG_OMP_FOR(nt)
-    for (int t = 0; t < nt; t++) {
+    SG_FOR(nt, t, nt, {
         xsmm_fn ft = t == nt - 1 ? fl : f;
         if (by_cols) /* columns [t part, ...) of B and C; all of A */
             xsmm_run(dt, ft, (const char *)B + (size_t)(t * part) * es, A,
@@ -237,7 +236,7 @@ static bool gemm_xsmm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha
         else /* rows [t part, ...) of A and C; all of B */
             xsmm_run(dt, ft, B, (const char *)A + (size_t)(t * part * a_row) * es,
                      (char *)C + (size_t)(t * part * rsc) * es);
-    }
+    });
     return true;
 }
 

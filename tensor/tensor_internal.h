@@ -70,19 +70,20 @@ SG_INTERNAL void sg__iter_init(sg__iter *it, int ndim, const int64_t *shape);
 SG_INTERNAL void sg__iter_add(sg__iter *it, void *data, size_t esize, const int64_t *strides);
 SG_INTERNAL void sg__iter_run(sg__iter *it, sg__iter_fn fn, void *user);
 
-/* A loop whose iterations are independent, split over nt threads when nt > 1 (the
- * threads then run equal static shares, so results do not depend on the split). */
+/* The OpenMP form of SG_FOR's loop (use SG_FOR): iterations split over nt threads in
+ * equal static shares, so results do not depend on the split. */
 #ifdef _OPENMP
 #define SG_OMP_FOR(nt) _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")
 #else
 #define SG_OMP_FOR(nt)
 #endif
 
-/* for (int64_t i = 0; i < n; i++) { body } as SG_OMP_FOR(nt) runs it, but on the calling
- * thread without entering OpenMP when nt is 1: libgomp makes a team even for a region
- * whose if() is false and ends it with a futex system call (0.7 us on this KVM machine),
- * which the per-time-step products and row loops paid ~350 times a dates training step
- * at 1 thread. The caller's thread count must be a variable named nt. */
+/* for (int64_t i = 0; i < n; i++) { body }, a loop whose iterations are independent:
+ * split over nt threads when nt > 1 (SG_OMP_FOR), else run on the calling thread without
+ * entering OpenMP: libgomp makes a team even for a region whose if() is false and ends
+ * it with a futex system call (0.7 us on this KVM machine), which the per-time-step
+ * products and row loops paid ~350 times a dates training step at 1 thread. The caller's
+ * thread count must be a variable named nt. */
 #define SG_FOR(nt, i, n, ...)                                                               \
     do {                                                                                    \
         if ((nt) > 1) {                                                                     \
