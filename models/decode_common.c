@@ -123,16 +123,14 @@ static int rows_lse(const char *fn, sg_graph *g, const sg_tensor *logits, int64_
     if (!lse)
         return sg__error(SG_ENOMEM, "%s: out of memory at step %lld", fn, (long long)t);
     int nt = R > 1 && R * V >= (1 << 16) ? sg__threads() : 1;
-    int bad = 0;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) if(nt > 1) schedule(static) reduction(| : bad)
-#endif
-    for (int64_t r = 0; r < R; r++)
-        bad |= !row_lse_ok(logits, r, &lse[r]);
-    (void)nt;
-    for (int64_t r = 0; bad && r < R; r++) {
-        int rc = sg__decode_row_lse(fn, logits, r, t, &lse[r]); /* makes the message */
-        if (rc != SG_OK)
+    /* a bad row's lse is marked NaN (a good row's is finite or +inf), then named in order */
+    SG_FOR(nt, r, R, {
+        if (!row_lse_ok(logits, r, &lse[r]))
+            lse[r] = NAN;
+    });
+    for (int64_t r = 0; r < R; r++) {
+        int rc = lse[r] == lse[r] ? SG_OK : sg__decode_row_lse(fn, logits, r, t, &lse[r]);
+        if (rc != SG_OK) /* its message made here, on the calling thread */
             return rc;
     }
     *out = lse;

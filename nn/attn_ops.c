@@ -464,18 +464,9 @@ WEIGHTED_ROW_SUM(float, f32, SG_HOT)
 WEIGHTED_ROW_SUM(double, f64, )
 #undef WEIGHTED_ROW_SUM
 
-/* Rows b are independent in every kernel below, so they split across threads (results
- * do not depend on the thread count). Small problems stay serial. */
-#ifdef _OPENMP
-#define PAR_FOR _Pragma("omp parallel for schedule(static) if(par_) num_threads(nt_)")
-#else
-#define PAR_FOR
-#endif
-#define PAR_SETUP(work)                                                                      \
-    int nt_ = sg__threads();                                                                 \
-    bool par_ = nt_ > 1 && (work) > 32768;                                                   \
-    (void)nt_;                                                                               \
-    (void)par_
+/* Rows b are independent in every kernel below, so they split across threads with SG_FOR
+ * (results do not depend on the thread count). Small problems stay serial. */
+#define ROW_THREADS(work) ((work) > 32768 ? sg__threads() : 1)
 
 #define ATTN_KERNELS(T, SUF, EXP)                                                      \
     /* rows (may be NULL): the key row of each query row (a beam's hypotheses share their \
@@ -484,62 +475,59 @@ WEIGHTED_ROW_SUM(double, f64, )
                                    const T *v, const uint8_t *valid, const int64_t *rows,    \
                                    T *t, T *e)                                               \
     {                                                                                        \
-        PAR_SETUP(B * S * A);                                                                \
-        PAR_FOR                                                                              \
-        for (int64_t b = 0; b < B; b++) {                                                    \
+        int nt = ROW_THREADS(B * S * A);                                                     \
+        SG_FOR(nt, b, B, {                                                                   \
             int64_t r = rows ? rows[b] : b;                                                  \
             additive_row_##SUF(S, A, q + b * A, K + r * S * A, v, valid ? valid + r * S : NULL, \
                                t ? t + b * S * A : NULL, e + b * S);                         \
-        }                                                                                    \
+        });                                                                                  \
     }                                                                                        \
     /* e = v . t, t = tanh(q + K):  dv += de t;  du = de v (1 - t^2);  dq += du;  dK += du */ \
     static void additive_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *v, const T *t,   \
                                    const uint8_t *valid, const T *de, T *dq, T *dK, T *dv)    \
     {                                                                                        \
-        PAR_SETUP(B * S * A);                                                                \
-        PAR_FOR                                                                              \
-        for (int64_t b = 0; b < B; b++)                                                      \
+        int nt = ROW_THREADS(B * S * A);                                                     \
+        SG_FOR(nt, b, B, {                                                                   \
             if (dq || dK)                                                                    \
                 additive_bwd_row_##SUF(S, A, v, t + b * S * A, valid ? valid + b * S : NULL,   \
                                        de + b * S, dq ? dq + b * A : NULL,                   \
                                        dK ? dK + b * S * A : NULL);                          \
+        });                                                                                  \
         if (dv) /* shared by all rows: serial, in a fixed order */                           \
             weighted_row_sum_##SUF(B * S, A, t, valid, de, dv);                              \
     }                                                                                        \
     static void dot_fwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,        \
                               const uint8_t *valid, const int64_t *rows, T *e)               \
     {                                                                                        \
-        PAR_SETUP(B * S * A);                                                                \
-        PAR_FOR                                                                              \
-        for (int64_t b = 0; b < B; b++) {                                                    \
+        int nt = ROW_THREADS(B * S * A);                                                     \
+        SG_FOR(nt, b, B, {                                                                   \
             int64_t r = rows ? rows[b] : b; /* the key row, as in additive_fwd */            \
             dot_fwd_row_##SUF(S, A, q + b * A, K + r * S * A, valid ? valid + r * S : NULL,   \
                               e + b * S);                                                    \
-        }                                                                                    \
+        });                                                                                  \
     }                                                                                        \
     /* e = K q:  dq += de K;  dK += de q */                                                  \
     static void dot_bwd_##SUF(int64_t B, int64_t S, int64_t A, const T *q, const T *K,        \
                               const uint8_t *valid, const T *de, T *dq, T *dK)               \
     {                                                                                        \
-        PAR_SETUP(B * S * A);                                                                \
-        PAR_FOR                                                                              \
-        for (int64_t b = 0; b < B; b++)                                                      \
+        int nt = ROW_THREADS(B * S * A);                                                     \
+        SG_FOR(nt, b, B, {                                                                   \
             dot_bwd_row_##SUF(S, A, q + b * A, K + b * S * A, valid ? valid + b * S : NULL,   \
                               de + b * S, dq ? dq + b * A : NULL, dK ? dK + b * S * A : NULL); \
+        });                                                                                  \
     }                                                                                        \
     /* a = softmax over valid j; w = a G (G = Gaussian around pos, or 1); c = sum_j w_j V_j */ \
     static void context_fwd_##SUF(int64_t B, int64_t S, int64_t D, const T *e, const T *V,    \
                                   const uint8_t *valid, const int64_t *rows, const T *pos,   \
                                   T inv2s2, T *a, T *G, T *w, T *c)                          \
     {                                                                                        \
-        PAR_SETUP(B * S * D);                                                                \
-        PAR_FOR                                                                              \
-        for (int64_t b = 0; b < B; b++) {                                                    \
+        int nt = ROW_THREADS(B * S * D);                                                     \
+        SG_FOR(nt, b, B, {                                                                   \
             int64_t r = rows ? rows[b] : b; /* the value row, as in additive_fwd */          \
             context_row_##SUF(S, D, e + b * S, V + r * S * D, valid ? valid + r * S : NULL,  \
                               pos ? pos[b] : 0, pos != NULL, inv2s2, a + b * S,              \
                               pos ? G + b * S : NULL, w + b * S, c + b * D);                 \
-        }                                                                                    \
+        });                                                                                  \
     }                                                                                        \
     /* dw_j = dalpha_j + dc . V_j;  dV_j += w_j dc (dV NULL: left to a values node);       \
      * dpos += sum_j dw_j a_j G_j (j - pos) / sigma^2;  de_j += a_j (da_j - sum a da) */     \
@@ -548,15 +536,15 @@ WEIGHTED_ROW_SUM(double, f64, )
                                   const T *G, const T *w, const T *dc, const T *dw_out,      \
                                   T *scratch_all, T *de, T *dV, T *dpos)                     \
     {                                                                                        \
-        PAR_SETUP(B * S * D);                                                                \
-        PAR_FOR                                                                              \
-        for (int64_t b = 0; b < B; b++)                                                      \
+        int nt = ROW_THREADS(B * S * D);                                                     \
+        SG_FOR(nt, b, B, {                                                                   \
             context_bwd_row_##SUF(S, D, V + b * S * D, valid ? valid + b * S : NULL,          \
                                   pos ? pos[b] : 0, pos != NULL, inv2s2, a + b * S,          \
                                   pos ? G + b * S : NULL, w + b * S, dc ? dc + b * D : NULL, \
                                   dw_out ? dw_out + b * S : NULL, scratch_all + b * S,       \
                                   de ? de + b * S : NULL, dV ? dV + b * S * D : NULL,        \
                                   dpos ? dpos + b : NULL);                                   \
+        });                                                                                  \
     }
 
 /* dV[b, j] += sum over the steps k (in order) of w_k[b, j] dc_k[b]: the value gradient
@@ -584,11 +572,11 @@ WEIGHTED_ROW_SUM(double, f64, )
                                  const uint8_t *valid, const void *const *w,                 \
                                  const void *const *dc, T *dV)                               \
     {                                                                                        \
-        PAR_SETUP(n * B * S * D);                                                            \
-        PAR_FOR                                                                              \
-        for (int64_t b = 0; b < B; b++)                                                      \
+        int nt = ROW_THREADS(n * B * S * D);                                                 \
+        SG_FOR(nt, b, B, {                                                                   \
             values_bwd_row_##SUF(n, S, D, b, valid ? valid + b * S : NULL, w, dc,             \
                                  dV + b * S * D);                                            \
+        });                                                                                  \
     }
 
 ATTN_KERNELS(float, f32, expf)
