@@ -13,7 +13,11 @@
 #   --configs "A B"     named configurations (default: all four)
 #   --threads "1 2"     thread counts (default: 1 2)
 #   --passes P          timed passes per measurement (default 3, the protocol's)
-#   --modes "M ..."     train, decode, rnn (default: all three)
+#   --modes "M ..."     train, decode, rnn (default: all three), quality (not by default:
+#                       MODELS.md 10.2's quality anchor, --quality-budget seconds of
+#                       training from scratch on each side, then the validation loss and
+#                       test BLEU of greedy and beam-5 decoding; the protocol's is 2 threads)
+#   --quality-budget S  training seconds of the quality mode (default 720, the protocol's)
 #   --ckpt-dir DIR      decoding checkpoints DIR/<config>.h5 (default bench/checkpoints);
 #                       missing ones are trained with train_seq2seq --config <config>
 #                       --time-budget S --save (so both sides decode seqgrad's checkpoint)
@@ -45,6 +49,7 @@ RESULTS="$HERE/results.csv"
 PY=/usr/bin/python3
 RNN_REPS=20
 REPEAT=1
+QUALITY_BUDGET=720
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
@@ -62,6 +67,7 @@ while [ $# -gt 0 ]; do
         --python) PY=$2; shift 2 ;;
         --rnn-reps) RNN_REPS=$2; shift 2 ;;
         --repeat) REPEAT=$2; shift 2 ;;
+        --quality-budget) QUALITY_BUDGET=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; usage 2 ;;
     esac
@@ -70,6 +76,10 @@ done
 for exe in bench_train bench_decode bench_rnn bench_gemm; do
     [ -x "$BUILD/bench/$exe" ] || { echo "compare.sh: $BUILD/bench/$exe missing: ninja -C $BUILD" >&2; exit 1; }
 done
+if [[ " $MODES " == *" quality "* ]]; then
+    [ -x "$BUILD/examples/train_seq2seq" ] || { echo "compare.sh: $BUILD/examples/train_seq2seq missing" >&2; exit 1; }
+    [ -f "$PEER/train.py" ] || { echo "compare.sh: no $PEER/train.py" >&2; exit 1; }
+fi
 [ -f "$PEER/bench_torch.py" ] || { echo "compare.sh: no $PEER/bench_torch.py" >&2; exit 1; }
 
 # Both sides: idle OpenMP workers sleep; no stray thread-count overrides.
@@ -164,6 +174,34 @@ ensure_ckpt() {
         --threads 2 > "$WORK/ckpt-$cfg.log" 2>&1 || { echo "  training $cfg failed:" >&2; tail -5 "$WORK/ckpt-$cfg.log" >&2; return 1; }
 }
 
+# quality_json FILE: appends to train_seq2seq's output in FILE (and its repeats FILE.2 ...)
+# a JSON line with train.py's keys: steps, epochs, train_tok_per_s (training time only),
+# valid_loss (the last validation, of the final model), test_greedy / test_beam5 {bleu,
+# exact} (of the checkpoint train_seq2seq keeps: the best validation BLEU, or exact match)
+quality_json() {
+    local f
+    for f in "$1" "$1".[0-9]*; do
+        [ -f "$f" ] || continue
+        "$PY" - "$f" >> "$f" <<'EOF'
+import json, re, sys
+text = open(sys.argv[1]).read()
+r = {}
+m = re.search(r"^trained (\d+) steps \(([\d.]+) epochs\) in ([\d.]+) s: (\d+) target tok/s$", text, re.M)
+if m:
+    r.update(steps=int(m[1]), epochs=float(m[2]), train_seconds=float(m[3]), train_tok_per_s=float(m[4]))
+losses = re.findall(r"^epoch \d+: .*valid loss ([\d.]+)", text, re.M)
+if losses:
+    r["valid_loss"] = float(losses[-1])
+for name, key in (("greedy", "test_greedy"), ("beam 5", "test_beam5")):
+    m = re.search(r"^test \(\d+ pairs, %s\): loss [\d.]+, BLEU ([\d.]+), exact match ([\d.]+)%%$" % name,
+                  text, re.M)
+    if m:
+        r[key] = {"bleu": float(m[1]), "exact": float(m[2])}
+print(json.dumps(r))
+EOF
+    done
+}
+
 # raw BLIS sgemm GFLOP/s on the enfr generator's products, per thread count (once)
 BLIS_OUT="$WORK/blis-generator.txt"
 if [[ " $MODES " == *" train "* ]]; then
@@ -208,6 +246,24 @@ for cfg in $CONFIGS; do
                     row "$cfg" "$th" "$s.output_tokens" "$(jget "$WORK/$name.sg" $s.output_tokens)" "$(jget "$WORK/$name.pt" $s.output_tokens)" equal
                     a=$(jget "$WORK/$name.sg" $s.sha1_of_ids); b=$(jget "$WORK/$name.pt" $s.sha1_of_ids)
                     [ -n "$a" ] && [ "$a" != "$b" ] && echo "  note: $cfg $th $s decoded different ids (sha1 $a vs $b)" >&2
+                done
+                ;;
+            quality)
+                # both sides train from scratch for the budget (evaluation not counted),
+                # then score the whole test split; both print their summary last
+                run_pair "$name" "$BUILD/examples/train_seq2seq" --config "$cfg" --data "$data" --threads "$th" \
+                    --time-budget "$QUALITY_BUDGET" --epochs 1000 --save "$WORK/$name.h5" --log "" --attention "" --show 0 --quiet \
+                    -- "$PY" "$PEER/train.py" --config "$cfg" --threads "$th" --budget "$QUALITY_BUDGET" --data-dir "$data"
+                quality_json "$WORK/$name.sg"
+                for k in train_tok_per_s steps epochs; do
+                    row "$cfg" "$th" "quality.$k" "$(jget "$WORK/$name.sg" $k)" "$(jget "$WORK/$name.pt" $k)" higher
+                done
+                row "$cfg" "$th" quality.valid_loss "$(jget "$WORK/$name.sg" valid_loss)" "$(jget "$WORK/$name.pt" valid_loss)" lower
+                for s in test_greedy test_beam5; do
+                    row "$cfg" "$th" "quality.$s.bleu" "$(jget "$WORK/$name.sg" $s.bleu)" "$(jget "$WORK/$name.pt" $s.bleu)" higher
+                    case "$cfg" in dates-*)
+                        row "$cfg" "$th" "quality.$s.exact" "$(jget "$WORK/$name.sg" $s.exact)" "$(jget "$WORK/$name.pt" $s.exact)" higher ;;
+                    esac
                 done
                 ;;
             rnn) ;; # below, once per thread count

@@ -387,6 +387,7 @@ int main(int argc, char **argv)
     CHECK(g);
     sg_graph_set_keep_budget(g, (size_t)a.keep_mb << 20);
     double t0 = sgx_now(), train_time = 0;
+    int64_t run_steps = 0, run_tokens = 0; /* this run's, for the summary line */
     bool stop = false;
     sgx_progress pr = {0};
     for (int64_t epoch = epoch0 + 1; epoch <= a.epochs && !stop; epoch++) {
@@ -412,6 +413,7 @@ int main(int argc, char **argv)
             loss_sum += l * (double)ntok;
             tok_sum += ntok;
             step++;
+            run_steps++;
             if (!a.quiet)
                 sgx_progress_update(&pr, k + 1, l, ntok);
             sg_batch_free(&b);
@@ -420,7 +422,10 @@ int main(int argc, char **argv)
                 break;
             }
         }
-        train_time += sgx_now() - t_epoch;
+        /* tokens/s of the training steps alone: validation and saving come after */
+        double epoch_s = sgx_now() - t_epoch;
+        train_time += epoch_s;
+        run_tokens += tok_sum;
         if (!a.quiet)
             sgx_progress_finish(&pr);
         sgx_eval ev;
@@ -435,7 +440,7 @@ int main(int argc, char **argv)
         printf("epoch %lld: train loss %.4f, valid loss %.4f, valid %s %.2f%s, %.0f tok/s, %.0fs\n",
                (long long)epoch, tok_sum ? loss_sum / (double)tok_sum : 0.0, ev.loss,
                level == SG_LEVEL_CHAR ? "exact match %" : "BLEU", sc,
-               improved ? " (best, saved)" : "", (double)tok_sum / (sgx_now() - t_epoch),
+               improved ? " (best, saved)" : "", epoch_s > 0 ? (double)tok_sum / epoch_s : 0.0,
                sgx_now() - t0);
         fflush(stdout);
         if (logging) {
@@ -447,12 +452,16 @@ int main(int argc, char **argv)
             row.valid_loss = ev.loss;
             row.valid_acc = sc;
             row.lr = sg_optim_current_lr(opt);
-            row.tokens_per_s = (double)tok_sum / (sgx_now() - t_epoch);
+            row.tokens_per_s = epoch_s > 0 ? (double)tok_sum / epoch_s : 0.0;
             CHECK(sgx_curve_log_write(&curve, &row) == SG_OK);
         }
         if (a.target > 0 && sc >= a.target)
             stop = true;
     }
+    /* training time only (the protocol's budget): validation and saving not counted */
+    printf("trained %lld steps (%.2f epochs) in %.1f s: %.0f target tok/s\n",
+           (long long)run_steps, (double)run_steps / (double)(bs.n_batches ? bs.n_batches : 1),
+           train_time, train_time > 0 ? (double)run_tokens / train_time : 0.0);
     sg_graph_free(g);
     sg_batches_free(&bs);
     if (logging) {

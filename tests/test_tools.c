@@ -574,6 +574,7 @@ Test(tools, train_keep_budget_leaves_the_losses_alone)
     free(err);
 }
 
+/* also: the summary line after training (steps, epochs, training seconds, tokens/s) */
 Test(tools, train_saves_into_folders_it_makes)
 {
     char pairs[2048] = "";
@@ -592,6 +593,9 @@ Test(tools, train_saves_into_folders_it_makes)
     cr_assert_eq(rc, 0, "%s%s", out, err);
     cr_assert_eq(access(tmp("runs/a/b/m.h5"), R_OK), 0, "no checkpoint: %s%s", out, err);
     cr_assert_eq(access(tmp("logs/run1/log.csv"), R_OK), 0, "no log: %s%s", out, err);
+    /* the summary of the run: 40 pairs in batches of 8, one epoch */
+    cr_assert(strstr(out, "\ntrained 5 steps (1.00 epochs) in "), "%s", out);
+    cr_assert(strstr(out, " target tok/s\n"), "%s", out);
     free(out);
     free(err);
 }
