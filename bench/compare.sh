@@ -255,6 +255,7 @@ for cfg in $CONFIGS; do
                     --time-budget "$QUALITY_BUDGET" --epochs 1000 --save "$WORK/$name.h5" --log "" --attention "" --show 0 --quiet \
                     -- "$PY" "$PEER/train.py" --config "$cfg" --threads "$th" --budget "$QUALITY_BUDGET" --data-dir "$data"
                 quality_json "$WORK/$name.sg"
+                row "$cfg" "$th" quality.budget_s "$QUALITY_BUDGET" "$QUALITY_BUDGET" equal
                 for k in train_tok_per_s steps epochs; do
                     row "$cfg" "$th" "quality.$k" "$(jget "$WORK/$name.sg" $k)" "$(jget "$WORK/$name.pt" $k)" higher
                 done
