@@ -136,7 +136,7 @@ int main(int argc, char **argv)
         SGX_CHOICE("penalty", &a.penalty, "avg|gnmt", "beam: length penalty"),
         SGX_INT("max-len", &a.max_len, "output tokens allowed (0: MODELS.md 8.3's rule)"),
         SGX_INT("batch", &a.batch, "sentences per batch"),
-        SGX_INT("threads", &a.threads, "compute threads (0: default)"),
+        SGX_INT("threads", &a.threads, "compute threads (0: SG_NUM_THREADS, else one per core)"),
         SGX_STRING("output", &a.output, "also write the decoded lines to this file"),
         SGX_SECTION("Given texts"),
         SGX_STRING("hyp", &a.hyp, "hypotheses, one per line"),
@@ -157,7 +157,6 @@ int main(int argc, char **argv)
         usage_error("--hyp and --ref go together");
     if (a.beam < 0 || a.max_len < 0 || a.batch < 1 || a.threads < 0 || a.alpha < 0)
         usage_error("--beam, --max-len, --threads and --alpha must be >= 0, --batch >= 1");
-    if (a.threads > 0)
-        CHECK(sg_set_num_threads(a.threads) == SG_OK);
+    CHECK(sgx_set_threads(a.threads) == SG_OK);
     return model ? eval_model(&a) : eval_files(&a);
 }

@@ -78,7 +78,7 @@ static sgx_option *options(args *a)
         SGX_DOUBLE("clip", &a->clip, "gradient-norm clipping (0: off)"),
         SGX_DOUBLE("label-smoothing", &a->label_smoothing, "label smoothing"),
         SGX_INT("seed", &a->seed, "seed of initialisation, shuffling and dropout"),
-        SGX_INT("threads", &a->threads, "compute threads (BLIS and seqgrad)"),
+        SGX_INT("threads", &a->threads, "compute threads (0: SG_NUM_THREADS, else one per core)"),
         SGX_INT("keep-mb", &a->keep_mb, "MiB of activations a step keeps for backward rather "
                                         "than making them again (transformer feed-forward "
                                         "layers; 0: the least memory)"),
@@ -305,8 +305,7 @@ int main(int argc, char **argv)
         a.time_budget = 270; /* the built-in demo stays within 5 minutes */
         a.target = 99.9;
     }
-    if (a.threads > 0)
-        CHECK(sg_set_num_threads(a.threads) == SG_OK);
+    CHECK(sgx_set_threads(a.threads) == SG_OK);
     if (a.keep_mb < 0) {
         fprintf(stderr, "train_seq2seq: --keep-mb %d is negative\n", a.keep_mb);
         return 2;

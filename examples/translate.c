@@ -121,7 +121,7 @@ int main(int argc, char **argv)
         SGX_STRING("attention", &a.attention, "write attention heatmaps (SVG) of the first inputs"),
         SGX_INT("attention-n", &a.attention_n, "inputs drawn by --attention"),
         SGX_INT("batch", &a.batch, "sentences per batch"),
-        SGX_INT("threads", &a.threads, "compute threads (0: default)"),
+        SGX_INT("threads", &a.threads, "compute threads (0: SG_NUM_THREADS, else one per core)"),
         SGX_END,
     };
     int npos = sgx_options_parse_or_exit(
@@ -140,8 +140,7 @@ int main(int argc, char **argv)
         usage_error("--nbest needs beam search (--beam K)");
     if (a.score && (a.beam || a.nbest > 1 || a.max_len))
         usage_error("--score uses teacher forcing: no --beam, --nbest or --max-len");
-    if (a.threads > 0)
-        CHECK(sg_set_num_threads(a.threads) == SG_OK);
+    CHECK(sgx_set_threads(a.threads) == SG_OK);
 
     sgx_translator t;
     CHECK_HINT(sgx_translator_load(&t, a.checkpoint, a.level) == SG_OK,

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -811,4 +812,52 @@ Test(curve, path_with_ext)
     cr_assert_eq(sgx_path_with_ext(b, sizeof b, "a.b.csv", ".svg"), SG_OK);
     cr_assert_str_eq(b, "a.b.svg");
     cr_assert_eq(sgx_path_with_ext(b, 8, "long_name.csv", ".svg"), SG_EINVAL);
+}
+
+/* true when every CPU of set is alone in its SMT sibling list (sysfs) */
+static bool no_smt(const cpu_set_t *set)
+{
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, set))
+            continue;
+        char path[96], list[64] = "";
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list",
+                 c);
+        FILE *f = fopen(path, "r");
+        bool alone = f && fgets(list, sizeof list, f) && !strpbrk(list, ",-");
+        if (f)
+            fclose(f);
+        if (!alone)
+            return false;
+    }
+    return true;
+}
+
+/* The tools' --threads 0: SG_NUM_THREADS when it is set, else one thread per core the
+ * process may run on (one, once the process is held to one CPU). */
+Test(threads, default_is_the_env_or_the_cores_allowed)
+{
+    cr_assert_eq(sgx_set_threads(3), SG_OK);
+    cr_assert_eq(sg_get_num_threads(), 3, "given");
+    setenv("SG_NUM_THREADS", "1", 1);
+    cr_assert_eq(sgx_set_threads(0), SG_OK);
+    cr_assert_eq(sg_get_num_threads(), 3, "SG_NUM_THREADS set: left to the library");
+    unsetenv("SG_NUM_THREADS");
+    cpu_set_t all, one;
+    cr_assert_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    cr_assert_eq(sgx_set_threads(0), SG_OK);
+    int n = sg_get_num_threads();
+    cr_assert(n >= 1 && n <= CPU_COUNT(&all), "%d threads for %d CPUs", n, CPU_COUNT(&all));
+    if (no_smt(&all)) /* every allowed CPU a core of its own: all of them */
+        cr_assert_eq(n, CPU_COUNT(&all));
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &all)) {
+            CPU_SET(c, &one);
+            break;
+        }
+    cr_assert_eq(sched_setaffinity(0, sizeof one, &one), 0);
+    cr_assert_eq(sgx_set_threads(0), SG_OK);
+    cr_assert_eq(sg_get_num_threads(), 1, "held to one CPU");
+    cr_assert_eq(sched_setaffinity(0, sizeof all, &all), 0);
 }

@@ -4,11 +4,14 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "sg_tensor.h" /* sg_set_num_threads */
 
 /* ------------------------------------------------------------------ errors */
 
@@ -49,6 +52,46 @@ void sgx_openmp_env(char **argv)
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     setenv("GOMP_SPINCOUNT", "10000", 0);
     execv("/proc/self/exe", argv); /* returns only on failure: carry on spinning */
+}
+
+/* Physical cores among the CPUs this process may run on: the CPUs whose SMT sibling list
+ * (sysfs) starts with themselves or with a CPU outside the mask, so each core counts
+ * once; every allowed CPU when sysfs does not say. */
+static int cores_available(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 1;
+    int cpus = 0, cores = 0;
+    bool known = true;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &set))
+            continue;
+        cpus++;
+        char path[96];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list",
+                 c);
+        FILE *f = fopen(path, "r");
+        int first = -1;
+        if (!f || fscanf(f, "%d", &first) != 1 || first < 0 || first >= CPU_SETSIZE)
+            known = false;
+        if (f)
+            fclose(f);
+        if (known && (first == c || !CPU_ISSET(first, &set)))
+            cores++;
+    }
+    int n = known ? cores : cpus;
+    return n > 0 ? n : 1;
+}
+
+int sgx_set_threads(int n)
+{
+    if (n > 0)
+        return sg_set_num_threads(n);
+    const char *env = getenv("SG_NUM_THREADS");
+    if (env && atoi(env) > 0)
+        return SG_OK;
+    return sg_set_num_threads(cores_available());
 }
 
 /* ----------------------------------------------------------------- options */

@@ -64,6 +64,12 @@ _Noreturn void sgx_die(const char *expr, const char *file, int line, const char 
  * and re-executes the program (same argv), so it takes effect. */
 void sgx_openmp_env(char **argv);
 
+/* The tools' --threads: n > 0 is used as given; 0 (or less) means SG_NUM_THREADS when it
+ * is set (the library reads it), else one thread per physical core this process may run
+ * on (sched_getaffinity; SMT siblings counted once, per /sys/devices/system/cpu), as
+ * PyTorch does. Returns SG_OK, or the error of sg_set_num_threads. */
+int sgx_set_threads(int n);
+
 /* Creates the folders above the file `path` names (mkdir -p of its parent), so that
  * `--save runs/a/model.h5` works in a fresh folder. Best effort: a folder that cannot be
  * made is left for the file's own open to report, with its name. */
