@@ -202,12 +202,17 @@ EOF
     done
 }
 
-# raw BLIS sgemm GFLOP/s on the enfr generator's products, per thread count (once)
-BLIS_OUT="$WORK/blis-generator.txt"
-if [[ " $MODES " == *" train "* ]]; then
-    "$BUILD/bench/bench_gemm" --generator 5 > "$BLIS_OUT" 2>&1 || true
-fi
-blis_gflops() { sed -n "s/^generator_gflops threads=$1 all=\([0-9.]*\)$/\1/p" "$BLIS_OUT" 2>/dev/null | head -1; }
+# Raw BLIS sgemm GFLOP/s on the enfr generator's products (640x1024x8000), read right
+# before and right after each training pair: this machine's speed drifts by 10-40% within
+# minutes, and one reading at the start of a run made ratios against a slow minute.
+# blis_run FILE: one reading (both thread counts); blis_gflops THREADS FILE...: the faster
+# of the readings at THREADS (the ceiling is not to be lowered by a slow moment).
+blis_run() { "$BUILD/bench/bench_gemm" --generator 5 > "$1" 2>&1 || true; }
+blis_gflops() {
+    local th=$1
+    shift
+    sed -n "s/^generator_gflops threads=$th all=\([0-9.]*\)$/\1/p" "$@" 2>/dev/null | sort -g | tail -1 || true
+}
 
 echo "seqgrad vs PyTorch, $DATE; CPU: $CPU; $NCPU logical CPUs; $(uname -r)"
 echo "configs: $CONFIGS; threads: $THREADS; passes: $PASSES; modes: $MODES"
@@ -218,19 +223,22 @@ for cfg in $CONFIGS; do
             name="$cfg-$th-$mode"
             case "$mode" in
             train)
+                blis_run "$WORK/$name.blis1"
                 run_pair "$name" "$BUILD/bench/bench_train" --config "$cfg" --threads "$th" --data "$data" --passes "$PASSES" \
                     -- "$PY" "$PEER/bench_torch.py" train --config "$cfg" --threads "$th" --data-dir "$data" --passes "$PASSES"
                 for k in tok_per_s_median tok_per_s_min; do
                     row "$cfg" "$th" "train.$k" "$(jget "$WORK/$name.sg" $k)" "$(jget "$WORK/$name.pt" $k)" higher
                 done
                 row "$cfg" "$th" train.peak_rss_mb "$(jget "$WORK/$name.sg" peak_rss_mb)" "$(jget "$WORK/$name.pt" peak_rss_mb)" lower
+                blis_run "$WORK/$name.blis2"
+                blis=$(blis_gflops "$th" "$WORK/$name.blis1" "$WORK/$name.blis2")
                 # seqgrad's GEMM GFLOP/s in training against raw BLIS sgemm on the generator
                 # (640x1024x8000, same threads): the ratio is the fraction of BLIS reached
-                row "$cfg" "$th" train.gflops_vs_blis_sgemm "$(jget "$WORK/$name.sg" gflops)" "$(blis_gflops "$th")" higher
+                row "$cfg" "$th" train.gflops_vs_blis_sgemm "$(jget "$WORK/$name.sg" gflops)" "$blis" higher
                 # the ceiling of the tokens/s ratio: a step whose matrix products all ran
                 # at raw BLIS speed and whose every other instruction took no time
                 bound=$(awk -v t="$(jget "$WORK/$name.sg" tgt_tokens_per_pass)" \
-                    -v f="$(jget "$WORK/$name.sg" gflop_per_step)" -v b="$(blis_gflops "$th")" \
+                    -v f="$(jget "$WORK/$name.sg" gflop_per_step)" -v b="$blis" \
                     'BEGIN { if (t == "" || f + 0 == 0 || b == "") print ""; else printf "%.1f", t * b / (f * 24) }')
                 row "$cfg" "$th" train.tok_per_s_gemm_bound "$bound" "$(jget "$WORK/$name.pt" tok_per_s_median)" higher
                 ;;
@@ -275,11 +283,16 @@ for cfg in $CONFIGS; do
 done
 
 # rnn_ms FILE CELL: the wall-clock median of CELL's "fwd+bwd ... median X ms" line (the
-# median of FILE and its repeats FILE.2 ...)
+# median of FILE and its repeats FILE.2 ...). Never fails: under set -e and pipefail, a
+# repeat glob that matches nothing (cat's status) ended the whole script here.
 rnn_ms() {
-    cat "$1" "$1".[0-9]* 2>/dev/null | grep " $2 " |
+    local f
+    for f in "$1" "$1".[0-9]*; do
+        if [ -f "$f" ]; then cat "$f"; fi
+    done | grep " $2 " |
         sed -n 's/.*fwd+bwd min [0-9.]* ms median \([0-9.]*\) ms.*/\1/p' |
-        "$PY" -c 'import statistics, sys; v = [float(x) for x in sys.stdin.read().split()]; print(round(statistics.median(v), 4) if v else "")'
+        "$PY" -c 'import statistics, sys; v = [float(x) for x in sys.stdin.read().split()]; print(round(statistics.median(v), 4) if v else "")' ||
+        true
 }
 
 # The RNN micro-benchmark (GRU and LSTM layer, forward + backward): not per configuration.
