@@ -62,26 +62,24 @@ static int cores_available(void)
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) != 0)
         return 1;
-    int cpus = 0, cores = 0;
-    bool known = true;
+    int cpus = CPU_COUNT(&set), cores = 0;
     for (int c = 0; c < CPU_SETSIZE; c++) {
         if (!CPU_ISSET(c, &set))
             continue;
-        cpus++;
         char path[96];
         snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list",
                  c);
         FILE *f = fopen(path, "r");
         int first = -1;
-        if (!f || fscanf(f, "%d", &first) != 1 || first < 0 || first >= CPU_SETSIZE)
-            known = false;
+        bool listed = f && fscanf(f, "%d", &first) == 1 && first >= 0 && first < CPU_SETSIZE;
         if (f)
             fclose(f);
-        if (known && (first == c || !CPU_ISSET(first, &set)))
+        if (!listed)
+            return cpus > 0 ? cpus : 1;
+        if (first == c || !CPU_ISSET(first, &set))
             cores++;
     }
-    int n = known ? cores : cpus;
-    return n > 0 ? n : 1;
+    return cores > 0 ? cores : 1;
 }
 
 int sgx_set_threads(int n)
