@@ -386,7 +386,7 @@ int main(int argc, char **argv)
     CHECK(g);
     sg_graph_set_keep_budget(g, (size_t)a.keep_mb << 20);
     double t0 = sgx_now(), train_time = 0;
-    int64_t run_steps = 0, run_tokens = 0; /* this run's, for the summary line */
+    int64_t step0 = step, run_tokens = 0; /* this run's steps and tokens: the summary */
     bool stop = false;
     sgx_progress pr = {0};
     for (int64_t epoch = epoch0 + 1; epoch <= a.epochs && !stop; epoch++) {
@@ -412,7 +412,6 @@ int main(int argc, char **argv)
             loss_sum += l * (double)ntok;
             tok_sum += ntok;
             step++;
-            run_steps++;
             if (!a.quiet)
                 sgx_progress_update(&pr, k + 1, l, ntok);
             sg_batch_free(&b);
@@ -459,7 +458,8 @@ int main(int argc, char **argv)
     }
     /* training time only (the protocol's budget): validation and saving not counted */
     printf("trained %lld steps (%.2f epochs) in %.1f s: %.0f target tok/s\n",
-           (long long)run_steps, (double)run_steps / (double)(bs.n_batches ? bs.n_batches : 1),
+           (long long)(step - step0),
+           (double)(step - step0) / (double)(bs.n_batches ? bs.n_batches : 1),
            train_time, train_time > 0 ? (double)run_tokens / train_time : 0.0);
     sg_graph_free(g);
     sg_batches_free(&bs);
