@@ -118,6 +118,14 @@ static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tenso
 
 /* ---- decoding ------------------------------------------------------------------- */
 
+/* The context's products made once per source position for a beam (MIX_MAX_BYTES):
+ * c_t W^T = sum_j a_tj (h_j W^T), so with mix_j = h_j [W_c ; G_c]^T (W_c the decoder's
+ * input weight on c_t, G_c the generator's) a step's attention averages mix_j instead of
+ * h_j and gets both products of c_t at once. A sentence's S products then serve all of
+ * its hypotheses' steps (beam 5 on dates: ~55 steps for ~16 positions); greedy decoding
+ * (about as many steps as positions) keeps the per-step products. */
+#define MIX_MAX_BYTES ((size_t)256 << 20)
+
 typedef struct {
     sg_model *m;
     sg__attn_rows mem;  /* encoder outputs and keys, per decoding row */
@@ -125,6 +133,9 @@ typedef struct {
     sg_tensor *gx_word; /* [Vt, 3H] the embedding part of the input gates, with b_ih, of
                          * every target word (in the encoder's graph), or NULL: made per
                          * step when the vocabulary has more words than the batch rows */
+    sg_tensor *mix;     /* [B, S, 3H + Vt] h_j [W_c ; G_c]^T (owned), once rows share a
+                         * sentence; NULL before, or when larger than MIX_MAX_BYTES */
+    bool mix_tried;
 } dec_state;
 
 static void decoder_free(void *p)
@@ -133,7 +144,34 @@ static void decoder_free(void *p)
     if (!d)
         return;
     sg__attn_rows_free(&d->mem);
+    sg_tensor_free(d->mix);
     free(d);
+}
+
+/* d->mix from the encoder outputs (no graph: decoding keeps no gradient). SG_OK also
+ * when it is too large to make (d->mix stays NULL), SG_ENOMEM. */
+static int make_mix(dec_state *d)
+{
+    d->mix_tried = true;
+    bahdanau *net = d->m->impl;
+    const sg_tensor *h = d->mem.base.values; /* [B, S, 2H] contiguous */
+    const sg_tensor *Wih = net->decoder.w[0][0].weight_ih, *Wg = net->generator.weight;
+    int64_t B = h->shape[0], S = h->shape[1], C = h->shape[2], E = d->m->cfg.emb_dim;
+    int64_t H = d->m->cfg.hidden_dim, G = 3 * H, V = Wg->shape[0], D = G + V;
+    sg_dtype dt = h->dtype;
+    size_t es = sg_dtype_size(dt);
+    if ((double)(B * S) * (double)D * (double)es > (double)MIX_MAX_BYTES)
+        return SG_OK;
+    if (!(d->mix = sg_tensor_new(dt, 3, (int64_t[]){B, S, D})))
+        return sg__error(SG_ENOMEM, "bahdanau decoder: out of memory for the beam's context "
+                                    "products [%lld, %lld, %lld]",
+                         (long long)B, (long long)S, (long long)D);
+    /* W_c = W_ih[:, E:E+C] and G_c = W_g[:, H:H+C], read transposed through strides */
+    sg__gemm(dt, B * S, G, C, 1.0, h->data, C, 1, (const char *)Wih->data + (size_t)E * es,
+             Wih->stride[1], Wih->stride[0], 0.0, d->mix->data, D, 1);
+    sg__gemm(dt, B * S, V, C, 1.0, h->data, C, 1, (const char *)Wg->data + (size_t)H * es,
+             Wg->stride[1], Wg->stride[0], 0.0, (char *)d->mix->data + (size_t)G * es, D, 1);
+    return SG_OK;
 }
 
 static void *decoder_new(sg_model *m, sg_graph *enc, sg_tensor *src, sg_tensor *src_len)
@@ -166,7 +204,36 @@ static int select_rows(void *p, sg_graph *g, sg_tensor *parent, sg_tensor *sente
     d->s = sg_index_select(g, d->s, 0, parent);
     if (!d->s)
         return sg_graph_status(g);
-    return sg__attn_rows_select(&d->mem, sentence->data, sentence->shape[0]);
+    int rc = sg__attn_rows_select(&d->mem, sentence->data, sentence->shape[0]);
+    if (rc == SG_OK && !d->mix_tried && sentence->shape[0] > d->mem.base.B)
+        rc = make_mix(d); /* more rows than sentences: a beam */
+    return rc;
+}
+
+/* dec_step with d->mix: the attention averages mix_j, whose parts stand for c_t W_c^T
+ * and c_t G_c^T (c_t itself is not needed). */
+static int dec_step_mixed(dec_state *d, sg_graph *g, sg_tensor *e, sg_tensor *prev,
+                          sg_tensor **logits)
+{
+    bahdanau *net = d->m->impl;
+    const sg_rnn_weights *w = &net->decoder.w[0][0];
+    int64_t R = prev->shape[0], E = d->m->cfg.emb_dim, H = d->m->cfg.hidden_dim, G = 3 * H;
+    int64_t V = net->generator.weight->shape[0];
+    sg_attn_memory mem = d->mem.cur;
+    mem.values = d->mix;
+    sg_tensor *mixed = sg_additive_attention_step(g, &net->attention, &mem, d->s, NULL);
+    sg_tensor *gx = d->gx_word ? sg_embedding_lookup(g, d->gx_word, prev, -1)
+                               : sg_linear(g, e, sg_narrow(g, w->weight_ih, 1, 0, E), w->bias_ih);
+    gx = sg_view(g, sg_add(g, gx, sg_narrow(g, mixed, 1, 0, G)), 3, (int64_t[]){R, 1, G});
+    if (!gx)
+        return sg_graph_status(g);
+    d->s = sg__bahdanau_gru_step(g, gx, 0, w->bias_hh, NULL, d->s, NULL, w->weight_hh);
+    /* generator([s ; c ; e]) = s G_s^T + b + c G_c^T + e G_e^T */
+    sg_tensor *Wg = net->generator.weight;
+    sg_tensor *ls = sg_linear(g, d->s, sg_narrow(g, Wg, 1, 0, H), net->generator.bias);
+    sg_tensor *le = sg_linear(g, e, sg_narrow(g, Wg, 1, 3 * H, E), NULL);
+    *logits = sg_add(g, sg_add(g, ls, le), sg_narrow(g, mixed, 1, G, V));
+    return *logits ? SG_OK : sg_graph_status(g);
 }
 
 static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor **logits)
@@ -179,6 +246,10 @@ static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor 
     /* the training step's GRU (bahdanau_step.c) over the embedding part of the input
      * gates: the words' rows of gx_word, or one product per step */
     sg_tensor *e = sg_embedding_forward(g, &net->tgt_embed, prev); /* [R, E] */
+    if (!e)
+        return sg_graph_status(g);
+    if (d->mix)
+        return dec_step_mixed(d, g, e, prev, logits);
     sg_tensor *ctx = sg_additive_attention_step(g, &net->attention, &d->mem.cur, d->s, NULL);
     sg_tensor *gx = d->gx_word ? sg_embedding_lookup(g, d->gx_word, prev, -1)
                                : sg_linear(g, e, sg_narrow(g, w->weight_ih, 1, 0, E), w->bias_ih);

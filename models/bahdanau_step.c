@@ -116,12 +116,16 @@ static void gates_fwd_pick(int64_t B, int64_t H, float *a, int64_t lda, const fl
     gates_fwd_f32(B, H, a, lda, gh, bh, s, ghn, s2);
 }
 
-/* in: gx [B, T, 3H] contiguous, ctx [B, C], s [B, H] contiguous, W_c [3H, C] and W_hh
- * [3H, H] with any strides, b_hh [3H] or NULL; out: s' and (kept) gh_n, both [B, H] */
+/* in: gx [B, T, 3H] contiguous, then ctx [B, C] (when n->i[1]), s [B, H] contiguous,
+ * then W_c [3H, C] (when n->i[1]), W_hh [3H, H] with any strides, b_hh [3H] (when
+ * n->i[2]); out: s' and (kept) gh_n, both [B, H] */
 static void step_bwd(sg_graph *g, sg_node *n)
 {
-    sg_tensor *gx = n->in[0], *ctx = n->in[1], *s = n->in[2], *Wc = n->in[3], *Whh = n->in[4];
-    sg_tensor *bias = n->n_in > 5 ? n->in[5] : NULL, *s2 = n->out[0];
+    bool has_ctx = n->i[1], has_bias = n->i[2];
+    int k = 0;
+    sg_tensor *gx = n->in[k++], *ctx = has_ctx ? n->in[k++] : NULL, *s = n->in[k++];
+    sg_tensor *Wc = has_ctx ? n->in[k++] : NULL, *Whh = n->in[k++];
+    sg_tensor *bias = has_bias ? n->in[k] : NULL, *s2 = n->out[0];
     int64_t t = n->i[0]; /* the step: its rows of gx hold r|z|n */
     sg_dtype dt = gx->dtype;
     int64_t B = s->shape[0], H = s->shape[1], G = 3 * H;
@@ -148,7 +152,8 @@ static void step_bwd(sg_graph *g, sg_node *n)
     if ((d = sg_grad_of(g, bias)))
         sg__add_colsum(dt, d, dgh, B, G, G);
     sg__step_gx_bwd(g, gx, t, own, da, lda);
-    sg__step_product_bwd(g, da, lda, G, ctx, Wc);
+    if (ctx)
+        sg__step_product_bwd(g, da, lda, G, ctx, Wc);
     sg__step_product_bwd(g, dgh, G, G, s, Whh); /* ds += dgh W_hh: s's gradient is ds */
 out:
     sg__scratch_put(g, dgh);
@@ -159,25 +164,32 @@ sg_tensor *sg__bahdanau_gru_step(sg_graph *g, sg_tensor *gx, int64_t t, sg_tenso
                                  sg_tensor *ctx, sg_tensor *s, sg_tensor *Wc, sg_tensor *Whh)
 {
     const char *op = "bahdanau decoder step";
-    SG_NEED(g, gx, ctx, s, Wc, Whh);
-    int64_t B = s->shape[0], H = s->shape[1], C = ctx->shape[1], G = 3 * H;
+    SG_NEED(g, gx, s, Whh);
+    if (!ctx != !Wc) /* an earlier op failed (its error stands), or a caller's mistake */
+        return sg_graph_status(g) != SG_OK
+                   ? NULL
+                   : sg_graph_fail(g, SG_EINVAL, "%s %lld: a context needs W_c and W_c a context",
+                                   op, (long long)t);
+    int64_t B = s->shape[0], H = s->shape[1], C = ctx ? ctx->shape[1] : 0, G = 3 * H;
     if (gx->ndim != 3 || gx->shape[0] != B || gx->shape[2] != G || t < 0 ||
-        t >= gx->shape[1] || !sg_tensor_is_contiguous(gx) || s->ndim != 2 || ctx->ndim != 2 ||
-        ctx->shape[0] != B || Wc->ndim != 2 || Wc->shape[0] != G || Wc->shape[1] != C ||
+        t >= gx->shape[1] || !sg_tensor_is_contiguous(gx) || s->ndim != 2 ||
+        (ctx && (ctx->ndim != 2 || ctx->shape[0] != B || Wc->ndim != 2 || Wc->shape[0] != G ||
+                 Wc->shape[1] != C)) ||
         Whh->ndim != 2 || Whh->shape[0] != G || Whh->shape[1] != H ||
         (b && (b->ndim != 1 || b->shape[0] != G)))
         return sg_graph_fail(g, SG_ESHAPE, "%s %lld: gx %s (contiguous), context %s, state %s, "
                                            "W_c %s, W_hh %s do not fit together",
-                             op, (long long)t, SG_SHAPE(gx), SG_SHAPE(ctx), SG_SHAPE(s),
-                             SG_SHAPE(Wc), SG_SHAPE(Whh));
+                             op, (long long)t, SG_SHAPE(gx), ctx ? SG_SHAPE(ctx) : "none",
+                             SG_SHAPE(s), Wc ? SG_SHAPE(Wc) : "none", SG_SHAPE(Whh));
     sg_dtype dt = gx->dtype;
-    if (!sg__check_same_float(g, op, gx, ctx) || !sg__check_same_float(g, op, gx, s))
+    if ((ctx && !sg__check_same_float(g, op, gx, ctx)) || !sg__check_same_float(g, op, gx, s))
         return NULL;
     if (b && !sg_tensor_is_contiguous(b))
         b = sg_contiguous(g, b);
-    ctx = sg_contiguous(g, ctx);
+    if (ctx && !(ctx = sg_contiguous(g, ctx)))
+        return NULL;
     s = sg_contiguous(g, s);
-    SG_NEED(ctx, s);
+    SG_NEED(s);
     size_t es = sg_dtype_size(dt);
     sg_tensor *s2 = sg_empty(g, dt, 2, (int64_t[]){B, H});
     void *ghn = sg_arena_alloc(sg_graph_arena(g), (size_t)(B * H) * es + 1);
@@ -194,9 +206,11 @@ sg_tensor *sg__bahdanau_gru_step(sg_graph *g, sg_tensor *gx, int64_t t, sg_tenso
     void *act = (char *)gx->data + (size_t)(t * G) * es;
     /* W_c^T and W_hh^T copied (packed, or row-major for LIBXSMM) once per graph: all steps
      * of a training step share them; else the weights are read transposed */
-    sg__operand wct = sg__weight_t_operand(g, Wc, 1, true);
+    if (ctx) {
+        sg__operand wct = sg__weight_t_operand(g, Wc, 1, true);
+        sg__gemm_op(dt, B, G, C, ctx->data, C, wct, 0, 0, 1.0, act, lda);
+    }
     sg__operand whht = sg__weight_t_operand(g, Whh, 1, true);
-    sg__gemm_op(dt, B, G, C, ctx->data, C, wct, 0, 0, 1.0, act, lda);
     sg__gemm_op(dt, B, G, H, s->data, H, whht, 0, 0, 0.0, gh, G);
     const void *bh = b ? b->data : zb;
     if (dt == SG_F32)
@@ -205,10 +219,22 @@ sg_tensor *sg__bahdanau_gru_step(sg_graph *g, sg_tensor *gx, int64_t t, sg_tenso
         gates_fwd_f64(B, H, act, lda, gh, bh, s->data, ghn, s2->data);
     sg__scratch_put(g, gh);
     sg__scratch_put(g, zb);
-    sg_tensor *ins[6] = {gx, ctx, s, Wc, Whh, b};
-    sg_node *n = sg_record(g, op, step_bwd, b ? 6 : 5, ins, 1, &s2);
+    sg_tensor *ins[6]; /* the inputs given, in step_bwd's order */
+    int n_in = 0;
+    ins[n_in++] = gx;
+    if (ctx)
+        ins[n_in++] = ctx;
+    ins[n_in++] = s;
+    if (ctx)
+        ins[n_in++] = Wc;
+    ins[n_in++] = Whh;
+    if (b)
+        ins[n_in++] = b;
+    sg_node *n = sg_record(g, op, step_bwd, n_in, ins, 1, &s2);
     if (n) {
         n->i[0] = t;
+        n->i[1] = ctx != NULL;
+        n->i[2] = b != NULL;
         n->saved = ghn;
     }
     return s2;

@@ -103,10 +103,12 @@ SG_INTERNAL void sg__step_product_bwd(sg_graph *g, const void *da, int64_t lda, 
 /* One fused GRU step of the Bahdanau decoder (bahdanau_step.c): a = gx[:, t] + ctx
  * W_c^T with gx [B, T, 3H] (contiguous) the precomputed embedding part of every step (b_ih
  * included), ctx [B, C], s [B, H], W_c [3H, C] and W_hh [3H, H] (any strides), b [3H] the
- * hidden bias or NULL; PyTorch's GRU update of s from a and s W_hh^T + b. Returns s'
+ * hidden bias or NULL; ctx and W_c both NULL: a = gx[:, t] (the caller added the context's
+ * part; beam decoding does). PyTorch's GRU update of s from a and s W_hh^T + b. Returns s'
  * ([B, H], graph-owned). gx is consumed by these steps alone, as sg__luong_lstm_step's
  * (its rows hold the gates, then their gradient). SG_ESHAPE when the shapes do not fit
- * or t is outside [0, T), SG_EDTYPE, SG_ENOMEM. */
+ * or t is outside [0, T), SG_EINVAL when only one of ctx and W_c is
+ * given, SG_EDTYPE, SG_ENOMEM. */
 SG_INTERNAL sg_tensor *sg__bahdanau_gru_step(sg_graph *g, sg_tensor *gx, int64_t t, sg_tensor *b,
                                              sg_tensor *ctx, sg_tensor *s, sg_tensor *Wc,
                                              sg_tensor *Whh);
