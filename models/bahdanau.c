@@ -9,7 +9,8 @@
  * Training runs the recurrence step by step (the attention needs s_{t-1}), the GRU as
  * one fused node a step over the embedding part of its input gates made for all steps
  * at once (bahdanau_step.c), and the generator once over all B*T rows after the loop.
- * Decoding runs the GRU cell on [e_t ; c_t].
+ * Decoding runs the same fused step a step at a time; a beam makes the context's products
+ * once per source position instead of once per hypothesis and step (MIX_MAX_BYTES).
  */
 #include "models_internal.h"
 

@@ -59,7 +59,7 @@ static void init_params(sg_model *m, uint64_t seed)
     }
 }
 
-sg_model *sg_model_new(const sg_model_config *cfg, sg_dtype dt, uint64_t seed)
+sg_model *sg__model_new_uninit(const sg_model_config *cfg, sg_dtype dt, uint64_t seed)
 {
     if (sg_model_config_validate(cfg) != SG_OK)
         return NULL;
@@ -81,7 +81,14 @@ sg_model *sg_model_new(const sg_model_config *cfg, sg_dtype dt, uint64_t seed)
         sg_model_free(m);
         return NULL;
     }
-    init_params(m, seed);
+    return m;
+}
+
+sg_model *sg_model_new(const sg_model_config *cfg, sg_dtype dt, uint64_t seed)
+{
+    sg_model *m = sg__model_new_uninit(cfg, dt, seed);
+    if (m)
+        init_params(m, seed);
     return m;
 }
 

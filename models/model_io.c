@@ -65,7 +65,7 @@ sg_model *sg_model_load(const char *path, sg_dtype dt, sg_checkpoint *meta)
     if (rc == SG_OK && (rc = sg_model_config_from_attrs(&ck->model, &cfg)) != SG_OK)
         sg__error(rc, "%s: /model: %s", path, sg_last_error());
     if (rc == SG_OK)
-        m = sg_model_new(&cfg, dt, 0);
+        m = sg__model_new_uninit(&cfg, dt, 0); /* the checkpoint sets every parameter */
     if (m) {
         const char *emb[2] = {"src_embed.weight", "tgt_embed.weight"};
         for (int k = 0; k < 2 && rc == SG_OK; k++)

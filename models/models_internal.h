@@ -80,6 +80,11 @@ SG_INTERNAL extern const sg_model_vt sg__bahdanau_vt;
 SG_INTERNAL extern const sg_model_vt sg__luong_vt;
 SG_INTERNAL extern const sg_model_vt sg__transformer_vt;
 
+/* sg_model_new without MODELS.md 3.5's initialisation, for callers that set every
+ * parameter next (a checkpoint load, a replica copying the model's values): the random
+ * draws were ~40% of loading enfr-bahdanau. The values are zeros until then. */
+SG_INTERNAL sg_model *sg__model_new_uninit(const sg_model_config *cfg, sg_dtype dt,
+                                           uint64_t seed);
 /* Checks a batch against the model's vocabularies (shapes, dtypes, ids in range,
  * lengths in [1, S]); SG_OK or an error recorded on g. */
 SG_INTERNAL int sg__check_batch(sg_graph *g, const sg_model *m, const sg_batch *b);

@@ -57,7 +57,7 @@ static int replica_of(sg_model *m, sg__replica **out)
     sg__replica *r = m->replica;
     if (!r) {
         r = calloc(1, sizeof *r);
-        if (!r || !(r->m = sg_model_new(&m->cfg, sg_params_dtype(m->params), 0)) ||
+        if (!r || !(r->m = sg__model_new_uninit(&m->cfg, sg_params_dtype(m->params), 0)) ||
             !(r->g = sg_graph_new())) {
             sg__replica_free(r);
             return sg__error(SG_ENOMEM, "sg_model_loss_backward: out of memory for the second "
