@@ -97,9 +97,11 @@ SG_INTERNAL sg__operand sg__weight_operand(sg_graph *g, const sg_tensor *w, bool
 SG_INTERNAL sg__operand sg__weight_t_operand(sg_graph *g, const sg_tensor *w, int64_t uses,
                                              bool copy);
 /* The W^T operand of a product x W^T of `rows` rows by a weight w [out, in]: the copy of
- * sg__weight_t when the product is small (SG_SMALL_GEMM_MNK, at least 8 rows) and w a
- * heap tensor (a decoder's per-step projection, a small generator), since blas.c's
- * kernels for small products need row-major operands; else w read transposed. */
+ * sg__weight_t_operand when the product is small (SG_SMALL_GEMM_MNK, at least 8 rows), or
+ * has at most 128 rows and the packed kernel runs (op_matmul.c), and w is a heap tensor
+ * (a decoder's per-step projection, a generator at a decoding step), since blas.c's
+ * kernels for small products need row-major operands and a packed copy spares BLIS's
+ * packing of W on every step; else w read transposed. */
 SG_INTERNAL sg__operand sg__linear_weight_operand(sg_graph *g, const sg_tensor *w, int64_t rows);
 /* Whether sg__linear_weight_operand takes a copy for this product (its backward's dY W
  * then takes one too: sg__weight_operand). */
