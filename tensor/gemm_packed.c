@@ -241,7 +241,7 @@ bool sg__gemm_direct(int64_t m, int64_t n, int64_t k, const float *A, int64_t rs
     if (!sg__packed_gemm_on(SG_F32) || n % PANEL != 0 || k < 1 || k > SG_DIRECT_GEMM_MAX_K ||
         m < 1)
         return false;
-    sg__count_gemm_flops(m, n, k);
+    /* no sg__count_gemm_flops: sg__gemm, its caller, has counted the product */
     /* threads take blocks of rows (split_rows), each reading all of B */
     row_blocks s = split_rows(m);
     /* every block reads all of B, panel by panel: packed, each panel is one sequential

@@ -134,7 +134,8 @@ SG_INTERNAL void sg__gemm_packed(int64_t m, int64_t n, int64_t k, const float *A
  * A's rows copied six at a time, B read in place (copied into panels from 512 rows of C
  * on, when that memory can be had); false, doing nothing, unless sg__packed_gemm_on(SG_F32),
  * n is a multiple of 16 and 1 <= k <= SG_DIRECT_GEMM_MAX_K (a panel of B, k x 16, then
- * stays in L1). For the weight gradients of one time step, dY^T X over a batch of rows. */
+ * stays in L1). For the weight gradients of one time step, dY^T X over a batch of rows.
+ * Called by sg__gemm only, which counts the product's FLOPs (this does not). */
 #define SG_DIRECT_GEMM_MAX_K 128
 SG_INTERNAL bool sg__gemm_direct(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa,
                                  int64_t csa, const float *B, int64_t ldb, bool acc, float *C,

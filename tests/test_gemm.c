@@ -183,6 +183,34 @@ Test(gemm, linear_matches_naive_product_at_every_row_count)
         }
 }
 
+/* sg_gemm_flops counts every product once, whichever kernel makes it: a linear's forward
+ * and weight gradient over 64 rows (the weight gradient by sg__gemm_direct, which once
+ * counted it a second time) and over 300 rows (BLIS). */
+Test(gemm, flop_counter_counts_each_product_once)
+{
+    static const int64_t rows[] = {64, 300};
+    int64_t out = 32, in = 48;
+    sg_rng rng;
+    sg_rng_seed(&rng, 5);
+    for (size_t r = 0; r < sizeof rows / sizeof *rows; r++) {
+        sg_tensor *w = sg_tensor_new(SG_F32, 2, (int64_t[]){out, in});
+        sg_tensor *x = sg_tensor_new(SG_F32, 2, (int64_t[]){rows[r], in});
+        sg_tensor_uniform_(w, &rng, -1, 1);
+        sg_tensor_uniform_(x, &rng, -1, 1);
+        cr_assert_eq(sg_tensor_set_requires_grad(w, true), SG_OK);
+        sg_graph *g = sg_graph_new();
+        uint64_t before = sg_gemm_flops();
+        sg_tensor *y = sg_linear(g, x, w, NULL);
+        cr_assert_eq(sg_backward(g, sg_sum_all(g, y)), SG_OK, "%s", sg_last_error());
+        uint64_t counted = sg_gemm_flops() - before, want = 2 * 2 * (uint64_t)(rows[r] * out * in);
+        cr_assert_eq(counted, want, "%lld rows: %llu FLOPs counted, %llu made (y = x W^T, dW)",
+                     (long long)rows[r], (unsigned long long)counted, (unsigned long long)want);
+        sg_graph_free(g);
+        sg_tensor_free(w);
+        sg_tensor_free(x);
+    }
+}
+
 /* A linear's weight gradient over a few rows, dW += dY^T X (the per-step products of a
  * recurrent loop: sg__gemm_direct reads dY^T and X in place up to 128 rows, and copies X
  * into panels from 512 outputs on) equals the naive product, for every row count of the
