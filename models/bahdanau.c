@@ -211,6 +211,16 @@ static int select_rows(void *p, sg_graph *g, sg_tensor *parent, sg_tensor *sente
     return rc;
 }
 
+/* The embedding part of a step's input gates, b_ih included, [R, 3H]: the words' rows of
+ * gx_word, or one product per step (as the training step's, bahdanau_step.c) */
+static sg_tensor *embedding_gates(dec_state *d, sg_graph *g, sg_tensor *e, sg_tensor *prev)
+{
+    const sg_rnn_weights *w = &((bahdanau *)d->m->impl)->decoder.w[0][0];
+    return d->gx_word ? sg_embedding_lookup(g, d->gx_word, prev, -1)
+                      : sg_linear(g, e, sg_narrow(g, w->weight_ih, 1, 0, d->m->cfg.emb_dim),
+                                  w->bias_ih);
+}
+
 /* dec_step with d->mix: the attention averages mix_j, whose parts stand for c_t W_c^T
  * and c_t G_c^T (c_t itself is not needed). */
 static int dec_step_mixed(dec_state *d, sg_graph *g, sg_tensor *e, sg_tensor *prev,
@@ -223,9 +233,8 @@ static int dec_step_mixed(dec_state *d, sg_graph *g, sg_tensor *e, sg_tensor *pr
     sg_attn_memory mem = d->mem.cur;
     mem.values = d->mix;
     sg_tensor *mixed = sg_additive_attention_step(g, &net->attention, &mem, d->s, NULL);
-    sg_tensor *gx = d->gx_word ? sg_embedding_lookup(g, d->gx_word, prev, -1)
-                               : sg_linear(g, e, sg_narrow(g, w->weight_ih, 1, 0, E), w->bias_ih);
-    gx = sg_view(g, sg_add(g, gx, sg_narrow(g, mixed, 1, 0, G)), 3, (int64_t[]){R, 1, G});
+    sg_tensor *gx = sg_add(g, embedding_gates(d, g, e, prev), sg_narrow(g, mixed, 1, 0, G));
+    gx = sg_view(g, gx, 3, (int64_t[]){R, 1, G});
     if (!gx)
         return sg_graph_status(g);
     d->s = sg__bahdanau_gru_step(g, gx, 0, w->bias_hh, NULL, d->s, NULL, w->weight_hh);
@@ -244,18 +253,15 @@ static int dec_step(void *p, sg_graph *g, sg_tensor *prev, int64_t t, sg_tensor 
     bahdanau *net = d->m->impl;
     const sg_rnn_weights *w = &net->decoder.w[0][0];
     int64_t R = prev->shape[0], E = d->m->cfg.emb_dim, H = d->m->cfg.hidden_dim;
-    /* the training step's GRU (bahdanau_step.c) over the embedding part of the input
-     * gates: the words' rows of gx_word, or one product per step */
+    /* the training step's GRU (bahdanau_step.c) over the embedding part of the input gates */
     sg_tensor *e = sg_embedding_forward(g, &net->tgt_embed, prev); /* [R, E] */
     if (!e)
         return sg_graph_status(g);
     if (d->mix)
         return dec_step_mixed(d, g, e, prev, logits);
     sg_tensor *ctx = sg_additive_attention_step(g, &net->attention, &d->mem.cur, d->s, NULL);
-    sg_tensor *gx = d->gx_word ? sg_embedding_lookup(g, d->gx_word, prev, -1)
-                               : sg_linear(g, e, sg_narrow(g, w->weight_ih, 1, 0, E), w->bias_ih);
-    gx = sg_view(g, gx, 3, (int64_t[]){R, 1, 3 * H});
-    if (!e || !ctx || !gx)
+    sg_tensor *gx = sg_view(g, embedding_gates(d, g, e, prev), 3, (int64_t[]){R, 1, 3 * H});
+    if (!ctx || !gx)
         return sg_graph_status(g);
     d->s = sg__bahdanau_gru_step(g, gx, 0, w->bias_hh, ctx, d->s,
                                  sg_narrow(g, w->weight_ih, 1, E, 2 * H), w->weight_hh);
