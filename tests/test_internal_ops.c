@@ -1,0 +1,110 @@
+/* test_internal_ops.c - gradient checks of the library's internal fused ops in the forms
+ * that no public path differentiates (decoding uses them without gradients). Linked with
+ * the library's objects, so that it reaches their hidden symbols. */
+#include "models_internal.h"
+#include "test_util.h"
+
+#include <string.h>
+
+enum { B = 3, T = 2, H = 4, C = 5, G = 3 * H };
+
+typedef struct {
+    bool bias; /* pass b_hh, or NULL (zeros) */
+} step_case;
+
+/* Two decoder GRU steps without a context: the caller's gates gx (made here from the leaf
+ * gx_in by one op, since the steps write their gates into gx's rows) carry all of the
+ * input part; a weighted sum of both states makes the check see every output. */
+static sg_tensor *two_steps_without_context(sg_graph *g, sg_tensor *const *in, void *user)
+{
+    const step_case *c = user;
+    sg_tensor *gx = sg_add_scalar(g, in[0], 0.0), *s = in[1], *Whh = in[2];
+    sg_tensor *b = c->bias ? in[3] : NULL;
+    sg_tensor *s1 = sg__bahdanau_gru_step(g, gx, 0, b, NULL, s, NULL, Whh);
+    sg_tensor *s2 = sg__bahdanau_gru_step(g, gx, 1, b, NULL, s1, NULL, Whh);
+    return sg_sum_all(g, sg_add(g, sg_mul(g, s2, s2), sg_mul_scalar(g, s1, 0.7)));
+}
+
+static void gradcheck_without_context(bool bias)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 5);
+    sg_tensor *in[4] = {tu_rand64(&r, -1.5, 1.5, 3, (int64_t)B, (int64_t)T, (int64_t)G),
+                        tu_rand64(&r, -1, 1, 2, (int64_t)B, (int64_t)H),
+                        tu_rand64(&r, -0.9, 0.9, 2, (int64_t)G, (int64_t)H),
+                        tu_rand64(&r, -0.5, 0.5, 1, (int64_t)G)};
+    step_case c = {bias};
+    TU_GRADCHECK(two_steps_without_context, &c, bias ? 4 : 3, in);
+    for (int i = 0; i < 4; i++)
+        sg_tensor_free(in[i]);
+}
+
+Test(bahdanau_step, gradcheck_without_context) { gradcheck_without_context(true); }
+Test(bahdanau_step, gradcheck_without_context_or_bias) { gradcheck_without_context(false); }
+
+/* The step over gx + ctx W_c^T made by the caller (beam decoding's form) gives the state
+ * and the gradients of the step that is given ctx and W_c. */
+Test(bahdanau_step, caller_added_context_matches_context_step)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 9);
+    sg_tensor *gx0 = tu_rand64(&r, -1, 1, 3, (int64_t)B, (int64_t)1, (int64_t)G);
+    sg_tensor *ctx = tu_rand64(&r, -1, 1, 2, (int64_t)B, (int64_t)C);
+    sg_tensor *s = tu_rand64(&r, -1, 1, 2, (int64_t)B, (int64_t)H);
+    sg_tensor *Wc = tu_rand64(&r, -0.8, 0.8, 2, (int64_t)G, (int64_t)C);
+    sg_tensor *Whh = tu_rand64(&r, -0.8, 0.8, 2, (int64_t)G, (int64_t)H);
+    sg_tensor *b = tu_rand64(&r, -0.5, 0.5, 1, (int64_t)G);
+    sg_tensor *leaves[] = {gx0, ctx, s, Wc, Whh, b};
+    enum { N_LEAVES = sizeof leaves / sizeof *leaves };
+    double out[2][B * H], grad[2][N_LEAVES][B * G * C];
+    for (int k = 0; k < 2; k++) {
+        sg_graph *g = sg_graph_new();
+        cr_assert(g);
+        sg_tensor *gx = sg_add_scalar(g, gx0, 0.0);
+        if (k == 1) /* the context's part added by the caller */
+            gx = sg_add(g, gx, sg_view(g, sg_linear(g, ctx, Wc, NULL), 3,
+                                       (int64_t[]){B, 1, G}));
+        sg_tensor *s2 = k == 0 ? sg__bahdanau_gru_step(g, gx, 0, b, ctx, s, Wc, Whh)
+                               : sg__bahdanau_gru_step(g, gx, 0, b, NULL, s, NULL, Whh);
+        cr_assert(s2, "%s", sg_last_error());
+        cr_assert_eq(sg_backward(g, sg_sum_all(g, sg_mul(g, s2, s2))), SG_OK, "%s",
+                     sg_last_error());
+        for (int64_t i = 0; i < B * H; i++)
+            out[k][i] = sg_tensor_get(s2, i);
+        for (int l = 0; l < N_LEAVES; l++) {
+            for (int64_t i = 0; i < sg_tensor_numel(leaves[l]); i++)
+                grad[k][l][i] = sg_tensor_grad_get(leaves[l], i);
+            sg_tensor_zero_grad(leaves[l]);
+        }
+        sg_graph_free(g);
+    }
+    for (int64_t i = 0; i < B * H; i++)
+        cr_assert_float_eq(out[1][i], out[0][i], 1e-12, "state %lld", (long long)i);
+    for (int l = 0; l < N_LEAVES; l++)
+        for (int64_t i = 0; i < sg_tensor_numel(leaves[l]); i++)
+            cr_assert_float_eq(grad[1][l][i], grad[0][l][i], 1e-12,
+                               "input %d's gradient %lld: %.12g vs %.12g", l, (long long)i,
+                               grad[1][l][i], grad[0][l][i]);
+    for (int l = 0; l < N_LEAVES; l++)
+        sg_tensor_free(leaves[l]);
+}
+
+/* Only one of ctx and W_c: an error that says so, no crash. */
+Test(bahdanau_step, context_without_weight_is_an_error)
+{
+    sg_rng r;
+    sg_rng_seed(&r, 3);
+    sg_tensor *gx0 = tu_rand64(&r, -1, 1, 3, (int64_t)B, (int64_t)1, (int64_t)G);
+    sg_tensor *ctx = tu_rand64(&r, -1, 1, 2, (int64_t)B, (int64_t)C);
+    sg_tensor *s = tu_rand64(&r, -1, 1, 2, (int64_t)B, (int64_t)H);
+    sg_tensor *Whh = tu_rand64(&r, -0.8, 0.8, 2, (int64_t)G, (int64_t)H);
+    sg_graph *g = sg_graph_new();
+    sg_tensor *gx = sg_add_scalar(g, gx0, 0.0);
+    cr_assert_null(sg__bahdanau_gru_step(g, gx, 0, NULL, ctx, s, NULL, Whh));
+    cr_assert_eq(sg_graph_status(g), SG_EINVAL);
+    cr_assert(strstr(sg_last_error(), "W_c"), "%s", sg_last_error());
+    sg_graph_free(g);
+    sg_tensor *ts[] = {gx0, ctx, s, Whh};
+    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
+        sg_tensor_free(ts[i]);
+}
