@@ -129,6 +129,15 @@ else:
 EOF
 }
 
+# runs FILE: FILE and its repeats FILE.2 ... that exist, one per line. Never fails: under
+# set -e and pipefail, a repeat glob that matches nothing ended the whole script.
+runs() {
+    local f
+    for f in "$1" "$1".[0-9]*; do
+        if [ -f "$f" ]; then echo "$f"; fi
+    done
+}
+
 # row CONFIG THREADS METRIC SG PT BETTER: one table row and one CSV row.
 row() {
     local ratio
@@ -180,8 +189,7 @@ ensure_ckpt() {
 # exact} (of the checkpoint train_seq2seq keeps: the best validation BLEU, or exact match)
 quality_json() {
     local f
-    for f in "$1" "$1".[0-9]*; do
-        [ -f "$f" ] || continue
+    runs "$1" | while read -r f; do
         "$PY" - "$f" >> "$f" <<'EOF'
 import json, re, sys
 text = open(sys.argv[1]).read()
@@ -283,13 +291,10 @@ for cfg in $CONFIGS; do
 done
 
 # rnn_ms FILE CELL: the wall-clock median of CELL's "fwd+bwd ... median X ms" line (the
-# median of FILE and its repeats FILE.2 ...). Never fails: under set -e and pipefail, a
-# repeat glob that matches nothing (cat's status) ended the whole script here.
+# median of FILE and its repeats FILE.2 ...). Never fails (an empty value instead).
 rnn_ms() {
     local f
-    for f in "$1" "$1".[0-9]*; do
-        if [ -f "$f" ]; then cat "$f"; fi
-    done | grep " $2 " |
+    runs "$1" | while read -r f; do cat "$f"; done | grep " $2 " |
         sed -n 's/.*fwd+bwd min [0-9.]* ms median \([0-9.]*\) ms.*/\1/p' |
         "$PY" -c 'import statistics, sys; v = [float(x) for x in sys.stdin.read().split()]; print(round(statistics.median(v), 4) if v else "")' ||
         true
