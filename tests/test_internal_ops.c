@@ -42,20 +42,36 @@ static void gradcheck_without_context(bool bias)
 Test(bahdanau_step, gradcheck_without_context) { gradcheck_without_context(true); }
 Test(bahdanau_step, gradcheck_without_context_or_bias) { gradcheck_without_context(false); }
 
+/* One step's leaves, f64 and requiring grad: gx [B, 1, 3H], ctx [B, C], s [B, H], W_c
+ * [3H, C], W_hh [3H, H], b_hh [3H], in this order; the caller frees them. */
+enum { N_STEP_LEAVES = 6 };
+static void step_leaves(uint64_t seed, sg_tensor *t[N_STEP_LEAVES])
+{
+    sg_rng r;
+    sg_rng_seed(&r, seed);
+    t[0] = tu_rand64(&r, -1, 1, 3, (int64_t)B, (int64_t)1, (int64_t)G);
+    t[1] = tu_rand64(&r, -1, 1, 2, (int64_t)B, (int64_t)C);
+    t[2] = tu_rand64(&r, -1, 1, 2, (int64_t)B, (int64_t)H);
+    t[3] = tu_rand64(&r, -0.8, 0.8, 2, (int64_t)G, (int64_t)C);
+    t[4] = tu_rand64(&r, -0.8, 0.8, 2, (int64_t)G, (int64_t)H);
+    t[5] = tu_rand64(&r, -0.5, 0.5, 1, (int64_t)G);
+}
+
+static void free_all(sg_tensor *t[N_STEP_LEAVES])
+{
+    for (int l = 0; l < N_STEP_LEAVES; l++)
+        sg_tensor_free(t[l]);
+}
+
 /* The step over gx + ctx W_c^T made by the caller (beam decoding's form) gives the state
  * and the gradients of the step that is given ctx and W_c. */
 Test(bahdanau_step, caller_added_context_matches_context_step)
 {
-    sg_rng r;
-    sg_rng_seed(&r, 9);
-    sg_tensor *gx0 = tu_rand64(&r, -1, 1, 3, (int64_t)B, (int64_t)1, (int64_t)G);
-    sg_tensor *ctx = tu_rand64(&r, -1, 1, 2, (int64_t)B, (int64_t)C);
-    sg_tensor *s = tu_rand64(&r, -1, 1, 2, (int64_t)B, (int64_t)H);
-    sg_tensor *Wc = tu_rand64(&r, -0.8, 0.8, 2, (int64_t)G, (int64_t)C);
-    sg_tensor *Whh = tu_rand64(&r, -0.8, 0.8, 2, (int64_t)G, (int64_t)H);
-    sg_tensor *b = tu_rand64(&r, -0.5, 0.5, 1, (int64_t)G);
-    sg_tensor *leaves[] = {gx0, ctx, s, Wc, Whh, b};
-    enum { N_LEAVES = sizeof leaves / sizeof *leaves };
+    sg_tensor *leaves[N_STEP_LEAVES];
+    step_leaves(9, leaves);
+    sg_tensor *gx0 = leaves[0], *ctx = leaves[1], *s = leaves[2], *Wc = leaves[3];
+    sg_tensor *Whh = leaves[4], *b = leaves[5];
+    enum { N_LEAVES = N_STEP_LEAVES };
     double out[2][B * H], grad[2][N_LEAVES][B * G * C];
     for (int k = 0; k < 2; k++) {
         sg_graph *g = sg_graph_new();
@@ -85,26 +101,20 @@ Test(bahdanau_step, caller_added_context_matches_context_step)
             cr_assert_float_eq(grad[1][l][i], grad[0][l][i], 1e-12,
                                "input %d's gradient %lld: %.12g vs %.12g", l, (long long)i,
                                grad[1][l][i], grad[0][l][i]);
-    for (int l = 0; l < N_LEAVES; l++)
-        sg_tensor_free(leaves[l]);
+    free_all(leaves);
 }
 
 /* Only one of ctx and W_c: an error that says so, no crash. */
 Test(bahdanau_step, context_without_weight_is_an_error)
 {
-    sg_rng r;
-    sg_rng_seed(&r, 3);
-    sg_tensor *gx0 = tu_rand64(&r, -1, 1, 3, (int64_t)B, (int64_t)1, (int64_t)G);
-    sg_tensor *ctx = tu_rand64(&r, -1, 1, 2, (int64_t)B, (int64_t)C);
-    sg_tensor *s = tu_rand64(&r, -1, 1, 2, (int64_t)B, (int64_t)H);
-    sg_tensor *Whh = tu_rand64(&r, -0.8, 0.8, 2, (int64_t)G, (int64_t)H);
+    sg_tensor *leaves[N_STEP_LEAVES];
+    step_leaves(3, leaves);
+    sg_tensor *gx0 = leaves[0], *ctx = leaves[1], *s = leaves[2], *Whh = leaves[4];
     sg_graph *g = sg_graph_new();
     sg_tensor *gx = sg_add_scalar(g, gx0, 0.0);
     cr_assert_null(sg__bahdanau_gru_step(g, gx, 0, NULL, ctx, s, NULL, Whh));
     cr_assert_eq(sg_graph_status(g), SG_EINVAL);
     cr_assert(strstr(sg_last_error(), "W_c"), "%s", sg_last_error());
     sg_graph_free(g);
-    sg_tensor *ts[] = {gx0, ctx, s, Whh};
-    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++)
-        sg_tensor_free(ts[i]);
+    free_all(leaves);
 }
