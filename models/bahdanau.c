@@ -126,6 +126,7 @@ static sg_tensor *features(sg_model *m, sg_graph *g, const sg_batch *b, sg_tenso
  * its hypotheses' steps (beam 5 on dates: ~55 steps for ~16 positions); greedy decoding
  * (about as many steps as positions) keeps the per-step products. */
 #define MIX_MAX_BYTES ((size_t)256 << 20)
+size_t sg__bahdanau_mix_max_bytes = MIX_MAX_BYTES;
 
 typedef struct {
     sg_model *m;
@@ -135,7 +136,8 @@ typedef struct {
                          * every target word (in the encoder's graph), or NULL: made per
                          * step when the vocabulary has more words than the batch rows */
     sg_tensor *mix;     /* [B, S, 3H + Vt] h_j [W_c ; G_c]^T (owned), once rows share a
-                         * sentence; NULL before, or when larger than MIX_MAX_BYTES */
+                         * sentence; NULL before, or when larger than
+                         * sg__bahdanau_mix_max_bytes */
     bool mix_tried;
 } dec_state;
 
@@ -161,7 +163,7 @@ static int make_mix(dec_state *d)
     int64_t H = d->m->cfg.hidden_dim, G = 3 * H, V = Wg->shape[0], D = G + V;
     sg_dtype dt = h->dtype;
     size_t es = sg_dtype_size(dt);
-    if ((double)(B * S) * (double)D * (double)es > (double)MIX_MAX_BYTES)
+    if ((double)(B * S) * (double)D * (double)es > (double)sg__bahdanau_mix_max_bytes)
         return SG_OK;
     if (!(d->mix = sg_tensor_new(dt, 3, (int64_t[]){B, S, D})))
         return sg__error(SG_ENOMEM, "bahdanau decoder: out of memory for the beam's context "

@@ -118,6 +118,11 @@ SG_INTERNAL sg_tensor *sg__bahdanau_gru_step(sg_graph *g, sg_tensor *gx, int64_t
                                              sg_tensor *ctx, sg_tensor *s, sg_tensor *Wc,
                                              sg_tensor *Whh);
 
+/* The largest beam context mix (bahdanau.c: h_j [W_c ; G_c]^T per source position) a
+ * Bahdanau decoder makes, in bytes (256 MiB); above it a beam keeps the per-step
+ * products. A variable so that tests can decode both ways. */
+SG_INTERNAL extern size_t sg__bahdanau_mix_max_bytes;
+
 /* Graph-owned [B, T] slice helpers: column t of an SG_I64 [B, T] tensor as [B]. */
 SG_INTERNAL sg_tensor *sg__column(sg_graph *g, sg_tensor *ids, int64_t t);
 

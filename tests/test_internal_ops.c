@@ -2,6 +2,7 @@
  * that no public path differentiates (decoding uses them without gradients). Linked with
  * the library's objects, so that it reaches their hidden symbols. */
 #include "models_internal.h"
+#include "sg_model.h"
 #include "test_util.h"
 
 #include <string.h>
@@ -117,4 +118,75 @@ Test(bahdanau_step, context_without_weight_is_an_error)
     cr_assert(strstr(sg_last_error(), "W_c"), "%s", sg_last_error());
     sg_graph_free(g);
     free_all(leaves);
+}
+
+/* ---- Bahdanau beam search: the context mix against the per-step products ---- */
+
+/* Beam search (width 4, 4 best) of a random Bahdanau model over `rows` sentences, made
+ * with the context mix (the default) and again with the mix forbidden (a budget of 0
+ * bytes: the per-step context products); both give the same hypotheses. With at least
+ * as many rows as target words, the embedding part of the gates comes from per-word rows
+ * (gx_word) instead of a product per step: both forms are covered. */
+static void beam_with_and_without_mix(int64_t rows, int64_t tgt_vocab, sg_dtype dt, double tol)
+{
+    static const int64_t src3[3][5] = {{4, 5, 6, 7, 3}, {8, 3, 0, 0, 0}, {9, 6, 5, 3, 0}};
+    static const int64_t len3[3] = {5, 2, 4};
+    int64_t src[16][5], len[16];
+    cr_assert_leq(rows, 16);
+    for (int64_t i = 0; i < rows; i++) {
+        memcpy(src[i], src3[i % 3], sizeof src[i]);
+        len[i] = len3[i % 3];
+    }
+    sg_tensor *S = sg_tensor_from_buffer(SG_I64, 2, (int64_t[]){rows, 5}, src);
+    sg_tensor *L = sg_tensor_from_buffer(SG_I64, 1, (int64_t[]){rows}, len);
+    sg_model_config c;
+    sg_model_config_defaults(&c, SG_ARCH_BAHDANAU);
+    c.src_vocab_size = 10, c.tgt_vocab_size = tgt_vocab;
+    c.emb_dim = 4, c.hidden_dim = 5, c.attn_dim = 3;
+    sg_model *m = sg_model_new(&c, dt, 7);
+    cr_assert(S && L && m, "%s", sg_last_error());
+    sg_params *p = sg_model_params(m);
+    sg_rng r;
+    sg_rng_seed(&r, 17);
+    for (int i = 0; i < sg_params_count(p); i++) /* sharper than the init: few near-ties */
+        sg_tensor_uniform_(sg_params_at(p, i)->value, &r, -1.5, 1.5);
+    sg_decode_opts o = sg_decode_opts_default();
+    o.beam = 4, o.n_best = 4;
+    sg_decode_result res[2];
+    size_t budget = sg__bahdanau_mix_max_bytes;
+    for (int k = 0; k < 2; k++) {
+        sg__bahdanau_mix_max_bytes = k == 0 ? budget : 0;
+        cr_assert_eq(sg_model_decode(m, S, L, &o, &res[k]), SG_OK, "%s", sg_last_error());
+    }
+    sg__bahdanau_mix_max_bytes = budget;
+    for (int64_t b = 0; b < rows; b++) {
+        cr_assert_eq(sg_decode_count(&res[0], b), sg_decode_count(&res[1], b));
+        for (int64_t j = 0; j < sg_decode_count(&res[0], b); j++) {
+            const sg_hypothesis *x = &res[0].hyps[res[0].offset[b] + j];
+            const sg_hypothesis *y = &res[1].hyps[res[1].offset[b] + j];
+            cr_assert_eq(x->len, y->len, "sentence %lld, hypothesis %lld", (long long)b,
+                         (long long)j);
+            cr_assert_arr_eq(x->tokens, y->tokens, sizeof *x->tokens * (size_t)x->len);
+            cr_assert_float_eq(x->score, y->score, tol, "sentence %lld, hypothesis %lld: %.12g "
+                               "with the mix, %.12g without", (long long)b, (long long)j,
+                               x->score, y->score);
+        }
+    }
+    for (int k = 0; k < 2; k++)
+        sg_decode_result_free(&res[k]);
+    sg_model_free(m);
+    sg_tensor_free(S);
+    sg_tensor_free(L);
+}
+
+Test(bahdanau_beam, mix_matches_per_step_products_f64)
+{
+    beam_with_and_without_mix(3, 10, SG_F64, 1e-12);  /* embedding part by product */
+    beam_with_and_without_mix(12, 10, SG_F64, 1e-12); /* by gx_word's rows */
+}
+
+Test(bahdanau_beam, mix_matches_per_step_products_f32)
+{
+    beam_with_and_without_mix(3, 10, SG_F32, 1e-5);
+    beam_with_and_without_mix(12, 10, SG_F32, 1e-5);
 }
