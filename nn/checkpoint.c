@@ -231,6 +231,13 @@ const char *sg__ckpt_h5_reason(char *buf, size_t n)
     return buf;
 }
 
+void sg__ckpt_close_ids(int n, const hid_t *ids)
+{
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= 0)
+            H5Idec_ref(ids[i]);
+}
+
 hid_t sg__ckpt_str_type(void)
 {
     hid_t t = H5Tcopy(H5T_C_S1);

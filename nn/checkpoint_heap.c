@@ -185,10 +185,7 @@ int sg__ckpt_check_vlen(const char *fn, const char *path, hid_t f, hid_t d, cons
     bool sizes = fcpl >= 0 && H5Pget_sizes(fcpl, &so, &sl) >= 0 && H5Pget_userblock(fcpl, &ub) >= 0;
     H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
     haddr_t off = H5Dget_offset(d);
-    if (fcpl >= 0)
-        H5Pclose(fcpl);
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
+    SG_H5_CLOSE(fcpl, dcpl);
     if (!sizes || so != 8 || sl != 8)
         return sg__error(SG_EFORMAT, "%s: '%s': unsupported address or length size in the file", fn,
                          path);

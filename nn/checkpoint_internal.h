@@ -14,6 +14,15 @@
  * into buf, or "" when the stack is empty. */
 SG_INTERNAL const char *sg__ckpt_h5_reason(char *buf, size_t n);
 
+/* Closes every id of ids[0..n) that is valid (>= 0), whatever its kind (dataset,
+ * attribute, datatype, dataspace, group, property list): each is an id this code opened,
+ * created or copied, held once, so dropping its reference closes it. SG_H5_CLOSE(a, b,
+ * ...) passes its arguments as the array, in order. */
+SG_INTERNAL void sg__ckpt_close_ids(int n, const hid_t *ids);
+#define SG_H5_CLOSE(...)                                                                    \
+    sg__ckpt_close_ids((int)(sizeof((hid_t[]){__VA_ARGS__}) / sizeof(hid_t)),               \
+                       (hid_t[]){__VA_ARGS__})
+
 /* A new variable-length UTF-8 string type (h5py's str); close with H5Tclose. */
 SG_INTERNAL hid_t sg__ckpt_str_type(void);
 

@@ -76,12 +76,7 @@ done:
         t = NULL;
     }
     *out = t;
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (d >= 0)
-        H5Dclose(d);
+    SG_H5_CLOSE(sp, ft, d);
     return rc;
 }
 

@@ -138,12 +138,7 @@ static herr_t attr_cb(hid_t loc, const char *name, const H5A_info_t *info, void 
             free(s);
         }
     }
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (at >= 0)
-        H5Aclose(at);
+    SG_H5_CLOSE(sp, ft, at);
     c->rc = rc;
     return rc == SG_OK ? 0 : -1;
 }
@@ -349,14 +344,7 @@ static int read_vocab(const rctx *r, hid_t g, const char *name, sg_ckpt_vocab *v
     if (rc == SG_OK)
         rc = expect_type(&v->attrs, "max_size", SG_ATTR_INT);
     free(raw);
-    if (mt >= 0)
-        H5Tclose(mt);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (d >= 0)
-        H5Dclose(d);
+    SG_H5_CLOSE(mt, sp, ft, d);
     return rc;
 }
 
@@ -386,12 +374,7 @@ static int read_rng(const rctx *r, hid_t g, sg_rng *rng)
         if (H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, rng->s) < 0)
             rc = sg__ckpt_h5err(r, SG_EFORMAT, "cannot read dataset", full);
     }
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (d >= 0)
-        H5Dclose(d);
+    SG_H5_CLOSE(sp, ft, d);
     return rc;
 }
 

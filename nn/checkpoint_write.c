@@ -33,10 +33,7 @@ static int write_attr(const wctx *w, hid_t obj, const char *objname, const sg_at
                     : a->type == SG_ATTR_REAL ? (const void *)&a->r : (const void *)&a->s;
     hid_t at = sp < 0 ? -1 : H5Acreate2(obj, a->name, ft, sp, H5P_DEFAULT, H5P_DEFAULT);
     herr_t st = at < 0 ? -1 : H5Awrite(at, mt, buf);
-    if (at >= 0)
-        H5Aclose(at);
-    if (sp >= 0)
-        H5Sclose(sp);
+    SG_H5_CLOSE(at, sp);
     if (st < 0) {
         char what[SG__CKPT_PATH_MAX + SG_ATTR_NAME_MAX + 16];
         snprintf(what, sizeof what, "attribute '%s' of %s", a->name, objname);
@@ -91,10 +88,7 @@ static int write_f32(const wctx *w, const char *dpath, const sg_tensor *t)
                                    H5P_DEFAULT);
     herr_t st = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                                        c->data);
-    if (ds >= 0)
-        H5Dclose(ds);
-    if (sp >= 0)
-        H5Sclose(sp);
+    SG_H5_CLOSE(ds, sp);
     sg_tensor_free(c);
     return st < 0 ? h5fail(w, "write dataset", dpath) : SG_OK;
 }
@@ -138,10 +132,7 @@ static int write_vocab(const wctx *w, const char *dpath, const sg_ckpt_vocab *v)
                                         H5P_DEFAULT);
     herr_t st = ds < 0 ? -1 : H5Dwrite(ds, w->str_t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v->tokens);
     int rc = st < 0 ? h5fail(w, "write dataset", dpath) : write_attrs(w, ds, dpath, &v->attrs, NULL);
-    if (ds >= 0)
-        H5Dclose(ds);
-    if (sp >= 0)
-        H5Sclose(sp);
+    SG_H5_CLOSE(ds, sp);
     return rc;
 }
 
@@ -198,10 +189,7 @@ static int write_train(const wctx *w, const sg_checkpoint *ck)
             (ds < 0 || H5Dwrite(ds, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                                 ck->rng.s) < 0))
             rc = h5fail(w, "write dataset", "/train/rng_state");
-        if (ds >= 0)
-            H5Dclose(ds);
-        if (sp >= 0)
-            H5Sclose(sp);
+        SG_H5_CLOSE(ds, sp);
     }
     H5Gclose(g);
     return rc;
@@ -439,10 +427,7 @@ int sg_checkpoint_save(const char *path, const sg_checkpoint *ck, const sg_param
             rc = h5fail(&w, "set up", "string type and link properties");
         else
             rc = build_image(&w, tmp, ck, p, exp_avg, exp_avg_sq, n_moments, &img, &n);
-        if (w.str_t >= 0)
-            H5Tclose(w.str_t);
-        if (w.lcpl >= 0)
-            H5Pclose(w.lcpl);
+        SG_H5_CLOSE(w.str_t, w.lcpl);
     } H5E_END_TRY;
     if (rc == SG_OK)
         rc = write_all(path, tmp, fd, img, n);
