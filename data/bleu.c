@@ -56,17 +56,24 @@ int sg_bleu_add(sg_bleu_stats *s, const sg_tokens *hyp, const sg_tokens *ref)
     return SG_OK;
 }
 
-int sg_bleu_add_text(sg_bleu_stats *s, const char *hyp, const char *ref)
+/* Adds hypothesis tokens th (made with status rc) against the tokenised ref; frees th. */
+static int add_against_text(sg_bleu_stats *s, int rc, sg_tokens *th, const char *ref)
 {
-    sg_tokens th = {0}, tr = {0};
-    int rc = sg_tokenize_words(hyp, &th);
+    sg_tokens tr = {0};
     if (rc == SG_OK)
         rc = sg_tokenize_words(ref, &tr);
     if (rc == SG_OK)
-        rc = sg_bleu_add(s, &th, &tr);
-    sg_tokens_free(&th);
+        rc = sg_bleu_add(s, th, &tr);
+    sg_tokens_free(th);
     sg_tokens_free(&tr);
     return rc;
+}
+
+int sg_bleu_add_text(sg_bleu_stats *s, const char *hyp, const char *ref)
+{
+    sg_tokens th = {0};
+    int rc = sg_tokenize_words(hyp, &th);
+    return add_against_text(s, rc, &th, ref);
 }
 
 int sg_bleu_add_ids(sg_bleu_stats *s, const sg_vocab *v, sg_text_level level,
@@ -83,15 +90,9 @@ int sg_bleu_add_ids(sg_bleu_stats *s, const sg_vocab *v, sg_text_level level,
     }
     if (level != SG_LEVEL_WORD)
         return sg__error(SG_EINVAL, "sg_bleu_add_ids: bad level %d", (int)level);
-    sg_tokens th = {0}, tr = {0};
+    sg_tokens th = {0};
     int rc = sg_vocab_decode(v, ids, n, &th);
-    if (rc == SG_OK)
-        rc = sg_tokenize_words(ref, &tr);
-    if (rc == SG_OK)
-        rc = sg_bleu_add(s, &th, &tr);
-    sg_tokens_free(&th);
-    sg_tokens_free(&tr);
-    return rc;
+    return add_against_text(s, rc, &th, ref);
 }
 
 double sg_bleu_score(const sg_bleu_stats *s)
