@@ -138,7 +138,6 @@ typedef struct {
     sg_tensor *mix;     /* [B, S, 3H + Vt] h_j [W_c ; G_c]^T (owned), once rows share a
                          * sentence; NULL before, or when larger than
                          * sg__bahdanau_mix_max_bytes */
-    bool mix_tried;
 } dec_state;
 
 static void decoder_free(void *p)
@@ -152,10 +151,10 @@ static void decoder_free(void *p)
 }
 
 /* d->mix from the encoder outputs (no graph: decoding keeps no gradient). SG_OK also
- * when it is too large to make (d->mix stays NULL), SG_ENOMEM. */
+ * when it is too large to make (d->mix stays NULL: the next beam step asks again, a few
+ * multiplications), SG_ENOMEM. */
 static int make_mix(dec_state *d)
 {
-    d->mix_tried = true;
     bahdanau *net = d->m->impl;
     const sg_tensor *h = d->mem.base.values; /* [B, S, 2H] contiguous */
     const sg_tensor *Wih = net->decoder.w[0][0].weight_ih, *Wg = net->generator.weight;
@@ -208,7 +207,7 @@ static int select_rows(void *p, sg_graph *g, sg_tensor *parent, sg_tensor *sente
     if (!d->s)
         return sg_graph_status(g);
     int rc = sg__attn_rows_select(&d->mem, sentence->data, sentence->shape[0]);
-    if (rc == SG_OK && !d->mix_tried && sentence->shape[0] > d->mem.base.B)
+    if (rc == SG_OK && !d->mix && sentence->shape[0] > d->mem.base.B)
         rc = make_mix(d); /* more rows than sentences: a beam */
     return rc;
 }
