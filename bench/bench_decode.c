@@ -14,7 +14,9 @@
  * (bench_torch.py decode): per search output_tokens (hypothesis lengths, </s>
  * excluded) and sha1_of_ids, the SHA-1 of the JSON list of the last pass's id lists
  * written as Python's json.dumps writes it ("[[5, 9], [7]]"), first 12 hex digits.
- * Equal digests mean both implementations decoded exactly the same ids.
+ * Equal digests mean both implementations decoded exactly the same ids. Our own keys:
+ * gflop_per_pass (the GEMM FLOPs of a pass, counted by the library) and gflops (those
+ * FLOPs over the passes' time: how near decoding runs to the hardware's products).
  *
  * --data defaults to $SEQGRAD_DATA/<data> (SEQGRAD_DATA defaults to "data").
  */
@@ -165,18 +167,21 @@ static void run(bench_json *j, const char *name, sg_model *m, const sg_batch *bs
     sg_decode_result r[N_BENCH];
     BCHECK(sg_model_decode(m, bs[N_BENCH - 1].src, bs[N_BENCH - 1].src_len, &d, &r[0]) == SG_OK);
     sg_decode_result_free(&r[0]);
-    double secs[MAX_PASSES], sps[MAX_PASSES];
+    double secs[MAX_PASSES], sps[MAX_PASSES], total = 0;
+    uint64_t flops0 = sg_gemm_flops();
     for (int p = 0; p < passes; p++) {
         double t0 = bench_now();
         for (int k = 0; k < N_BENCH; k++)
             BCHECK(sg_model_decode(m, bs[k].src, bs[k].src_len, &d, &r[k]) == SG_OK);
         secs[p] = bench_now() - t0;
         sps[p] = (double)n_sent / secs[p];
+        total += secs[p];
         if (p + 1 < passes)
             for (int k = 0; k < N_BENCH; k++)
                 sg_decode_result_free(&r[k]);
     }
     /* the last pass's hypotheses: token count and the digest of their JSON */
+    double flops = (double)(sg_gemm_flops() - flops0);
     sha1 h;
     sha1_init(&h);
     int64_t n_out = 0;
@@ -207,6 +212,8 @@ static void run(bench_json *j, const char *name, sg_model *m, const sg_batch *bs
     bench_json_num(j, "sent_per_s_median", bench_median(sps, passes), 2);
     bench_json_int(j, "output_tokens", n_out);
     bench_json_str(j, "sha1_of_ids", hex);
+    bench_json_num(j, "gflop_per_pass", flops / (1e9 * passes), 4);
+    bench_json_num(j, "gflops", flops / (1e9 * total), 2);
     bench_json_close(j, outer);
     sg_graph_free(weights);
     sg_graph_free(work[0]);

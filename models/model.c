@@ -3,6 +3,9 @@
 #include "models_internal.h"
 
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,44 +362,48 @@ static int decode_whole(sg_model *m, const sg_tensor *src, const sg_tensor *src_
     return rc;
 }
 
-/* One result holding a's sentences then b's; frees a and b. */
-static int join_results(sg_decode_result *a, sg_decode_result *b, sg_decode_result *out)
+/* One result holding the sentences of res[0], ..., res[n - 1] in that order; frees them
+ * all (also on failure). */
+static int join_results(sg_decode_result *res, int64_t n, sg_decode_result *out)
 {
-    int64_t Ba = a->batch, Bb = b->batch, Ha = a->offset[Ba], Hb = b->offset[Bb];
-    int64_t Ta = 0, Tb = 0;
-    for (int64_t i = 0; i < Ha; i++)
-        Ta += a->hyps[i].len;
-    for (int64_t i = 0; i < Hb; i++)
-        Tb += b->hyps[i].len;
-    sg_decode_result r = {.batch = Ba + Bb};
-    r.offset = malloc((size_t)(Ba + Bb + 1) * sizeof *r.offset);
-    r.hyps = malloc((size_t)(Ha + Hb > 0 ? Ha + Hb : 1) * sizeof *r.hyps);
-    r.tokens_ = malloc((size_t)(Ta + Tb > 0 ? Ta + Tb : 1) * sizeof *r.tokens_);
+    int64_t B = 0, H = 0, T = 0;
+    for (int64_t p = 0; p < n; p++) {
+        int64_t h = res[p].offset[res[p].batch];
+        B += res[p].batch;
+        H += h;
+        for (int64_t i = 0; i < h; i++)
+            T += res[p].hyps[i].len;
+    }
+    sg_decode_result r = {.batch = B};
+    r.offset = malloc((size_t)(B + 1) * sizeof *r.offset);
+    r.hyps = malloc((size_t)(H > 0 ? H : 1) * sizeof *r.hyps);
+    r.tokens_ = malloc((size_t)(T > 0 ? T : 1) * sizeof *r.tokens_);
+    int rc = SG_OK;
     if (!r.offset || !r.hyps || !r.tokens_) {
         sg_decode_result_free(&r);
-        sg_decode_result_free(a);
-        sg_decode_result_free(b);
-        return sg__error(SG_ENOMEM, "sg_model_decode: out of memory joining the halves");
+        rc = sg__error(SG_ENOMEM, "sg_model_decode: out of memory joining the pieces");
     }
-    int64_t t = 0;
-    for (int half = 0; half < 2; half++) {
-        const sg_decode_result *x = half ? b : a;
-        int64_t base = half ? Ba : 0, hbase = half ? Ha : 0;
+    for (int64_t p = 0, b0 = 0, h0 = 0, t = 0; p < n && rc == SG_OK; p++) {
+        const sg_decode_result *x = &res[p];
         for (int64_t s = 0; s < x->batch; s++)
-            r.offset[base + s] = hbase + x->offset[s];
+            r.offset[b0 + s] = h0 + x->offset[s];
         for (int64_t i = 0; i < x->offset[x->batch]; i++) {
             sg_hypothesis h = x->hyps[i];
             memcpy(r.tokens_ + t, h.tokens, (size_t)h.len * sizeof *r.tokens_);
             h.tokens = r.tokens_ + t;
             t += h.len;
-            r.hyps[hbase + i] = h;
+            r.hyps[h0 + i] = h;
         }
+        b0 += x->batch;
+        h0 += x->offset[x->batch];
     }
-    r.offset[Ba + Bb] = Ha + Hb;
-    sg_decode_result_free(a);
-    sg_decode_result_free(b);
-    *out = r;
-    return SG_OK;
+    for (int64_t p = 0; p < n; p++)
+        sg_decode_result_free(&res[p]);
+    if (rc == SG_OK) {
+        r.offset[B] = H;
+        *out = r;
+    }
+    return rc;
 }
 
 /* Rows [r0, r0 + n) of t: a header over t's data (nothing is copied; no gradient). */
@@ -411,53 +418,99 @@ static sg_tensor rows_of(const sg_tensor *t, int64_t r0, int64_t n)
     return h;
 }
 
-/* At 2+ threads the two halves of a batch are decoded side by side, each on one thread
- * (its operations capped at 1 thread): a small model's decoding step is made of
- * operations too small to split well (the threads wait for each other at the end of
- * every one of them), whole sentences are not. Every sentence is decoded as in the whole
- * batch. Small models only (SG_SMALL_MODEL_PARAMS). */
-static int decode_halves(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
+/* One piece of a split decode: its rows and, once decoded, its result or error. */
+typedef struct {
+    sg_tensor src, len;
+    sg_decode_result res;
+    int rc;
+    char msg[256];
+} piece;
+
+/* At 2+ threads a small model's batch is decoded in pieces side by side, each piece whole
+ * on one thread (its operations capped at 1 thread): a small model's decoding step is
+ * made of operations too small to split well (the threads wait for each other at the end
+ * of every one of them), whole sentences are not. Every sentence is decoded as in the
+ * whole batch. Small models only (SG_SMALL_MODEL_PARAMS).
+ *
+ * Up to two pieces a thread (of SG_SPLIT_MIN sentences or more), each taken by the next
+ * thread that is free: a virtual CPU can run at half speed for seconds (its core busy
+ * with another guest: one half of dates' batch took 7.5 ms, the other 3.5), and with
+ * halves the other thread waited for it. Which thread takes a piece changes from run to
+ * run, but the pieces do not (they depend on the batch and the thread count only), nor
+ * how a piece is decoded: results are the same in every run. */
+static int decode_pieces(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
                          const sg_decode_opts *opts, sg_decode_result *out)
 {
-    int64_t B = src->shape[0], B0 = (B + 1) / 2;
-    sg_tensor srcs[2] = {rows_of(src, 0, B0), rows_of(src, B0, B - B0)};
-    sg_tensor lens[2] = {rows_of(src_len, 0, B0), rows_of(src_len, B0, B - B0)};
-    /* the caller's step graphs (opts->work) serve the first half; the second gets its own */
-    sg_decode_opts o[2] = {sg_decode_opts_default(), sg_decode_opts_default()};
-    if (opts)
-        o[0] = o[1] = *opts;
-    o[1].work[0] = o[1].work[1] = NULL;
-    /* one set of W^T copies for both halves (the caller's, or made for this call) */
-    sg_graph *shared = NULL;
-    if (!o[0].weights) {
-        if (!(shared = sg_graph_new()))
-            return sg__error(SG_ENOMEM, "sg_model_decode: out of memory");
-        o[0].weights = o[1].weights = shared;
+    int64_t B = src->shape[0], nt = sg__threads();
+    int64_t n = B / SG_SPLIT_MIN < 2 * nt ? B / SG_SPLIT_MIN : 2 * nt;
+    int threads = (int)(n < nt ? n : nt);
+    piece *pc = calloc((size_t)n, sizeof *pc);
+    sg_decode_opts *o = calloc((size_t)threads, sizeof *o);
+    sg_graph **made = calloc((size_t)(2 * threads), sizeof *made); /* step graphs made here */
+    sg_decode_result *res = calloc((size_t)n, sizeof *res);
+    /* thread 0 decodes in the caller's step graphs if given, the others in their own, made
+     * once for all their pieces; one set of W^T copies for all (the caller's, or made for
+     * this call) */
+    sg_graph *shared = opts && opts->weights ? NULL : sg_graph_new();
+    bool ok = pc && o && made && res && (shared || (opts && opts->weights));
+    for (int t = 0; t < threads && ok; t++) {
+        o[t] = opts ? *opts : sg_decode_opts_default();
+        if (shared)
+            o[t].weights = shared;
+        if (t > 0 || !o[t].work[0])
+            ok = (o[t].work[0] = made[2 * t] = sg_graph_new()) &&
+                 (o[t].work[1] = made[2 * t + 1] = sg_graph_new());
     }
-    sg_decode_result res[2] = {{0}, {0}};
-    int rc[2] = {SG_OK, SG_OK};
-    char msg[2][512] = {"", ""};
+    int rc = SG_OK;
+    if (!ok) {
+        rc = sg__error(SG_ENOMEM, "sg_model_decode: out of memory");
+        goto out;
+    }
+    for (int64_t p = 0; p < n; p++) {
+        int64_t r0 = B * p / n, r1 = B * (p + 1) / n;
+        pc[p].src = rows_of(src, r0, r1 - r0);
+        pc[p].len = rows_of(src_len, r0, r1 - r0);
+    }
+    int64_t next = 0; /* the next piece to take */
     bool was = m->training;
-    m->training = false; /* before the threads: each half's decoder then leaves it alone */
+    m->training = false; /* before the threads: each piece's decoder then leaves it alone */
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(2) schedule(static)
+#pragma omp parallel num_threads(threads)
 #endif
-    for (int h = 0; h < 2; h++) {
+    {
+#ifdef _OPENMP
+        int me = omp_get_thread_num();
+#else
+        int me = 0;
+#endif
         sg__set_thread_cap(1);
-        rc[h] = decode_whole(m, &srcs[h], &lens[h], &o[h], &res[h]);
-        if (rc[h] != SG_OK)
-            snprintf(msg[h], sizeof msg[h], "%s", sg_last_error());
+        for (int64_t p; (p = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < n;) {
+            pc[p].rc = decode_whole(m, &pc[p].src, &pc[p].len, &o[me], &pc[p].res);
+            if (pc[p].rc != SG_OK)
+                snprintf(pc[p].msg, sizeof pc[p].msg, "%s", sg_last_error());
+        }
         sg__set_thread_cap(0);
     }
     m->training = was;
+    for (int64_t p = 0; p < n; p++) {
+        res[p] = pc[p].res;
+        if (pc[p].rc != SG_OK && rc == SG_OK)
+            rc = sg__error(pc[p].rc, "%s", pc[p].msg); /* the worker's message, here */
+    }
+    if (rc == SG_OK)
+        rc = join_results(res, n, out);
+    else
+        for (int64_t p = 0; p < n; p++)
+            sg_decode_result_free(&res[p]);
+out:
+    for (int i = 0; made && i < 2 * threads; i++)
+        sg_graph_free(made[i]);
     sg_graph_free(shared);
-    for (int h = 0; h < 2; h++)
-        if (rc[h] != SG_OK) {
-            sg_decode_result_free(&res[0]);
-            sg_decode_result_free(&res[1]);
-            return sg__error(rc[h], "%s", msg[h]); /* the worker's message, on this thread */
-        }
-    return join_results(&res[0], &res[1], out);
+    free(res);
+    free(made);
+    free(o);
+    free(pc);
+    return rc;
 }
 
 int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
@@ -471,7 +524,7 @@ int sg_model_decode(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
     bool split = sg__threads() >= 2 && sg_params_numel(m->params) <= SG_SMALL_MODEL_PARAMS &&
                  src->ndim == 2 && src_len->ndim == 1 && src_len->shape[0] == src->shape[0] &&
                  src->shape[0] >= 2 * SG_SPLIT_MIN;
-    return split ? decode_halves(m, src, src_len, opts, out)
+    return split ? decode_pieces(m, src, src_len, opts, out)
                  : decode_whole(m, src, src_len, opts, out);
 }
 

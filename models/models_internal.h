@@ -40,8 +40,9 @@ struct sg_model {
 };
 
 /* Small models, of at most this many parameters, work on two halves of a batch side by
- * side (one thread each, at 2+ threads; decoding and training steps), with at least
- * SG_SPLIT_MIN sentences a half; sg_model_tune_malloc tunes malloc for them. Measured at
+ * side (one thread each, at 2+ threads; training steps), or a batch to decode in up to
+ * two pieces a thread (model.c, decode_pieces), with at least SG_SPLIT_MIN sentences a
+ * half or piece; sg_model_tune_malloc tunes malloc for them. Measured at
  * 2 threads: halves decoded side by side made greedy decoding of dates-bahdanau (0.4M
  * parameters) 1.3x faster, but enfr models (14M) 10-20% slower (each thread streams the
  * [8000 x 1024] generator on its own, where BLIS shares it). Beam search was slower in
