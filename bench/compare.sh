@@ -73,7 +73,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-for exe in bench_train bench_decode bench_rnn bench_gemm; do
+for exe in bench_train bench_decode bench_rnn bench_gemm bench_fma; do
     [ -x "$BUILD/bench/$exe" ] || { echo "compare.sh: $BUILD/bench/$exe missing: ninja -C $BUILD" >&2; exit 1; }
 done
 if [[ " $MODES " == *" quality "* ]]; then
@@ -148,7 +148,9 @@ row() {
 
 # run_pair NAME SG_CMD... -- PT_CMD...: runs both, in alternating order, REPEAT times;
 # outputs land in $WORK/NAME.sg and $WORK/NAME.pt, repeats in NAME.sg.2 ... (stderr
-# beside them).
+# beside them). Before each run, bench_fma with $PAIR_THREADS threads reads the machine's
+# multiply-add capacity of the moment into NAME.sg.fma / NAME.pt.fma (and repeats).
+PAIR_THREADS=1
 run_pair() {
     local name=$1; shift
     local sg=() pt=()
@@ -163,7 +165,9 @@ run_pair() {
         [ $((N_MEAS % 2)) -eq 1 ] && order="pt sg"
         N_MEAS=$((N_MEAS + 1))
         for who in $order; do
-            echo "  [$(date -u +%H:%M:%S)] $name: $who${suffix:+ (repeat $r)} (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+            # the multiply-add capacity this side starts with (bench_fma's comment)
+            "$BUILD/bench/bench_fma" --threads "$PAIR_THREADS" > "$WORK/$name.$who.fma$suffix" 2>&1 || true
+            echo "  [$(date -u +%H:%M:%S)] $name: $who${suffix:+ (repeat $r)} (load $(cut -d' ' -f1 /proc/loadavg), FMA $(jget "$WORK/$name.$who.fma$suffix" gflops_total) GFLOP/s)" >&2
             if [ "$who" = sg ]; then
                 "${sg[@]}" > "$WORK/$name.sg$suffix" 2> "$WORK/$name.sg.err" || { echo "seqgrad failed:" >&2; tail -5 "$WORK/$name.sg.err" >&2; }
             else
@@ -171,6 +175,13 @@ run_pair() {
             fi
         done
     done
+}
+
+# fma_row CONFIG THREADS NAME: the median FMA capacity (GFLOP/s, all threads) before each
+# side's runs of NAME: a ratio far from 1 means the two sides ran on different machines,
+# in effect (a virtual machine's two vCPUs on one physical core halve it).
+fma_row() {
+    row "$1" "$2" machine.fma_gflops "$(jget "$WORK/$3.sg.fma" gflops_total)" "$(jget "$WORK/$3.pt.fma" gflops_total)" same
 }
 
 ensure_ckpt() {
@@ -229,11 +240,13 @@ for cfg in $CONFIGS; do
     for th in $THREADS; do
         for mode in $MODES; do
             name="$cfg-$th-$mode"
+            PAIR_THREADS=$th
             case "$mode" in
             train)
                 blis_run "$WORK/$name.blis1"
                 run_pair "$name" "$BUILD/bench/bench_train" --config "$cfg" --threads "$th" --data "$data" --passes "$PASSES" \
                     -- "$PY" "$PEER/bench_torch.py" train --config "$cfg" --threads "$th" --data-dir "$data" --passes "$PASSES"
+                fma_row "$cfg" "$th" "$name"
                 for k in tok_per_s_median tok_per_s_min; do
                     row "$cfg" "$th" "train.$k" "$(jget "$WORK/$name.sg" $k)" "$(jget "$WORK/$name.pt" $k)" higher
                 done
@@ -255,6 +268,7 @@ for cfg in $CONFIGS; do
                 ck="$CKPT_DIR/$cfg.h5"
                 run_pair "$name" "$BUILD/bench/bench_decode" --config "$cfg" --threads "$th" --data "$data" --passes "$PASSES" --checkpoint "$ck" \
                     -- "$PY" "$PEER/bench_torch.py" decode --config "$cfg" --threads "$th" --data-dir "$data" --passes "$PASSES" --ckpt "$ck"
+                fma_row "$cfg" "$th" "$name"
                 for s in greedy beam5; do
                     for k in sent_per_s_median sent_per_s_min; do
                         row "$cfg" "$th" "$s.$k" "$(jget "$WORK/$name.sg" $s.$k)" "$(jget "$WORK/$name.pt" $s.$k)" higher
@@ -270,6 +284,7 @@ for cfg in $CONFIGS; do
                 run_pair "$name" "$BUILD/examples/train_seq2seq" --config "$cfg" --data "$data" --threads "$th" \
                     --time-budget "$QUALITY_BUDGET" --epochs 1000 --save "$WORK/$name.h5" --log "" --attention "" --show 0 --quiet \
                     -- "$PY" "$PEER/train.py" --config "$cfg" --threads "$th" --budget "$QUALITY_BUDGET" --data-dir "$data"
+                fma_row "$cfg" "$th" "$name"
                 quality_json "$WORK/$name.sg"
                 row "$cfg" "$th" quality.budget_s "$QUALITY_BUDGET" "$QUALITY_BUDGET" equal
                 for k in train_tok_per_s steps epochs; do
@@ -304,8 +319,10 @@ rnn_ms() {
 if [[ " $MODES " == *" rnn "* ]]; then
     for th in $THREADS; do
         name="rnn-$th"
+        PAIR_THREADS=$th
         run_pair "$name" bash -c "'$BUILD/bench/bench_rnn' --cell gru --threads $th --reps $RNN_REPS && '$BUILD/bench/bench_rnn' --cell lstm --threads $th --reps $RNN_REPS" \
             -- "$PY" "$PEER/bench_rnn_micro.py" --threads "$th" --reps "$RNN_REPS"
+        fma_row rnn-micro "$th" "$name"
         for cell in gru lstm; do
             # the wall-clock median (seqgrad's line ends with a CPU-time median too)
             a=$(rnn_ms "$WORK/$name.sg" "$cell")
@@ -322,6 +339,8 @@ echo "training against raw BLIS sgemm at 640x1024x8000 (second column; not PyTor
 echo "train.tok_per_s_gemm_bound: the tokens/s of a step whose GEMM FLOPs all ran at that"
 echo "raw BLIS speed and nothing else took time; its ratio is the highest the step's"
 echo "arithmetic allows against PyTorch's median."
+echo "machine.fma_gflops: the multiply-add capacity (bench_fma, all threads) just before"
+echo "each side's runs, their median: unequal, the two sides did not get the same machine."
 echo "Machine: $CPU, $NCPU CPUs, $DATE."
 printf '%-18s %3s %-28s %12s %12s %8s %s\n' config thr metric seqgrad pytorch ratio better
 while read -r c t m a b r w; do
