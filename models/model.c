@@ -297,7 +297,7 @@ void sg_model_decoder_free(sg_model_decoder *d)
         return;
     if (d->state)
         d->m->vt->decoder_free(d->state);
-    if (d->was_training) /* written only if it changed: halves of a split decode share m */
+    if (d->was_training) /* written only if it changed: pieces of a split decode share m */
         d->m->training = true;
     sg_graph_free(d->enc);
     free(d);
