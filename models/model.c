@@ -423,7 +423,7 @@ typedef struct {
     sg_tensor src, len;
     sg_decode_result res;
     int rc;
-    char msg[256];
+    char msg[512];
 } piece;
 
 /* At 2+ threads a small model's batch is decoded in pieces side by side, each piece whole
@@ -433,9 +433,9 @@ typedef struct {
  * whole batch. Small models only (SG_SMALL_MODEL_PARAMS).
  *
  * Up to two pieces a thread (of SG_SPLIT_MIN sentences or more), each taken by the next
- * thread that is free: a virtual CPU can run at half speed for seconds (its core busy
- * with another guest: one half of dates' batch took 7.5 ms, the other 3.5), and with
- * halves the other thread waited for it. Which thread takes a piece changes from run to
+ * thread that is free: a virtual CPU can run at half speed for seconds (timed per half,
+ * one half of dates' batch took 7.5 ms, the other 3.5), and with halves the other
+ * thread waited for it. Which thread takes a piece changes from run to
  * run, but the pieces do not (they depend on the batch and the thread count only), nor
  * how a piece is decoded: results are the same in every run. */
 static int decode_pieces(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
