@@ -26,6 +26,8 @@ static bool has_avx = false;
 
 /* floats of B (128 KB, in L2) up to which a product may go to sg__gemm_direct */
 #define DIRECT_MAX_B 32768.0
+/* sg__gemm_small takes products up to this many multiply-adds */
+#define SMALL_MAX_MNK (64.0 * 64.0 * 64.0)
 /* products whose output has a side of at most this many may use BLIS's sup kernels */
 #define SUP_MAX_SIDE 48
 /* 2 m n k of every product so far, all threads (mha.c calls sg__gemm in parallel loops). */
@@ -360,6 +362,13 @@ void sg__gemm(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha, const 
     if (dt == SG_F32 && alpha == 1.0 && (beta == 0.0 || beta == 1.0) && rsa == 1 && csa != 1 &&
         csb == 1 && csc == 1 && (double)k * (double)n <= DIRECT_MAX_B &&
         sg__gemm_direct(m, n, k, A, rsa, csa, B, rsb, beta != 0.0, C, rsc))
+        return;
+    /* Products of a few thousand multiply-adds (one attention head's, 64 sentences x 4
+     * heads x 6 products x 9 attentions a step of enfr-transformer: 16k calls) cost BLIS
+     * more to set up than to make */
+    if (dt == SG_F32 && (beta == 0.0 || beta == 1.0) && csc == 1 &&
+        (double)m * (double)n * (double)k <= SMALL_MAX_MNK &&
+        sg__gemm_small(m, n, k, (float)alpha, A, rsa, csa, B, rsb, csb, beta != 0.0, C, rsc))
         return;
     gemm_blis(dt, m, n, k, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
 }

@@ -234,6 +234,40 @@ KERNEL_TARGET static void direct_rows(int64_t R, int64_t n, int64_t k, const flo
 }
 #endif
 
+bool sg__gemm_small(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t rsa,
+                    int64_t csa, const float *B, int64_t rsb, int64_t csb, bool acc, float *C,
+                    int64_t ldc)
+{
+#if HAVE_KERNEL
+    int64_t np = (n + PANEL - 1) / PANEL;
+    if (!sg__packed_gemm_on(SG_F32) || m < 1 || n < 1 || k < 1 || k > SG_DIRECT_GEMM_MAX_K ||
+        k * np * PANEL > SG_SMALL_GEMM_MAX_B)
+        return false;
+    float pb[SG_SMALL_GEMM_MAX_B], a[6 * SG_DIRECT_GEMM_MAX_K];
+    sg__packed pk;
+    sg__pack(&pk, pb, B, k, n, rsb, csb);
+    row_blocks s = split_rows(m);
+    for (int64_t q = 0, i; q < s.blocks; q++) {
+        int64_t R = block_rows(s, q, &i);
+        /* the block's rows side by side, each k-th element's R values together (as
+         * direct_rows), times alpha; the tile reads no row past R */
+        for (int64_t kk = 0; kk < k; kk++)
+            for (int64_t r = 0; r < R; r++)
+                a[kk * 6 + r] = alpha * A[(i + r) * rsa + kk * csa];
+        for (int64_t j = 0; j < np; j++) {
+            int64_t w = n - j * PANEL < PANEL ? n - j * PANEL : PANEL;
+            tile_rows(R, k, a, 1, 6, pb + j * PANEL * k, PANEL, C + i * ldc + j * PANEL, ldc,
+                      acc, w);
+        }
+    }
+    return true;
+#else
+    (void)m, (void)n, (void)k, (void)alpha, (void)A, (void)rsa, (void)csa, (void)B, (void)rsb;
+    (void)csb, (void)acc, (void)C, (void)ldc;
+    return false;
+#endif
+}
+
 bool sg__gemm_direct(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa, int64_t csa,
                      const float *B, int64_t ldb, bool acc, float *C, int64_t ldc)
 {

@@ -140,6 +140,17 @@ SG_INTERNAL void sg__gemm_packed(int64_t m, int64_t n, int64_t k, const float *A
 SG_INTERNAL bool sg__gemm_direct(int64_t m, int64_t n, int64_t k, const float *A, int64_t rsa,
                                  int64_t csa, const float *B, int64_t ldb, bool acc, float *C,
                                  int64_t ldc);
+/* C [m, n] = alpha A B (acc: C += alpha A B) for a product too small for BLIS's set-up to
+ * pay (one attention head's scores, 12 x 12 x 64: BLIS made 9.6 GFLOP/s of enfr-
+ * transformer's): A [m, k] and B [k, n] of any element strides, C row-major (ldc), by the
+ * kernel of sg__gemm_packed: B copied into panels on the stack, A's rows six at a time,
+ * alpha applied to A's copy; on the calling thread. false, doing nothing, unless
+ * sg__packed_gemm_on(SG_F32), 1 <= k <= SG_DIRECT_GEMM_MAX_K and B's panels fit in
+ * SG_SMALL_GEMM_MAX_B floats. Called by sg__gemm only, which counts the product's FLOPs. */
+#define SG_SMALL_GEMM_MAX_B 8192
+SG_INTERNAL bool sg__gemm_small(int64_t m, int64_t n, int64_t k, float alpha, const float *A,
+                                int64_t rsa, int64_t csa, const float *B, int64_t rsb,
+                                int64_t csb, bool acc, float *C, int64_t ldc);
 /* Whether small products go to LIBXSMM (built with it, and chosen for this CPU or by
  * SG_XSMM), whose kernels need row-major operands: only then is a transposed copy of a
  * weight worth making for them. */

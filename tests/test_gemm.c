@@ -62,12 +62,15 @@ static double tol_sum(double tol, int64_t n) { return n > 100 ? tol * sqrt(n / 1
  * and f64, at 1 and 2 threads. */
 Test(gemm, every_layout_matches_naive_product)
 {
-    /* the three before the last are large enough to be split across threads, in unequal
+    /* up to 64 x 64 x 64 the products are made by sg__gemm_small (13 x 37 x 21 and the
+     * next two: outputs wider than one 16-column panel and not a multiple of it); the
+     * three before the last are large enough to be split across threads, in unequal
      * parts: by columns of C (wider than tall) and by rows (taller than wide); the last
      * one's dB = a^T G sums over 2500 rows, which one thread does in unequal pieces of at
      * most 1024 */
     static const int64_t shapes[][3] = {{1, 1, 1},      {1, 7, 5},      {5, 1, 3},
-                                        {3, 4, 1},      {7, 13, 9},     {64, 48, 33},
+                                        {3, 4, 1},      {7, 13, 9},     {13, 37, 21},
+                                        {6, 33, 64},    {25, 50, 40},   {64, 48, 33},
                                         {17, 130, 65},  {40, 300, 70},  {64, 200, 100},
                                         {33, 257, 130}, {131, 64, 120}, {2500, 12, 9}};
     sg_rng rng;
