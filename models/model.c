@@ -432,17 +432,20 @@ typedef struct {
  * of every one of them), whole sentences are not. Every sentence is decoded as in the
  * whole batch. Small models only (SG_SMALL_MODEL_PARAMS).
  *
- * Up to two pieces a thread (of SG_SPLIT_MIN sentences or more), each taken by the next
- * thread that is free: a virtual CPU can run at half speed for seconds (timed per half,
- * one half of dates' batch took 7.5 ms, the other 3.5), and with halves the other
- * thread waited for it. Which thread takes a piece changes from run to
- * run, but the pieces do not (they depend on the batch and the thread count only), nor
- * how a piece is decoded: results are the same in every run. */
+ * Two pieces a thread when each can have SG_SPLIT_MIN sentences (4 of 16 for 64 at 2
+ * threads), else one, each taken by the next thread that is free: a virtual CPU can run
+ * at half speed for seconds (timed per half, one half of dates' batch took 7.5 ms, the
+ * other 3.5), and with halves the other thread waited for it. Which thread takes a piece
+ * changes from run to run, but the pieces do not (they depend on the batch and the
+ * thread count only), nor how a piece is decoded: results are the same in every run. */
 static int decode_pieces(sg_model *m, const sg_tensor *src, const sg_tensor *src_len,
                          const sg_decode_opts *opts, sg_decode_result *out)
 {
-    int64_t B = src->shape[0], nt = sg__threads();
-    int64_t n = B / SG_SPLIT_MIN < 2 * nt ? B / SG_SPLIT_MIN : 2 * nt;
+    /* two pieces a thread, else one, of SG_SPLIT_MIN sentences or more; a count that is
+     * not a multiple of the threads would leave a thread with one piece more than the
+     * others (3 of 16 at 2 threads: 32 sentences on one, where halves give 24 each) */
+    int64_t B = src->shape[0], nt = sg__threads(), per = B / (SG_SPLIT_MIN * nt);
+    int64_t n = per >= 2 ? 2 * nt : per == 1 ? nt : B / SG_SPLIT_MIN;
     int threads = (int)(n < nt ? n : nt);
     piece *pc = calloc((size_t)n, sizeof *pc);
     sg_decode_opts *o = calloc((size_t)threads, sizeof *o);
