@@ -40,7 +40,7 @@ struct sg_model {
 };
 
 /* Small models, of at most this many parameters, work on two halves of a batch side by
- * side (one thread each, at 2+ threads; training steps), or a batch to decode in up to
+ * side (one thread each, at 2+ threads; training steps), or a batch to decode in one or
  * two pieces a thread (model.c, decode_pieces), with at least SG_SPLIT_MIN sentences a
  * half or piece; sg_model_tune_malloc tunes malloc for them. Measured at
  * 2 threads: halves decoded side by side made greedy decoding of dates-bahdanau (0.4M
