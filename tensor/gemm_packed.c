@@ -12,7 +12,9 @@
  * sum when accumulating.
  *
  * The same tile makes sg__gemm_direct's products, whose B changes at every call (a weight
- * gradient dY^T X of one time step): it reads B in place, A's rows copied six at a time. */
+ * gradient dY^T X of one time step): it reads B in place, A's rows copied six at a time;
+ * and sg__gemm_small's, products of a few thousand multiply-adds (one attention head's)
+ * with operands of any strides, both copied on the stack. */
 #include "tensor_internal.h"
 
 #include <stdlib.h>
