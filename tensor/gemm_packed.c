@@ -218,21 +218,24 @@ void sg__gemm_packed(int64_t m, int64_t n, int64_t k, const float *A, int64_t ld
 }
 
 #if HAVE_KERNEL
-/* Rows [i, i + R) of C, all n / 16 panels of B (read in place: rows ldb apart, panels
- * panel_step = 16 floats apart; packed: rows 16 apart, panels 16 k): A's rows copied into
- * 6 x k on the stack, each k-th element's 6 rows side by side, so that the tile reads A
- * as one sequential stream (a transposed A read in place touched a new line of it at
- * every k: 58-63 GFLOP/s on 768-1024 rows, now 80-90) */
-KERNEL_TARGET static void direct_rows(int64_t R, int64_t n, int64_t k, const float *A,
-                                      int64_t rsa, int64_t csa, const float *B, int64_t ldb,
-                                      int64_t panel_step, bool acc, float *C, int64_t ldc)
+/* Rows [i, i + R) of C, all ceil(n / 16) panels of B (read in place: rows ldb apart,
+ * panels panel_step = 16 floats apart; packed: rows 16 apart, panels 16 k; the last
+ * panel's columns past n are not stored): alpha times A's rows copied into 6 x k on the
+ * stack, each k-th element's 6 rows side by side, so that the tile reads A as one
+ * sequential stream (a transposed A read in place touched a new line of it at every k:
+ * 58-63 GFLOP/s on 768-1024 rows, now 80-90) */
+KERNEL_TARGET static void direct_rows(int64_t R, int64_t n, int64_t k, float alpha,
+                                      const float *A, int64_t rsa, int64_t csa, const float *B,
+                                      int64_t ldb, int64_t panel_step, bool acc, float *C,
+                                      int64_t ldc)
 {
     float a[6 * SG_DIRECT_GEMM_MAX_K];
     for (int64_t kk = 0; kk < k; kk++)
         for (int64_t r = 0; r < 6; r++)
-            a[kk * 6 + r] = r < R ? A[r * rsa + kk * csa] : 0.0f;
+            a[kk * 6 + r] = r < R ? alpha * A[r * rsa + kk * csa] : 0.0f;
     for (int64_t j = 0; j < n; j += PANEL)
-        tile_rows(R, k, a, 1, 6, B + j / PANEL * panel_step, ldb, C + j, ldc, acc, PANEL);
+        tile_rows(R, k, a, 1, 6, B + j / PANEL * panel_step, ldb, C + j, ldc, acc,
+                  n - j < PANEL ? n - j : PANEL);
 }
 #endif
 
@@ -245,22 +248,14 @@ bool sg__gemm_small(int64_t m, int64_t n, int64_t k, float alpha, const float *A
     if (!sg__packed_gemm_on(SG_F32) || m < 1 || n < 1 || k < 1 || k > SG_DIRECT_GEMM_MAX_K ||
         k * np * PANEL > SG_SMALL_GEMM_MAX_B)
         return false;
-    float pb[SG_SMALL_GEMM_MAX_B], a[6 * SG_DIRECT_GEMM_MAX_K];
+    float pb[SG_SMALL_GEMM_MAX_B];
     sg__packed pk;
     sg__pack(&pk, pb, B, k, n, rsb, csb);
     row_blocks s = split_rows(m);
     for (int64_t q = 0, i; q < s.blocks; q++) {
         int64_t R = block_rows(s, q, &i);
-        /* the block's rows side by side, each k-th element's R values together (as
-         * direct_rows), times alpha; the tile reads no row past R */
-        for (int64_t kk = 0; kk < k; kk++)
-            for (int64_t r = 0; r < R; r++)
-                a[kk * 6 + r] = alpha * A[(i + r) * rsa + kk * csa];
-        for (int64_t j = 0; j < np; j++) {
-            int64_t w = n - j * PANEL < PANEL ? n - j * PANEL : PANEL;
-            tile_rows(R, k, a, 1, 6, pb + j * PANEL * k, PANEL, C + i * ldc + j * PANEL, ldc,
-                      acc, w);
-        }
+        direct_rows(R, n, k, alpha, A + i * rsa, rsa, csa, pb, PANEL, k * PANEL, acc,
+                    C + i * ldc, ldc);
     }
     return true;
 #else
@@ -294,7 +289,8 @@ bool sg__gemm_direct(int64_t m, int64_t n, int64_t k, const float *A, int64_t rs
     int nt = parts_threads(m, n, k, s.blocks);
     SG_FOR(nt, q, s.blocks, {
         int64_t i, R = block_rows(s, q, &i);
-        direct_rows(R, n, k, A + i * rsa, rsa, csa, B, ldb, panel_step, acc, C + i * ldc, ldc);
+        direct_rows(R, n, k, 1.0f, A + i * rsa, rsa, csa, B, ldb, panel_step, acc, C + i * ldc,
+                    ldc);
     });
     free(pb);
     return true;
