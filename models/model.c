@@ -418,10 +418,9 @@ static sg_tensor rows_of(const sg_tensor *t, int64_t r0, int64_t n)
     return h;
 }
 
-/* One piece of a split decode: its rows and, once decoded, its result or error. */
+/* One piece of a split decode: its rows and, once decoded, its status and error. */
 typedef struct {
     sg_tensor src, len;
-    sg_decode_result res;
     int rc;
     char msg[512];
 } piece;
@@ -450,7 +449,7 @@ static int decode_pieces(sg_model *m, const sg_tensor *src, const sg_tensor *src
     piece *pc = calloc((size_t)n, sizeof *pc);
     sg_decode_opts *o = calloc((size_t)threads, sizeof *o);
     sg_graph **made = calloc((size_t)(2 * threads), sizeof *made); /* step graphs made here */
-    sg_decode_result *res = calloc((size_t)n, sizeof *res);
+    sg_decode_result *res = calloc((size_t)n, sizeof *res); /* piece p's in res[p] */
     /* thread 0 decodes in the caller's step graphs if given, the others in their own, made
      * once for all their pieces; one set of W^T copies for all (the caller's, or made for
      * this call) */
@@ -488,18 +487,16 @@ static int decode_pieces(sg_model *m, const sg_tensor *src, const sg_tensor *src
 #endif
         sg__set_thread_cap(1);
         for (int64_t p; (p = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < n;) {
-            pc[p].rc = decode_whole(m, &pc[p].src, &pc[p].len, &o[me], &pc[p].res);
+            pc[p].rc = decode_whole(m, &pc[p].src, &pc[p].len, &o[me], &res[p]);
             if (pc[p].rc != SG_OK)
                 snprintf(pc[p].msg, sizeof pc[p].msg, "%s", sg_last_error());
         }
         sg__set_thread_cap(0);
     }
     m->training = was;
-    for (int64_t p = 0; p < n; p++) {
-        res[p] = pc[p].res;
-        if (pc[p].rc != SG_OK && rc == SG_OK)
+    for (int64_t p = 0; p < n && rc == SG_OK; p++)
+        if (pc[p].rc != SG_OK)
             rc = sg__error(pc[p].rc, "%s", pc[p].msg); /* the worker's message, here */
-    }
     if (rc == SG_OK)
         rc = join_results(res, n, out);
     else
