@@ -29,6 +29,8 @@
 
 /* panels are this many columns wide: two AVX vectors of f32 */
 #define PANEL 16
+/* packed weights from this size on do not stay in L2 (512 KB a core on Zen 3) */
+#define PREFETCH_MIN_BYTES ((size_t)512 << 10)
 
 size_t sg__packed_floats(int64_t k, int64_t n)
 {
@@ -79,10 +81,10 @@ KERNEL_TARGET static inline void store_row(float *C, __m256 lo, __m256 hi, bool 
  * stride read in place), ldc in floats; R in 1..6 is a constant at every call, so each
  * row count compiles to its own loop with only its FMAs. The accumulators are named
  * variables so that they stay in registers (as arrays, GCC kept them on the stack: 1.6x
- * slower). */
+ * slower). pf: NULL, or the next packed panel, whose row kk is prefetched at step kk. */
 KERNEL_TARGET static inline __attribute__((always_inline)) void
 tile(const int R, int64_t k, const float *A, int64_t lda, int64_t csa, const float *p,
-     int64_t ldp, float *C, int64_t ldc, bool acc, int64_t w)
+     int64_t ldp, float *C, int64_t ldc, bool acc, int64_t w, const float *pf)
 {
     /* rows past R are never read; their pointers stay in bounds all the same */
     const float *a0 = A, *a1 = A + (R > 1 ? lda : 0), *a2 = A + (R > 2 ? 2 * lda : 0);
@@ -100,6 +102,8 @@ tile(const int R, int64_t k, const float *A, int64_t lda, int64_t csa, const flo
     }
     for (int64_t kk = 0, o = 0; kk < k; kk++, o += csa, p += ldp) {
         __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8), a;
+        if (pf)
+            _mm_prefetch((const char *)(pf + kk * PANEL), _MM_HINT_T0);
         FMA_ROW(0, a0, c00, c01)
         FMA_ROW(1, a1, c10, c11)
         FMA_ROW(2, a2, c20, c21)
@@ -116,15 +120,15 @@ tile(const int R, int64_t k, const float *A, int64_t lda, int64_t csa, const flo
 /* tile() with R rows, R in 1..6 at run time */
 KERNEL_TARGET static void tile_rows(int64_t R, int64_t k, const float *A, int64_t lda,
                                     int64_t csa, const float *p, int64_t ldp, float *C,
-                                    int64_t ldc, bool acc, int64_t w)
+                                    int64_t ldc, bool acc, int64_t w, const float *pf)
 {
     switch (R) {
-    case 1: tile(1, k, A, lda, csa, p, ldp, C, ldc, acc, w); break;
-    case 2: tile(2, k, A, lda, csa, p, ldp, C, ldc, acc, w); break;
-    case 3: tile(3, k, A, lda, csa, p, ldp, C, ldc, acc, w); break;
-    case 4: tile(4, k, A, lda, csa, p, ldp, C, ldc, acc, w); break;
-    case 5: tile(5, k, A, lda, csa, p, ldp, C, ldc, acc, w); break;
-    default: tile(6, k, A, lda, csa, p, ldp, C, ldc, acc, w); break;
+    case 1: tile(1, k, A, lda, csa, p, ldp, C, ldc, acc, w, pf); break;
+    case 2: tile(2, k, A, lda, csa, p, ldp, C, ldc, acc, w, pf); break;
+    case 3: tile(3, k, A, lda, csa, p, ldp, C, ldc, acc, w, pf); break;
+    case 4: tile(4, k, A, lda, csa, p, ldp, C, ldc, acc, w, pf); break;
+    case 5: tile(5, k, A, lda, csa, p, ldp, C, ldc, acc, w, pf); break;
+    default: tile(6, k, A, lda, csa, p, ldp, C, ldc, acc, w, pf); break;
     }
 }
 
@@ -154,12 +158,13 @@ static int64_t block_rows(row_blocks s, int64_t q, int64_t *i)
 /* Columns [j, j + w) of C, the rows of A in blocks (split_rows) */
 KERNEL_TARGET static void panel_rows(int64_t m, int64_t k, const float *A, int64_t lda,
                                     int64_t csa, const float *p, int64_t ldp, float *C,
-                                    int64_t ldc, bool acc, int64_t w)
+                                    int64_t ldc, bool acc, int64_t w, const float *next)
 {
     row_blocks s = split_rows(m);
     for (int64_t q = 0, i; q < s.blocks; q++) {
         int64_t R = block_rows(s, q, &i);
-        tile_rows(R, k, A + i * lda, lda, csa, p, ldp, C + i * ldc, ldc, acc, w);
+        tile_rows(R, k, A + i * lda, lda, csa, p, ldp, C + i * ldc, ldc, acc, w,
+                  q == 0 ? next : NULL);
     }
 }
 
@@ -206,10 +211,14 @@ void sg__gemm_packed(int64_t m, int64_t n, int64_t k, const float *A, int64_t ld
     int64_t np = (n + PANEL - 1) / PANEL;
     /* panels split between the threads: each reads only its columns of B */
     int nt = parts_threads(m, n, k, np);
+    /* a B larger than L2 comes from L3 or memory at every call: the first row block of
+     * each panel asks for the next panel's lines while it works */
+    bool far = sizeof(float) * sg__packed_floats(B->k, B->n) >= PREFETCH_MIN_BYTES;
     const float *p0 = B->p + j0 * B->k + k0 * PANEL;
     SG_FOR(nt, q, np, {
         int64_t j = q * PANEL, w = n - j < PANEL ? n - j : PANEL;
-        panel_rows(m, k, A, lda, 1, p0 + j * B->k, PANEL, C + j, ldc, acc, w);
+        panel_rows(m, k, A, lda, 1, p0 + j * B->k, PANEL, C + j, ldc, acc, w,
+                   far && j + PANEL < n ? p0 + (j + PANEL) * B->k : NULL);
     });
 #else
     (void)m, (void)n, (void)k, (void)A, (void)lda, (void)B, (void)k0, (void)j0, (void)acc;
@@ -235,7 +244,7 @@ KERNEL_TARGET static void direct_rows(int64_t R, int64_t n, int64_t k, float alp
             a[kk * 6 + r] = r < R ? alpha * A[r * rsa + kk * csa] : 0.0f;
     for (int64_t j = 0; j < n; j += PANEL)
         tile_rows(R, k, a, 1, 6, B + j / PANEL * panel_step, ldb, C + j, ldc, acc,
-                  n - j < PANEL ? n - j : PANEL);
+                  n - j < PANEL ? n - j : PANEL, NULL);
 }
 #endif
 
